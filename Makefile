@@ -1,0 +1,29 @@
+# Two commands on a fresh machine with python3: `make demo` and `make test`.
+# Each creates .venv and installs pinned dependencies on first use.
+PYTHON ?= python3
+TORCH_VERSION ?= 2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-torch-$(TORCH_VERSION)
+DEMO_ARGS ?=
+
+.PHONY: demo test bench clean
+
+$(STAMP): setup.py requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install -q -r requirements.txt -e .
+	rm -f $(VENV)/.installed-torch-*
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/landscape demo --out runs/demo $(DEMO_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/step_cost.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

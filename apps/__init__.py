@@ -1,0 +1,1 @@
+"""Applications over the library: the ``landscape`` command line (and, later, the explorer)."""

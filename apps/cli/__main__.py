@@ -1,0 +1,47 @@
+"""``landscape``: one command, one subcommand per job; each module adds its parser and runs it."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import demo, train
+
+COMMANDS = [train, demo]
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="landscape",
+        description="Train flat-minima methods and analyse their loss landscapes.",
+        epilog="examples:\n  landscape train --method sam --epochs 10 --out runs/sam\n  landscape demo --out runs/demo\n\n"
+               "Run 'landscape COMMAND --help' for a command's options. Set LANDSCAPE_DEBUG=1 for tracebacks.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except USER_ERRORS as e:
+        if os.environ.get("LANDSCAPE_DEBUG"):
+            raise
+        print(f"landscape {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"landscape {args.command}: interrupted (finished results are saved; rerun with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

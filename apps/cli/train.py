@@ -1,0 +1,114 @@
+"""``landscape train``: train one method into a run directory."""
+from __future__ import annotations
+
+import argparse
+
+from data import DATASETS
+from trainers import METHODS, MODELS, TrainConfig, train
+from trainers.schedules import SCHEDULES
+
+EXAMPLES = """examples:
+  landscape train --method erm --epochs 10 --out runs/erm
+  landscape train --method sam --rho 0.05 --out runs/sam
+  landscape train --method amp --epsilon 0.5 --inner-lr 1 --inner-iter 1 --out runs/amp
+  landscape train --method damp --sigma 0.2 --num-splits 8 --out runs/damp
+  landscape train --method sam --model resnet18 --dataset cifar10 --data-root ~/data \\
+      --epochs 200 --nesterov --schedule step --bf16 --out runs/c10-sam
+  landscape train --out runs/sam --method sam --resume      # continue after an interruption
+
+method hyperparameters (defaults in brackets):
+""" + "\n".join(f"  {m.name:5s} {m.description}; {m.passes} forward+backward per step"
+                + (" [" + ", ".join(f"{k}={v}" for k, v in m.hparams.items()) + "]" if m.hparams else "")
+                for m in METHODS.values())
+
+HPARAM_CHOICES = {"adaptive_params": ("weights", "all"), "norm": ("per_tensor", "global"), "perturb": ("weights", "all")}
+HPARAM_HELP = {
+    "rho": "SAM/ASAM radius", "eta": "ASAM offset of T = |w| + eta",
+    "adaptive_params": "ASAM: scale weights only (official) or all params (davda54)",
+    "epsilon": "AMP ball radius / RMP noise scale", "inner_lr": "AMP inner ascent step", "inner_iter": "AMP inner steps",
+    "norm": "AMP projection: per tensor (reference code) or global (paper)",
+    "sigma": "DAMP/DAAP noise std", "num_splits": "DAMP/DAAP sub-batches M, one noise draw each",
+    "perturb": "DAMP/DAAP: noise weights only (reference) or all params",
+}
+
+
+def _hparam_types() -> dict[str, type]:
+    types: dict[str, type] = {}
+    for info in METHODS.values():
+        for k, v in info.hparams.items():
+            types.setdefault(k, type(v))
+    return types
+
+
+def _model_arg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model with ERM, SAM, ASAM, AMP, DAMP, DAAP or RMP",
+                       description="Train one method; writes config.json, metrics.jsonl, checkpoints/epoch_NNN.pt "
+                                   "and final.pt into --out.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = TrainConfig()
+    p.add_argument("--method", default=d.method, help=f"one of {', '.join(METHODS)} [%(default)s]")
+    p.add_argument("--model", default=d.model, help=f"one of {', '.join(MODELS)} [%(default)s]")
+    p.add_argument("--model-arg", action="append", type=_model_arg, default=[], metavar="KEY=VALUE",
+                   help="model keyword argument, e.g. width=32 or depth=16 (repeatable)")
+    p.add_argument("--dataset", default=d.dataset, help=f"one of {', '.join(DATASETS)} [%(default)s]")
+    p.add_argument("--data-root", default=None, help="folder holding the on-disk datasets (never downloaded)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="[%(default)s]")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="[%(default)s]")
+    g.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size, help="[%(default)s]")
+    g.add_argument("--lr", type=float, default=d.lr, help="base SGD learning rate [%(default)s]")
+    g.add_argument("--momentum", type=float, default=d.momentum, help="[%(default)s]")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="applied at the clean weights [%(default)s]")
+    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="[%(default)s]")
+    g.add_argument("--crop-padding", type=int, default=None, help="random-crop padding (default: the dataset's)")
+    g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips (default: the dataset's)")
+    g.add_argument("--bn-update", choices=("once", "every_pass"), default=d.bn_update,
+                   help="BatchNorm running statistics: updated once per step, or by every pass (AMP reference) [%(default)s]")
+    r = p.add_argument_group("run")
+    r.add_argument("--seed", type=int, default=d.seed, help="[%(default)s]")
+    r.add_argument("--device", default=d.device, help="auto, cpu or cuda [%(default)s]")
+    r.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the training passes")
+    r.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint every N epochs [%(default)s]")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    h = p.add_argument_group("method hyperparameters (default: the method's own)")
+    for name, typ in _hparam_types().items():
+        h.add_argument(f"--{name.replace('_', '-')}", dest=f"hp_{name}", type=typ, default=None,
+                       choices=HPARAM_CHOICES.get(name), help=HPARAM_HELP.get(name))
+    p.set_defaults(run=run)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    hparams = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
+    accepted = METHODS[args.method].hparams if args.method in METHODS else {}
+    wrong = [k for k in hparams if k not in accepted]
+    if wrong and args.method in METHODS:
+        flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        takes = ", ".join("--" + k.replace("_", "-") for k in accepted) or "no hyperparameters"
+        raise ValueError(f"{flags} does not apply to --method {args.method} (it takes {takes})")
+    return TrainConfig(
+        method=args.method, model=args.model, dataset=args.dataset, data_root=args.data_root, epochs=args.epochs,
+        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, lr=args.lr, momentum=args.momentum,
+        nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
+        device=args.device, bf16=args.bf16, save_every=args.save_every, crop_padding=args.crop_padding,
+        hflip=args.hflip, bn_update=args.bn_update, model_kwargs=dict(args.model_arg), hparams=hparams,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    train(config_from_args(args), args.out, resume=args.resume, progress=not args.no_progress)
+    return 0

@@ -1,0 +1,169 @@
+"""Gradient-ascent perturbations: SAM, ASAM and AMP.
+
+Each step: a clean forward/backward (its loss is returned, its BatchNorm statistics kept),
+then ``k`` ascent iterations that move the weights to ``w + offset`` and recompute the
+gradient there, then the weights are restored by copy and the base optimizer steps with
+the last gradient. Methods differ only in :meth:`AscentOptimizer._offsets`. All offset
+arithmetic is foreach and free of host syncs (norms stay on the device).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn.utils import get_total_norm
+from torch.optim import Optimizer
+
+from .base import Closure, Params, PerturbedOptimizer, is_weight
+
+Groups = list[tuple[dict, slice]]  # each param group and its slice of the flat parameter list
+
+
+def check_nonneg(**values: float) -> None:
+    for name, value in values.items():
+        if not value >= 0:
+            raise ValueError(f"Invalid {name}: {value} (must be >= 0)")
+
+
+class AscentOptimizer(PerturbedOptimizer):
+    def _ascent_steps(self) -> int:
+        return 1
+
+    def _offsets(self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None) -> list[Tensor]:
+        """New offsets from the gradients now in ``params[i].grad`` (``clean``: the weights before the step)."""
+        raise NotImplementedError
+
+    def _step(self, closure: Closure) -> Tensor:
+        self.zero_grad()
+        loss = self._backward(closure)
+        params: list[Tensor] = []
+        groups: Groups = []
+        for group, ps in self._groups:
+            active = [p for p in ps if p.grad is not None]
+            groups.append((group, slice(len(params), len(params) + len(active))))
+            params += active
+        clean = self._save_weights(params)
+        saved_bn = self._bn.save() if self.bn_update == "once" else None
+        offsets = None
+        for k in range(self._ascent_steps()):
+            offsets = self._offsets(groups, params, clean, offsets)
+            if k:
+                torch._foreach_copy_(params, clean)
+            torch._foreach_add_(params, offsets)
+            self.zero_grad()
+            self._backward(closure)
+        torch._foreach_copy_(params, clean)
+        if saved_bn is not None:
+            self._bn.restore(saved_bn)
+        self.base_optimizer.step()
+        return loss
+
+
+class SAM(AscentOptimizer):
+    """Sharpness-Aware Minimization (Foret et al., ICLR 2021).
+
+    ``offset = rho * g / (||g|| + eps)``, ``||g||`` the global L2 norm over all perturbed
+    parameters; ``rho`` may differ per param group. Costs 2 forward + 2 backward passes.
+    """
+
+    def __init__(self, params: Params, base_optimizer: Optimizer, rho: float = 0.05, *, eps: float = 1e-12,
+                 bn_update: str = "once", _extra: dict | None = None) -> None:
+        check_nonneg(rho=rho)
+        self.eps = eps
+        super().__init__(params, base_optimizer, {"rho": rho, **(_extra or {})}, bn_update=bn_update)
+
+    def _adapted(self, p: Tensor) -> bool:
+        """Whether ``p`` gets the elementwise scaling T (never, for plain SAM)."""
+        return False
+
+    def _offsets(self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None) -> list[Tensor]:
+        parts = []  # per group: (group, plain indices, plain grads, adapted indices, T, T g)
+        for group, sl in groups:
+            idx = range(sl.start, sl.stop)
+            plain = [i for i in idx if not self._adapted(params[i])]
+            adapted = [i for i in idx if self._adapted(params[i])]
+            t = tg = []
+            if adapted:
+                t = torch._foreach_abs([clean[i] for i in adapted])
+                torch._foreach_add_(t, group["eta"])
+                tg = torch._foreach_mul([params[i].grad for i in adapted], t)
+            parts.append((group, plain, [params[i].grad for i in plain], adapted, t, tg))
+        norm = get_total_norm([g for part in parts for g in (*part[2], *part[5])]) if params else torch.zeros(())
+        offsets: list[Tensor] = [None] * len(params)  # type: ignore[list-item]
+        for group, plain, grads, adapted, t, tg in parts:
+            scale = group["rho"] / (norm + self.eps)
+            if plain:
+                for i, o in zip(plain, torch._foreach_mul(grads, scale)):
+                    offsets[i] = o
+            if adapted:
+                torch._foreach_mul_(tg, t)  # T^2 g
+                torch._foreach_mul_(tg, scale)
+                for i, o in zip(adapted, tg):
+                    offsets[i] = o
+        return offsets
+
+
+class ASAM(SAM):
+    """Adaptive SAM (Kwon et al., ICML 2021), the official SamsungLabs rule.
+
+    ``T_w = |w| + eta`` on weights (conv/linear kernels and norm scales, see
+    :func:`~trainers.optim.base.is_weight`), ``T = 1`` on biases and BN shifts, and
+    ``offset = rho * T^2 g / ||T g||``. ``adaptive_params="all", eta=0`` gives
+    davda54/sam's ``adaptive=True`` variant (T = |w| on every parameter).
+    """
+
+    def __init__(self, params: Params, base_optimizer: Optimizer, rho: float = 0.5, eta: float = 0.01, *,
+                 adaptive_params: str = "weights", **kw) -> None:
+        check_nonneg(eta=eta)
+        if adaptive_params not in ("weights", "all"):
+            raise ValueError(f"adaptive_params must be 'weights' or 'all', got {adaptive_params!r}")
+        self.adaptive_params = adaptive_params
+        super().__init__(params, base_optimizer, rho, _extra={"eta": eta}, **kw)
+        if adaptive_params == "weights" and all(n is None for n in self._names.values()):
+            raise ValueError("ASAM needs parameter names to tell weights from biases: pass the model or named_parameters()")
+
+    def _adapted(self, p: Tensor) -> bool:
+        return self.adaptive_params == "all" or is_weight(self.name_of(p))
+
+
+class AMP(AscentOptimizer):
+    """Adversarial Model Perturbation (Zheng et al., CVPR 2021), as in the reference code.
+
+    The inner problem starts from ``Delta = 0`` and runs ``inner_iter`` projected ascent
+    steps ``Delta <- proj_eps(Delta + inner_lr * grad)``, each followed by a
+    forward/backward at ``w + Delta``; the base optimizer then steps at ``w`` with the last
+    gradient. ``norm="per_tensor"`` (default, the reference code's choice) projects each
+    parameter tensor onto its own epsilon-ball; ``norm="global"`` projects the whole
+    ``Delta`` (the paper's formula). Costs ``1 + inner_iter`` forward+backward passes.
+    """
+
+    def __init__(self, params: Params, base_optimizer: Optimizer, epsilon: float = 0.5, inner_lr: float = 1.0,
+                 inner_iter: int = 1, *, norm: str = "per_tensor", bn_update: str = "once") -> None:
+        check_nonneg(epsilon=epsilon, inner_lr=inner_lr)
+        if not (isinstance(inner_iter, int) and inner_iter >= 1):
+            raise ValueError(f"Invalid inner_iter: {inner_iter} (must be an integer >= 1)")
+        if norm not in ("per_tensor", "global"):
+            raise ValueError(f"norm must be 'per_tensor' or 'global', got {norm!r}")
+        self.norm = norm
+        super().__init__(params, base_optimizer, {"epsilon": epsilon, "inner_lr": inner_lr, "inner_iter": inner_iter},
+                         bn_update=bn_update)
+
+    def _ascent_steps(self) -> int:
+        return self.param_groups[0]["inner_iter"]
+
+    def _offsets(self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None) -> list[Tensor]:
+        grads = [p.grad for p in params]
+        delta = torch._foreach_mul(grads, 1.0) if prev is None else list(prev)
+        for group, sl in groups:
+            if sl.stop == sl.start:
+                continue
+            d = delta[sl]
+            if prev is None:
+                torch._foreach_mul_(d, group["inner_lr"])
+            else:
+                torch._foreach_add_(d, grads[sl], alpha=group["inner_lr"])
+            if self.norm == "per_tensor":
+                coef = torch.stack(torch._foreach_norm(d)).add_(1e-12).reciprocal_().mul_(group["epsilon"]).clamp_(max=1.0)
+                torch._foreach_mul_(d, list(coef.unbind()))
+            else:
+                torch._foreach_mul_(d, (group["epsilon"] / (get_total_norm(d) + 1e-12)).clamp(max=1.0))
+        return delta

@@ -1,0 +1,182 @@
+"""The one base class behind every method: a perturbation rule wrapped around a base optimizer.
+
+Closure contract (the same for every method, ERM included)::
+
+    def closure(part: int, num_parts: int) -> Tensor:
+        # forward ONLY (no zero_grad, no backward) on sub-batch `part` of `num_parts`
+        # (part 0 of 1 is the whole batch); return the loss of that sub-batch, scaled so
+        # that the mean over the parts equals the batch's mean loss.
+
+The optimizer owns ``zero_grad`` and ``backward`` because it decides which passes run,
+at which weights, and how sub-batches are weighted. :func:`trainers.optim.batch_closure`
+builds such a closure for a model and a batch. ``step(closure)`` returns the loss at the
+clean weights (SAM/ASAM/AMP/ERM) or the mean loss at the noisy weights (DAMP/DAAP/RMP,
+which never evaluate the clean weights).
+
+Every method perturbs the weights in place, computes gradients there, restores the
+weights by copy and lets the base optimizer step (weight decay therefore acts at the
+clean weights). BatchNorm running statistics change once per step by default
+(``bn_update="once"``); ``"every_pass"`` reproduces reference codes that let every
+pass update them (e.g. AMP's).
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Union
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.optim import Optimizer
+
+Closure = Callable[[int, int], Tensor]
+Params = Union[nn.Module, Iterable[Tensor], Iterable[tuple[str, Tensor]]]
+BN_UPDATES = ("once", "every_pass")
+
+
+def is_weight(name: str | None) -> bool:
+    """Conv/linear kernels and norm-layer scales: the parameters PyTorch names ``*.weight``.
+
+    This is the filter of the official ASAM (``'weight' in name``) and of DAMP's
+    ``kernel``/``scale`` leaves; biases and BatchNorm shifts are excluded.
+    """
+    return name is not None and name.rsplit(".", 1)[-1] == "weight"
+
+
+class BatchNormState:
+    """The running statistics of a model's BatchNorm layers, saved and restored as one group."""
+
+    def __init__(self, model: nn.Module | None) -> None:
+        mods = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats] if model else []
+        self.buffers = [b for m in mods for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+        self.floats = [b for b in self.buffers if b.is_floating_point()]
+
+    def save(self) -> list[Tensor]:
+        return [b.clone() for b in self.buffers]
+
+    def restore(self, saved: list[Tensor]) -> None:
+        if self.buffers:
+            torch._foreach_copy_(self.buffers, saved)
+
+
+class PerturbedOptimizer(Optimizer):
+    """Base of all methods; shares ``param_groups`` and ``state`` with the wrapped optimizer.
+
+    Args:
+        params: the parameters to perturb: the model itself (recommended: names tell weights
+            from biases and its BatchNorm statistics are protected), ``named_parameters()``,
+            or plain tensors. All must belong to ``base_optimizer``.
+        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step.
+        defaults: the method's hyperparameters, added to every param group (schedulers and
+            ``state_dict`` see them, and groups may override them).
+        bn_update: ``"once"`` or ``"every_pass"`` (see the module docstring).
+    """
+
+    def __init__(self, params: Params, base_optimizer: Optimizer, defaults: dict, *, bn_update: str = "once") -> None:
+        # torch.optim.Optimizer.__init__ is not called on purpose: the groups and the state
+        # are the base optimizer's (as timm's Lookahead does), so they round-trip with it.
+        if not isinstance(base_optimizer, Optimizer):
+            raise TypeError(f"base_optimizer must be a torch.optim.Optimizer instance, got {type(base_optimizer).__name__}")
+        if bn_update not in BN_UPDATES:
+            raise ValueError(f"unknown bn_update {bn_update!r}; expected one of {BN_UPDATES}")
+        named = list(params.named_parameters()) if isinstance(params, nn.Module) else [
+            item if isinstance(item, tuple) else (None, item) for item in params
+        ]
+        if not named:
+            raise ValueError("no parameters to perturb")
+        owned = {id(p) for g in base_optimizer.param_groups for p in g["params"]}
+        strangers = [n or f"#{i}" for i, (n, p) in enumerate(named) if id(p) not in owned]
+        if strangers:
+            raise ValueError(f"parameters not handled by the base optimizer: {', '.join(strangers[:5])}")
+        self.base_optimizer = base_optimizer
+        self.bn_update = bn_update
+        self._hyper = dict(defaults)
+        self._names = {id(p): n for n, p in named}
+        self._bn = BatchNormState(params if isinstance(params, nn.Module) else None)
+        self._link()
+
+    def _link(self) -> None:
+        base = self.base_optimizer
+        self.param_groups = base.param_groups
+        self.state = base.state
+        self.defaults = {**base.defaults, **self._hyper}
+        for group in self.param_groups:
+            for key, value in self._hyper.items():
+                group.setdefault(key, value)
+        self._groups = [(g, [p for p in g["params"] if id(p) in self._names]) for g in self.param_groups]
+
+    def name_of(self, p: Tensor) -> str | None:
+        return self._names.get(id(p))
+
+    # --- state ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """The base optimizer's state dict (momentum included) plus this method's own state."""
+        sd = self.base_optimizer.state_dict()
+        extra = self._extra_state()
+        if extra:
+            sd["perturbation"] = extra
+        return sd
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("perturbation", None)
+        self.base_optimizer.load_state_dict(state_dict)
+        self._link()
+        if extra:
+            self._load_extra_state(extra)
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _load_extra_state(self, state: dict) -> None:
+        pass
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base_optimizer.zero_grad(set_to_none=set_to_none)
+
+    # --- stepping ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
+        """One update; ``closure(part, num_parts)`` is a forward pass (module docstring)."""
+        if closure is None:
+            raise ValueError(f"{type(self).__name__}.step needs a closure(part, num_parts) returning the loss")
+        return self._step(closure)
+
+    def _step(self, closure: Closure) -> Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def _backward(closure: Closure, part: int = 0, num_parts: int = 1) -> Tensor:
+        with torch.enable_grad():
+            loss = closure(part, num_parts)
+            (loss / num_parts if num_parts > 1 else loss).backward()
+        return loss.detach()
+
+    def _save_weights(self, params: list[Tensor]) -> list[Tensor]:
+        """Copy ``params`` into persistent buffers (allocated once, reused every step)."""
+        key = tuple(map(id, params))
+        if getattr(self, "_backup_key", None) != key:
+            self._backup = [torch.empty_like(p) for p in params]
+            self._backup_key = key
+        if params:
+            torch._foreach_copy_(self._backup, params)
+        return self._backup
+
+
+class ERM(PerturbedOptimizer):
+    """Empirical risk minimization: one forward/backward, then the base optimizer's step.
+
+    Identical to calling the base optimizer directly; it exists so that every method
+    follows one closure contract.
+    """
+
+    def __init__(self, params: Params, base_optimizer: Optimizer, **kw) -> None:
+        super().__init__(params, base_optimizer, {}, **kw)
+
+    def _step(self, closure: Closure) -> Tensor:
+        self.zero_grad()
+        loss = self._backward(closure)
+        self.base_optimizer.step()
+        return loss

@@ -1,0 +1,160 @@
+"""Random perturbations at the cost of SGD: DAMP, DAAP and RMP.
+
+Each step splits the batch into ``num_splits`` sub-batches; each sub-batch gets its own
+noise draw, a forward/backward at the noisy weights (the gradient is taken with respect
+to the noisy value, as in the references), and the weights are restored by copy. The
+averaged gradient drives the base optimizer at the clean weights.
+
+Noise comes from the optimizer's own ``torch.Generator`` (seeded, saved in
+``state_dict`` for exact resume): one flat draw per sub-batch over the perturbed tensors
+in parameter order. BatchNorm: with ``bn_update="once"`` every sub-batch starts from the
+same running statistics and the step keeps their mean (one update per step, the mean of
+the sub-batch statistics); batch statistics themselves are per sub-batch (ghost BN),
+whereas the DAMP reference pools them across its 8 GPUs with SyncBatchNorm.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .ascent import check_nonneg
+from .base import Closure, Params, PerturbedOptimizer, is_weight
+
+PERTURB = ("weights", "all")
+
+
+class NoiseOptimizer(PerturbedOptimizer):
+    def __init__(self, params: Params, base_optimizer: Optimizer, defaults: dict, *, num_splits: int, perturb: str,
+                 seed: int, bn_update: str) -> None:
+        if not (isinstance(num_splits, int) and num_splits >= 1):
+            raise ValueError(f"Invalid num_splits: {num_splits} (must be an integer >= 1)")
+        if perturb not in PERTURB:
+            raise ValueError(f"perturb must be one of {PERTURB}, got {perturb!r}")
+        self.num_splits = num_splits
+        self.perturb = perturb
+        self.seed = seed
+        self.generator: torch.Generator | None = None
+        super().__init__(params, base_optimizer, defaults, bn_update=bn_update)
+        if perturb == "weights" and all(n is None for n in self._names.values()):
+            raise ValueError(f"{type(self).__name__} needs parameter names to tell weights from biases: "
+                             "pass the model or named_parameters(), or perturb='all'")
+
+    def _noise(self, group: dict, clean: list[Tensor], flat: Tensor) -> list[Tensor]:
+        """Offsets for one group's ``clean`` tensors from their slice of ``flat`` (views to fill in place)."""
+        raise NotImplementedError
+
+    def _draw(self, numel: int, device: torch.device) -> Tensor:
+        return torch.randn(numel, generator=self._generator(device), device=device)
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self.generator is None:
+            self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self.generator
+
+    def _extra_state(self) -> dict:
+        return {"generator": self.generator.get_state()} if self.generator is not None else {}
+
+    def _load_extra_state(self, state: dict) -> None:
+        if "generator" in state:
+            device = next(p for _, ps in self._groups for p in ps).device
+            self._generator(device).set_state(state["generator"].cpu())
+
+    def _offsets(self, groups: list[tuple[dict, list[Tensor]]], clean: list[Tensor], numel: int) -> list[Tensor]:
+        z = [v.view_as(w) for v, w in zip(self._draw(numel, clean[0].device).split([w.numel() for w in clean]), clean)]
+        offsets: list[Tensor] = []
+        for group, ps in groups:
+            k = len(offsets)
+            if ps:
+                offsets += self._noise(group, clean[k:k + len(ps)], z[k:k + len(ps)])
+        return offsets
+
+    def _step(self, closure: Closure) -> Tensor:
+        self.zero_grad()
+        groups = [(g, [p for p in ps if self.perturb == "all" or is_weight(self.name_of(p))]) for g, ps in self._groups]
+        params = [p for _, ps in groups for p in ps]
+        clean = self._save_weights(params)
+        numel = sum(p.numel() for p in params)
+        once = self.bn_update == "once" and self.num_splits > 1 and self._bn.buffers
+        saved_bn = self._bn.save() if once else None
+        bn_sum = None
+        losses = []
+        for part in range(self.num_splits):
+            if params:
+                torch._foreach_add_(params, self._offsets(groups, clean, numel))
+            if saved_bn is not None and part:
+                self._bn.restore(saved_bn)
+            losses.append(self._backward(closure, part, self.num_splits))
+            if saved_bn is not None:
+                bn_sum = [b.clone() for b in self._bn.floats] if bn_sum is None else torch._foreach_add(bn_sum, self._bn.floats)
+            if params:
+                torch._foreach_copy_(params, clean)
+        if bn_sum is not None:
+            torch._foreach_mul_(bn_sum, 1.0 / self.num_splits)
+            torch._foreach_copy_(self._bn.floats, bn_sum)
+        self.base_optimizer.step()
+        return torch.stack(losses).mean()
+
+
+class DAMP(NoiseOptimizer):
+    """Data Augmentation via Multiplicative Perturbations (Trinh et al., NeurIPS 2024).
+
+    Each sub-batch sees ``w * xi`` with ``xi ~ N(1, sigma^2)`` elementwise on the weights
+    (conv/linear kernels and norm scales; ``perturb="all"`` adds biases and BN shifts).
+    ``num_splits`` is the paper's M (8 in every reference config); ``num_splits=1`` draws
+    one noise per batch. Same cost as SGD: one forward+backward per sample.
+    """
+
+    def __init__(self, params: Params, base_optimizer: Optimizer, sigma: float = 0.2, *, num_splits: int = 8,
+                 perturb: str = "weights", seed: int = 0, bn_update: str = "once") -> None:
+        check_nonneg(sigma=sigma)
+        super().__init__(params, base_optimizer, {"sigma": sigma}, num_splits=num_splits, perturb=perturb, seed=seed,
+                         bn_update=bn_update)
+
+    def _noise(self, group: dict, clean: list[Tensor], z: list[Tensor]) -> list[Tensor]:
+        torch._foreach_mul_(z, group["sigma"])
+        torch._foreach_mul_(z, clean)  # w * (xi - 1)
+        return z
+
+
+class DAAP(NoiseOptimizer):
+    """Data Augmentation via Additive Perturbations (DAMP paper, Algorithm 3): ``w + N(0, sigma^2)``.
+
+    The paper does not say which parameters get noise; the default uses DAMP's filter
+    (weights only) so the two are comparable, ``perturb="all"`` noises every parameter.
+    """
+
+    def __init__(self, params: Params, base_optimizer: Optimizer, sigma: float = 0.01, *, num_splits: int = 8,
+                 perturb: str = "weights", seed: int = 0, bn_update: str = "once") -> None:
+        check_nonneg(sigma=sigma)
+        super().__init__(params, base_optimizer, {"sigma": sigma}, num_splits=num_splits, perturb=perturb, seed=seed,
+                         bn_update=bn_update)
+
+    def _noise(self, group: dict, clean: list[Tensor], z: list[Tensor]) -> list[Tensor]:
+        torch._foreach_mul_(z, group["sigma"])
+        return z
+
+
+class RMP(NoiseOptimizer):
+    """Random Model Perturbation, the AMP paper's baseline (AMP's original trainer).
+
+    One forward/backward at ``w + delta``, ``delta ~ U(-b, b)`` elementwise with
+    ``b = sqrt(epsilon / numel)`` per tensor, on every parameter.
+    """
+
+    def __init__(self, params: Params, base_optimizer: Optimizer, epsilon: float = 0.1, *, num_splits: int = 1,
+                 perturb: str = "all", seed: int = 0, bn_update: str = "once") -> None:
+        check_nonneg(epsilon=epsilon)
+        super().__init__(params, base_optimizer, {"epsilon": epsilon}, num_splits=num_splits, perturb=perturb, seed=seed,
+                         bn_update=bn_update)
+
+    def _draw(self, numel: int, device: torch.device) -> Tensor:
+        return torch.rand(numel, generator=self._generator(device), device=device)
+
+    def _noise(self, group: dict, clean: list[Tensor], z: list[Tensor]) -> list[Tensor]:
+        torch._foreach_mul_(z, 2.0)
+        torch._foreach_add_(z, -1.0)
+        torch._foreach_mul_(z, [math.sqrt(group["epsilon"] / w.numel()) for w in clean])
+        return z

@@ -1,0 +1,212 @@
+"""The training loop behind ``landscape train``: config in, run directory out.
+
+A run directory holds ``config.json``, ``metrics.jsonl`` (one line per epoch),
+``checkpoints/epoch_NNN.pt`` and ``final.pt``, every file written atomically. Resume
+continues from the newest checkpoint; on CPU the result equals an uninterrupted run
+bit for bit (model, optimizer, loader and RNG states are all checkpointed).
+"""
+from __future__ import annotations
+
+import inspect
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from data import Augment, TensorLoader, dataset_info, load_dataset
+
+from .checkpoint import read_checkpoint, save_checkpoint, write_json, write_jsonl
+from .metrics import evaluate
+from .models import MODELS, create_model
+from .optim import BatchClosure, build_method, method_info
+from .schedules import SCHEDULES, lr_factor
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``config.json`` and in every checkpoint)."""
+
+    method: str = "erm"
+    model: str = "small_cnn"
+    dataset: str = "digits"
+    data_root: str | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = False
+    save_every: int = 1
+    crop_padding: int | None = None  # None: the dataset's customary augmentation
+    hflip: bool | None = None
+    bn_update: str = "once"
+    model_kwargs: dict = field(default_factory=dict)
+    hparams: dict = field(default_factory=dict)  # the method's hyperparameters (unset ones take defaults)
+
+    def validate(self) -> None:
+        method_info(self.method)
+        dataset_info(self.dataset)
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(sorted(MODELS))}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "save_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "momentum", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"unknown device {self.device!r}; expected auto, cpu or cuda")
+
+    def resolved_hparams(self) -> dict:
+        return {**method_info(self.method).hparams, **{k: v for k, v in self.hparams.items() if v is not None}}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    found = [(int(m.group(1)), p) for p in (run_dir / "checkpoints").glob("epoch_*.pt")
+             if (m := re.fullmatch(r"epoch_(\d+)\.pt", p.name))]
+    return max(found)[1] if found else None
+
+
+def _model_kwargs(cfg: TrainConfig, ds) -> dict:
+    kwargs = {"num_classes": ds.num_classes, "in_channels": ds.in_channels, **cfg.model_kwargs}
+    if "image_size" in inspect.signature(MODELS[cfg.model].build).parameters:
+        kwargs.setdefault("image_size", ds.image_size)
+    return kwargs
+
+
+def _check_input(model: torch.nn.Module, cfg: TrainConfig, x: torch.Tensor) -> None:
+    need = MODELS[cfg.model].min_image_size
+    if x.shape[-1] < need:
+        raise ValueError(f"model {cfg.model!r} needs images of at least {need}x{need}; {cfg.dataset} has "
+                         f"{x.shape[-2]}x{x.shape[-1]}" + (" (use digits32)" if cfg.dataset == "digits" else ""))
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x[:2])
+    except RuntimeError as e:
+        raise ValueError(f"model {cfg.model!r} cannot take {cfg.dataset} images of shape {tuple(x.shape[1:])}: "
+                         f"{str(e).splitlines()[0]}") from None
+    model.train()
+
+
+def _config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
+    now = asdict(cfg)
+    return [k for k in now if k not in ("epochs", "device", "save_every") and saved.get(k) != now[k]]
+
+
+def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+          log: Callable[[str], None] = print) -> dict:
+    """Train ``cfg`` into run directory ``out``; returns the last epoch's metrics."""
+    cfg.validate()
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    ckpt_path = newest_checkpoint(out) if resume else None
+    if not resume and out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} already holds files: pass --resume to continue that run, or choose another --out")
+    state = read_checkpoint(ckpt_path) if ckpt_path else None
+    if state is not None:
+        bad = _config_mismatch(state["config"], cfg)
+        if bad:
+            raise ValueError(f"cannot resume {out}: its run differs in {', '.join(bad)}")
+
+    torch.manual_seed(cfg.seed)
+    ds = load_dataset(cfg.dataset, cfg.data_root)
+    default_aug = dataset_info(cfg.dataset).augment
+    augment = Augment(default_aug.crop_padding if cfg.crop_padding is None else cfg.crop_padding,
+                      default_aug.hflip if cfg.hflip is None else cfg.hflip)
+    channels_last = device.type == "cuda"
+    common = dict(mean=ds.mean, std=ds.std, device=device, channels_last=channels_last)
+    train_loader = TensorLoader(ds.train_x, ds.train_y, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                augment=augment, seed=cfg.seed, **common)
+    test_loader = TensorLoader(ds.test_x, ds.test_y, batch_size=cfg.eval_batch_size, **common)
+
+    model_spec = {"name": cfg.model, "kwargs": _model_kwargs(cfg, ds)}
+    model = create_model(cfg.model, **model_spec["kwargs"]).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    _check_input(model, cfg, train_loader.normalize(ds.train_x[:2].to(device)))
+    base = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+    hparams = cfg.resolved_hparams()
+    optimizer = build_method(cfg.method, model, base, seed=cfg.seed, bn_update=cfg.bn_update, **cfg.hparams)
+
+    history: list[dict] = []
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer"])
+        train_loader.load_state_dict(state["loader"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        history, start = list(state["metrics"]), state["epoch"]
+        log(f"resuming {out} from {ckpt_path.name} (epoch {start}/{cfg.epochs})")
+    else:
+        write_json(out / "config.json", asdict(cfg))
+
+    def payload(epoch: int) -> dict:
+        return {
+            "model": model_spec, "model_state": model.state_dict(), "dataset": ds.spec(),
+            "method": {"name": cfg.method, "hparams": hparams}, "config": asdict(cfg), "epoch": epoch,
+            "metrics": history, "optimizer": optimizer.state_dict(),
+            "scheduler": {"name": cfg.schedule, "epoch": epoch, "base_lr": cfg.lr},
+            "loader": train_loader.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+        }
+
+    autocast = torch.bfloat16 if cfg.bf16 else None
+    for epoch in range(start, cfg.epochs):
+        lr = cfg.lr * lr_factor(cfg.schedule, epoch, cfg.epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        tic = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        seen = 0
+        bar = tqdm(train_loader, desc=f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+        for step, (x, y) in enumerate(bar):
+            closure = BatchClosure(model, x, y, autocast_dtype=autocast)
+            loss_sum += optimizer.step(closure)
+            correct += closure.correct
+            seen += len(y)
+            if step % 20 == 19:
+                bar.set_postfix(loss=f"{loss_sum.item() / (step + 1):.4f}")
+        train_seconds = time.perf_counter() - tic
+        test = evaluate(model, test_loader)
+        row = {
+            "epoch": epoch + 1, "lr": lr, "train_loss": loss_sum.item() / len(train_loader),
+            "train_acc": 100.0 * correct.item() / seen, "test_error": test["error"], "test_nll": test["nll"],
+            "test_ece": test["ece"], "seconds": train_seconds,
+        }
+        history.append(row)
+        write_jsonl(out / "metrics.jsonl", history)
+        if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
+            save_checkpoint(out / "checkpoints" / f"epoch_{epoch + 1:03d}.pt", payload(epoch + 1))
+        log(f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}% | "
+            f"test error {row['test_error']:.2f}% nll {row['test_nll']:.4f} ece {row['test_ece']:.4f} | "
+            f"lr {lr:.4g} | {train_seconds:.1f}s")
+    save_checkpoint(out / "final.pt", payload(cfg.epochs))
+    return history[-1] if history else {}
+
+
+CONFIG_FIELDS = [f.name for f in fields(TrainConfig)]
