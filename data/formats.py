@@ -5,6 +5,7 @@ Nothing here downloads: a user's existing ``--data-root`` is read with numpy/sci
 """
 from __future__ import annotations
 
+import codecs
 import gzip
 import importlib
 import pickle
@@ -77,6 +78,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         short = module.rsplit(".", 1)[-1]
         if module.split(".")[0] == "numpy" and (short, name) in self.ALLOWED:
             return getattr(importlib.import_module(module.replace("numpy.core", "numpy._core")), name)
+        if (module, name) == ("_codecs", "encode"):  # how protocol-2 pickles spell bytes
+            return codecs.encode
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset file")
 
 

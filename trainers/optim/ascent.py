@@ -29,7 +29,10 @@ class AscentOptimizer(PerturbedOptimizer):
         return 1
 
     def _offsets(self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None) -> list[Tensor]:
-        """New offsets from the gradients now in ``params[i].grad`` (``clean``: the weights before the step)."""
+        """New offsets from the gradients now in ``params[i].grad`` (``clean``: the weights before the step).
+
+        May reuse the gradients' (or ``prev``'s) storage: they are dropped right after.
+        """
         raise NotImplementedError
 
     def _step(self, closure: Closure) -> Tensor:
@@ -76,29 +79,21 @@ class SAM(AscentOptimizer):
         return False
 
     def _offsets(self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None) -> list[Tensor]:
-        parts = []  # per group: (group, plain indices, plain grads, adapted indices, T, T g)
+        offsets = [p.grad for p in params]  # turned into the offsets in place: no allocation
+        scaled = []
         for group, sl in groups:
-            idx = range(sl.start, sl.stop)
-            plain = [i for i in idx if not self._adapted(params[i])]
-            adapted = [i for i in idx if self._adapted(params[i])]
-            t = tg = []
+            adapted = [offsets[i] for i in range(sl.start, sl.stop) if self._adapted(params[i])]
             if adapted:
-                t = torch._foreach_abs([clean[i] for i in adapted])
+                t = torch._foreach_abs([clean[i] for i in range(sl.start, sl.stop) if self._adapted(params[i])])
                 torch._foreach_add_(t, group["eta"])
-                tg = torch._foreach_mul([params[i].grad for i in adapted], t)
-            parts.append((group, plain, [params[i].grad for i in plain], adapted, t, tg))
-        norm = get_total_norm([g for part in parts for g in (*part[2], *part[5])]) if params else torch.zeros(())
-        offsets: list[Tensor] = [None] * len(params)  # type: ignore[list-item]
-        for group, plain, grads, adapted, t, tg in parts:
-            scale = group["rho"] / (norm + self.eps)
-            if plain:
-                for i, o in zip(plain, torch._foreach_mul(grads, scale)):
-                    offsets[i] = o
-            if adapted:
-                torch._foreach_mul_(tg, t)  # T^2 g
-                torch._foreach_mul_(tg, scale)
-                for i, o in zip(adapted, tg):
-                    offsets[i] = o
+                torch._foreach_mul_(adapted, t)  # T g
+                scaled.append((adapted, t))
+        norm = get_total_norm(offsets) if offsets else torch.zeros(())
+        for adapted, t in scaled:
+            torch._foreach_mul_(adapted, t)  # T^2 g
+        for group, sl in groups:
+            if sl.stop > sl.start:
+                torch._foreach_mul_(offsets[sl], group["rho"] / (norm + self.eps))
         return offsets
 
 
@@ -152,7 +147,7 @@ class AMP(AscentOptimizer):
 
     def _offsets(self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None) -> list[Tensor]:
         grads = [p.grad for p in params]
-        delta = torch._foreach_mul(grads, 1.0) if prev is None else list(prev)
+        delta = grads if prev is None else prev  # the first Delta is built in the gradients' storage
         for group, sl in groups:
             if sl.stop == sl.start:
                 continue

@@ -36,7 +36,9 @@ class BatchClosure:
                else contextlib.nullcontext())
         with ctx:
             logits = self.model(x)
-        loss = self.loss_fn(logits.float(), y)
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()  # the loss in full precision under autocast
+        loss = self.loss_fn(logits, y)
         if (part, num_parts) not in self._seen:
             self._seen.add((part, num_parts))
             self.correct += (logits.detach().argmax(1) == y).sum()

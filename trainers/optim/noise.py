@@ -6,7 +6,7 @@ to the noisy value, as in the references), and the weights are restored by copy.
 averaged gradient drives the base optimizer at the clean weights.
 
 Noise comes from the optimizer's own ``torch.Generator`` (seeded, saved in
-``state_dict`` for exact resume): one flat draw per sub-batch over the perturbed tensors
+``state_dict`` for exact resume): one flat draw (in the parameters' dtype) per sub-batch over the perturbed tensors
 in parameter order. BatchNorm: with ``bn_update="once"`` every sub-batch starts from the
 same running statistics and the step keeps their mean (one update per step, the mean of
 the sub-batch statistics); batch statistics themselves are per sub-batch (ghost BN),
@@ -42,12 +42,12 @@ class NoiseOptimizer(PerturbedOptimizer):
             raise ValueError(f"{type(self).__name__} needs parameter names to tell weights from biases: "
                              "pass the model or named_parameters(), or perturb='all'")
 
-    def _noise(self, group: dict, clean: list[Tensor], flat: Tensor) -> list[Tensor]:
-        """Offsets for one group's ``clean`` tensors from their slice of ``flat`` (views to fill in place)."""
+    def _perturb(self, group: dict, params: list[Tensor], clean: list[Tensor], z: list[Tensor]) -> None:
+        """Move one group's ``params`` (now equal to ``clean``) by the noise built from the draw ``z``."""
         raise NotImplementedError
 
-    def _draw(self, numel: int, device: torch.device) -> Tensor:
-        return torch.randn(numel, generator=self._generator(device), device=device)
+    def _draw(self, numel: int, like: Tensor) -> Tensor:
+        return torch.randn(numel, generator=self._generator(like.device), device=like.device, dtype=like.dtype)
 
     def _generator(self, device: torch.device) -> torch.Generator:
         if self.generator is None:
@@ -62,14 +62,14 @@ class NoiseOptimizer(PerturbedOptimizer):
             device = next(p for _, ps in self._groups for p in ps).device
             self._generator(device).set_state(state["generator"].cpu())
 
-    def _offsets(self, groups: list[tuple[dict, list[Tensor]]], clean: list[Tensor], numel: int) -> list[Tensor]:
-        z = [v.view_as(w) for v, w in zip(self._draw(numel, clean[0].device).split([w.numel() for w in clean]), clean)]
-        offsets: list[Tensor] = []
+    def _apply_noise(self, groups: list[tuple[dict, list[Tensor]]], params: list[Tensor], clean: list[Tensor], numel: int) -> None:
+        flat = self._draw(numel, params[0])
+        z = [v.view_as(w) for v, w in zip(flat.split([w.numel() for w in clean]), clean)]
+        k = 0
         for group, ps in groups:
-            k = len(offsets)
             if ps:
-                offsets += self._noise(group, clean[k:k + len(ps)], z[k:k + len(ps)])
-        return offsets
+                self._perturb(group, ps, clean[k:k + len(ps)], z[k:k + len(ps)])
+            k += len(ps)
 
     def _step(self, closure: Closure) -> Tensor:
         self.zero_grad()
@@ -83,7 +83,7 @@ class NoiseOptimizer(PerturbedOptimizer):
         losses = []
         for part in range(self.num_splits):
             if params:
-                torch._foreach_add_(params, self._offsets(groups, clean, numel))
+                self._apply_noise(groups, params, clean, numel)
             if saved_bn is not None and part:
                 self._bn.restore(saved_bn)
             losses.append(self._backward(closure, part, self.num_splits))
@@ -113,10 +113,8 @@ class DAMP(NoiseOptimizer):
         super().__init__(params, base_optimizer, {"sigma": sigma}, num_splits=num_splits, perturb=perturb, seed=seed,
                          bn_update=bn_update)
 
-    def _noise(self, group: dict, clean: list[Tensor], z: list[Tensor]) -> list[Tensor]:
-        torch._foreach_mul_(z, group["sigma"])
-        torch._foreach_mul_(z, clean)  # w * (xi - 1)
-        return z
+    def _perturb(self, group: dict, params: list[Tensor], clean: list[Tensor], z: list[Tensor]) -> None:
+        torch._foreach_addcmul_(params, clean, z, value=group["sigma"])  # w + sigma z w = w * xi
 
 
 class DAAP(NoiseOptimizer):
@@ -132,9 +130,8 @@ class DAAP(NoiseOptimizer):
         super().__init__(params, base_optimizer, {"sigma": sigma}, num_splits=num_splits, perturb=perturb, seed=seed,
                          bn_update=bn_update)
 
-    def _noise(self, group: dict, clean: list[Tensor], z: list[Tensor]) -> list[Tensor]:
-        torch._foreach_mul_(z, group["sigma"])
-        return z
+    def _perturb(self, group: dict, params: list[Tensor], clean: list[Tensor], z: list[Tensor]) -> None:
+        torch._foreach_add_(params, z, alpha=group["sigma"])
 
 
 class RMP(NoiseOptimizer):
@@ -150,11 +147,11 @@ class RMP(NoiseOptimizer):
         super().__init__(params, base_optimizer, {"epsilon": epsilon}, num_splits=num_splits, perturb=perturb, seed=seed,
                          bn_update=bn_update)
 
-    def _draw(self, numel: int, device: torch.device) -> Tensor:
-        return torch.rand(numel, generator=self._generator(device), device=device)
+    def _draw(self, numel: int, like: Tensor) -> Tensor:
+        return torch.rand(numel, generator=self._generator(like.device), device=like.device, dtype=like.dtype)
 
-    def _noise(self, group: dict, clean: list[Tensor], z: list[Tensor]) -> list[Tensor]:
+    def _perturb(self, group: dict, params: list[Tensor], clean: list[Tensor], z: list[Tensor]) -> None:
         torch._foreach_mul_(z, 2.0)
-        torch._foreach_add_(z, -1.0)
+        torch._foreach_add_(z, -1.0)  # U(-1, 1)
         torch._foreach_mul_(z, [math.sqrt(group["epsilon"] / w.numel()) for w in clean])
-        return z
+        torch._foreach_add_(params, z)

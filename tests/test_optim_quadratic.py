@@ -1,0 +1,163 @@
+"""Each method's step against a step computed by hand (numpy, float64) on a quadratic."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from trainers.optim import AMP, ASAM, DAAP, DAMP, ERM, RMP, SAM
+
+LR = 0.1
+RNG = np.random.default_rng(0)
+M = RNG.normal(size=(7, 7))
+A = M @ M.T / 7 + np.eye(7)  # SPD
+C = RNG.normal(size=7)
+W0 = RNG.normal(size=4)  # "weight"
+B0 = RNG.normal(size=3)  # "bias"
+
+
+class Quadratic(nn.Module):
+    """L(w, b) = 0.5 (v - c)^T A (v - c) with v = concat(weight, bias)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor(W0))
+        self.bias = nn.Parameter(torch.tensor(B0))
+        self.register_buffer("A", torch.tensor(A))
+        self.register_buffer("c", torch.tensor(C))
+
+    def forward(self):
+        r = torch.cat([self.weight, self.bias]) - self.c
+        return 0.5 * r @ self.A @ r
+
+
+def grad(v):
+    return A @ (v - C)
+
+
+def run(opt_cls, **kw):
+    model = Quadratic()
+    opt = opt_cls(model, torch.optim.SGD(model.parameters(), lr=LR), **kw)
+    loss = opt.step(lambda part, num_parts: model())
+    v = torch.cat([model.weight, model.bias]).detach().numpy()
+    return v, loss
+
+
+V0 = np.concatenate([W0, B0])
+L0 = 0.5 * (V0 - C) @ A @ (V0 - C)
+
+
+def test_erm_is_plain_gradient_step():
+    v, loss = run(ERM)
+    np.testing.assert_allclose(v, V0 - LR * grad(V0), rtol=1e-12)
+    assert loss.item() == pytest.approx(L0)
+
+
+@pytest.mark.parametrize("rho", [0.05, 0.5])
+def test_sam(rho):
+    g = grad(V0)
+    e = rho * g / (np.linalg.norm(g) + 1e-12)
+    v, loss = run(SAM, rho=rho)
+    np.testing.assert_allclose(v, V0 - LR * grad(V0 + e), rtol=1e-12)
+    assert loss.item() == pytest.approx(L0)  # the clean loss
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.01, 0.3])
+def test_asam_official_rule_scales_weights_only(eta):
+    g = grad(V0)
+    t = np.concatenate([np.abs(W0) + eta, np.ones(3)])  # T = |w| + eta on "weight", 1 on "bias"
+    e = 0.5 * t * t * g / np.linalg.norm(t * g)
+    v, _ = run(ASAM, rho=0.5, eta=eta)
+    np.testing.assert_allclose(v, V0 - LR * grad(V0 + e), rtol=1e-10)
+
+
+def test_asam_all_params_variant():
+    g = grad(V0)
+    t = np.abs(V0)
+    e = 2.0 * t * t * g / np.linalg.norm(t * g)
+    v, _ = run(ASAM, rho=2.0, eta=0.0, adaptive_params="all")
+    np.testing.assert_allclose(v, V0 - LR * grad(V0 + e), rtol=1e-10)
+
+
+def amp_by_hand(epsilon, inner_lr, inner_iter, norm):
+    delta = np.zeros(7)
+    for _ in range(inner_iter):
+        d = delta + inner_lr * grad(V0 + delta)
+        if norm == "per_tensor":
+            for sl in (slice(0, 4), slice(4, 7)):
+                d[sl] *= min(1.0, epsilon / (np.linalg.norm(d[sl]) + 1e-12))
+        else:
+            d *= min(1.0, epsilon / (np.linalg.norm(d) + 1e-12))
+        delta = d
+    return V0 - LR * grad(V0 + delta), delta
+
+
+@pytest.mark.parametrize("inner_iter", [1, 3])
+@pytest.mark.parametrize("epsilon", [100.0, 0.3])  # ball inactive / clip active
+@pytest.mark.parametrize("norm", ["per_tensor", "global"])
+def test_amp(inner_iter, epsilon, norm):
+    expected, delta = amp_by_hand(epsilon, 0.5, inner_iter, norm)
+    if epsilon < 1:  # the hand computation really clipped: the largest ball is on its boundary
+        norms = [np.linalg.norm(delta[:4]), np.linalg.norm(delta[4:])] if norm == "per_tensor" else [np.linalg.norm(delta)]
+        assert max(norms) == pytest.approx(epsilon) and max(norms) <= epsilon + 1e-12
+    v, loss = run(AMP, epsilon=epsilon, inner_lr=0.5, inner_iter=inner_iter, norm=norm)
+    np.testing.assert_allclose(v, expected, rtol=1e-10)
+    assert loss.item() == pytest.approx(L0)
+
+
+def noise_draws(seed, parts, numel, uniform=False):
+    g = torch.Generator().manual_seed(seed)
+    draw = torch.rand if uniform else torch.randn
+    return [draw(numel, generator=g, dtype=torch.float64).numpy() for _ in range(parts)]
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_damp_fixed_noise(parts):
+    sigma = 0.3
+    gs = []
+    for z in noise_draws(7, parts, 4):
+        w_noisy = W0 * (1 + sigma * z)  # xi ~ N(1, sigma^2) on the weight only
+        gs.append(grad(np.concatenate([w_noisy, B0])))  # gradient wrt the noisy value, no xi factor
+    v, _ = run(DAMP, sigma=sigma, num_splits=parts, seed=7)
+    np.testing.assert_allclose(v, V0 - LR * np.mean(gs, axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("perturb", ["weights", "all"])
+def test_daap_fixed_noise(perturb):
+    sigma = 0.1
+    numel = 4 if perturb == "weights" else 7
+    gs = []
+    for z in noise_draws(3, 2, numel):
+        noise = np.concatenate([z, np.zeros(7 - numel)])
+        gs.append(grad(V0 + sigma * noise))
+    v, _ = run(DAAP, sigma=sigma, num_splits=2, perturb=perturb, seed=3)
+    np.testing.assert_allclose(v, V0 - LR * np.mean(gs, axis=0), rtol=1e-12)
+
+
+def test_rmp_uniform_per_tensor_bound():
+    eps = 0.2
+    (u,) = noise_draws(5, 1, 7, uniform=True)
+    bound = np.concatenate([np.full(4, np.sqrt(eps / 4)), np.full(3, np.sqrt(eps / 3))])
+    delta = (2 * u - 1) * bound
+    v, _ = run(RMP, epsilon=eps, seed=5)
+    np.testing.assert_allclose(v, V0 - LR * grad(V0 + delta), rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls,kw", [(SAM, {"rho": -0.1}), (ASAM, {"eta": -1.0}), (AMP, {"epsilon": -1.0}),
+                                    (AMP, {"inner_iter": 0}), (DAMP, {"sigma": -0.2}), (DAMP, {"num_splits": 0}),
+                                    (RMP, {"epsilon": float("nan")}), (AMP, {"norm": "linf"})])
+def test_invalid_hyperparameters(cls, kw):
+    model = Quadratic()
+    with pytest.raises(ValueError, match="Invalid|must be"):
+        cls(model, torch.optim.SGD(model.parameters(), lr=LR), **kw)
+
+
+def test_parameters_outside_the_base_optimizer_are_refused():
+    model, other = Quadratic(), Quadratic()
+    with pytest.raises(ValueError, match="not handled by the base optimizer"):
+        SAM(model, torch.optim.SGD(other.parameters(), lr=LR))
+
+
+def test_step_without_closure_is_an_error():
+    model = Quadratic()
+    with pytest.raises(ValueError, match="needs a closure"):
+        SAM(model, torch.optim.SGD(model.parameters(), lr=LR)).step()

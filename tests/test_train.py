@@ -1,0 +1,153 @@
+"""The training loop end to end: accuracy, checkpoints, exact resume (also after kill -9), bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from data import TensorLoader, load_dataset
+from trainers import METHODS, TrainConfig, evaluate, load_checkpoint, read_checkpoint, train
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = dict(progress=False, log=lambda line: None)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_learns_digits(tmp_path, method):
+    """8 epochs of small_cnn on digits (seconds on CPU) reach <= 5% test error (chance: 90%)."""
+    last = train(TrainConfig(method=method, epochs=8), tmp_path, **QUIET)
+    assert last["test_error"] <= 5.0, last
+
+
+def test_run_directory_and_checkpoint_contents(tmp_path):
+    cfg = TrainConfig(method="sam", epochs=3, save_every=2, hparams={"rho": 0.1})
+    train(cfg, tmp_path, **QUIET)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch_002.pt", "epoch_003.pt"]
+    assert json.loads((tmp_path / "config.json").read_text())["hparams"] == {"rho": 0.1}
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert set(rows[0]) >= {"train_loss", "train_acc", "test_error", "test_nll", "test_ece", "seconds"}
+    model, meta = load_checkpoint(tmp_path / "final.pt")
+    assert meta["method"] == {"name": "sam", "hparams": {"rho": 0.1}}
+    assert meta["model"]["name"] == "small_cnn" and meta["dataset"]["name"] == "digits" and meta["epoch"] == 3
+    assert not model.training
+    # the rebuilt model reproduces the test metrics recorded during training
+    ds = load_dataset("digits")
+    loader = TensorLoader(ds.test_x, ds.test_y, mean=meta["dataset"]["mean"], std=meta["dataset"]["std"], batch_size=1000)
+    again = evaluate(model, loader)
+    assert again["error"] == pytest.approx(rows[-1]["test_error"]) and again["nll"] == pytest.approx(rows[-1]["test_nll"], rel=1e-5)
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_after(method: str, epochs: int):
+    """A log callback that crashes the run once epoch ``epochs`` is checkpointed and reported."""
+
+    def log(line: str) -> None:
+        if line.startswith(f"{method} epoch {epochs}/"):
+            raise Crash
+
+    return log
+
+
+@pytest.mark.parametrize("method", ["damp", "sam"])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, method):
+    cfg = TrainConfig(method=method, epochs=4, hparams={"num_splits": 2} if method == "damp" else {}, crop_padding=1)
+    train(cfg, tmp_path / "straight", **QUIET)
+    with pytest.raises(Crash):
+        train(cfg, tmp_path / "broken", progress=False, log=crash_after(method, 2))
+    assert not (tmp_path / "broken" / "final.pt").exists()
+    train(cfg, tmp_path / "broken", resume=True, **QUIET)
+    a = read_checkpoint(tmp_path / "straight" / "final.pt")
+    b = read_checkpoint(tmp_path / "broken" / "final.pt")
+    for k in a["model_state"]:
+        assert torch.equal(a["model_state"][k], b["model_state"][k]), k
+    assert [r["test_nll"] for r in a["metrics"]] == [r["test_nll"] for r in b["metrics"]]
+
+
+def landscape(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
+    args = ["train", "--method", "damp", "--num-splits", "2", "--epochs", "3", "--batch-size", "16", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", *args, "--out", str(tmp_path / "killed")], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = tmp_path / "killed" / "checkpoints" / "epoch_001.pt"
+    deadline = time.time() + 120
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)  # inside epoch 2
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "final.pt").exists()
+    resumed = landscape(*args, "--out", str(tmp_path / "killed"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    assert landscape(*args, "--out", str(tmp_path / "straight")).returncode == 0
+    a = read_checkpoint(tmp_path / "straight" / "final.pt")["model_state"]
+    b = read_checkpoint(tmp_path / "killed" / "final.pt")["model_state"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    train(TrainConfig(epochs=1), tmp_path / "run", **QUIET)
+    good = (tmp_path / "run" / "final.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "truncated.pt")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not a landscape checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    torch.save({"format": "landscape-checkpoint", "obj": Crash()}, tmp_path / "code.pt")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):  # weights_only refuses to unpickle code
+        load_checkpoint(tmp_path / "code.pt")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--method", "sgd"], "unknown method 'sgd'; choose from erm, sam"),
+    (["--model", "resnet50"], "unknown model 'resnet50'"),
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--dataset", "cifar10"], "pass --data-root"),
+    (["--dataset", "cifar10", "--data-root", "/nonexistent"], "data root '/nonexistent' is not a directory"),
+    (["--method", "sam", "--rho", "-0.1"], "Invalid rho: -0.1"),
+    (["--method", "damp", "--rho", "0.1"], "--rho does not apply to --method damp (it takes --sigma, --num-splits, --perturb)"),
+    (["--model", "vgg16"], "needs images of at least 32x32; digits has 8x8 (use digits32)"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--nesterov", "--momentum", "0"], "Nesterov momentum requires a momentum"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, capsys, argv, message):
+    from apps.cli.__main__ import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_cli_refuses_to_overwrite_and_reports_truncated_resume(tmp_path):
+    run = tmp_path / "run"
+    assert landscape("train", "--epochs", "1", "--no-progress", "--out", str(run)).returncode == 0
+    again = landscape("train", "--epochs", "1", "--out", str(run))
+    assert again.returncode == 2 and "already holds files: pass --resume" in again.stderr and "Traceback" not in again.stderr
+    other = landscape("train", "--epochs", "2", "--method", "sam", "--out", str(run), "--resume")
+    assert other.returncode == 2 and "cannot resume" in other.stderr and "differs in method" in other.stderr
+    ckpt = run / "checkpoints" / "epoch_001.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    broken = landscape("train", "--epochs", "2", "--out", str(run), "--resume")
+    assert broken.returncode == 2 and "not a readable checkpoint" in broken.stderr and "Traceback" not in broken.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["demo"]])
+def test_help_has_examples(command):
+    out = landscape(*command, "--help")
+    assert out.returncode == 0 and "examples:" in out.stdout
