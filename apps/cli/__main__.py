@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
-from . import demo, train
+from . import demo, surface, train
 
-COMMANDS = [train, demo]
+COMMANDS = [train, surface, demo]
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
@@ -25,9 +26,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RANGE_FLAGS = ("--x", "--y", "--radii")
+NEGATIVE_RANGE = re.compile(r"^-[\d.]+(e-?\d+)?:")
+
+
+def join_negative_ranges(argv: list[str]) -> list[str]:
+    """``--x -1:1:51`` -> ``--x=-1:1:51`` (argparse would take ``-1:1:51`` for an option)."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in RANGE_FLAGS and i + 1 < len(argv) and NEGATIVE_RANGE.match(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_ranges(sys.argv[1:] if argv is None else list(argv)))
     if not hasattr(args, "run"):
         parser.print_help()
         return 2

@@ -1,0 +1,134 @@
+"""``landscape surface | interpolate | trajectory``: loss surfaces of checkpoints, written to HDF5."""
+from __future__ import annotations
+
+import argparse
+
+from landscape.directions import DIR_TYPES, IGNORES, NORMS
+from landscape.jobs import EvalOptions, interpolation_surface, random_surface, trajectory_surface
+from landscape.store import export_loss_landscape, read_directions, read_surface
+from landscape.surface import BN_MODES, parse_range
+
+SURFACE_EXAMPLES = """examples:
+  landscape surface runs/sam/final.pt --x -1:1:51 --out sam_1d.h5
+  landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --split train,test --samples 500 --out sam_2d.h5
+  landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --out sam_2d.h5 --resume     # after an interruption
+  torchrun --nproc_per_node=2 -m apps.cli surface runs/sam/final.pt --x -1:1:51 --y -1:1:51 --out big.h5
+  landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --format loss-landscape --out theirs.h5
+
+Directions are Gaussian, filter-normalized with biases/BN zeroed (Li et al. 2018; loss-landscape's
+--xnorm filter --xignore biasbn), from a generator seeded with --seed. 2-D arrays are stored as
+(ny, nx) with Z[i, j] at (x[j], y[i]); accuracies are in percent."""
+
+
+def add_eval_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--split", default="train", help="train, test or train,test [%(default)s]")
+    g.add_argument("--samples", type=int, default=None, help="a fixed seeded subset of N images per split (default: all)")
+    g.add_argument("--sample-seed", type=int, default=0, help="seed of that subset [%(default)s]")
+    g.add_argument("--batch-size", type=int, default=1000, help="evaluation batch [%(default)s]")
+    g.add_argument("--bn", choices=BN_MODES, default="eval",
+                   help="BatchNorm at each point: the checkpoint's running statistics (eval), or statistics "
+                        "recomputed on the training data at every point (recompute) [%(default)s]")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda [%(default)s]")
+    g.add_argument("--data-root", default=None, help="dataset folder (default: the one the checkpoint was trained with)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on large grids; see BENCHMARKS.md)")
+    g.add_argument("--no-progress", action="store_true")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", required=True, help="HDF5 file to write")
+    o.add_argument("--resume", action="store_true", help="finish an interrupted file: computed points are kept")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    o.add_argument("--format", choices=("landscape", "loss-landscape"), default="landscape",
+                   help="loss-landscape: write their exact layout instead (computed in OUT.partial.h5, converted at the end)")
+
+
+def eval_options(args: argparse.Namespace) -> EvalOptions:
+    return EvalOptions(splits=[s.strip() for s in args.split.split(",") if s.strip()], samples=args.samples,
+                       sample_seed=args.sample_seed, batch_size=args.batch_size, bn=args.bn, device=args.device,
+                       data_root=args.data_root, compile=args.compile, progress=not args.no_progress)
+
+
+def output(args: argparse.Namespace, job) -> int:
+    """Run ``job(path)``, then convert to loss-landscape's layout if asked."""
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    if args.format == "landscape":
+        job(args.out)
+        print(f"wrote {args.out}")
+        return 0
+    partial = f"{args.out}.partial.h5"
+    job(partial)
+    from pathlib import Path
+
+    export_loss_landscape(read_surface(partial), read_directions(partial), args.out)
+    Path(partial).unlink()
+    print(f"wrote {args.out} (loss-landscape layout)")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("surface", help="1D/2D loss surface along random directions",
+                       description="Loss and accuracy of a checkpoint on a grid w + x*d1 (+ y*d2).",
+                       epilog=SURFACE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("--dim", type=int, choices=(1, 2), default=None, help="1 or 2 (default: 2 if --y is given)")
+    p.add_argument("--x", default="-1:1:51", help="MIN:MAX:NUM [%(default)s]")
+    p.add_argument("--y", default=None, help="MIN:MAX:NUM (2-D)")
+    p.add_argument("--norm", choices=NORMS, default="filter", help="[%(default)s]")
+    p.add_argument("--ignore", choices=IGNORES, default="biasbn", help="biasbn zeroes 1-D tensors [%(default)s]")
+    p.add_argument("--dir-type", choices=DIR_TYPES, default="weights", help="states also moves BN statistics [%(default)s]")
+    p.add_argument("--seed", type=int, default=0, help="direction seed [%(default)s]")
+    p.add_argument("--orthogonal", action="store_true", help="make the second direction orthogonal to the first")
+    add_eval_args(p)
+    p.set_defaults(run=run_surface)
+
+    q = sub.add_parser("interpolate", help="loss along the line between two checkpoints",
+                       description="1-D slice through checkpoint A (x=0) and B (x=1), direction B-A (not normalized).",
+                       epilog="examples:\n  landscape interpolate runs/erm/final.pt runs/sam/final.pt --x -0.5:1.5:41 --out erm_sam.h5",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("checkpoint_a")
+    q.add_argument("checkpoint_b")
+    q.add_argument("--x", default="-0.5:1.5:41", help="MIN:MAX:NUM [%(default)s]")
+    q.add_argument("--dir-type", choices=DIR_TYPES, default="states", help="states also interpolates BN statistics [%(default)s]")
+    add_eval_args(q)
+    q.set_defaults(run=run_interpolate)
+
+    t = sub.add_parser("trajectory", help="2-D surface on the PCA directions of a training run, with its path",
+                       description="PCA of a run's saved checkpoints minus its final weights (Li et al. Sec. 7); the "
+                                   "surface around final.pt on the top-2 components, the projected path and the "
+                                   "explained variance stored with it.",
+                       epilog="examples:\n  landscape trajectory runs/sam --out sam_pca.h5\n"
+                              "  landscape trajectory runs/sam --x -10:10:31 --y -10:10:31 --out sam_pca.h5",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("run_dir")
+    t.add_argument("--x", default=None, help="MIN:MAX:NUM (default: the path's extent + 25%%, 21 points)")
+    t.add_argument("--y", default=None, help="MIN:MAX:NUM (same default)")
+    t.add_argument("--ignore", choices=IGNORES, default="biasbn", help="[%(default)s]")
+    add_eval_args(t)
+    t.set_defaults(run=run_trajectory)
+
+
+def run_surface(args: argparse.Namespace) -> int:
+    xs = parse_range(args.x, "--x")
+    dim = args.dim or (2 if args.y else 1)
+    if dim == 2 and not args.y:
+        raise ValueError("--dim 2 needs --y MIN:MAX:NUM")
+    ys = parse_range(args.y, "--y") if dim == 2 else None
+    opts = eval_options(args)
+    return output(args, lambda out: random_surface(args.checkpoint, out, xs, ys, opts, norm=args.norm, ignore=args.ignore,
+                                                   seed=args.seed, dir_type=args.dir_type, orthogonal=args.orthogonal,
+                                                   resume=args.resume, overwrite=args.overwrite, log=print))
+
+
+def run_interpolate(args: argparse.Namespace) -> int:
+    xs = parse_range(args.x, "--x")
+    opts = eval_options(args)
+    return output(args, lambda out: interpolation_surface(args.checkpoint_a, args.checkpoint_b, out, xs, opts,
+                                                          dir_type=args.dir_type, resume=args.resume, overwrite=args.overwrite, log=print))
+
+
+def run_trajectory(args: argparse.Namespace) -> int:
+    xs = parse_range(args.x, "--x") if args.x else None
+    ys = parse_range(args.y, "--y") if args.y else None
+    opts = eval_options(args)
+    return output(args, lambda out: trajectory_surface(args.run_dir, out, xs, ys, opts, ignore=args.ignore,
+                                                       resume=args.resume, overwrite=args.overwrite, log=print))

@@ -1,0 +1,145 @@
+"""Directions in weight space: seeded Gaussian, normalized as Li et al. (2018), interpolation, PCA.
+
+A direction is a ``dict[str, Tensor]`` keyed like the tensors it moves (parameter names
+for ``dir_type="weights"``, ``state_dict`` keys for ``"states"``, which adds the BatchNorm
+running statistics). Functions here are pure: they return new dicts and never touch a
+model.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+Direction = dict[str, Tensor]
+NORMS = ("filter", "layer", "model", "none")
+IGNORES = ("biasbn", "none")
+DIR_TYPES = ("weights", "states")
+
+
+def target_tensors(model: nn.Module, dir_type: str = "weights") -> Direction:
+    """The tensors a direction moves: parameters (``weights``) or the whole ``state_dict`` (``states``)."""
+    if dir_type == "weights":
+        return {n: p.detach() for n, p in model.named_parameters()}
+    if dir_type == "states":
+        return {n: t.detach() for n, t in model.state_dict(keep_vars=True).items()}
+    raise ValueError(f"unknown dir_type {dir_type!r}; expected one of {DIR_TYPES}")
+
+
+def random_direction(weights: Direction, generator: torch.Generator) -> Direction:
+    """N(0, 1) entries of the weights' shapes from an explicit generator (zeros for integer tensors)."""
+    return {
+        n: torch.randn(w.shape, generator=generator, dtype=torch.float32).to(w) if w.is_floating_point() else torch.zeros_like(w)
+        for n, w in weights.items()
+    }
+
+
+def normalize_direction(direction: Direction, weights: Direction, norm: str = "filter", ignore: str = "biasbn") -> Direction:
+    """Scale ``direction`` to the weights, exactly as loss-landscape's ``net_plotter`` does.
+
+    - ``filter``: every slice ``k`` along dim 0 of a tensor with ``dim > 1`` becomes
+      ``d_k * ||w_k|| / (||d_k|| + 1e-10)`` (per output channel / output neuron);
+    - ``layer``: each tensor becomes ``d * ||w|| / ||d||``;
+    - ``model``: the whole direction is scaled to ``||w||`` (global);
+    - ``none``: raw.
+
+    Tensors with ``dim <= 1`` (biases, BatchNorm parameters and statistics) are zeroed
+    with ``ignore="biasbn"``, else set to the weights themselves (loss-landscape's rule).
+    """
+    if norm not in NORMS:
+        raise ValueError(f"unknown normalization {norm!r}; expected one of {NORMS}")
+    if ignore not in IGNORES:
+        raise ValueError(f"unknown ignore {ignore!r}; expected one of {IGNORES}")
+    out: Direction = {}
+    for name, d in direction.items():
+        w = weights[name]
+        if d.dim() <= 1 or not d.is_floating_point():
+            out[name] = torch.zeros_like(d) if ignore == "biasbn" or not d.is_floating_point() else w.clone().to(d)
+        elif norm == "filter":
+            dn = d.flatten(1).norm(dim=1)
+            wn = w.flatten(1).norm(dim=1).to(d)
+            out[name] = d * (wn / (dn + 1e-10)).view(-1, *([1] * (d.dim() - 1)))
+        elif norm == "layer":
+            out[name] = d * (w.norm().to(d) / d.norm())
+        else:
+            out[name] = d.clone()
+    if norm == "model":
+        moved = [n for n in out if direction[n].dim() > 1 and direction[n].is_floating_point()]
+        scale = torch.sqrt(sum(weights[n].double().pow(2).sum() for n in moved)) / torch.sqrt(
+            sum(out[n].double().pow(2).sum() for n in moved))
+        out.update({n: out[n] * scale.to(out[n].dtype) for n in moved})
+    return out
+
+
+def dot(a: Direction, b: Direction) -> Tensor:
+    return sum((a[n].double() * b[n].double()).sum() for n in a if a[n].is_floating_point())
+
+
+def orthogonalize(d: Direction, against: Direction) -> Direction:
+    """Gram-Schmidt: ``d`` minus its projection on ``against`` (float64 inner products)."""
+    coef = dot(d, against) / dot(against, against)
+    return {n: d[n] - coef.to(d[n].dtype) * against[n] if d[n].is_floating_point() else d[n] for n in d}
+
+
+def random_directions(weights: Direction, *, count: int, seed: int, norm: str = "filter", ignore: str = "biasbn",
+                      orthogonal: bool = False) -> list[Direction]:
+    """``count`` normalized random directions from one generator seeded with ``seed``.
+
+    With ``orthogonal=True`` the second is made orthogonal to the first after normalization
+    (exactly orthogonal; its filter norms then differ from the weights' by the removed
+    component, which is tiny for random high-dimensional directions).
+    """
+    g = torch.Generator().manual_seed(seed)
+    dirs = [normalize_direction(random_direction(weights, g), weights, norm, ignore) for _ in range(count)]
+    if orthogonal and count == 2:
+        dirs[1] = orthogonalize(dirs[1], dirs[0])
+    return dirs
+
+
+def difference(a: Direction, b: Direction) -> Direction:
+    """``b - a`` (interpolation from ``a`` at 0 to ``b`` at 1); the two must have the same tensors and shapes."""
+    if a.keys() != b.keys():
+        missing = sorted(set(a) ^ set(b))[:3]
+        raise ValueError(f"the two models differ in their tensors (e.g. {', '.join(missing)}): not the same architecture")
+    bad = [n for n in a if a[n].shape != b[n].shape]
+    if bad:
+        raise ValueError(f"the two models differ in shape at {bad[0]}: {tuple(a[bad[0]].shape)} vs {tuple(b[bad[0]].shape)}")
+    return {n: (b[n] - a[n]) if a[n].is_floating_point() else torch.zeros_like(a[n]) for n in a}
+
+
+def pca_directions(trajectory: list[Direction], final: Direction, ignore: Literal["biasbn", "none"] = "biasbn"
+                   ) -> tuple[list[Direction], Tensor, Tensor]:
+    """Top-2 principal directions of ``theta_e - theta_final`` over a training trajectory (Li et al. Sec. 7).
+
+    Returns the two unit-norm directions, their explained-variance ratios (of the centred
+    rows, as sklearn's PCA), and the (T, 2) coordinates of each trajectory point projected
+    on them (the path to draw on the surface; the final point is at the origin).
+    Uses the T x T Gram matrix, so memory is one (T, P) float64 matrix.
+    """
+    if len(trajectory) < 2:
+        raise ValueError(f"PCA of a trajectory needs at least 2 checkpoints besides the final one, got {len(trajectory)}")
+    names = [n for n, w in final.items() if w.is_floating_point() and (w.dim() > 1 or ignore == "none")]
+    rows = torch.stack([torch.cat([(t[n].double() - final[n].double()).flatten() for n in names]) for t in trajectory])
+    centred = rows - rows.mean(0)
+    evals, evecs = torch.linalg.eigh(centred @ centred.T)
+    order = evals.argsort(descending=True)
+    evals, evecs = evals[order].clamp_min(0), evecs[:, order]
+    comps = []
+    for i in range(2):
+        v = centred.T @ evecs[:, i]
+        comps.append(v / v.norm())
+    ratio = evals[:2] / evals.sum()
+    coords = rows @ torch.stack(comps, 1)
+    dirs = []
+    for v in comps:
+        d, offset = {}, 0
+        for n, w in final.items():
+            if n in names:
+                d[n] = v[offset:offset + w.numel()].view_as(w).to(w.dtype)
+                offset += w.numel()
+            else:
+                d[n] = torch.zeros_like(w)
+        dirs.append(d)
+    return dirs, ratio, coords

@@ -1,0 +1,87 @@
+"""Loss and accuracy of a model on a fixed evaluation set, and the data it comes from.
+
+Every analysis evaluates the same fixed tensors at many weights, so the set is built
+once (normalized as in training, optionally a seeded subset) and kept on the device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from data import load_dataset
+
+
+@dataclass
+class EvalSet:
+    """Normalized images and labels of one split (or a fixed subset), already on the device."""
+
+    x: Tensor
+    y: Tensor
+    batch_size: int = 1000
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batches(self):
+        for i in range(0, len(self.y), self.batch_size):
+            yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
+
+
+def eval_sets(dataset_spec: dict, splits: list[str], *, samples: int | None = None, seed: int = 0,
+              data_root: str | None = None, device: torch.device | str = "cpu", batch_size: int = 1000) -> dict[str, EvalSet]:
+    """The evaluation sets of a checkpoint's dataset, normalized with the statistics it was trained with.
+
+    ``samples`` picks a fixed subset per split (the first ``samples`` of a permutation seeded
+    with ``seed``), the same on every run and every rank.
+    """
+    if samples is not None and samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {samples}")
+    ds = load_dataset(dataset_spec["name"], data_root)
+    mean = torch.tensor(dataset_spec["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(dataset_spec["std"]).view(1, -1, 1, 1)
+    out = {}
+    for split in splits:
+        x, y = ds.split(split)
+        if samples is not None and samples < len(y):
+            idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:samples].sort().values
+            x, y = x[idx], y[idx]
+        out[split] = EvalSet(((x.float() / 255 - mean) / std).to(device), y.to(device), batch_size)
+    return out
+
+
+@torch.inference_mode()
+def loss_and_accuracy(model: nn.Module, data: EvalSet) -> tuple[float, float]:
+    """Mean cross-entropy (each batch weighted by its size) and accuracy in percent; eval mode."""
+    total = torch.zeros((), dtype=torch.float64, device=data.y.device)
+    correct = torch.zeros((), dtype=torch.long, device=data.y.device)
+    for x, y in data.batches():
+        logits = model(x).float()
+        total += F.cross_entropy(logits, y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+    return (total / len(data)).item(), 100.0 * correct.item() / len(data)
+
+
+@torch.no_grad()
+def recompute_bn_statistics(model: nn.Module, data: EvalSet) -> None:
+    """Replace BatchNorm running statistics by exact averages over ``data`` (as mode-connectivity's update_bn)."""
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    if not bns:
+        return
+    momenta = [m.momentum for m in bns]
+    was_training = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    try:
+        for x, _ in data.batches():
+            model(x)
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        model.train(was_training)

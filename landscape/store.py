@@ -1,0 +1,234 @@
+"""HDF5 storage of analyses: our self-describing files, and loss-landscape's layout read and written.
+
+Our surface file (``kind="surface"``) keeps loss-landscape's dataset names
+(``xcoordinates``, ``ycoordinates``, ``train_loss``, ``train_acc`` (percent), ``test_*``)
+and direction groups (``xdirection``/``ydirection`` with datasets ``"0".."N-1"``), so
+their tools read it; 2-D arrays have shape ``(ny, nx)`` with ``Z[i, j] = f(x[j], y[i])``
+(root attribute ``index_order="yx"``), the same raster order loss-landscape fills. A
+``computed`` mask tells points not yet computed from diverged ones (inf/NaN values).
+Metadata are root attributes. loss-landscape's own files are ``(nx, ny)``-shaped arrays
+filled y-major with -1 for "not computed"; :func:`read_surface` reads both.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from . import __version__
+from .directions import Direction
+
+SCHEMA_VERSION = 1
+METRICS = ("loss", "acc")
+AXES = ("xdirection", "ydirection")
+
+
+def value_names(splits: list[str]) -> list[str]:
+    return [f"{split}_{metric}" for split in splits for metric in METRICS]
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def base_attrs() -> dict:
+    return {"schema_version": SCHEMA_VERSION, "toolkit_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+@dataclass
+class Surface:
+    """A surface read back: values are NaN where not computed (``computed`` is False)."""
+
+    path: str
+    xcoordinates: np.ndarray
+    ycoordinates: np.ndarray | None
+    values: dict[str, np.ndarray]
+    computed: np.ndarray
+    attrs: dict = field(default_factory=dict)
+    layout: str = "landscape"  # or "loss-landscape"
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return 1 if self.ycoordinates is None else 2
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.computed.all())
+
+
+def _open(path: str | Path, mode: str = "r") -> h5py.File:
+    path = Path(path)
+    if mode == "r" and not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} does not exist")
+    try:
+        return h5py.File(path, mode)
+    except OSError as e:
+        raise ValueError(f"{path}: not a readable HDF5 file ({str(e).splitlines()[0][:120]})") from None
+
+
+def _attrs(f: h5py.File) -> dict:
+    def plain(v):
+        if isinstance(v, bytes):
+            return v.decode()
+        if isinstance(v, (np.ndarray, np.generic)):
+            return v.tolist()
+        return v
+
+    return {k: plain(v) for k, v in f.attrs.items()}
+
+
+def read_surface(path: str | Path) -> Surface:
+    """Read one of our surface files or a loss-landscape surface file."""
+    with _open(path) as f:
+        if "xcoordinates" not in f:
+            raise ValueError(f"{path}: not a surface file (no 'xcoordinates')")
+        xs = f["xcoordinates"][:]
+        ys = f["ycoordinates"][:] if "ycoordinates" in f else None
+        attrs = _attrs(f)
+        ours = attrs.get("kind") == "surface"
+        if ours and attrs.get("schema_version", 0) > SCHEMA_VERSION:
+            raise ValueError(f"{path}: schema version {attrs['schema_version']} is newer than this toolkit reads")
+        shape = (len(xs),) if ys is None else (len(ys), len(xs))
+        names = [n for n in f if n.endswith(tuple(f"_{m}" for m in METRICS)) and isinstance(f[n], h5py.Dataset)]
+        raw = {n: f[n][:].astype(np.float64).ravel().reshape(shape) for n in names}
+        if ours:
+            computed = f["computed"][:].astype(bool).reshape(shape)
+        else:  # loss-landscape: -1 marks points not computed yet
+            computed = np.ones(shape, bool)
+            for v in raw.values():
+                computed &= v != -1
+        values = {n: np.where(computed, v, np.nan) for n, v in raw.items()}
+        extras = {n: f[n][:] for n in ("proj_xcoord", "proj_ycoord", "explained_variance_ratio_") if n in f}
+    return Surface(str(path), xs, ys, values, computed, attrs, "landscape" if ours else "loss-landscape", extras)
+
+
+def read_directions(path: str | Path) -> list[tuple[list[str] | None, list[np.ndarray]]]:
+    """The stored directions: (tensor names or None for loss-landscape files, arrays in order)."""
+    with _open(path) as f:
+        out = []
+        for axis in AXES:
+            if axis in f:
+                g = f[axis]
+                names = [n.decode() if isinstance(n, bytes) else n for n in g.attrs["names"]] if "names" in g.attrs else None
+                out.append((names, [g[str(i)][()] for i in range(len(g))]))
+        return out
+
+
+def _write_direction(f: h5py.File, axis: str, direction: Direction) -> None:
+    g = f.create_group(axis)
+    for i, t in enumerate(direction.values()):
+        g.create_dataset(str(i), data=t.detach().cpu().numpy())
+    g.attrs["names"] = list(direction)
+
+
+class SurfaceWriter:
+    """A surface file being filled point by point; every :meth:`write` is flushed to disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.f = _open(self.path, "r+")
+        self.xs = self.f["xcoordinates"][:]
+        self.ys = self.f["ycoordinates"][:] if "ycoordinates" in self.f else None
+        self.shape = (len(self.xs),) if self.ys is None else (len(self.ys), len(self.xs))
+        self.names = [n for n in self.f.attrs["values"]]
+
+    @classmethod
+    def create(cls, path: str | Path, xs: np.ndarray, ys: np.ndarray | None, splits: list[str],
+               directions: list[Direction], attrs: dict, extras: dict[str, np.ndarray] | None = None) -> "SurfaceWriter":
+        """Write the empty file under a temporary name and rename it: no half-made file is ever visible."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        shape = (len(xs),) if ys is None else (len(ys), len(xs))
+        try:
+            with h5py.File(tmp, "w") as f:
+                f.attrs.update({"kind": "surface", **base_attrs(), "index_order": "x" if ys is None else "yx",
+                                "splits": list(splits), "values": value_names(splits), **attrs})
+                f.create_dataset("dir_file", data=path.name)
+                f.create_dataset("xcoordinates", data=np.asarray(xs, np.float64))
+                if ys is not None:
+                    f.create_dataset("ycoordinates", data=np.asarray(ys, np.float64))
+                for name in value_names(splits):
+                    f.create_dataset(name, data=np.full(shape, -1.0))
+                f.create_dataset("computed", data=np.zeros(shape, np.uint8))
+                for axis, d in zip(AXES, directions):
+                    _write_direction(f, axis, d)
+                for name, arr in (extras or {}).items():
+                    f.create_dataset(name, data=arr)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return cls(path)
+
+    @property
+    def attrs(self) -> dict:
+        return _attrs(self.f)
+
+    def computed_flat(self) -> np.ndarray:
+        return self.f["computed"][:].astype(bool).ravel()
+
+    def directions(self) -> list[Direction]:
+        out = []
+        for axis in AXES:
+            if axis in self.f:
+                g = self.f[axis]
+                out.append({n: torch.from_numpy(np.asarray(g[str(i)][()])) for i, n in enumerate(g.attrs["names"])})
+        return out
+
+    def write(self, points: list[tuple[int, dict[str, float]]]) -> None:
+        """Store ``(flat index, {value name: number})`` pairs, mark them computed, flush."""
+        if not points:
+            return
+        index = np.unravel_index(np.array([k for k, _ in points]), self.shape)
+        for name in self.names:
+            arr = self.f[name][:]
+            arr[index] = [vals[name] for _, vals in points]
+            self.f[name][...] = arr
+        computed = self.f["computed"][:]
+        computed[index] = 1
+        self.f["computed"][...] = computed
+        self.f.flush()
+
+    def finish(self) -> None:
+        self.f.attrs["complete"] = bool(self.computed_flat().all())
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def export_loss_landscape(surface: Surface, directions: list[tuple[list[str] | None, list[np.ndarray]]], out: str | Path) -> None:
+    """Write ``surface`` in loss-landscape's exact layout: ``(nx, ny)`` arrays filled y-major, -1 = not computed."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    nx = len(surface.xcoordinates)
+    shape = (nx,) if surface.ycoordinates is None else (nx, len(surface.ycoordinates))
+    try:
+        with h5py.File(tmp, "w") as f:
+            f["dir_file"] = out.name
+            f["xcoordinates"] = surface.xcoordinates
+            if surface.ycoordinates is not None:
+                f["ycoordinates"] = surface.ycoordinates
+            for name, v in surface.values.items():
+                f[name] = np.where(surface.computed, v, -1.0).ravel().reshape(shape)
+            for axis, (_, arrays) in zip(AXES, directions):
+                g = f.create_group(axis)
+                for i, a in enumerate(arrays):
+                    g[str(i)] = a
+            for name, arr in surface.extras.items():
+                f[name] = arr
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,240 @@
+"""Loss surfaces against evaluations by hand, exact resume after kill -9, 2 ranks = 1 rank, file layouts."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+from torch.optim.swa_utils import update_bn
+
+from data import load_dataset
+from landscape.evaluation import EvalSet
+from landscape.jobs import EvalOptions, interpolation_surface, random_surface, trajectory_surface
+from landscape.store import export_loss_landscape, read_directions, read_surface
+from landscape.surface import Displacement, parse_range
+from trainers import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+OPTS = EvalOptions(splits=["train", "test"], samples=300, device="cpu", progress=False)
+
+
+def inputs(meta, split, samples=None, seed=0):
+    """The evaluation tensors rebuilt independently of landscape.evaluation."""
+    ds = load_dataset(meta["dataset"]["name"])
+    x, y = ds.split(split)
+    if samples:
+        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:samples].sort().values
+        x, y = x[idx], y[idx]
+    mean = torch.tensor(meta["dataset"]["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(meta["dataset"]["std"]).view(1, -1, 1, 1)
+    return (x.float() / 255 - mean) / std, y
+
+
+def by_hand(model, params, x, y):
+    with torch.no_grad():
+        logits = functional_call(model, params, (x,))
+    return F.cross_entropy(logits, y).item(), 100.0 * (logits.argmax(1) == y).float().mean().item()
+
+
+def test_points_equal_evaluations_by_hand(runs, tmp_path):
+    ckpt = runs / "sam" / "final.pt"
+    out = random_surface(ckpt, tmp_path / "s.h5", parse_range("-1:1:5"), parse_range("-0.5:0.5:3", "--y"), OPTS, seed=7)
+    s = read_surface(out)
+    assert s.complete and s.values["train_loss"].shape == (3, 5) and s.attrs["index_order"] == "yx"
+    model, meta = load_checkpoint(ckpt)
+    (names, d1), (_, d2) = read_directions(out)
+    w0 = dict(model.named_parameters())
+    assert names == list(w0)
+    for split in ("train", "test"):
+        x, y = inputs(meta, split, samples=300)
+        center = by_hand(model, {}, x, y)
+        assert s.values[f"{split}_loss"][1, 2] == pytest.approx(center[0], rel=1e-5)  # x=0, y=0
+        assert s.values[f"{split}_acc"][1, 2] == pytest.approx(center[1])
+        for i, j in [(0, 0), (2, 4), (0, 3)]:  # Z[i, j] is at (x[j], y[i])
+            a, b = s.xcoordinates[j], s.ycoordinates[i]
+            params = {n: w0[n].detach() + a * torch.from_numpy(d1[k]) + b * torch.from_numpy(d2[k]) for k, n in enumerate(names)}
+            loss, acc = by_hand(model, params, x, y)
+            assert s.values[f"{split}_loss"][i, j] == pytest.approx(loss, rel=1e-4)
+            assert s.values[f"{split}_acc"][i, j] == pytest.approx(acc)
+
+
+def test_model_is_left_exactly_as_it_was(runs):
+    model, _ = load_checkpoint(runs / "sam" / "final.pt")
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    d = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+    data = EvalSet(torch.randn(20, 1, 8, 8), torch.randint(0, 10, (20,)))
+    from landscape.surface import evaluate_point
+
+    with Displacement(model, [d]) as disp:
+        disp.move((0.37,))
+        evaluate_point(model, {"train": data}, "recompute", data)
+        assert not torch.equal(model.state_dict()["0.weight"], before["0.weight"])
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_recomputed_batchnorm_matches_torch_update_bn(runs, tmp_path):
+    ckpt = runs / "erm" / "final.pt"
+    opts = EvalOptions(splits=["test"], samples=200, bn="recompute", device="cpu", progress=False, batch_size=50)
+    s = read_surface(random_surface(ckpt, tmp_path / "bn.h5", parse_range("-0.2:0.2:3"), None, opts))
+    model, meta = load_checkpoint(ckpt)
+    x_train, _ = inputs(meta, "train", samples=200)
+    update_bn([xb for xb in x_train.split(50)], model)  # torch's own implementation
+    model.eval()
+    x, y = inputs(meta, "test", samples=200)
+    assert s.values["test_loss"][1] == pytest.approx(by_hand(model, {}, x, y)[0], rel=1e-5)
+
+
+def test_speed_paths_equal_the_plain_path(runs, tmp_path):
+    ckpt, xs = runs / "erm" / "final.pt", parse_range("-1:1:4")
+    plain = read_surface(random_surface(ckpt, tmp_path / "a.h5", xs, None, OPTS))
+    small = read_surface(random_surface(ckpt, tmp_path / "b.h5", xs, None, EvalOptions(**{**OPTS.__dict__, "batch_size": 7})))
+    np.testing.assert_allclose(small.values["train_loss"], plain.values["train_loss"], rtol=1e-5)
+    compiled = read_surface(random_surface(ckpt, tmp_path / "c.h5", xs, None, EvalOptions(**{**OPTS.__dict__, "compile": True})))
+    np.testing.assert_allclose(compiled.values["train_loss"], plain.values["train_loss"], rtol=1e-5)
+    np.testing.assert_array_equal(compiled.values["train_acc"], plain.values["train_acc"])
+
+
+def test_interpolation_hits_both_checkpoints(runs, tmp_path):
+    a, b = runs / "erm" / "final.pt", runs / "sam" / "final.pt"
+    s = read_surface(interpolation_surface(a, b, tmp_path / "i.h5", parse_range("0:1:3"), OPTS))
+    for k, ckpt in ((0, a), (2, b)):
+        model, meta = load_checkpoint(ckpt)
+        x, y = inputs(meta, "test", samples=300)
+        assert s.values["test_loss"][k] == pytest.approx(by_hand(model, {}, x, y)[0], rel=1e-4)
+
+
+def test_trajectory_surface_stores_the_path(runs, tmp_path):
+    s = read_surface(trajectory_surface(runs / "sam", tmp_path / "t.h5", None, None,
+                                        EvalOptions(splits=["train"], samples=100, device="cpu", progress=False)))
+    assert s.values["train_loss"].shape == (21, 21) and s.complete
+    px, py = s.extras["proj_xcoord"], s.extras["proj_ycoord"]
+    assert len(px) == 3 and abs(px[-1]) < 1e-9 and abs(py[-1]) < 1e-9  # the final checkpoint is the origin
+    assert s.xcoordinates.min() < px.min() and s.xcoordinates.max() > px.max()
+    assert 0.5 < s.extras["explained_variance_ratio_"].sum() <= 1 + 1e-9
+
+
+def cli(*args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, **kw)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_grid_then_resume_equals_uninterrupted(runs, tmp_path):
+    args = ["surface", str(runs / "erm" / "final.pt"), "--x", "-1:1:12", "--y", "-1:1:12", "--samples", "300",
+            "--split", "train,test", "--no-progress"]
+    out = tmp_path / "killed.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", *args, "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not out.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(1.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    partial = read_surface(out)  # a killed file is readable
+    done = int(partial.computed.sum())
+    assert 0 < done < 144, done
+    resumed = cli(*args, "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {done} of 144 points already computed" in resumed.stdout
+    straight = cli(*args, "--out", str(tmp_path / "straight.h5"))
+    assert straight.returncode == 0, straight.stderr
+    a, b = read_surface(out), read_surface(tmp_path / "straight.h5")
+    for name in a.values:
+        np.testing.assert_array_equal(a.values[name], b.values[name])
+    np.testing.assert_array_equal(partial.values["train_loss"][partial.computed], a.values["train_loss"][partial.computed])
+
+
+@pytest.mark.slow
+def test_two_ranks_equal_one(runs, tmp_path):
+    args = ["surface", str(runs / "sam" / "final.pt"), "--x", "-1:1:5", "--y", "-1:1:3", "--samples", "200", "--no-progress"]
+    one = cli(*args, "--out", str(tmp_path / "one.h5"), env={"OMP_NUM_THREADS": "1"})
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                          "-m", "apps.cli", *args, "--out", str(tmp_path / "two.h5")], cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = read_surface(tmp_path / "one.h5"), read_surface(tmp_path / "two.h5")
+    assert b.complete
+    np.testing.assert_array_equal(a.values["train_loss"], b.values["train_loss"])
+
+
+def write_their_file(path, xs, ys, f):
+    """A surface file exactly as loss-landscape's plot_surface.py writes it: (nx, ny) arrays filled y-major."""
+    with h5py.File(path, "w") as h:
+        h["dir_file"] = "dirs.h5"
+        h["xcoordinates"], h["ycoordinates"] = xs, ys
+        flat = np.full(len(xs) * len(ys), -1.0)
+        for k, (x, y) in enumerate(zip(*[a.ravel() for a in np.meshgrid(xs, ys)])):  # their enumeration order
+            if k != 4:  # one point left uncomputed
+                flat[k] = f(x, y)
+        h["train_loss"] = flat.reshape(len(xs), len(ys))
+        h["train_acc"] = 100 - flat.reshape(len(xs), len(ys))
+
+
+def test_reads_and_writes_loss_landscape_layout(tmp_path):
+    xs, ys = np.linspace(-1, 1, 3), np.linspace(0, 1, 2)  # non-square: the trap
+    f = lambda x, y: 10 + x + 100 * y  # noqa: E731
+    write_their_file(tmp_path / "theirs.h5", xs, ys, f)
+    s = read_surface(tmp_path / "theirs.h5")
+    assert s.layout == "loss-landscape" and s.values["train_loss"].shape == (2, 3)
+    for i, y in enumerate(ys):
+        for j, x in enumerate(xs):
+            if (i, j) != (1, 1):
+                assert s.values["train_loss"][i, j] == f(x, y)
+    assert not s.computed[1, 1] and np.isnan(s.values["train_loss"][1, 1])
+    export_loss_landscape(s, [], tmp_path / "again.h5")
+    with h5py.File(tmp_path / "again.h5") as a, h5py.File(tmp_path / "theirs.h5") as b:
+        np.testing.assert_array_equal(a["train_loss"][:], b["train_loss"][:])
+
+
+def test_cli_loss_landscape_format(runs, tmp_path):
+    out = tmp_path / "ll.h5"
+    r = cli("surface", str(runs / "erm" / "final.pt"), "--x", "-1:1:3", "--y", "-1:1:2", "--samples", "50",
+            "--no-progress", "--format", "loss-landscape", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    with h5py.File(out) as h:
+        assert h["train_loss"].shape == (3, 2) and "xdirection" in h and "0" in h["ydirection"]
+    assert not (tmp_path / "ll.h5.partial.h5").exists()
+    s = read_surface(out)
+    assert s.layout == "loss-landscape" and s.complete
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--x", "-1:1"], "--x '-1:1': expected MIN:MAX:NUM"),
+    (["--x", "1:-1:5"], "need MIN < MAX"),
+    (["--dim", "2"], "--dim 2 needs --y"),
+    (["--split", "val"], "--split must name train and/or test"),
+    (["--samples", "0"], "--samples must be >= 1"),
+])
+def test_surface_bad_input(runs, tmp_path, capsys, argv, message):
+    from apps.cli.__main__ import main
+
+    assert main(["surface", str(runs / "erm" / "final.pt"), "--out", str(tmp_path / "x.h5"), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_surface_file_errors(runs, tmp_path, capsys):
+    from apps.cli.__main__ import main
+
+    base = ["surface", str(runs / "erm" / "final.pt"), "--x", "-1:1:3", "--samples", "20", "--no-progress"]
+    assert main([*base[:1], str(tmp_path / "nope.pt"), *base[2:], "--out", str(tmp_path / "a.h5")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "a.h5")]) == 0
+    assert main([*base, "--out", str(tmp_path / "a.h5")]) == 2
+    assert "exists: pass --resume to finish it or --overwrite" in capsys.readouterr().err
+    assert main([*base, "--seed", "5", "--out", str(tmp_path / "a.h5"), "--resume"]) == 2
+    assert "made with different seed" in capsys.readouterr().err
+    assert main(["interpolate", str(runs / "erm" / "final.pt"), str(tmp_path / "a.h5"), "--out", str(tmp_path / "b.h5")]) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "a.h5"), "--overwrite"]) == 0
