@@ -238,3 +238,27 @@ def test_surface_file_errors(runs, tmp_path, capsys):
     assert main(["interpolate", str(runs / "erm" / "final.pt"), str(tmp_path / "a.h5"), "--out", str(tmp_path / "b.h5")]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "a.h5"), "--overwrite"]) == 0
+
+
+def test_diverged_points_differ_from_missing_ones(tmp_path):
+    from landscape.store import SurfaceWriter
+
+    d = {"w": torch.ones(2, 2)}
+    w = SurfaceWriter.create(tmp_path / "s.h5", np.linspace(-1, 1, 3), None, ["train"], [d], {"seed": 0})
+    w.write([(0, {"train_loss": float("inf"), "train_acc": 10.0}), (1, {"train_loss": float("nan"), "train_acc": 0.0})])
+    w.close()
+    s = read_surface(tmp_path / "s.h5")
+    assert s.computed.tolist() == [True, True, False]
+    assert np.isinf(s.values["train_loss"][0]) and np.isnan(s.values["train_loss"][1]) and np.isnan(s.values["train_loss"][2])
+    (names, arrays), = read_directions(tmp_path / "s.h5")
+    assert names == ["w"] and np.array_equal(arrays[0], np.ones((2, 2)))
+
+
+def test_reads_loss_landscape_direction_groups(tmp_path):
+    with h5py.File(tmp_path / "dirs.h5", "w") as h:
+        for axis in ("xdirection", "ydirection"):
+            g = h.create_group(axis)
+            for i in range(3):
+                g[str(i)] = np.full((i + 1,), float(i))
+    dirs = read_directions(tmp_path / "dirs.h5")
+    assert len(dirs) == 2 and dirs[0][0] is None and [a.tolist() for a in dirs[1][1]] == [[0.0], [1.0, 1.0], [2.0, 2.0, 2.0]]

@@ -151,3 +151,24 @@ def test_cli_refuses_to_overwrite_and_reports_truncated_resume(tmp_path):
 def test_help_has_examples(command):
     out = landscape(*command, "--help")
     assert out.returncode == 0 and "examples:" in out.stdout
+
+
+def test_demo_table_matches_its_runs(tmp_path):
+    import numpy as np
+
+    from landscape.store import read_surface
+
+    out = tmp_path / "demo"
+    r = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm,damp", "--surface-steps", "3",
+                  "--surface-samples", "50", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("|")[1:-1] for line in (out / "comparison.md").read_text().splitlines() if line.startswith("| erm") or line.startswith("| damp")]
+    assert [c.strip() for c, *_ in rows] == ["erm", "damp"]
+    for method, error, *_, surface_mean in rows:
+        last = read_checkpoint(out / method.strip() / "final.pt")["metrics"][-1]
+        assert float(error) == pytest.approx(last["test_error"], abs=0.005)
+        grid = read_surface(out / method.strip() / "surface_2d.h5")
+        assert grid.complete and float(surface_mean) == pytest.approx(np.mean(grid.values["train_loss"]), abs=5e-4)
+    again = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm", "--surface-steps", "3",
+                      "--surface-samples", "50", "--no-progress")
+    assert "reusing finished run" in again.stdout

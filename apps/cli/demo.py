@@ -5,6 +5,10 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
+from landscape.jobs import EvalOptions, random_surface
+from landscape.store import read_surface
 from trainers import TrainConfig, read_checkpoint, train
 from trainers.checkpoint import atomic_write
 from trainers.train import newest_checkpoint
@@ -15,23 +19,26 @@ DEMO_METHODS = ("erm", "sam", "asam", "amp", "damp")
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train ERM, SAM, ASAM, AMP and DAMP on digits and compare them",
                        description="Trains each method on the embedded digits into OUT/<method>/ (finished runs are "
-                                   "reused, interrupted ones resumed) and prints a comparison table.",
+                                   "reused, interrupted ones resumed), computes a 2-D loss surface of each "
+                                   "(OUT/<method>/surface_2d.h5, same directions seed) and prints a comparison table.",
                        epilog="examples:\n  landscape demo --out runs/demo\n  landscape demo --out runs/demo --epochs 5 "
                               "--methods erm,sam", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="folder of the demo runs [%(default)s]")
     p.add_argument("--epochs", type=int, default=15, help="[%(default)s]")
     p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated [%(default)s]")
     p.add_argument("--seed", type=int, default=0, help="[%(default)s]")
+    p.add_argument("--surface-steps", type=int, default=15, help="2-D surface grid per method is N x N over [-1, 1] [%(default)s]")
+    p.add_argument("--surface-samples", type=int, default=500, help="training images evaluated per grid point [%(default)s]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
 
 def comparison_table(rows: list[tuple[str, dict]]) -> str:
-    lines = ["| method | test error (%) | test NLL | test ECE | train acc (%) | train time (s) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| method | test error (%) | test NLL | test ECE | train acc (%) | train time (s) | surface: mean train loss (2-D grid) |",
+             "|---|---|---|---|---|---|---|"]
     for method, m in rows:
         lines.append(f"| {method} | {m['test_error']:.2f} | {m['test_nll']:.4f} | {m['test_ece']:.4f} | "
-                     f"{m['train_acc']:.2f} | {m['train_seconds']:.1f} |")
+                     f"{m['train_acc']:.2f} | {m['train_seconds']:.1f} | {m['surface_mean']:.3f} |")
     return "\n".join(lines)
 
 
@@ -49,8 +56,18 @@ def run(args: argparse.Namespace) -> int:
             train(cfg, run_dir, resume=newest_checkpoint(run_dir) is not None or (run_dir / "config.json").exists(),
                   progress=not args.no_progress)
         history = read_checkpoint(run_dir / "final.pt")["metrics"]
-        rows.append((method, {**history[-1], "train_seconds": sum(h["seconds"] for h in history)}))
+        surface = run_dir / "surface_2d.h5"
+        print(f"[demo] {method}: 2-D loss surface ({args.surface_steps}x{args.surface_steps}) -> {surface}")
+        xs = np.linspace(-1, 1, args.surface_steps)
+        opts = EvalOptions(splits=["train", "test"], samples=args.surface_samples, device="cpu", progress=not args.no_progress)
+        random_surface(run_dir / "final.pt", surface, xs, xs, opts, seed=args.seed, resume=True)
+        grid = read_surface(surface).values["train_loss"]
+        rows.append((method, {**history[-1], "train_seconds": sum(h["seconds"] for h in history),
+                              "surface_mean": float(np.mean(grid))}))
     table = comparison_table(rows)
-    atomic_write(out / "comparison.md", lambda tmp: tmp.write_text(f"# Demo: digits, small_cnn, {args.epochs} epochs\n\n{table}\n"))
+    note = (f"Surface: filter-normalized random directions (seed {args.seed}), {args.surface_steps}x{args.surface_steps} "
+            f"grid over [-1, 1]^2, {args.surface_samples} training images per point.")
+    atomic_write(out / "comparison.md",
+                 lambda tmp: tmp.write_text(f"# Demo: digits, small_cnn, {args.epochs} epochs\n\n{table}\n\n{note}\n"))
     print(f"\n{table}\n\n[demo] table written to {out / 'comparison.md'}")
     return 0
