@@ -262,3 +262,18 @@ def test_reads_loss_landscape_direction_groups(tmp_path):
                 g[str(i)] = np.full((i + 1,), float(i))
     dirs = read_directions(tmp_path / "dirs.h5")
     assert len(dirs) == 2 and dirs[0][0] is None and [a.tolist() for a in dirs[1][1]] == [[0.0], [1.0, 1.0], [2.0, 2.0, 2.0]]
+
+
+def test_mismatched_checkpoints_are_refused(runs, tmp_path, capsys):
+    from apps.cli.__main__ import main
+    from trainers import TrainConfig, train
+
+    train(TrainConfig(model="mlp", epochs=1), tmp_path / "mlp", progress=False, log=lambda line: None)
+    assert main(["interpolate", str(runs / "erm" / "final.pt"), str(tmp_path / "mlp" / "final.pt"), "--samples", "20",
+                 "--no-progress", "--out", str(tmp_path / "i.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not the same architecture" in err and len(err.splitlines()) == 1
+    base = ["--x", "-1:1:3", "--samples", "20", "--no-progress", "--out", str(tmp_path / "s.h5")]
+    assert main(["surface", str(runs / "erm" / "final.pt"), *base]) == 0
+    assert main(["surface", str(runs / "sam" / "final.pt"), *base, "--resume"]) == 2  # another checkpoint
+    assert "made with different checkpoint_sha256" in capsys.readouterr().err
