@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from landscape.directions import DIR_TYPES, IGNORES, NORMS
 from landscape.jobs import EvalOptions, interpolation_surface, random_surface, trajectory_surface
@@ -57,8 +58,6 @@ def output(args: argparse.Namespace, job) -> int:
         return 0
     partial = f"{args.out}.partial.h5"
     job(partial)
-    from pathlib import Path
-
     export_loss_landscape(read_surface(partial), read_directions(partial), args.out)
     Path(partial).unlink()
     print(f"wrote {args.out} (loss-landscape layout)")
