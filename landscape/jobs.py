@@ -52,6 +52,18 @@ def _attrs(meta: dict, ckpt: Path, opts: EvalOptions, **extra) -> dict:
     }
 
 
+def sets_for(meta: dict, opts: EvalOptions, splits: list[str], device: torch.device) -> dict:
+    """Evaluation sets of a checkpoint's dataset as ``opts`` asks (its data root by default)."""
+    return eval_sets(meta["dataset"], splits, samples=opts.samples, seed=opts.sample_seed,
+                     data_root=opts.data_root or meta["config"].get("data_root"), device=device, batch_size=opts.batch_size)
+
+
+def load_for_analysis(ckpt: str | Path, opts: EvalOptions, device: torch.device) -> tuple[nn.Module, dict, dict]:
+    """The checkpoint's model on ``device`` and its evaluation sets, normalized as in training."""
+    model, meta = load_checkpoint(ckpt, device)
+    return model, meta, sets_for(meta, opts, opts.splits, device)
+
+
 def _run(out: str | Path, ckpt: str | Path, make_directions: Callable[[nn.Module], list[Direction]], xs, ys,
          opts: EvalOptions, attrs: dict, *, dir_type: str, resume: bool, overwrite: bool,
          extras: Callable[[list[Direction]], dict] | None = None, log: Callable[[str], None] | None = None) -> Path:
@@ -62,14 +74,8 @@ def _run(out: str | Path, ckpt: str | Path, make_directions: Callable[[nn.Module
     group, rank_device = init_group(device.type)
     try:
         device = rank_device or device
-        model, meta = load_checkpoint(ckpt, device)
-        data_root = opts.data_root or meta["config"].get("data_root")
-        sets = eval_sets(meta["dataset"], opts.splits, samples=opts.samples, seed=opts.sample_seed, data_root=data_root,
-                         device=device, batch_size=opts.batch_size)
-        bn_data = None
-        if opts.bn == "recompute":
-            bn_data = eval_sets(meta["dataset"], ["train"], samples=opts.samples, seed=opts.sample_seed, data_root=data_root,
-                                device=device, batch_size=opts.batch_size)["train"]
+        model, meta, sets = load_for_analysis(ckpt, opts, device)
+        bn_data = sets_for(meta, opts, ["train"], device)["train"] if opts.bn == "recompute" else None
         forward = torch.compile(model) if opts.compile else None
         attrs = {**_attrs(meta, Path(ckpt), opts), "dir_type": dir_type, **attrs}
         prepare_and_fill(Path(out), model, lambda: make_directions(model), xs, ys, sets, attrs, resume=resume,
@@ -145,3 +151,92 @@ def trajectory_surface(run_dir: str | Path, out: str | Path, xs: np.ndarray | No
     attrs = {"directions": "pca", "norm": "none", "ignore": ignore, "seed": -1, "run_dir": str(run_dir)}
     return _run(out, final, lambda model: dirs, xs, ys, opts, attrs, dir_type="weights", resume=resume,
                 overwrite=overwrite, extras=lambda d: extras, log=log)
+
+
+def _counting(matvec: Callable, bar) -> Callable:
+    def wrapped(v):
+        out = matvec(v)
+        bar.update(1)
+        return out
+
+    return wrapped
+
+
+def hessian_analysis(ckpt: str | Path, out: str | Path, opts: EvalOptions, *, top_k: int = 5, which: str = "largest",
+                     tol: float = 1e-3, trace_matvecs: int = 0, trace_method: str = "hutch++", density: bool = False,
+                     density_probes: int = 10, density_steps: int = 80, curvature: str = "hessian", seed: int = 0,
+                     overwrite: bool = False) -> Path:
+    """Top-k eigenpairs (with residuals), optionally the trace and the spectral density, of a checkpoint's loss.
+
+    The loss averages over the first split of ``opts`` (full or a seeded subset); the file
+    (``kind="hessian"``) stores eigenvalues, residuals, eigenvectors (as direction groups
+    ``eigenvector_0``... usable as surface axes), trace with its interval, density, and
+    the number of operator products each took.
+    """
+    from tqdm import tqdm
+
+    from .density import spectral_density
+    from .hessian import CurvatureOperator
+    from .lanczos import lanczos
+    from .store import write_analysis
+    from .trace import trace
+
+    opts.validate()
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} exists: pass --overwrite to replace it")
+    if top_k < 0 or trace_matvecs < 0:
+        raise ValueError("--top-k and --trace-matvecs must be >= 0")
+    device = resolve_device(opts.device)
+    model, meta, sets = load_for_analysis(ckpt, opts, device)
+    split = opts.splits[0]
+    arrays: dict[str, np.ndarray] = {}
+    directions: dict[str, Direction] = {}
+    with CurvatureOperator(model, sets[split], kind=curvature) as op, \
+            tqdm(desc=curvature, unit=" products", disable=not opts.progress) as bar:
+        mv = _counting(op.matvec, bar)
+        if top_k:
+            eig = lanczos(mv, op.size, min(top_k, op.size), which=which, tol=tol, seed=seed, device=device)
+            arrays.update(eigenvalues=eig.eigenvalues, residuals=eig.residuals, eigen_matvecs=np.int64(eig.matvecs),
+                          eigen_converged=np.bool_(eig.converged))
+            for i in range(eig.eigenvectors.shape[1]):
+                vec = op.flat_to_dict(eig.eigenvectors[:, i].to(op.dtype))
+                directions[f"eigenvector_{i}"] = {n: vec.get(n, torch.zeros_like(p)).detach().cpu()
+                                                  for n, p in model.named_parameters()}
+        if trace_matvecs:
+            tr = trace(mv, op.size, trace_matvecs, method=trace_method, seed=seed, device=device)
+            arrays.update(trace=np.float64(tr.estimate), trace_stderr=np.float64(tr.stderr),
+                          trace_ci95=np.array(tr.ci95), trace_matvecs=np.int64(tr.matvecs))
+        if density:
+            d = spectral_density(mv, op.size, num_probes=density_probes, steps=density_steps, seed=seed, device=device)
+            arrays.update(density_grid=d.grid, density=d.density, slq_nodes=d.nodes, slq_weights=d.weights,
+                          density_sigma=np.float64(d.sigma), density_matvecs=np.int64(d.matvecs))
+        size = op.size
+    attrs = {**_attrs(meta, Path(ckpt), opts), "split": split, "curvature": curvature, "which": which, "tol": tol,
+             "seed": seed, "num_params": size, "trace_method": trace_method}
+    write_analysis(out, "hessian", arrays, attrs, directions)
+    return out
+
+
+def hessian_surface(ckpt: str | Path, out: str | Path, xs: np.ndarray, ys: np.ndarray | None, opts: EvalOptions, *,
+                    hessian_file: str | Path | None = None, seed: int = 0, resume: bool = False, overwrite: bool = False,
+                    log=None) -> Path:
+    """A surface whose axes are the top Hessian eigenvectors (unit norm), read from ``hessian_file`` or computed."""
+    from .hessian import CurvatureOperator
+    from .lanczos import lanczos
+    from .store import read_direction_group
+
+    count = 1 if ys is None else 2
+    meta = load_checkpoint(ckpt)[1]
+
+    def make(model: nn.Module) -> list[Direction]:
+        if hessian_file is not None:
+            return [read_direction_group(hessian_file, f"eigenvector_{i}") for i in range(count)]
+        with CurvatureOperator(model, sets_for(meta, opts, ["train"], next(model.parameters()).device)["train"]) as op:
+            eig = lanczos(op.matvec, op.size, count, seed=seed, device=op.device)
+            vecs = [op.flat_to_dict(eig.eigenvectors[:, i].to(op.dtype)) for i in range(count)]
+        return [{n: v.get(n, torch.zeros_like(p)).detach().cpu() for n, p in model.named_parameters()} for v in vecs]
+
+    attrs = {"directions": "hessian", "norm": "none", "ignore": "none", "seed": seed,
+             "hessian_file": str(hessian_file or "")}
+    return _run(out, ckpt, make, xs, ys, opts, attrs, dir_type="weights", resume=resume, overwrite=overwrite, log=log)

@@ -232,3 +232,42 @@ def export_loss_landscape(surface: Surface, directions: list[tuple[list[str] | N
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_analysis(path: str | Path, kind: str, arrays: dict[str, np.ndarray], attrs: dict,
+                   directions: dict[str, Direction] | None = None) -> None:
+    """Write a finished (non-streamed) analysis atomically: arrays as datasets, metadata as attributes.
+
+    ``directions`` are stored as groups in the direction-group layout (datasets ``"0".."N-1"``
+    and a ``names`` attribute), e.g. Hessian eigenvectors reusable as surface axes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update({"kind": kind, **base_attrs(), **attrs})
+            for name, arr in arrays.items():
+                f.create_dataset(name, data=arr)
+            for name, d in (directions or {}).items():
+                _write_direction(f, name, d)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_analysis(path: str | Path, kind: str | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """(attributes, top-level datasets) of one of our analysis files, optionally checking its kind."""
+    with _open(path) as f:
+        attrs = _attrs(f)
+        if kind is not None and attrs.get("kind") != kind:
+            raise ValueError(f"{path}: not a {kind} file (kind={attrs.get('kind')!r})")
+        return attrs, {n: f[n][()] for n in f if isinstance(f[n], h5py.Dataset)}
+
+
+def read_direction_group(path: str | Path, name: str) -> Direction:
+    with _open(path) as f:
+        if name not in f:
+            raise ValueError(f"{path}: has no direction {name!r}")
+        g = f[name]
+        return {n: torch.from_numpy(np.asarray(g[str(i)][()])) for i, n in enumerate(g.attrs["names"])}

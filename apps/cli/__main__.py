@@ -6,9 +6,9 @@ import os
 import re
 import sys
 
-from . import demo, surface, train
+from . import demo, hessian, surface, train
 
-COMMANDS = [train, surface, demo]
+COMMANDS = [train, surface, hessian, demo]
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 

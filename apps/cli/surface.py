@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from landscape.directions import DIR_TYPES, IGNORES, NORMS
-from landscape.jobs import EvalOptions, interpolation_surface, random_surface, trajectory_surface
+from landscape.jobs import EvalOptions, hessian_surface, interpolation_surface, random_surface, trajectory_surface
 from landscape.store import export_loss_landscape, read_directions, read_surface
 from landscape.surface import BN_MODES, parse_range
 
@@ -77,6 +77,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir-type", choices=DIR_TYPES, default="weights", help="states also moves BN statistics [%(default)s]")
     p.add_argument("--seed", type=int, default=0, help="direction seed [%(default)s]")
     p.add_argument("--orthogonal", action="store_true", help="make the second direction orthogonal to the first")
+    p.add_argument("--directions", choices=("random", "hessian"), default="random",
+                   help="random (normalized) or the top Hessian eigenvectors (unit norm) [%(default)s]")
+    p.add_argument("--hessian", default=None, metavar="FILE.h5",
+                   help="with --directions hessian: take the eigenvectors from this `landscape hessian` file")
     add_eval_args(p)
     p.set_defaults(run=run_surface)
 
@@ -113,6 +117,12 @@ def run_surface(args: argparse.Namespace) -> int:
         raise ValueError("--dim 2 needs --y MIN:MAX:NUM")
     ys = parse_range(args.y, "--y") if dim == 2 else None
     opts = eval_options(args)
+    if args.directions == "hessian":
+        return output(args, lambda out: hessian_surface(args.checkpoint, out, xs, ys, opts, hessian_file=args.hessian,
+                                                        seed=args.seed, resume=args.resume, overwrite=args.overwrite,
+                                                        log=print))
+    if args.hessian:
+        raise ValueError("--hessian needs --directions hessian")
     return output(args, lambda out: random_surface(args.checkpoint, out, xs, ys, opts, norm=args.norm, ignore=args.ignore,
                                                    seed=args.seed, dir_type=args.dir_type, orthogonal=args.orthogonal,
                                                    resume=args.resume, overwrite=args.overwrite, log=print))

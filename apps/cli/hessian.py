@@ -1,0 +1,66 @@
+"""``landscape hessian``: top eigenvalues, trace and spectral density of a checkpoint's loss."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from landscape.jobs import hessian_analysis
+from landscape.store import read_analysis
+
+from .surface import eval_options
+
+EXAMPLES = """examples:
+  landscape hessian runs/sam/final.pt --top-k 5 --samples 1000 --out sam_hessian.h5
+  landscape hessian runs/sam/final.pt --top-k 2 --which smallest --out sam_negative.h5
+  landscape hessian runs/sam/final.pt --top-k 1 --trace 99 --density --out sam_spectrum.h5
+  landscape hessian runs/sam/final.pt --curvature ggn --top-k 5 --out sam_ggn.h5
+  landscape surface runs/sam/final.pt --directions hessian --hessian sam_hessian.h5 --x -1:1:21 --y -1:1:21 --out h.h5
+
+Eigenpairs come from Lanczos with full reorthogonalization, stopped when every residual
+||Hv - lambda v|| <= tol * |lambda| (the residuals are stored). The loss is the mean
+cross-entropy over the first --split (BatchNorm in eval mode)."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from .surface import add_eval_args
+
+    p = sub.add_parser("hessian", help="Hessian eigenvalues, trace and spectral density",
+                       description="Curvature of a checkpoint's loss: top-k eigenpairs (Lanczos), trace (Hutch++), "
+                                   "spectral density (stochastic Lanczos quadrature).",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("--top-k", type=int, default=5, help="eigenpairs to compute (0: none) [%(default)s]")
+    p.add_argument("--which", choices=("largest", "smallest"), default="largest", help="[%(default)s]")
+    p.add_argument("--tol", type=float, default=1e-3, help="relative residual to stop at [%(default)s]")
+    p.add_argument("--trace", type=int, default=0, metavar="MATVECS", help="estimate the trace with this many products")
+    p.add_argument("--trace-method", choices=("hutch++", "hutchinson"), default="hutch++", help="[%(default)s]")
+    p.add_argument("--density", action="store_true", help="spectral density by stochastic Lanczos quadrature")
+    p.add_argument("--density-probes", type=int, default=10, help="[%(default)s]")
+    p.add_argument("--density-steps", type=int, default=80, help="[%(default)s]")
+    p.add_argument("--curvature", choices=("hessian", "ggn"), default="hessian",
+                   help="the Hessian, or the (PSD) generalized Gauss-Newton matrix [%(default)s]")
+    p.add_argument("--seed", type=int, default=0, help="start/probe vectors [%(default)s]")
+    add_eval_args(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.format != "landscape" or args.resume or args.bn != "eval" or args.compile:
+        raise ValueError("hessian takes none of --format, --resume, --bn recompute, --compile")
+    out = hessian_analysis(args.checkpoint, args.out, eval_options(args), top_k=args.top_k, which=args.which, tol=args.tol,
+                           trace_matvecs=args.trace, trace_method=args.trace_method, density=args.density,
+                           density_probes=args.density_probes, density_steps=args.density_steps,
+                           curvature=args.curvature, seed=args.seed, overwrite=args.overwrite)
+    attrs, arrays = read_analysis(out, "hessian")
+    if "eigenvalues" in arrays:
+        pairs = ", ".join(f"{v:.6g} (residual {r:.1e})" for v, r in zip(arrays["eigenvalues"], arrays["residuals"]))
+        print(f"{args.which} eigenvalues: {pairs}; {int(arrays['eigen_matvecs'])} products")
+    if "trace" in arrays:
+        lo, hi = np.asarray(arrays["trace_ci95"])
+        print(f"trace: {float(arrays['trace']):.6g} (95% CI {lo:.6g} .. {hi:.6g}); {int(arrays['trace_matvecs'])} products")
+    if "density" in arrays:
+        print(f"density: {len(arrays['density_grid'])} grid points over [{arrays['density_grid'][0]:.4g}, "
+              f"{arrays['density_grid'][-1]:.4g}]; {int(arrays['density_matvecs'])} products")
+    print(f"wrote {out} ({attrs['num_params']} parameters, {attrs['curvature']})")
+    return 0
