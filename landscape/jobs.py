@@ -240,3 +240,50 @@ def hessian_surface(ckpt: str | Path, out: str | Path, xs: np.ndarray, ys: np.nd
     attrs = {"directions": "hessian", "norm": "none", "ignore": "none", "seed": seed,
              "hessian_file": str(hessian_file or "")}
     return _run(out, ckpt, make, xs, ys, opts, attrs, dir_type="weights", resume=resume, overwrite=overwrite, log=log)
+
+
+SWEEP_CHECKED = ("kind", "kinds", "split", "samples", "sample_seed", "checkpoint_sha256", "trials", "steps", "normalize",
+                 "eta", "seed")
+
+
+def sweep_analysis(ckpt: str | Path, out: str | Path, radii: np.ndarray, opts: EvalOptions, *, kinds: list[str],
+                   settings=None, resume: bool = False, overwrite: bool = False, log=None) -> Path:
+    """Loss/accuracy against perturbation radius for each kind, one point per (kind, radius), resumable."""
+    from tqdm import tqdm
+
+    from .store import ResultWriter, open_results
+    from .sweep import KINDS, Sweeper, SweepSettings
+
+    settings = settings or SweepSettings()
+    settings.validate()
+    opts.validate()
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise ValueError(f"unknown sweep kind {', '.join(bad) or '(none)'}; choose from {', '.join(KINDS)}")
+    if np.any(np.asarray(radii) < 0):
+        raise ValueError("--radii must be >= 0")
+    device = resolve_device(opts.device)
+    model, meta, sets = load_for_analysis(ckpt, opts, device)
+    split = opts.splits[0]
+    attrs = {**_attrs(meta, Path(ckpt), opts), "kind": "sweep", "split": split, "kinds": list(kinds),
+             "trials": settings.trials, "steps": settings.steps, "normalize": settings.normalize, "eta": settings.eta,
+             "seed": settings.seed}
+    values = {"loss_mean": (), "loss_std": (), "acc_mean": (), "acc_std": (), "losses": (settings.trials,),
+              "accs": (settings.trials,)}
+    writer, created = open_results(
+        out, lambda: ResultWriter.create(out, "sweep", (len(kinds), len(radii)), values, {"radii": np.asarray(radii, float)},
+                                         {k: v for k, v in attrs.items() if k != "kind"}, {}),
+        {k: attrs[k] for k in SWEEP_CHECKED}, lambda w: np.array_equal(w.dataset("radii"), radii),
+        resume=resume, overwrite=overwrite)
+    try:
+        todo = np.flatnonzero(~writer.computed_flat())
+        if not created and log and len(todo) < writer.computed_flat().size:
+            log(f"resuming: {writer.computed_flat().sum()} of {writer.computed_flat().size} points already computed")
+        with Sweeper(model, sets[split], settings) as sw:
+            for k in tqdm(todo, desc="sweep", unit="pt", disable=not opts.progress):
+                i, j = divmod(int(k), len(radii))
+                writer.write([(int(k), sw.point(kinds[i], float(radii[j]), j))])
+        writer.finish()
+    finally:
+        writer.close()
+    return Path(out)

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -133,40 +134,36 @@ def _write_direction(f: h5py.File, axis: str, direction: Direction) -> None:
     g.attrs["names"] = list(direction)
 
 
-class SurfaceWriter:
-    """A surface file being filled point by point; every :meth:`write` is flushed to disk."""
+class ResultWriter:
+    """A result file filled point by point over a grid; every :meth:`write` is flushed to disk.
+
+    Values are datasets of shape ``grid_shape + value_shape`` initialised to -1; the
+    ``computed`` mask (``grid_shape``) says which points are done.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.f = _open(self.path, "r+")
-        self.xs = self.f["xcoordinates"][:]
-        self.ys = self.f["ycoordinates"][:] if "ycoordinates" in self.f else None
-        self.shape = (len(self.xs),) if self.ys is None else (len(self.ys), len(self.xs))
-        self.names = [n for n in self.f.attrs["values"]]
+        self.shape = tuple(int(n) for n in self.f.attrs["grid_shape"])
+        self.names = list(self.f.attrs["values"])
 
     @classmethod
-    def create(cls, path: str | Path, xs: np.ndarray, ys: np.ndarray | None, splits: list[str],
-               directions: list[Direction], attrs: dict, extras: dict[str, np.ndarray] | None = None) -> "SurfaceWriter":
+    def create(cls, path: str | Path, kind: str, grid_shape: tuple[int, ...], values: dict[str, tuple[int, ...]],
+               datasets: dict[str, object], attrs: dict, directions: dict[str, Direction]) -> "ResultWriter":
         """Write the empty file under a temporary name and rename it: no half-made file is ever visible."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        shape = (len(xs),) if ys is None else (len(ys), len(xs))
         try:
             with h5py.File(tmp, "w") as f:
-                f.attrs.update({"kind": "surface", **base_attrs(), "index_order": "x" if ys is None else "yx",
-                                "splits": list(splits), "values": value_names(splits), **attrs})
-                f.create_dataset("dir_file", data=path.name)
-                f.create_dataset("xcoordinates", data=np.asarray(xs, np.float64))
-                if ys is not None:
-                    f.create_dataset("ycoordinates", data=np.asarray(ys, np.float64))
-                for name in value_names(splits):
-                    f.create_dataset(name, data=np.full(shape, -1.0))
-                f.create_dataset("computed", data=np.zeros(shape, np.uint8))
-                for axis, d in zip(AXES, directions):
-                    _write_direction(f, axis, d)
-                for name, arr in (extras or {}).items():
-                    f.create_dataset(name, data=arr)
+                f.attrs.update({"kind": kind, **base_attrs(), "grid_shape": list(grid_shape), "values": list(values), **attrs})
+                for name, data in datasets.items():
+                    f.create_dataset(name, data=data)
+                for name, extra in values.items():
+                    f.create_dataset(name, data=np.full(tuple(grid_shape) + tuple(extra), -1.0))
+                f.create_dataset("computed", data=np.zeros(grid_shape, np.uint8))
+                for name, d in directions.items():
+                    _write_direction(f, name, d)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -176,25 +173,28 @@ class SurfaceWriter:
     def attrs(self) -> dict:
         return _attrs(self.f)
 
+    def dataset(self, name: str) -> np.ndarray | None:
+        return self.f[name][()] if name in self.f else None
+
     def computed_flat(self) -> np.ndarray:
         return self.f["computed"][:].astype(bool).ravel()
 
-    def directions(self) -> list[Direction]:
+    def directions(self, names: tuple[str, ...] = AXES) -> list[Direction]:
         out = []
-        for axis in AXES:
+        for axis in names:
             if axis in self.f:
                 g = self.f[axis]
                 out.append({n: torch.from_numpy(np.asarray(g[str(i)][()])) for i, n in enumerate(g.attrs["names"])})
         return out
 
-    def write(self, points: list[tuple[int, dict[str, float]]]) -> None:
-        """Store ``(flat index, {value name: number})`` pairs, mark them computed, flush."""
+    def write(self, points: list[tuple[int, dict[str, object]]]) -> None:
+        """Store ``(flat index, {value name: number or array})`` pairs, mark them computed, flush."""
         if not points:
             return
         index = np.unravel_index(np.array([k for k, _ in points]), self.shape)
         for name in self.names:
             arr = self.f[name][:]
-            arr[index] = [vals[name] for _, vals in points]
+            arr[index] = np.array([vals[name] for _, vals in points], dtype=np.float64)
             self.f[name][...] = arr
         computed = self.f["computed"][:]
         computed[index] = 1
@@ -207,6 +207,41 @@ class SurfaceWriter:
 
     def close(self) -> None:
         self.f.close()
+
+
+def open_results(out: str | Path, create: Callable[[], ResultWriter], wanted: dict, same_grid: Callable[[ResultWriter], bool],
+                 *, resume: bool, overwrite: bool) -> tuple[ResultWriter, bool]:
+    """Create ``out``, or reopen it with ``resume`` after checking its settings; returns (writer, created)."""
+    out = Path(out)
+    if out.exists() and not (resume or overwrite):
+        raise ValueError(f"{out} exists: pass --resume to finish it or --overwrite to replace it")
+    if out.exists() and resume:
+        writer = ResultWriter(out)
+        stored = writer.attrs
+        diff = [k for k in wanted if _plain_seq(stored.get(k)) != _plain_seq(wanted[k])]
+        if diff or not same_grid(writer):
+            writer.close()
+            raise ValueError(f"cannot resume {out}: it was made with different {', '.join(diff or ['grid'])}")
+        return writer, False
+    if out.exists():
+        out.unlink()
+    return create(), True
+
+
+def _plain_seq(v):
+    return list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
+
+
+def create_surface(path: str | Path, xs: np.ndarray, ys: np.ndarray | None, splits: list[str], directions: list[Direction],
+                   attrs: dict, extras: dict[str, np.ndarray] | None = None) -> ResultWriter:
+    """An empty surface file in loss-landscape-compatible layout (module docstring)."""
+    shape = (len(xs),) if ys is None else (len(ys), len(xs))
+    datasets: dict[str, object] = {"dir_file": Path(path).name, "xcoordinates": np.asarray(xs, np.float64)}
+    if ys is not None:
+        datasets["ycoordinates"] = np.asarray(ys, np.float64)
+    return ResultWriter.create(path, "surface", shape, {n: () for n in value_names(splits)}, {**datasets, **(extras or {})},
+                               {"index_order": "x" if ys is None else "yx", "splits": list(splits), **attrs},
+                               dict(zip(AXES, directions)))
 
 
 def export_loss_landscape(surface: Surface, directions: list[tuple[list[str] | None, list[np.ndarray]]], out: str | Path) -> None:
@@ -271,3 +306,31 @@ def read_direction_group(path: str | Path, name: str) -> Direction:
             raise ValueError(f"{path}: has no direction {name!r}")
         g = f[name]
         return {n: torch.from_numpy(np.asarray(g[str(i)][()])) for i, n in enumerate(g.attrs["names"])}
+
+
+@dataclass
+class Sweep:
+    """A perturbation-size sweep read back: arrays are (kinds, radii[, trials]), NaN where not computed."""
+
+    path: str
+    radii: np.ndarray
+    kinds: list[str]
+    values: dict[str, np.ndarray]
+    computed: np.ndarray
+    attrs: dict
+
+    def curve(self, kind: str, name: str = "loss_mean") -> np.ndarray:
+        if kind not in self.kinds:
+            raise ValueError(f"{self.path} has no {kind!r} sweep (it has {', '.join(self.kinds)})")
+        return self.values[name][self.kinds.index(kind)]
+
+
+def read_sweep(path: str | Path) -> Sweep:
+    attrs, arrays = read_analysis(path, "sweep")
+    computed = arrays["computed"].astype(bool)
+    values = {}
+    for name in attrs["values"]:
+        v = arrays[name].astype(np.float64)
+        mask = computed.reshape(computed.shape + (1,) * (v.ndim - computed.ndim))
+        values[name] = np.where(mask, v, np.nan)
+    return Sweep(str(path), arrays["radii"], list(attrs["kinds"]), values, computed, attrs)

@@ -15,12 +15,13 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
+from torch import Tensor
 from tqdm import tqdm
 
 from .directions import Direction, target_tensors
 from .evaluation import EvalSet, loss_and_accuracy, recompute_bn_statistics
 from .parallel import Group
-from .store import SurfaceWriter, value_names
+from .store import ResultWriter, create_surface, open_results, value_names
 
 BN_MODES = ("eval", "recompute")
 RANGE = re.compile(r"^\s*(-?[\d.eE+-]+)\s*:\s*(-?[\d.eE+-]+)\s*:\s*(\d+)\s*$")
@@ -52,6 +53,7 @@ class Displacement:
         if missing or any(set(d) != set(live) for d in directions):
             raise ValueError(f"directions do not match the model's {dir_type} (e.g. {(missing or sorted(set(live) - set(directions[0])))[:3]})")
         names = [n for n, t in live.items() if t.is_floating_point()]
+        self.names = names
         self.live = [live[n] for n in names]
         self.dirs = [[d[n].to(live[n].device, live[n].dtype) for n in names] for d in directions]
 
@@ -68,6 +70,12 @@ class Displacement:
         for c, d in zip(coords, self.dirs):
             if c:
                 torch._foreach_add_(self.live, d, alpha=float(c))
+
+    @torch.no_grad()
+    def offset(self, delta: list[Tensor]) -> None:
+        """Move to ``origin + delta`` (``delta`` aligned with :attr:`live`)."""
+        torch._foreach_copy_(self.live, self.origin)
+        torch._foreach_add_(self.live, delta)
 
     @torch.no_grad()
     def __exit__(self, *exc) -> None:
@@ -92,7 +100,7 @@ def evaluate_point(model: nn.Module, evalsets: dict[str, EvalSet], bn: str, bn_d
     return out
 
 
-def fill_surface(model: nn.Module, directions: list[Direction], writer: SurfaceWriter | None, xs: np.ndarray,
+def fill_surface(model: nn.Module, directions: list[Direction], writer: ResultWriter | None, xs: np.ndarray,
                  ys: np.ndarray | None, todo: list[int], evalsets: dict[str, EvalSet], *, dir_type: str = "weights",
                  bn: str = "eval", bn_data: EvalSet | None = None, group: Group = Group(), round_size: int = 8,
                  forward: nn.Module | None = None, progress: bool = True) -> None:
@@ -157,25 +165,18 @@ CHECKED = ("kind", "index_order", "directions", "norm", "ignore", "dir_type", "s
 
 
 def _open_writer(out, make_directions, xs, ys, splits, attrs, resume, overwrite, extras):
-    out = Path(out)
-    if out.exists() and not (resume or overwrite):
-        raise ValueError(f"{out} exists: pass --resume to finish it or --overwrite to replace it")
-    if out.exists() and resume:
-        writer = SurfaceWriter(out)
-        stored = writer.attrs
-        wanted = {**attrs, "kind": "surface", "index_order": "x" if ys is None else "yx", "values": value_names(splits)}
-        diff = [k for k in CHECKED if k in wanted and _norm(stored.get(k)) != _norm(wanted[k])]
-        same_grid = np.array_equal(writer.xs, xs) and (ys is None) == (writer.ys is None) and (ys is None or np.array_equal(writer.ys, ys))
-        if diff or not same_grid:
-            writer.close()
-            what = ", ".join(diff + ([] if same_grid else ["grid"]))
-            raise ValueError(f"cannot resume {out}: it was made with different {what}")
-        return writer, writer.directions()
-    if out.exists():
-        out.unlink()
-    directions = make_directions()
-    return SurfaceWriter.create(out, xs, ys, splits, directions, attrs, extras(directions) if extras else None), directions
+    wanted = {**attrs, "kind": "surface", "index_order": "x" if ys is None else "yx", "values": value_names(splits)}
+    made: list[list[Direction]] = []
 
+    def create() -> ResultWriter:
+        made.append(make_directions())
+        return create_surface(out, xs, ys, splits, made[0], attrs, extras(made[0]) if extras else None)
 
-def _norm(v):
-    return list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
+    def same_grid(w: ResultWriter) -> bool:
+        old_y = w.dataset("ycoordinates")
+        return np.array_equal(w.dataset("xcoordinates"), xs) and (ys is None) == (old_y is None) and (
+            ys is None or np.array_equal(old_y, ys))
+
+    writer, created = open_results(out, create, {k: wanted[k] for k in CHECKED if k in wanted}, same_grid,
+                                   resume=resume, overwrite=overwrite)
+    return writer, made[0] if created else writer.directions()

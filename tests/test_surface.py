@@ -241,10 +241,10 @@ def test_surface_file_errors(runs, tmp_path, capsys):
 
 
 def test_diverged_points_differ_from_missing_ones(tmp_path):
-    from landscape.store import SurfaceWriter
+    from landscape.store import create_surface
 
     d = {"w": torch.ones(2, 2)}
-    w = SurfaceWriter.create(tmp_path / "s.h5", np.linspace(-1, 1, 3), None, ["train"], [d], {"seed": 0})
+    w = create_surface(tmp_path / "s.h5", np.linspace(-1, 1, 3), None, ["train"], [d], {"seed": 0})
     w.write([(0, {"train_loss": float("inf"), "train_acc": 10.0}), (1, {"train_loss": float("nan"), "train_acc": 0.0})])
     w.close()
     s = read_surface(tmp_path / "s.h5")
