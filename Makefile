@@ -23,9 +23,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q loss-landscapes==3.0.6
+	$(BIN)/python -m pip install -q loss-landscapes==3.0.6 pyhessian==0.1
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/step_cost.py
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/surface.py
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/hessian.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

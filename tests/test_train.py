@@ -164,9 +164,13 @@ def test_demo_table_matches_its_runs(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = [line.split("|")[1:-1] for line in (out / "comparison.md").read_text().splitlines() if line.startswith("| erm") or line.startswith("| damp")]
     assert [c.strip() for c, *_ in rows] == ["erm", "damp"]
-    for method, error, *_, surface_mean in rows:
+    from landscape.store import read_analysis
+
+    for method, error, _, _, _, lam, tr, _, surface_mean in rows:
         last = read_checkpoint(out / method.strip() / "final.pt")["metrics"][-1]
         assert float(error) == pytest.approx(last["test_error"], abs=0.005)
+        h = read_analysis(out / method.strip() / "hessian.h5", "hessian")[1]
+        assert float(lam) == pytest.approx(h["eigenvalues"][0], abs=5e-4) and float(tr) == pytest.approx(h["trace"], abs=5e-3)
         grid = read_surface(out / method.strip() / "surface_2d.h5")
         assert grid.complete and float(surface_mean) == pytest.approx(np.mean(grid.values["train_loss"]), abs=5e-4)
     again = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm", "--surface-steps", "3",

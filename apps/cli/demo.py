@@ -7,20 +7,23 @@ from pathlib import Path
 
 import numpy as np
 
-from landscape.jobs import EvalOptions, random_surface
-from landscape.store import read_surface
+from landscape.jobs import EvalOptions, hessian_analysis, random_surface, sweep_analysis
+from landscape.store import read_analysis, read_surface, read_sweep
+from landscape.sweep import SweepSettings
 from trainers import TrainConfig, read_checkpoint, train
 from trainers.checkpoint import atomic_write
 from trainers.train import newest_checkpoint
 
 DEMO_METHODS = ("erm", "sam", "asam", "amp", "damp")
+SWEEP_RADII = np.linspace(0, 0.5, 6)
+SHARPNESS_RHO = 0.1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train ERM, SAM, ASAM, AMP and DAMP on digits and compare them",
                        description="Trains each method on the embedded digits into OUT/<method>/ (finished runs are "
-                                   "reused, interrupted ones resumed), computes a 2-D loss surface of each "
-                                   "(OUT/<method>/surface_2d.h5, same directions seed) and prints a comparison table.",
+                                   "reused, interrupted ones resumed), analyses each (OUT/<method>/surface_2d.h5, "
+                                   "hessian.h5, sweep.h5) and prints a comparison table.",
                        epilog="examples:\n  landscape demo --out runs/demo\n  landscape demo --out runs/demo --epochs 5 "
                               "--methods erm,sam", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="folder of the demo runs [%(default)s]")
@@ -34,11 +37,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def comparison_table(rows: list[tuple[str, dict]]) -> str:
-    lines = ["| method | test error (%) | test NLL | test ECE | train acc (%) | train time (s) | surface: mean train loss (2-D grid) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| method | test error (%) | test NLL | test ECE | train time (s) | top Hessian eigenvalue | Hessian trace | "
+             f"SAM sharpness (rho={SHARPNESS_RHO}) | surface: mean train loss |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for method, m in rows:
         lines.append(f"| {method} | {m['test_error']:.2f} | {m['test_nll']:.4f} | {m['test_ece']:.4f} | "
-                     f"{m['train_acc']:.2f} | {m['train_seconds']:.1f} | {m['surface_mean']:.3f} |")
+                     f"{m['train_seconds']:.1f} | {m['lambda_max']:.3f} | {m['trace']:.2f} | {m['sharpness']:.4f} | "
+                     f"{m['surface_mean']:.3f} |")
     return "\n".join(lines)
 
 
@@ -62,11 +67,27 @@ def run(args: argparse.Namespace) -> int:
         opts = EvalOptions(splits=["train", "test"], samples=args.surface_samples, device="cpu", progress=not args.no_progress)
         random_surface(run_dir / "final.pt", surface, xs, xs, opts, seed=args.seed, resume=True)
         grid = read_surface(surface).values["train_loss"]
+        analysis = EvalOptions(splits=["train"], samples=args.surface_samples, device="cpu", progress=not args.no_progress)
+        hess = run_dir / "hessian.h5"
+        if not hess.exists():
+            print(f"[demo] {method}: Hessian top-5 eigenvalues and trace -> {hess}")
+            hessian_analysis(run_dir / "final.pt", hess, analysis, top_k=5, trace_matvecs=30, seed=args.seed)
+        h = read_analysis(hess, "hessian")[1]
+        sweep = run_dir / "sweep.h5"
+        print(f"[demo] {method}: loss vs perturbation radius (4 kinds) -> {sweep}")
+        sweep_analysis(run_dir / "final.pt", sweep, SWEEP_RADII, analysis, kinds=["random", "adversarial", "multiplicative",
+                       "adaptive"], settings=SweepSettings(trials=3, steps=5, seed=args.seed), resume=True)
+        sw = read_sweep(sweep)
+        at = int(np.argmin(np.abs(sw.radii - SHARPNESS_RHO)))
         rows.append((method, {**history[-1], "train_seconds": sum(h["seconds"] for h in history),
-                              "surface_mean": float(np.mean(grid))}))
+                              "surface_mean": float(np.mean(grid)), "lambda_max": float(h["eigenvalues"][0]),
+                              "trace": float(h["trace"]),
+                              "sharpness": float(sw.curve("adversarial")[at] - sw.curve("adversarial")[0])}))
     table = comparison_table(rows)
     note = (f"Surface: filter-normalized random directions (seed {args.seed}), {args.surface_steps}x{args.surface_steps} "
-            f"grid over [-1, 1]^2, {args.surface_samples} training images per point.")
+            f"grid over [-1, 1]^2. Hessian (Lanczos, residual <= 1e-3 |lambda|; Hutch++ trace, 30 products), sweeps "
+            f"and sharpness (worst loss increase in the L2 ball of radius {SHARPNESS_RHO}) use the same "
+            f"{args.surface_samples} training images.")
     atomic_write(out / "comparison.md",
                  lambda tmp: tmp.write_text(f"# Demo: digits, small_cnn, {args.epochs} epochs\n\n{table}\n\n{note}\n"))
     print(f"\n{table}\n\n[demo] table written to {out / 'comparison.md'}")

@@ -1,0 +1,125 @@
+"""Top-1 / top-5 Hessian eigenvalues: this toolkit's Lanczos vs PyHessian's power iteration, in one run.
+
+Same trained model and data (full digits training split, eval mode, float32, CPU). The
+reference spectrum comes from our Lanczos on a float64 copy at tol 1e-9. Also the cost of
+one Hessian-vector product relative to one gradient.
+
+    OMP_NUM_THREADS=1 python bench/hessian.py        # needs: pip install pyhessian==0.1
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from landscape.evaluation import EvalSet  # noqa: E402
+from landscape.hessian import CurvatureOperator  # noqa: E402
+from landscape.jobs import EvalOptions, load_for_analysis  # noqa: E402
+from landscape.lanczos import lanczos  # noqa: E402
+from trainers import TrainConfig, train  # noqa: E402
+
+
+def ours(model: nn.Module, data: EvalSet, k: int, seed: int) -> tuple[np.ndarray, int]:
+    with CurvatureOperator(model, data) as op:
+        res = lanczos(op.matvec, op.size, k, tol=1e-3, seed=seed)
+        return res.eigenvalues, op.matvecs
+
+
+def pyhessian_eigs(model: nn.Module, data: EvalSet, k: int, seed: int) -> tuple[np.ndarray, int]:
+    ph = importlib.import_module("pyhessian.hessian")  # the module (the package re-exports a class of that name)
+
+    calls = [0]
+    original = ph.hessian_vector_product
+
+    def counting(*a, **kw):
+        calls[0] += 1
+        return original(*a, **kw)
+
+    ph.hessian_vector_product = counting
+    try:
+        torch.manual_seed(seed)  # PyHessian draws its start vectors from the global RNG
+        h = ph.hessian(model, nn.CrossEntropyLoss(), data=(data.x, data.y), cuda=False)
+        calls[0] = 0
+        vals, _ = h.eigenvalues(top_n=k)
+    finally:
+        ph.hessian_vector_product = original
+    return np.array(vals), calls[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out", default="bench/results")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train(TrainConfig(model="small_cnn", model_kwargs={"width": args.width}, epochs=10, device="cpu"), tmp,
+              progress=False, log=lambda line: None)
+        model, _, sets = load_for_analysis(Path(tmp) / "final.pt", EvalOptions(device="cpu"), torch.device("cpu"))
+    data = EvalSet(sets["train"].x, sets["train"].y, batch_size=len(sets["train"]))  # one batch, like PyHessian's data=
+    model.eval()
+    n_params = sum(p.numel() for p in model.parameters())
+
+    ref_model = copy.deepcopy(model).double()
+    with CurvatureOperator(ref_model, EvalSet(data.x.double(), data.y, len(data))) as op:
+        ref = lanczos(op.matvec, op.size, 5, tol=1e-9, max_iter=200).eigenvalues
+
+    rows: dict[str, list] = {}
+    for rep in range(args.reps):
+        for k in (1, 5):
+            for name, fn in (("landscape Lanczos (tol 1e-3)", ours), ("PyHessian 0.1 eigenvalues (tol 1e-3)", pyhessian_eigs)):
+                tic = time.perf_counter()
+                vals, hvps = fn(model, data, k, 1000 + rep)
+                seconds = time.perf_counter() - tic
+                relerr = float(np.max(np.abs(np.sort(vals)[::-1] - ref[:k]) / np.abs(ref[:k])))
+                rows.setdefault(f"{name}|{k}", []).append((seconds, hvps, relerr))
+
+    # one HVP (graph cached) vs one gradient, interleaved
+    params = list(model.parameters())
+    grad_t, hvp_t = [], []
+    with CurvatureOperator(model, data) as op:
+        v = torch.randn(op.size)
+        op.matvec(v)  # builds the cached graph
+        for _ in range(9):
+            tic = time.perf_counter()
+            loss = nn.functional.cross_entropy(model(data.x), data.y)
+            torch.autograd.grad(loss, params)
+            grad_t.append(time.perf_counter() - tic)
+            tic = time.perf_counter()
+            op.matvec(v)
+            hvp_t.append(time.perf_counter() - tic)
+
+    lines = [f"## Hessian: small_cnn(width={args.width}) {n_params:,} params, {len(data)} digits training images, "
+             f"CPU {torch.get_num_threads()} thread(s); reference top-5 {np.round(ref, 5).tolist()}", "",
+             "| solver | k | seconds (median) | HVPs (median [min-max]) | max rel. error (worst rep) |", "|---|---|---|---|---|"]
+    for key, vals in rows.items():
+        name, k = key.split("|")
+        secs, hvps, errs = zip(*vals)
+        lines.append(f"| {name} | {k} | {statistics.median(secs):.2f} | {int(statistics.median(hvps))} "
+                     f"[{min(hvps)}-{max(hvps)}] | {max(errs):.1e} |")
+    for k in (1, 5):
+        ratio = statistics.median(a[0] / b[0] for a, b in zip(rows[f"landscape Lanczos (tol 1e-3)|{k}"],
+                                                             rows[f"PyHessian 0.1 eigenvalues (tol 1e-3)|{k}"]))
+        lines.append(f"\ntop-{k}: our time / PyHessian time = {ratio:.2f} (median of per-rep ratios)")
+    lines.append(f"\none HVP (cached graph) / one gradient: {statistics.median(h / g for h, g in zip(hvp_t, grad_t)):.2f} "
+                 f"({1000 * statistics.median(hvp_t):.0f} ms vs {1000 * statistics.median(grad_t):.0f} ms)")
+    text = "\n".join(lines)
+    print(text)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "hessian-cpu.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
