@@ -1,7 +1,6 @@
 """Analyses of checkpoints as jobs: load, build directions, fill a surface file (resumable, multi-process)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -11,13 +10,20 @@ import torch
 import torch.nn as nn
 
 from trainers import load_checkpoint
-from trainers.train import resolve_device
+from trainers.train import epoch_checkpoints, resolve_device
 
+from tqdm import tqdm
+
+from .density import spectral_density
 from .directions import DIR_TYPES, Direction, difference, pca_directions, random_directions, target_tensors
 from .evaluation import eval_sets
-from .parallel import Group, close_group, init_group
-from .store import sha256
+from .hessian import CurvatureOperator
+from .lanczos import lanczos
+from .parallel import close_group, init_group
+from .store import ResultWriter, open_results, read_direction_group, sha256, write_analysis
 from .surface import prepare_and_fill
+from .sweep import KINDS, Sweeper, SweepSettings
+from .trace import trace
 
 SPLITS = ("train", "test")
 
@@ -44,11 +50,11 @@ class EvalOptions:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
 
 
-def _attrs(meta: dict, ckpt: Path, opts: EvalOptions, **extra) -> dict:
+def _attrs(meta: dict, ckpt: Path, opts: EvalOptions) -> dict:
     return {
         "method": meta["method"]["name"], "model": meta["model"]["name"], "dataset": meta["dataset"]["name"],
         "checkpoint": str(ckpt), "checkpoint_sha256": sha256(ckpt), "samples": -1 if opts.samples is None else opts.samples,
-        "sample_seed": opts.sample_seed, "bn": opts.bn, **extra,
+        "sample_seed": opts.sample_seed, "bn": opts.bn,
     }
 
 
@@ -102,7 +108,7 @@ def random_surface(ckpt: str | Path, out: str | Path, xs: np.ndarray, ys: np.nda
 def interpolation_surface(ckpt_a: str | Path, ckpt_b: str | Path, out: str | Path, xs: np.ndarray, opts: EvalOptions, *,
                           dir_type: str = "states", resume: bool = False, overwrite: bool = False, log=None) -> Path:
     """The 1-D line from checkpoint A (x=0) to checkpoint B (x=1) and beyond, un-normalized."""
-    model_b, meta_b = load_checkpoint(ckpt_b)
+    model_b = load_checkpoint(ckpt_b)[0]
 
     def make(model: nn.Module) -> list[Direction]:
         return [difference({k: v.cpu() for k, v in target_tensors(model, dir_type).items()}, target_tensors(model_b, dir_type))]
@@ -114,14 +120,13 @@ def interpolation_surface(ckpt_a: str | Path, ckpt_b: str | Path, out: str | Pat
 
 def trajectory_checkpoints(run_dir: str | Path) -> tuple[list[Path], Path]:
     run_dir = Path(run_dir)
-    found = sorted(((int(m.group(1)), p) for p in (run_dir / "checkpoints").glob("epoch_*.pt")
-                    if (m := re.fullmatch(r"epoch_(\d+)\.pt", p.name))))
+    found = epoch_checkpoints(run_dir)
     final = run_dir / "final.pt"
     if not final.is_file():
         raise FileNotFoundError(f"{run_dir} has no final.pt (is it a finished run directory?)")
     if len(found) < 2:
         raise ValueError(f"{run_dir} has {len(found)} epoch checkpoints; PCA of a trajectory needs >= 2 (train with --save-every 1)")
-    return [p for _, p in found], final
+    return found, final
 
 
 def pca_of_run(run_dir: str | Path, ignore: str = "biasbn", dir_type: str = "weights"):
@@ -173,14 +178,6 @@ def hessian_analysis(ckpt: str | Path, out: str | Path, opts: EvalOptions, *, to
     ``eigenvector_0``... usable as surface axes), trace with its interval, density, and
     the number of operator products each took.
     """
-    from tqdm import tqdm
-
-    from .density import spectral_density
-    from .hessian import CurvatureOperator
-    from .lanczos import lanczos
-    from .store import write_analysis
-    from .trace import trace
-
     opts.validate()
     out = Path(out)
     if out.exists() and not overwrite:
@@ -222,10 +219,6 @@ def hessian_surface(ckpt: str | Path, out: str | Path, xs: np.ndarray, ys: np.nd
                     hessian_file: str | Path | None = None, seed: int = 0, resume: bool = False, overwrite: bool = False,
                     log=None) -> Path:
     """A surface whose axes are the top Hessian eigenvectors (unit norm), read from ``hessian_file`` or computed."""
-    from .hessian import CurvatureOperator
-    from .lanczos import lanczos
-    from .store import read_direction_group
-
     count = 1 if ys is None else 2
     meta = load_checkpoint(ckpt)[1]
 
@@ -247,13 +240,8 @@ SWEEP_CHECKED = ("kind", "kinds", "split", "samples", "sample_seed", "checkpoint
 
 
 def sweep_analysis(ckpt: str | Path, out: str | Path, radii: np.ndarray, opts: EvalOptions, *, kinds: list[str],
-                   settings=None, resume: bool = False, overwrite: bool = False, log=None) -> Path:
+                   settings: SweepSettings | None = None, resume: bool = False, overwrite: bool = False, log=None) -> Path:
     """Loss/accuracy against perturbation radius for each kind, one point per (kind, radius), resumable."""
-    from tqdm import tqdm
-
-    from .store import ResultWriter, open_results
-    from .sweep import KINDS, Sweeper, SweepSettings
-
     settings = settings or SweepSettings()
     settings.validate()
     opts.validate()

@@ -80,10 +80,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def newest_checkpoint(run_dir: Path) -> Path | None:
-    found = [(int(m.group(1)), p) for p in (run_dir / "checkpoints").glob("epoch_*.pt")
+def epoch_checkpoints(run_dir: str | Path) -> list[Path]:
+    """A run's ``checkpoints/epoch_NNN.pt`` files in epoch order."""
+    found = [(int(m.group(1)), p) for p in (Path(run_dir) / "checkpoints").glob("epoch_*.pt")
              if (m := re.fullmatch(r"epoch_(\d+)\.pt", p.name))]
-    return max(found)[1] if found else None
+    return [p for _, p in sorted(found)]
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    found = epoch_checkpoints(run_dir)
+    return found[-1] if found else None
 
 
 def _model_kwargs(cfg: TrainConfig, ds) -> dict:
