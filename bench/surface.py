@@ -11,7 +11,6 @@ Checks that ours and the compiled path reproduce the plain loop's losses.
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import tempfile

@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad
 
-from trainers.optim import AMP, ASAM, DAAP, DAMP, ERM, METHODS, RMP, SAM, BatchClosure, build_method
+from trainers.optim import AMP, ASAM, DAMP, METHODS, SAM, BatchClosure, build_method
 
 LR = 0.05
 

@@ -16,7 +16,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="landscape",
         description="Train flat-minima methods and analyse their loss landscapes.",
-        epilog="examples:\n  landscape train --method sam --epochs 10 --out runs/sam\n  landscape demo --out runs/demo\n\n"
+        epilog="examples:\n  landscape demo --out runs/demo\n  landscape train --method sam --epochs 10 --out runs/sam\n"
+               "  landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --out runs/sam/surface.h5\n"
+               "  landscape hessian runs/sam/final.pt --top-k 5 --trace 99 --out runs/sam/hessian.h5\n"
+               "  landscape sweep runs/sam/final.pt --radii 0:1:11 --out runs/sam/sweep.h5\n\n"
                "Run 'landscape COMMAND --help' for a command's options. Set LANDSCAPE_DEBUG=1 for tracebacks.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
