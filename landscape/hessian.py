@@ -2,12 +2,15 @@
 
 The loss is the mean cross-entropy over every sample of an :class:`EvalSet`, each batch
 weighted by its size, with the model in eval mode (BatchNorm uses its running
-statistics, so the operator is deterministic). Parameters that do not affect the loss
+statistics, so the operator is deterministic; it runs as the equivalent affine map while
+the operator is open, see :func:`affine_batchnorm`). Parameters that do not affect the loss
 get zero rows. Products use double backward on a gradient graph that is built once and
 kept (``cache_graph=True``, the fastest option measured here: ~1.9x a gradient per HVP),
 or rebuilt per product to save memory.
 """
 from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 import torch
@@ -16,10 +19,43 @@ import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator
 from torch import Tensor
 from torch.func import functional_call, jvp, vjp
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .evaluation import EvalSet
 
 KINDS = ("hessian", "ggn")
+
+
+@contextmanager
+def affine_batchnorm(model: nn.Module):
+    """Run eval-mode BatchNorm layers as the affine maps they are, ``x * scale + shift``.
+
+    The same function of the input and of gamma/beta, but autograd's generic BatchNorm
+    double backward is far costlier than that of two elementwise ops (HVPs 1.5x faster on
+    the demo CNN). The layers' own ``forward`` is restored on exit.
+    """
+    patched = []
+    for m in model.modules():
+        if isinstance(m, _BatchNorm) and m.track_running_stats and m.running_var is not None:
+            m.forward = _affine_forward(m)
+            patched.append(m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
+
+
+def _affine_forward(m: _BatchNorm):
+    def forward(x: Tensor) -> Tensor:
+        scale = torch.rsqrt(m.running_var + m.eps)
+        if m.weight is not None:
+            scale = scale * m.weight
+        shift = -m.running_mean * scale + (m.bias if m.bias is not None else 0)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * scale.view(shape) + shift.view(shape)
+
+    return forward
 
 
 class CurvatureOperator:
@@ -52,10 +88,13 @@ class CurvatureOperator:
         self.matvecs = 0
         self._was_training = model.training
         model.eval()
+        self._stack = ExitStack()
+        self._stack.enter_context(affine_batchnorm(model))
         self._graphs: list[list[Tensor]] | None = None
 
     def close(self) -> None:
         self._graphs = None
+        self._stack.close()
         self.model.train(self._was_training)
 
     def __enter__(self) -> "CurvatureOperator":

@@ -217,3 +217,14 @@ def test_hessian_surface_axis_has_the_top_curvature(mlp_run, tmp_path):
     from_file = read_surface(hessian_surface(mlp_run, tmp_path / "f.h5", np.array([-step, 0.0, step]), None, opts,
                                              hessian_file=h))
     np.testing.assert_allclose(from_file.values["train_loss"], s.values["train_loss"], rtol=1e-5)
+
+
+def test_operator_restores_the_model(problem):
+    model = problem[0]
+    model.train()
+    bn_forward = type(model.bn).forward
+    with operator(problem) as op:
+        op.matvec(torch.ones(op.size, dtype=torch.float64))
+        assert not model.training and "forward" in vars(model.bn)  # affine BatchNorm while open
+    assert model.training and "forward" not in vars(model.bn) and type(model.bn).forward is bn_forward
+    model.eval()
