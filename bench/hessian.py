@@ -23,6 +23,8 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import report  # noqa: E402
+
 from landscape.evaluation import EvalSet  # noqa: E402
 from landscape.hessian import CurvatureOperator  # noqa: E402
 from landscape.jobs import EvalOptions, load_for_analysis  # noqa: E402
@@ -117,10 +119,7 @@ def main() -> None:
         lines.append(f"\ntop-{k}: our time / PyHessian time = {ratio:.2f} (median of per-rep ratios)")
     lines.append(f"\none HVP (cached graph) / one gradient: {statistics.median(h / g for h, g in zip(hvp_t, grad_t)):.2f} "
                  f"({1000 * statistics.median(hvp_t):.0f} ms vs {1000 * statistics.median(grad_t):.0f} ms)")
-    text = "\n".join(lines)
-    print(text)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "hessian-cpu.md").write_text(text + "\n")
+    report(lines, args.out, "hessian-cpu.md")
 
 
 if __name__ == "__main__":

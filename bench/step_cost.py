@@ -21,6 +21,8 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import report  # noqa: E402
+
 from data import load_dataset  # noqa: E402
 from trainers import create_model  # noqa: E402
 from trainers.optim import METHODS, BatchClosure, build_method  # noqa: E402
@@ -178,12 +180,7 @@ def main() -> None:
         "DAMP/DAAP still evaluate it once per sub-batch)", "",
         *table(arith_times),
     ]
-    text = "\n".join(lines)
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"step_cost-{device.type}-{args.model}.md").write_text(text + "\n")
-
+    report(lines, args.out, f"step_cost-{device.type}-{args.model}.md")
 
 if __name__ == "__main__":
     main()

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import report  # noqa: E402
+
 from data import load_dataset  # noqa: E402
 from landscape.directions import random_directions, target_tensors  # noqa: E402
 from landscape.evaluation import EvalSet  # noqa: E402
@@ -130,10 +132,7 @@ def main() -> None:
         lines.append(f"| {name} | {speed:.1f} | {ratio:.2f} | {diff} |")
     lines.append(f"\ntorch.compile: first grid including compilation {compile_seconds:.1f} s "
                  f"(eager grid: {statistics.median(times['landscape (eager)']):.1f} s)")
-    text = "\n".join(lines)
-    print(text)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / f"surface-{device.type}-{args.model}.md").write_text(text + "\n")
+    report(lines, args.out, f"surface-{device.type}-{args.model}.md")
 
 
 if __name__ == "__main__":
