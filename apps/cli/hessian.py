@@ -13,7 +13,7 @@ from .surface import eval_options
 EXAMPLES = """examples:
   landscape hessian runs/sam/final.pt --top-k 5 --samples 1000 --out sam_hessian.h5
   landscape hessian runs/sam/final.pt --top-k 2 --which smallest --out sam_negative.h5
-  landscape hessian runs/sam/final.pt --top-k 1 --trace 99 --density --out sam_spectrum.h5
+  landscape hessian runs/sam/final.pt --top-k 1 --trace --density --out sam_spectrum.h5
   landscape hessian runs/sam/final.pt --curvature ggn --top-k 5 --out sam_ggn.h5
   landscape surface runs/sam/final.pt --directions hessian --hessian sam_hessian.h5 --x -1:1:21 --y -1:1:21 --out h.h5
 
@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=5, help="eigenpairs to compute (0: none) [%(default)s]")
     p.add_argument("--which", choices=("largest", "smallest"), default="largest", help="[%(default)s]")
     p.add_argument("--tol", type=float, default=1e-3, help="relative residual to stop at [%(default)s]")
-    p.add_argument("--trace", type=int, default=0, metavar="MATVECS", help="estimate the trace with this many products")
+    p.add_argument("--trace", type=int, nargs="?", const=99, default=0, metavar="MATVECS",
+                   help="estimate the trace with MATVECS products (99 if given alone)")
     p.add_argument("--trace-method", choices=("hutch++", "hutchinson"), default="hutch++", help="[%(default)s]")
     p.add_argument("--density", action="store_true", help="spectral density by stochastic Lanczos quadrature")
     p.add_argument("--density-probes", type=int, default=10, help="[%(default)s]")
