@@ -1,0 +1,103 @@
+"""Figures: the expected artists and labels, not blank, and the CLI writes every file."""
+import io
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.collections import QuadMesh
+from matplotlib.contour import ContourSet
+from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+from landscape import plot_mpl
+from landscape.store import Surface, Sweep
+
+matplotlib.use("Agg")
+
+
+def not_blank(fig) -> bool:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=50)
+    buf.seek(0)
+    pixels = matplotlib.image.imread(buf)[..., :3]
+    return float(pixels.std()) > 0.05 and float((pixels < 0.9).mean()) > 0.02
+
+
+def bowl(nx=7, ny=5, extras=None):
+    xs, ys = np.linspace(-1, 1, nx), np.linspace(-0.5, 0.5, ny)
+    X, Y = np.meshgrid(xs, ys)
+    Z = 0.1 + X ** 2 + 3 * Y ** 2
+    return Surface("bowl.h5", xs, ys, {"train_loss": Z, "train_acc": 100 - Z}, np.ones_like(Z, bool),
+                   {"method": "sam", "model": "small_cnn", "dataset": "digits"}, extras=extras or {})
+
+
+def test_1d_has_loss_and_accuracy_axes():
+    xs = np.linspace(-1, 1, 11)
+    s = Surface("line.h5", xs, None, {"train_loss": xs ** 2, "train_acc": 100 - xs ** 2, "test_loss": xs ** 2 + 1,
+                                      "test_acc": 90 - xs ** 2}, np.ones(11, bool), {"method": "erm"})
+    fig = plot_mpl.surface_1d(s)
+    loss_ax, acc_ax = fig.axes
+    assert [ln.get_label() for ln in loss_ax.get_lines()] == ["train loss", "test loss"]
+    assert loss_ax.get_lines()[1].get_linestyle() == "--"
+    np.testing.assert_array_equal(loss_ax.get_lines()[0].get_ydata(), xs ** 2)
+    assert acc_ax.get_ylabel() == "accuracy (%)" and acc_ax.get_ylim() == (0, 100)
+    assert not_blank(fig)
+
+
+@pytest.mark.parametrize("kind", plot_mpl.SURFACE_2D_KINDS)
+def test_2d_kinds(kind):
+    fig = plot_mpl.surface_2d(bowl(), kind)
+    ax = fig.axes[0]
+    if kind == "surface3d":
+        assert any(isinstance(c, Poly3DCollection) for c in ax.collections)
+    elif kind == "heatmap":
+        mesh = next(c for c in ax.collections if isinstance(c, QuadMesh))
+        np.testing.assert_allclose(np.asarray(mesh.get_array()).reshape(5, 7), bowl().values["train_loss"])
+    else:
+        cs = next(c for c in ax.collections + ax.get_children() if isinstance(c, ContourSet))
+        assert cs.levels[0] == pytest.approx(0.1) and cs.levels[-1] == pytest.approx(0.1 + 1 + 3 * 0.25)  # min, max
+        if kind == "contour":
+            assert len(ax.texts) > 0  # labelled contour lines
+    assert ax.get_xlabel() == "x direction" and "train_loss" in ax.get_title()
+    assert not_blank(fig)
+
+
+def test_2d_trajectory_overlay_and_pca_labels():
+    s = bowl(extras={"proj_xcoord": np.array([0.8, 0.3, 0.0]), "proj_ycoord": np.array([0.4, 0.1, 0.0]),
+                     "explained_variance_ratio_": np.array([0.9, 0.07])})
+    s.attrs["directions"] = "pca"
+    ax = plot_mpl.surface_2d(s, "contourf").axes[0]
+    path = [ln for ln in ax.get_lines() if ln.get_label() == "trajectory"][0]
+    np.testing.assert_array_equal(path.get_xdata(), [0.8, 0.3, 0.0])
+    assert ax.get_xlabel() == "PC1: 90.0 %" and ax.get_ylabel() == "PC2: 7.0 %"
+
+
+def test_spectrum_and_sweep():
+    fig = plot_mpl.hessian_spectrum(np.array([5.0, 3.0, 1.0]), np.linspace(0, 5, 50), np.exp(-np.linspace(0, 5, 50)))
+    stems, dens = fig.axes
+    assert dens.get_yscale() == "log" and stems.get_xlabel() == "rank" and not_blank(fig)
+    radii = np.linspace(0, 1, 4)
+    values = {"loss_mean": np.array([[0.1, 0.2, 0.4, 0.8], [0.1, 1, 2, 4]]), "loss_std": np.zeros((2, 4)),
+              "acc_mean": np.full((2, 4), 90.0), "acc_std": np.zeros((2, 4))}
+    sw = Sweep("s.h5", radii, ["random", "adversarial"], values, np.ones((2, 4), bool), {"method": "sam"})
+    ax = plot_mpl.sweep_curves(sw).axes[0]
+    assert [ln.get_label() for ln in ax.get_lines()] == ["random", "adversarial"]
+    np.testing.assert_array_equal(ax.get_lines()[1].get_ydata(), [0.1, 1, 2, 4])
+
+
+def test_plot_cli_draws_every_kind(runs, tmp_path):
+    from apps.cli.__main__ import main
+    from landscape.jobs import EvalOptions, hessian_analysis, random_surface, sweep_analysis
+
+    opts = EvalOptions(samples=100, device="cpu", progress=False)
+    ckpt = runs / "erm" / "final.pt"
+    random_surface(ckpt, tmp_path / "s2.h5", np.linspace(-1, 1, 4), np.linspace(-1, 1, 3), opts)
+    random_surface(ckpt, tmp_path / "s1.h5", np.linspace(-1, 1, 4), None, opts)
+    hessian_analysis(ckpt, tmp_path / "h.h5", opts, top_k=2, density=True, density_probes=2, density_steps=10)
+    sweep_analysis(ckpt, tmp_path / "w.h5", np.linspace(0, 0.5, 3), opts, kinds=["random"])
+    files = [str(tmp_path / n) for n in ("s2.h5", "s1.h5", "h.h5", "w.h5")]
+    assert main(["plot", *files, "--out", str(tmp_path / "figs"), "--format", "png,pdf"]) == 0
+    names = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    stem = tmp_path.name
+    for suffix in ("s2_train_loss_contour", "s2_train_loss_surface3d", "s1_1d", "h_spectrum", "w_sweep_loss"):
+        assert f"{stem}_{suffix}.png" in names and f"{stem}_{suffix}.pdf" in names
+    assert main(["plot", str(tmp_path / "nope.h5"), "--out", str(tmp_path / "figs")]) == 2
