@@ -101,3 +101,35 @@ def test_plot_cli_draws_every_kind(runs, tmp_path):
     for suffix in ("s2_train_loss_contour", "s2_train_loss_surface3d", "s1_1d", "h_spectrum", "w_sweep_loss"):
         assert f"{stem}_{suffix}.png" in names and f"{stem}_{suffix}.pdf" in names
     assert main(["plot", str(tmp_path / "nope.h5"), "--out", str(tmp_path / "figs")]) == 2
+
+
+def test_plotly_figures_hold_the_data():
+    from landscape import plot_plotly
+
+    s = bowl()
+    for kind in plot_plotly.SURFACE_2D_KINDS:
+        fig = plot_plotly.surface_2d(s, kind)
+        np.testing.assert_allclose(np.array(fig.data[0].z, dtype=float), s.values["train_loss"])
+    s.values["train_loss"][0, 0] = np.nan  # a point not computed yet is a gap, not a crash
+    assert plot_plotly.surface_2d(s, "heatmap").data[0].z[0][0] is None
+    xs = np.linspace(-1, 1, 5)
+    line = Surface("l.h5", xs, None, {"train_loss": xs ** 2, "train_acc": 100 - xs}, np.ones(5, bool), {})
+    fig = plot_plotly.surface_1d(line)
+    assert [t.name for t in fig.data] == ["train loss", "train accuracy"] and fig.data[1].yaxis == "y2"
+
+
+def test_plot_cli_writes_standalone_html_with_the_data(runs, tmp_path):
+    import json
+    import re
+
+    from apps.cli.__main__ import main
+    from landscape.jobs import EvalOptions, random_surface
+    from landscape.store import read_surface
+
+    out = random_surface(runs / "erm" / "final.pt", tmp_path / "s.h5", np.linspace(-1, 1, 3), np.linspace(-1, 1, 3),
+                         EvalOptions(samples=50, device="cpu", progress=False))
+    assert main(["plot", str(out), "--format", "html", "--out", str(tmp_path / "figs")]) == 0
+    page = (tmp_path / "figs" / f"{tmp_path.name}_s_train_loss_heatmap.html").read_text()
+    assert '<script src="http' not in page and len(page) > 1_000_000  # plotly.js embedded: works offline
+    z = json.loads(re.search(r'"z":(\[\[.*?\]\])', page).group(1))
+    np.testing.assert_allclose(z, read_surface(out).values["train_loss"], rtol=1e-12)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from landscape import plot_mpl
+from landscape import plot_mpl, plot_plotly
 from landscape.store import read_analysis, read_surface, read_sweep
 
 EXAMPLES = """examples:
@@ -25,28 +25,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE.h5")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--format", default="png", help="comma-separated: png, pdf, svg [%(default)s]")
+    p.add_argument("--format", default="png", help="comma-separated: png, pdf, svg, html (interactive plotly) [%(default)s]")
     p.add_argument("--log", action="store_true", help="log-scale losses")
     p.set_defaults(run=run)
 
 
-def figures_for(path: Path, log: bool) -> dict:
-    """``{suffix: Figure}`` for one file, by its kind."""
+def figures_for(path: Path, log: bool, lib=plot_mpl) -> dict:
+    """``{suffix: figure}`` for one file, by its kind (``lib``: plot_mpl or plot_plotly)."""
     attrs, _ = read_analysis(path) if _ours(path) else ({}, {})
     kind = attrs.get("kind", "surface")
     if kind == "surface":
         s = read_surface(path)
         if s.dim == 1:
-            return {"1d": plot_mpl.surface_1d(s, log=log)}
-        return {f"{value}_{k}": plot_mpl.surface_2d(s, k, value=value, log=log)
-                for value in [v for v in s.values if v.endswith("_loss")] for k in plot_mpl.SURFACE_2D_KINDS}
+            return {"1d": lib.surface_1d(s, log=log)}
+        return {f"{value}_{k}": lib.surface_2d(s, k, value=value, log=log)
+                for value in [v for v in s.values if v.endswith("_loss")] for k in lib.SURFACE_2D_KINDS}
     if kind == "hessian":
         _, arrays = read_analysis(path, "hessian")
-        return {"spectrum": plot_mpl.hessian_spectrum(arrays.get("eigenvalues"), arrays.get("density_grid"),
-                                                      arrays.get("density"), title=f"{attrs.get('method', '')} {path.stem}")}
+        return {"spectrum": lib.hessian_spectrum(arrays.get("eigenvalues"), arrays.get("density_grid"),
+                                                 arrays.get("density"), title=f"{attrs.get('method', '')} {path.stem}")}
     if kind == "sweep":
         sw = read_sweep(path)
-        return {"sweep_loss": plot_mpl.sweep_curves(sw, log=log), "sweep_acc": plot_mpl.sweep_curves(sw, value="acc")}
+        return {"sweep_loss": lib.sweep_curves(sw, log=log), "sweep_acc": lib.sweep_curves(sw, value="acc")}
     raise ValueError(f"{path}: cannot plot kind {kind!r}")
 
 
@@ -62,9 +62,10 @@ def _ours(path: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    bad = [f for f in formats if f not in ("png", "pdf", "svg")]
+    bad = [f for f in formats if f not in ("png", "pdf", "svg", "html")]
     if bad or not formats:
-        raise ValueError(f"--format: unsupported {', '.join(bad) or '(none)'}; use png, pdf, svg")
+        raise ValueError(f"--format: unsupported {', '.join(bad) or '(none)'}; use png, pdf, svg, html")
+    static = [f for f in formats if f != "html"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in args.files:
@@ -72,10 +73,16 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"{name!r} does not exist")
         stem = f"{path.parent.name}_{path.stem}" if path.parent.name else path.stem
-        for suffix, fig in figures_for(path, args.log).items():
-            for fmt in formats:
-                target = out / f"{stem}_{suffix}.{fmt}"
-                fig.savefig(target, dpi=150)
+        if static:
+            for suffix, fig in figures_for(path, args.log).items():
+                for fmt in static:
+                    target = out / f"{stem}_{suffix}.{fmt}"
+                    fig.savefig(target, dpi=150)
+                    print(f"wrote {target}")
+                plt.close(fig)
+        if "html" in formats:  # standalone: plotly.js embedded, works offline
+            for suffix, fig in figures_for(path, args.log, plot_plotly).items():
+                target = out / f"{stem}_{suffix}.html"
+                fig.write_html(target, include_plotlyjs=True, full_html=True)
                 print(f"wrote {target}")
-            plt.close(fig)
     return 0
