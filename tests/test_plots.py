@@ -133,3 +133,23 @@ def test_plot_cli_writes_standalone_html_with_the_data(runs, tmp_path):
     assert '<script src="http' not in page and len(page) > 1_000_000  # plotly.js embedded: works offline
     z = json.loads(re.search(r'"z":(\[\[.*?\]\])', page).group(1))
     np.testing.assert_allclose(z, read_surface(out).values["train_loss"], rtol=1e-12)
+
+
+def test_vtp_is_vtk_xml_with_the_grid():
+    import xml.etree.ElementTree as ET
+
+    from landscape.vtp import surface_to_vtp
+
+    s = bowl()
+    root = ET.fromstring(surface_to_vtp(s))
+    piece = root.find("PolyData/Piece")
+    assert root.get("type") == "PolyData" and piece.get("NumberOfPoints") == "35" and piece.get("NumberOfPolys") == "24"
+    pts = np.array(piece.find("Points/DataArray").text.split(), float).reshape(-1, 3)
+    np.testing.assert_allclose(pts[:, 2], s.values["train_loss"].ravel())
+    np.testing.assert_allclose(pts[8], [s.xcoordinates[1], s.ycoordinates[1], s.values["train_loss"][1, 1]])
+    conn = np.array(piece.find("Polys/DataArray[@Name='connectivity']").text.split(), int).reshape(-1, 4)
+    assert conn[0].tolist() == [0, 1, 8, 7]
+    cells = np.array(piece.find("CellData/DataArray").text.split(), float)
+    assert cells[0] == pytest.approx(np.mean(pts[[0, 1, 8, 7], 2]))
+    clipped = ET.fromstring(surface_to_vtp(s, zmax=1.0)).find("PolyData/Piece/Points/DataArray").text.split()
+    assert max(float(v) for v in clipped[2::3]) == 1.0

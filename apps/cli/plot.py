@@ -8,11 +8,13 @@ import matplotlib.pyplot as plt
 
 from landscape import plot_mpl, plot_plotly
 from landscape.store import read_analysis, read_surface, read_sweep
+from landscape.vtp import surface_to_vtp
 
 EXAMPLES = """examples:
   landscape plot runs/demo/sam/surface_2d.h5 --out figures/
   landscape plot runs/demo/*/sweep.h5 runs/demo/*/hessian.h5 --out figures/ --format png,pdf
   landscape plot sam_1d.h5 --log --out figures/
+  landscape plot runs/demo/sam/surface_2d.h5 --vtp --zmax 10 --out figures/     # + ParaView .vtp
 
 Surfaces: 1-D loss and accuracy; 2-D contour, filled contour, heat map and 3-D surface (with
 the trajectory of a PCA file). Hessian files: top eigenvalues and spectral density. Sweeps:
@@ -27,13 +29,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--format", default="png", help="comma-separated: png, pdf, svg, html (interactive plotly) [%(default)s]")
     p.add_argument("--log", action="store_true", help="log-scale losses")
+    p.add_argument("--vtp", action="store_true", help="also export 2-D surfaces as .vtp for ParaView")
+    p.add_argument("--zmax", type=float, default=None, help="with --vtp: clip heights at this value")
     p.set_defaults(run=run)
+
+
+def file_kind(path: Path) -> tuple[str, dict]:
+    """(kind, attributes); loss-landscape's files have no attributes and are surfaces."""
+    attrs = read_analysis(path)[0] if _ours(path) else {}
+    return attrs.get("kind", "surface"), attrs
 
 
 def figures_for(path: Path, log: bool, lib=plot_mpl) -> dict:
     """``{suffix: figure}`` for one file, by its kind (``lib``: plot_mpl or plot_plotly)."""
-    attrs, _ = read_analysis(path) if _ours(path) else ({}, {})
-    kind = attrs.get("kind", "surface")
+    kind, attrs = file_kind(path)
     if kind == "surface":
         s = read_surface(path)
         if s.dim == 1:
@@ -80,6 +89,13 @@ def run(args: argparse.Namespace) -> int:
                     fig.savefig(target, dpi=150)
                     print(f"wrote {target}")
                 plt.close(fig)
+        if args.vtp and file_kind(path)[0] == "surface":
+            s = read_surface(path)
+            if s.dim == 2:
+                for value in [v for v in s.values if v.endswith("_loss")]:
+                    target = out / f"{stem}_{value}.vtp"
+                    target.write_text(surface_to_vtp(s, value, zmax=args.zmax, log=args.log))
+                    print(f"wrote {target}")
         if "html" in formats:  # standalone: plotly.js embedded, works offline
             for suffix, fig in figures_for(path, args.log, plot_plotly).items():
                 target = out / f"{stem}_{suffix}.html"
