@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -40,13 +41,28 @@ class ImageDataset:
     def image_size(self) -> int:
         return self.train_x.shape[2]
 
+    @cached_property
+    def _channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and (sample) std on the 0..1 scale, in chunks: no float copy of the whole split."""
+        total = torch.zeros(self.in_channels, dtype=torch.float64)
+        squares = torch.zeros_like(total)
+        for chunk in self.train_x.split(4096):
+            c = chunk.double()
+            total += c.sum(dim=(0, 2, 3))
+            squares += (c * c).sum(dim=(0, 2, 3))
+        n = self.train_x.numel() / self.in_channels
+        mean = total / n
+        var = (squares - n * mean * mean) / (n - 1)
+        std = (var.clamp_min(0).sqrt() / 255).clamp_min(1e-3)
+        return tuple((mean / 255).tolist()), tuple(std.tolist())
+
     @property
     def mean(self) -> tuple[float, ...]:
-        return tuple((self.train_x.double() / 255).mean(dim=(0, 2, 3)).tolist())
+        return self._channel_stats[0]
 
     @property
     def std(self) -> tuple[float, ...]:
-        return tuple((self.train_x.double() / 255).std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+        return self._channel_stats[1]
 
     def split(self, name: str) -> tuple[Tensor, Tensor]:
         """(images, labels) of ``"train"`` or ``"test"``."""

@@ -178,3 +178,11 @@ def test_loader_batches_cover_the_split_and_normalize():
     x = torch.cat([x for x, _ in full])
     assert torch.equal(torch.cat([y for _, y in full]), ds.train_y)
     assert abs(x.mean().item()) < 1e-4 and abs(x.std().item() - 1) < 1e-3
+
+
+def test_channel_statistics_match_numpy():
+    ds = load_dataset("digits32")
+    x = ds.train_x.numpy().astype(np.float64) / 255
+    np.testing.assert_allclose(ds.mean, x.mean(axis=(0, 2, 3)), rtol=1e-10)
+    np.testing.assert_allclose(ds.std, x.std(axis=(0, 2, 3), ddof=1), rtol=1e-8)
+    assert ds.mean is ds.mean  # computed once
