@@ -9,7 +9,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from trainers import load_checkpoint
+from trainers import classification_metrics, load_checkpoint, predict
+from trainers.metrics import reliability
 from trainers.train import epoch_checkpoints, resolve_device
 
 from tqdm import tqdm
@@ -275,3 +276,13 @@ def sweep_analysis(ckpt: str | Path, out: str | Path, radii: np.ndarray, opts: E
     finally:
         writer.close()
     return Path(out)
+
+
+def calibration(ckpt: str | Path, opts: EvalOptions, split: str = "test") -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Error/NLL/ECE and the reliability-diagram bins of a checkpoint's predictions on one split (eval mode)."""
+    if split not in SPLITS:
+        raise ValueError(f"--split must be train or test, got {split!r}")
+    device = resolve_device(opts.device)
+    model, meta = load_checkpoint(ckpt, device)
+    logits, labels = predict(model, sets_for(meta, opts, [split], device)[split].batches())
+    return classification_metrics(logits, labels), reliability(logits.double().softmax(1), labels)

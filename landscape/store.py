@@ -68,6 +68,20 @@ class Surface:
     def complete(self) -> bool:
         return bool(self.computed.all())
 
+    def slice(self, axis: str, at: float = 0.0) -> Surface:
+        """The 1-D surface along ``axis`` ("x" or "y") through the grid line nearest ``at`` on the other axis."""
+        if self.dim != 2:
+            raise ValueError(f"{self.path} is already 1-D")
+        if axis not in ("x", "y"):
+            raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+        other = self.ycoordinates if axis == "x" else self.xcoordinates
+        i = int(np.argmin(np.abs(other - at)))
+        take = (lambda a: a[i]) if axis == "x" else (lambda a: a[:, i])
+        coords = self.xcoordinates if axis == "x" else self.ycoordinates
+        attrs = {**self.attrs, "slice_axis": axis, "slice": f"{'y' if axis == 'x' else 'x'}={other[i]:.4g}"}
+        return Surface(self.path, coords, None, {n: take(v) for n, v in self.values.items()}, take(self.computed), attrs,
+                       self.layout)
+
 
 def _open(path: str | Path, mode: str = "r") -> h5py.File:
     path = Path(path)

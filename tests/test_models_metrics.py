@@ -1,6 +1,7 @@
 """Model registry (published parameter counts), metrics against hand computations, schedules."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,6 +54,17 @@ def test_ece_by_hand():
     # confidence exactly on an edge (k/15) belongs to the lower bin (k-1): (a, b] bins
     edge = torch.tensor([[2 / 3, 1 / 3]], dtype=torch.float64)
     assert expected_calibration_error(edge, torch.tensor([0]), bins=3) == pytest.approx(1 / 3)
+
+
+def test_reliability_bins_by_hand():
+    from trainers.metrics import reliability
+
+    probs = torch.tensor([[0.9, 0.1], [0.88, 0.12], [0.3, 0.7], [0.2, 0.8]], dtype=torch.float64)
+    rel = reliability(probs, torch.tensor([0, 1, 1, 1]), bins=5)  # bins (0,.2] (.2,.4] (.4,.6] (.6,.8] (.8,1]
+    np.testing.assert_array_equal(rel["count"], [0, 0, 0, 2, 2])
+    np.testing.assert_allclose(rel["accuracy"][3:], [1.0, 0.5])
+    np.testing.assert_allclose(rel["confidence"][3:], [0.75, 0.89])
+    assert np.isnan(rel["accuracy"][:3]).all() and rel["edges"].tolist() == pytest.approx([0, .2, .4, .6, .8, 1])
 
 
 def test_classification_metrics_by_hand():

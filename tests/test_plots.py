@@ -4,12 +4,14 @@ import io
 import matplotlib
 import numpy as np
 import pytest
+import torch
 from matplotlib.collections import QuadMesh
 from matplotlib.contour import ContourSet
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
 from landscape import plot_mpl
 from landscape.store import Surface, Sweep
+from trainers.metrics import ece_from_bins
 
 matplotlib.use("Agg")
 
@@ -153,3 +155,71 @@ def test_vtp_is_vtk_xml_with_the_grid():
     assert cells[0] == pytest.approx(np.mean(pts[[0, 1, 8, 7], 2]))
     clipped = ET.fromstring(surface_to_vtp(s, zmax=1.0)).find("PolyData/Piece/Points/DataArray").text.split()
     assert max(float(v) for v in clipped[2::3]) == 1.0
+
+
+def rel_bins():
+    from trainers.metrics import reliability
+
+    probs = torch.tensor([[0.9, 0.1], [0.88, 0.12], [0.3, 0.7], [0.2, 0.8], [0.45, 0.55]], dtype=torch.float64)
+    return reliability(probs, torch.tensor([0, 1, 1, 1, 0]), bins=5)
+
+
+def test_reliability_diagram_bars_are_bin_accuracies():
+    from matplotlib.patches import Rectangle
+
+    rel = rel_bins()
+    fig = plot_mpl.reliability_diagram([("erm", rel), ("sam", rel)])
+    hist, ax = fig.axes[0], fig.axes[2]  # column 0: share on top, reliability below
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+    heights = sorted(round(b.get_height(), 6) for b in bars[:3])  # the accuracy bars of the 3 non-empty bins
+    assert heights == sorted([0.0, 1.0, 0.5])
+    assert [round(p.get_height(), 6) for p in hist.patches] == [0.2, 0.4, 0.4]
+    # bins (.4,.6]: 1 wrong at .55; (.6,.8]: 2 right at .7, .8; (.8,1]: 1 of 2 right at .9, .88
+    ece = (0.55 + 2 * 0.25 + 2 * abs(0.5 - 0.89)) / 5
+    assert f"ECE {ece:.4f}" in " ".join(t.get_text() for t in ax.texts) and hist.get_title() == "erm"
+    assert not_blank(fig)
+    from landscape import plot_plotly
+
+    pfig = plot_plotly.reliability_diagram([("erm", rel)])
+    np.testing.assert_allclose(pfig.data[1].y, rel["accuracy"][rel["count"] > 0])  # [share, accuracy, gap, diagonal]
+    np.testing.assert_allclose(np.asarray(pfig.data[2].base, float) + np.asarray(pfig.data[2].y, float), rel["confidence"][rel["count"] > 0])
+    assert pfig.layout.annotations[0].text == f"erm (ECE {ece_from_bins(rel):.4f})"
+
+
+def test_compare_figures_overlay_every_run_on_one_scale():
+    from landscape import plot_plotly
+
+    a, b = bowl(), bowl()
+    b.values["train_loss"] = b.values["train_loss"] * 10
+    fig = plot_mpl.compare_surfaces([("erm", a), ("sam", b)])
+    sets = [next(c for c in ax.get_children() if isinstance(c, ContourSet)) for ax in fig.axes[:2]]
+    np.testing.assert_array_equal(sets[0].levels, sets[1].levels)  # one colour scale
+    assert sets[0].levels[0] == pytest.approx(0.1) and sets[0].levels[-1] == pytest.approx(10 * (0.1 + 1 + 0.75))
+    assert sets[0].norm.vmin == sets[1].norm.vmin and [ax.get_title() for ax in fig.axes[:2]] == ["erm", "sam"]
+    pfig = plot_plotly.compare_surfaces([("erm", a), ("sam", b)])
+    assert {t.coloraxis for t in pfig.data} == {"coloraxis"}
+    assert pfig.layout.coloraxis.cmax == pytest.approx(np.log10(10 * 1.85)) and pfig.layout.coloraxis.cmin == pytest.approx(-1)
+
+    slices = [("erm", a.slice("x", 0.0)), ("sam", b.slice("x", 0.0))]
+    loss_ax = plot_mpl.compare_slices(slices).axes[0]
+    assert [ln.get_label() for ln in loss_ax.get_lines()] == ["erm train", "sam train"]
+    np.testing.assert_allclose(loss_ax.get_lines()[1].get_ydata(), b.values["train_loss"][2])  # the y=0 row
+    radii = np.linspace(0, 1, 3)
+    sweeps = [(name, Sweep("s.h5", radii, kinds, {"loss_mean": np.ones((len(kinds), 3)) * k, "loss_std": np.zeros((len(kinds), 3))},
+                           np.ones((len(kinds), 3), bool), {})) for k, (name, kinds) in enumerate([("erm", ["random"]), ("sam", ["random", "adversarial"])], 1)]
+    fig = plot_mpl.compare_sweeps(sweeps)
+    assert [ax.get_title() for ax in fig.axes] == ["random", "adversarial"]
+    assert [ln.get_label() for ln in fig.axes[0].get_lines()] == ["erm", "sam"] and len(fig.axes[1].get_lines()) == 1
+    spectra = plot_mpl.compare_spectra([("erm", {"eigenvalues": np.array([3.0, 2.0])}), ("sam", {"eigenvalues": np.array([1.0])})])
+    np.testing.assert_array_equal(spectra.axes[0].get_lines()[0].get_ydata(), [3.0, 2.0])
+
+
+def test_slice_of_a_surface():
+    s = bowl()
+    row, col = s.slice("x", 0.3), s.slice("y", -0.6)  # nearest grid lines: y = 0.25, x = -0.6667
+    np.testing.assert_array_equal(row.values["train_loss"], s.values["train_loss"][3])
+    np.testing.assert_array_equal(col.values["train_loss"], s.values["train_loss"][:, 1])
+    np.testing.assert_array_equal(col.xcoordinates, s.ycoordinates)
+    assert row.dim == 1 and plot_mpl._axis_label(col, "x") == "y direction"
+    with pytest.raises(ValueError, match="already 1-D"):
+        row.slice("x")

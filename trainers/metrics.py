@@ -1,6 +1,7 @@
 """Classification metrics from logits: error, NLL and expected calibration error."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -9,19 +10,33 @@ from torch import Tensor
 ECE_BINS = 15
 
 
-def expected_calibration_error(probs: Tensor, labels: Tensor, bins: int = ECE_BINS) -> float:
-    """ECE with ``bins`` equal-width confidence bins ``(k/bins, (k+1)/bins]`` on the max probability.
+def reliability(probs: Tensor, labels: Tensor, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """Per-bin sample count, accuracy and mean confidence over ``bins`` equal-width confidence bins.
 
-    ``sum_b |B_b|/N * |acc(B_b) - conf(B_b)|`` (Guo et al. 2017; the DAMP code's 15 bins).
+    Bin ``k`` holds the predictions whose max probability lies in ``(k/bins, (k+1)/bins]``;
+    accuracy and confidence are NaN in an empty bin. ``edges`` has ``bins + 1`` entries.
     """
     conf, pred = probs.max(dim=1)
     correct = (pred == labels).double()
-    edges = torch.linspace(0, 1, bins + 1, dtype=conf.dtype, device=conf.device)
-    idx = torch.bucketize(conf, edges[1:-1], right=False)  # bin k holds conf in (edges[k], edges[k+1]]
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    idx = torch.bucketize(conf.double(), edges[1:-1].to(conf.device), right=False)
     count = torch.zeros(bins, dtype=torch.float64, device=conf.device).index_add_(0, idx, torch.ones_like(correct))
     acc_sum = torch.zeros_like(count).index_add_(0, idx, correct)
     conf_sum = torch.zeros_like(count).index_add_(0, idx, conf.double())
-    return float((acc_sum - conf_sum).abs().sum() / len(labels))
+    count, acc_sum, conf_sum = (t.cpu().numpy() for t in (count, acc_sum, conf_sum))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"edges": edges.numpy(), "count": count, "accuracy": acc_sum / count, "confidence": conf_sum / count}
+
+
+def ece_from_bins(rel: dict[str, np.ndarray]) -> float:
+    """``sum_b |B_b|/N * |acc(B_b) - conf(B_b)|`` over the non-empty bins of :func:`reliability`."""
+    full = rel["count"] > 0
+    return float(np.sum(rel["count"][full] * np.abs(rel["accuracy"][full] - rel["confidence"][full])) / rel["count"].sum())
+
+
+def expected_calibration_error(probs: Tensor, labels: Tensor, bins: int = ECE_BINS) -> float:
+    """ECE with ``bins`` equal-width confidence bins on the max probability (Guo et al. 2017; the DAMP code's 15)."""
+    return ece_from_bins(reliability(probs, labels, bins))
 
 
 def classification_metrics(logits: Tensor, labels: Tensor, bins: int = ECE_BINS) -> dict[str, float]:

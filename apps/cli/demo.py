@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from landscape.jobs import EvalOptions, hessian_analysis, random_surface, sweep_analysis
-from landscape.store import read_analysis, read_surface, read_sweep
+from landscape.jobs import EvalOptions, calibration, hessian_analysis, random_surface, sweep_analysis
+from landscape.report import columns, find_runs, markdown_table, summary_row, write_report
 from landscape.sweep import SweepSettings
 from trainers import TrainConfig, read_checkpoint, train
-from trainers.checkpoint import atomic_write
 from trainers.train import newest_checkpoint
 
 DEMO_METHODS = ("erm", "sam", "asam", "amp", "damp")
@@ -23,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train ERM, SAM, ASAM, AMP and DAMP on digits and compare them",
                        description="Trains each method on the embedded digits into OUT/<method>/ (finished runs are "
                                    "reused, interrupted ones resumed), analyses each (OUT/<method>/surface_2d.h5, "
-                                   "hessian.h5, sweep.h5) and prints a comparison table.",
+                                   "hessian.h5, sweep.h5) and writes a comparison report (OUT/report/report.md and report.html).",
                        epilog="examples:\n  landscape demo --out runs/demo\n  landscape demo --out runs/demo --epochs 5 "
                               "--methods erm,sam", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="folder of the demo runs [%(default)s]")
@@ -36,22 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def comparison_table(rows: list[tuple[str, dict]]) -> str:
-    lines = ["| method | test error (%) | test NLL | test ECE | train time (s) | top Hessian eigenvalue | Hessian trace | "
-             f"SAM sharpness (rho={SHARPNESS_RHO}) | surface: mean train loss |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for method, m in rows:
-        lines.append(f"| {method} | {m['test_error']:.2f} | {m['test_nll']:.4f} | {m['test_ece']:.4f} | "
-                     f"{m['train_seconds']:.1f} | {m['lambda_max']:.3f} | {m['trace']:.2f} | {m['sharpness']:.4f} | "
-                     f"{m['surface_mean']:.3f} |")
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     base = TrainConfig(model="small_cnn", dataset="digits", epochs=args.epochs, seed=args.seed, device="cpu")
-    rows = []
-    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for method in methods:
         run_dir = out / method
         cfg = replace(base, method=method)
         if (run_dir / "final.pt").is_file() and read_checkpoint(run_dir / "final.pt")["config"]["epochs"] == args.epochs:
@@ -60,35 +48,27 @@ def run(args: argparse.Namespace) -> int:
             print(f"[demo] training {method} -> {run_dir}")
             train(cfg, run_dir, resume=newest_checkpoint(run_dir) is not None or (run_dir / "config.json").exists(),
                   progress=not args.no_progress)
-        history = read_checkpoint(run_dir / "final.pt")["metrics"]
         surface = run_dir / "surface_2d.h5"
         print(f"[demo] {method}: 2-D loss surface ({args.surface_steps}x{args.surface_steps}) -> {surface}")
         xs = np.linspace(-1, 1, args.surface_steps)
         opts = EvalOptions(splits=["train", "test"], samples=args.surface_samples, device="cpu", progress=not args.no_progress)
         random_surface(run_dir / "final.pt", surface, xs, xs, opts, seed=args.seed, resume=True)
-        grid = read_surface(surface).values["train_loss"]
         analysis = EvalOptions(splits=["train"], samples=args.surface_samples, device="cpu", progress=not args.no_progress)
         hess = run_dir / "hessian.h5"
         if not hess.exists():
             print(f"[demo] {method}: Hessian top-5 eigenvalues and trace -> {hess}")
             hessian_analysis(run_dir / "final.pt", hess, analysis, top_k=5, trace_matvecs=30, seed=args.seed)
-        h = read_analysis(hess, "hessian")[1]
         sweep = run_dir / "sweep.h5"
         print(f"[demo] {method}: loss vs perturbation radius (4 kinds) -> {sweep}")
         sweep_analysis(run_dir / "final.pt", sweep, SWEEP_RADII, analysis, kinds=["random", "adversarial", "multiplicative",
                        "adaptive"], settings=SweepSettings(trials=3, steps=5, seed=args.seed), resume=True)
-        sw = read_sweep(sweep)
-        at = int(np.argmin(np.abs(sw.radii - SHARPNESS_RHO)))
-        rows.append((method, {**history[-1], "train_seconds": sum(h["seconds"] for h in history),
-                              "surface_mean": float(np.mean(grid)), "lambda_max": float(h["eigenvalues"][0]),
-                              "trace": float(h["trace"]),
-                              "sharpness": float(sw.curve("adversarial")[at] - sw.curve("adversarial")[0])}))
-    table = comparison_table(rows)
-    note = (f"Surface: filter-normalized random directions (seed {args.seed}), {args.surface_steps}x{args.surface_steps} "
-            f"grid over [-1, 1]^2. Hessian (Lanczos, residual <= 1e-3 |lambda|; Hutch++ trace, 30 products), sweeps "
-            f"and sharpness (worst loss increase in the L2 ball of radius {SHARPNESS_RHO}) use the same "
-            f"{args.surface_samples} training images.")
-    atomic_write(out / "comparison.md",
-                 lambda tmp: tmp.write_text(f"# Demo: digits, small_cnn, {args.epochs} epochs\n\n{table}\n\n{note}\n"))
-    print(f"\n{table}\n\n[demo] table written to {out / 'comparison.md'}")
+    runs = find_runs([out / m for m in methods])
+    curves = {r.name: calibration(r.checkpoint, EvalOptions(device="cpu", progress=False))[1] for r in runs}
+    intro = (f"Demo: `small_cnn` on the embedded digits, {args.epochs} epochs, seed {args.seed}. Surfaces: filter-normalized "
+             f"random directions (seed {args.seed}), {args.surface_steps}x{args.surface_steps} grid over [-1, 1]^2; the "
+             f"Hessian (Lanczos top-5, Hutch++ trace with 30 products), sweeps and sharpness use the same "
+             f"{args.surface_samples} training images.")
+    report = write_report(runs, out / "report", rho=SHARPNESS_RHO, calibration=curves, intro=intro)
+    print(f"\n{markdown_table([summary_row(r, SHARPNESS_RHO) for r in runs], columns(SHARPNESS_RHO))}\n\n"
+          f"[demo] comparison report: {report / 'report.md'} and {report / 'report.html'} (open it in a browser)")
     return 0

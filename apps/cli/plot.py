@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from landscape import plot_mpl, plot_plotly
+from landscape.jobs import EvalOptions, calibration
 from landscape.store import read_analysis, read_surface, read_sweep
 from landscape.vtp import surface_to_vtp
 
@@ -15,22 +16,25 @@ EXAMPLES = """examples:
   landscape plot runs/demo/*/sweep.h5 runs/demo/*/hessian.h5 --out figures/ --format png,pdf
   landscape plot sam_1d.h5 --log --out figures/
   landscape plot runs/demo/sam/surface_2d.h5 --vtp --zmax 10 --out figures/     # + ParaView .vtp
+  landscape plot runs/demo/sam/final.pt --out figures/        # reliability diagram of its test predictions
 
 Surfaces: 1-D loss and accuracy; 2-D contour, filled contour, heat map and 3-D surface (with
 the trajectory of a PCA file). Hessian files: top eigenvalues and spectral density. Sweeps:
-loss against radius per kind. loss-landscape's own surface files work too."""
+loss against radius per kind. Checkpoints: the reliability diagram (calibration) of the
+test split's predictions. loss-landscape's own surface files work too."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plot", help="paper-style figures of analysis files",
                        description="Draw every figure an analysis file supports into --out.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("files", nargs="+", metavar="FILE.h5")
+    p.add_argument("files", nargs="+", metavar="FILE", help="analysis files (.h5) and checkpoints (.pt)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--format", default="png", help="comma-separated: png, pdf, svg, html (interactive plotly) [%(default)s]")
     p.add_argument("--log", action="store_true", help="log-scale losses")
     p.add_argument("--vtp", action="store_true", help="also export 2-D surfaces as .vtp for ParaView")
     p.add_argument("--zmax", type=float, default=None, help="with --vtp: clip heights at this value")
+    p.add_argument("--device", default="auto", help="for checkpoints' predictions [%(default)s]")
     p.set_defaults(run=run)
 
 
@@ -40,23 +44,36 @@ def file_kind(path: Path) -> tuple[str, dict]:
     return attrs.get("kind", "surface"), attrs
 
 
-def figures_for(path: Path, log: bool, lib=plot_mpl) -> dict:
-    """``{suffix: figure}`` for one file, by its kind (``lib``: plot_mpl or plot_plotly)."""
+def plot_data(path: Path, device: str = "auto") -> tuple[str, object]:
+    """Read what a file's figures need once: (kind, data). A checkpoint gives its test-set calibration."""
+    if path.suffix == ".pt":
+        rel = calibration(path, EvalOptions(device=device, progress=False))[1]
+        return "calibration", (f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem, rel)
     kind, attrs = file_kind(path)
     if kind == "surface":
-        s = read_surface(path)
-        if s.dim == 1:
-            return {"1d": lib.surface_1d(s, log=log)}
-        return {f"{value}_{k}": lib.surface_2d(s, k, value=value, log=log)
-                for value in [v for v in s.values if v.endswith("_loss")] for k in lib.SURFACE_2D_KINDS}
+        return kind, read_surface(path)
     if kind == "hessian":
-        _, arrays = read_analysis(path, "hessian")
-        return {"spectrum": lib.hessian_spectrum(arrays.get("eigenvalues"), arrays.get("density_grid"),
-                                                 arrays.get("density"), title=f"{attrs.get('method', '')} {path.stem}")}
+        return kind, (read_analysis(path, "hessian")[1], f"{attrs.get('method', '')} {path.stem}")
     if kind == "sweep":
-        sw = read_sweep(path)
-        return {"sweep_loss": lib.sweep_curves(sw, log=log), "sweep_acc": lib.sweep_curves(sw, value="acc")}
+        return kind, read_sweep(path)
     raise ValueError(f"{path}: cannot plot kind {kind!r}")
+
+
+def figures_for(kind: str, data, log: bool, lib=plot_mpl) -> dict:
+    """``{suffix: figure}`` for one file's data, by its kind (``lib``: plot_mpl or plot_plotly)."""
+    if kind == "surface":
+        if data.dim == 1:
+            return {"1d": lib.surface_1d(data, log=log)}
+        return {f"{value}_{k}": lib.surface_2d(data, k, value=value, log=log)
+                for value in [v for v in data.values if v.endswith("_loss")] for k in lib.SURFACE_2D_KINDS}
+    if kind == "hessian":
+        arrays, title = data
+        return {"spectrum": lib.hessian_spectrum(arrays.get("eigenvalues"), arrays.get("density_grid"),
+                                                 arrays.get("density"), title=title)}
+    if kind == "sweep":
+        return {"sweep_loss": lib.sweep_curves(data, log=log), "sweep_acc": lib.sweep_curves(data, value="acc")}
+    label, rel = data
+    return {"reliability": lib.reliability_diagram([(label, rel)], title=f"reliability: {label} (test)")}
 
 
 def _ours(path: Path) -> bool:
@@ -82,22 +99,21 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"{name!r} does not exist")
         stem = f"{path.parent.name}_{path.stem}" if path.parent.name else path.stem
+        kind, data = plot_data(path, args.device)
         if static:
-            for suffix, fig in figures_for(path, args.log).items():
+            for suffix, fig in figures_for(kind, data, args.log).items():
                 for fmt in static:
                     target = out / f"{stem}_{suffix}.{fmt}"
                     fig.savefig(target, dpi=150)
                     print(f"wrote {target}")
                 plt.close(fig)
-        if args.vtp and file_kind(path)[0] == "surface":
-            s = read_surface(path)
-            if s.dim == 2:
-                for value in [v for v in s.values if v.endswith("_loss")]:
-                    target = out / f"{stem}_{value}.vtp"
-                    target.write_text(surface_to_vtp(s, value, zmax=args.zmax, log=args.log))
-                    print(f"wrote {target}")
+        if args.vtp and kind == "surface" and data.dim == 2:
+            for value in [v for v in data.values if v.endswith("_loss")]:
+                target = out / f"{stem}_{value}.vtp"
+                target.write_text(surface_to_vtp(data, value, zmax=args.zmax, log=args.log))
+                print(f"wrote {target}")
         if "html" in formats:  # standalone: plotly.js embedded, works offline
-            for suffix, fig in figures_for(path, args.log, plot_plotly).items():
+            for suffix, fig in figures_for(kind, data, args.log, plot_plotly).items():
                 target = out / f"{stem}_{suffix}.html"
                 fig.write_html(target, include_plotlyjs=True, full_html=True)
                 print(f"wrote {target}")

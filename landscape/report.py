@@ -1,0 +1,248 @@
+"""Comparison of runs: one numbers table read from the runs' own files, and overlaid figures.
+
+A run is a training run directory (``config.json``, ``metrics.jsonl``, ``final.pt``) with
+the analysis files written into it (any ``*.h5``: surfaces, Hessian, sweeps). Each number
+in the table is read, not recomputed, from one named file, which ``summary.json`` records.
+"""
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from trainers.checkpoint import atomic_write, read_checkpoint
+from trainers.train import newest_checkpoint
+
+from .store import Surface, Sweep, read_analysis, read_surface, read_sweep
+
+CATEGORIES = ("surface_1d", "surface_2d", "hessian", "sweep")
+
+
+@dataclass
+class Run:
+    """What one run directory holds, found by reading each file's kind."""
+
+    name: str
+    path: Path
+    config: dict
+    metrics: dict  # the last epoch's row, and train_seconds summed over epochs
+    metrics_source: Path | None
+    checkpoint: Path | None
+    files: dict[str, Path] = field(default_factory=dict)
+    ignored: list[tuple[str, Path]] = field(default_factory=list)  # (category, file) beyond the first
+
+
+def file_category(path: Path) -> str | None:
+    """``surface_1d``/``surface_2d``/``hessian``/``sweep`` (or another kind's name); None if not an analysis file."""
+    try:
+        with h5py.File(path, "r") as f:
+            kind = f.attrs.get("kind", "surface" if "xcoordinates" in f else None)
+            if isinstance(kind, bytes):
+                kind = kind.decode()
+            if kind == "surface":
+                return "surface_2d" if "ycoordinates" in f else "surface_1d"
+            return kind
+    except OSError:  # still being created, or not HDF5
+        return None
+
+
+def find_run(path: str | Path, name: str | None = None) -> Run:
+    path = Path(path)
+    if not path.is_dir():
+        raise NotADirectoryError(f"{str(path)!r} is not a run directory")
+    ckpt = path / "final.pt" if (path / "final.pt").is_file() else newest_checkpoint(path)
+    history, source = [], None
+    if ckpt is not None:
+        history, source = read_checkpoint(ckpt)["metrics"], ckpt
+    elif (path / "metrics.jsonl").is_file():
+        source = path / "metrics.jsonl"
+        history = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    metrics = {**history[-1], "train_seconds": sum(row["seconds"] for row in history)} if history else {}
+    config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+    run = Run(name or path.name, path, config, metrics, source, ckpt)
+    for f in sorted(path.glob("*.h5")):
+        category = file_category(f)
+        if category is None:
+            continue
+        if category in run.files:
+            run.ignored.append((category, f))
+        else:
+            run.files[category] = f
+    if not run.files and ckpt is None:
+        raise ValueError(f"{path}: no checkpoint and no analysis files: not a run directory")
+    return run
+
+
+def find_runs(paths: list[str | Path]) -> list[Run]:
+    """Runs named by their folder, or ``parent/folder`` where two folders share a name."""
+    paths = [Path(p) for p in paths]
+    names = [p.resolve().name for p in paths]
+    return [find_run(p, f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n) for p, n in zip(paths, names)]
+
+
+def sharpness(sw: Sweep, rho: float, kind: str = "adversarial") -> float:
+    """Loss increase at radius ``rho`` over radius 0 (linear interpolation between swept radii); NaN if out of range."""
+    if kind not in sw.kinds:
+        return float("nan")
+    curve = sw.curve(kind)
+    ok = np.isfinite(curve)
+    radii = sw.radii[ok]
+    if not ok.any() or radii.min() > 0 or not radii.min() <= rho <= radii.max():
+        return float("nan")
+    return float(np.interp(rho, radii, curve[ok]) - np.interp(0.0, radii, curve[ok]))
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    digits: int
+    source: str  # which file the number comes from (for summary.json)
+
+
+def columns(rho: float) -> list[Column]:
+    return [
+        Column("test_error", "test error (%)", 2, "metrics"),
+        Column("test_nll", "test NLL", 4, "metrics"),
+        Column("test_ece", "test ECE", 4, "metrics"),
+        Column("train_seconds", "train time (s)", 1, "metrics"),
+        Column("lambda_max", "top Hessian eigenvalue", 3, "hessian"),
+        Column("trace", "Hessian trace", 2, "hessian"),
+        Column("sharpness", f"sharpness (rho={rho:g})", 4, "sweep"),
+    ]
+
+
+def summary_row(run: Run, rho: float) -> dict:
+    """The table's numbers for one run (NaN where the run lacks the file)."""
+    row = {"run": run.name, "method": run.config.get("method", ""), "model": run.config.get("model", ""),
+           "dataset": run.config.get("dataset", ""), "epochs": run.metrics.get("epoch", np.nan)}
+    for key in ("test_error", "test_nll", "test_ece", "train_seconds"):
+        row[key] = float(run.metrics.get(key, np.nan))
+    row["lambda_max"] = row["trace"] = float("nan")
+    if "hessian" in run.files:
+        arrays = read_analysis(run.files["hessian"], "hessian")[1]
+        if "eigenvalues" in arrays and len(arrays["eigenvalues"]):
+            row["lambda_max"] = float(arrays["eigenvalues"][0])
+        if "trace" in arrays:
+            row["trace"] = float(arrays["trace"])
+    row["sharpness"] = sharpness(read_sweep(run.files["sweep"]), rho) if "sweep" in run.files else float("nan")
+    return row
+
+
+def _cell(value, digits: int) -> str:
+    if isinstance(value, str):
+        return value
+    return "—" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def markdown_table(rows: list[dict], cols: list[Column]) -> str:
+    head = ["run", "method"] + [c.header for c in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([r["run"], r["method"]] + [_cell(r[c.key], c.digits) for c in cols]) + " |")
+    return "\n".join(lines)
+
+
+def html_table(rows: list[dict], cols: list[Column]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["run", "method"] + [c.header for c in cols])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in [r["run"], r["method"]] +
+                                    [_cell(r[c.key], c.digits) for c in cols]) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def overlay_figures(runs: list[Run], lib, *, log: bool = False,
+                    calibration: dict[str, dict] | None = None) -> dict[str, object]:
+    """``{name: figure}`` of every overlay the runs' files support (``lib``: plot_mpl or plot_plotly)."""
+    figs: dict[str, object] = {}
+    slices = [(r.name, _slice(r)) for r in runs if "surface_1d" in r.files or "surface_2d" in r.files]
+    if slices:
+        figs["slices"] = lib.compare_slices(slices, log=log)
+    surfaces = [(r.name, read_surface(r.files["surface_2d"])) for r in runs if "surface_2d" in r.files]
+    if surfaces:
+        figs["surfaces"] = lib.compare_surfaces(surfaces, log=log)
+    sweeps = [(r.name, read_sweep(r.files["sweep"])) for r in runs if "sweep" in r.files]
+    if sweeps:
+        figs["sweeps"] = lib.compare_sweeps(sweeps, log=log)
+    spectra = [(r.name, read_analysis(r.files["hessian"], "hessian")[1]) for r in runs if "hessian" in r.files]
+    if spectra:
+        figs["spectra"] = lib.compare_spectra(spectra)
+    if calibration:
+        figs["calibration"] = lib.reliability_diagram(list(calibration.items()), title="reliability (test predictions)")
+    return figs
+
+
+def _slice(run: Run) -> Surface:
+    if "surface_1d" in run.files:
+        return read_surface(run.files["surface_1d"])
+    return read_surface(run.files["surface_2d"]).slice("x", 0.0)
+
+
+CAPTIONS = {
+    "slices": "Loss and accuracy along the x direction through each minimum (1-D surface files, else the y=0 row of the "
+              "2-D surface); train solid, test dashed.",
+    "surfaces": "2-D loss surfaces, one colour scale for all runs (log-spaced levels).",
+    "sweeps": "Loss against perturbation radius, one panel per kind, ±1 std over trials.",
+    "spectra": "Top Hessian eigenvalues (and the SLQ spectral density where computed).",
+    "calibration": "Reliability diagram of the final checkpoints' test predictions (15 equal-width confidence bins).",
+}
+
+
+def write_report(runs: list[Run], out: str | Path, *, rho: float = 0.1, formats: tuple[str, ...] = ("png",),
+                 log: bool = False, calibration: dict[str, dict] | None = None, intro: str = "") -> Path:
+    """Write ``report.md`` (table + static figures), ``report.html`` (one self-contained page) and ``summary.json``."""
+    from . import plot_mpl, plot_plotly  # here: the table functions need no plotting libraries
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = columns(rho)
+    rows = [summary_row(r, rho) for r in runs]
+    md_figs = []
+    for name, fig in overlay_figures(runs, plot_mpl, log=log, calibration=calibration).items():
+        for fmt in formats:
+            atomic_write(out / f"{name}.{fmt}", lambda tmp, fig=fig, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150))
+        plot_mpl.plt.close(fig)
+        md_figs.append(f"### {name}\n\n{CAPTIONS[name]}\n\n![{name}]({name}.{formats[0]})\n")
+    sources = _sources(runs)
+    title = "Comparison of " + ", ".join(r.name for r in runs)
+    md = f"# {title}\n\n{intro}\n\n{markdown_table(rows, cols)}\n\n{_notes(rho)}\n\n{_sources_md(sources)}\n\n## Figures\n\n" + "\n".join(md_figs)
+    atomic_write(out / "report.md", lambda tmp: tmp.write_text(md))
+    parts = []
+    for i, (name, fig) in enumerate(overlay_figures(runs, plot_plotly, log=log, calibration=calibration).items()):
+        parts.append(f"<h3>{name}</h3><p>{html.escape(CAPTIONS[name])}</p>"
+                     + fig.to_html(full_html=False, include_plotlyjs=i == 0, default_height=420))
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
+            f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>{html_table(rows, cols)}<p>{html.escape(_notes(rho))}</p>"
+            f"<h2>Figures</h2>{''.join(parts)}</body></html>")
+    atomic_write(out / "report.html", lambda tmp: tmp.write_text(page))
+    plain = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()} for r in rows]
+    summary = {"rho": rho, "columns": {c.key: {"header": c.header, "from": c.source} for c in cols}, "rows": plain, "sources": sources}
+    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    return out
+
+
+def _notes(rho: float) -> str:
+    return ("Test error, NLL and ECE (15 bins) are the final epoch's evaluation stored in the checkpoint, train time "
+            "the sum of its epochs' training time; the Hessian "
+            "columns come from each run's Hessian file (Lanczos top eigenvalue, trace estimate) and sharpness from its "
+            f"sweep file: adversarial loss at radius {rho:g} minus the loss at radius 0 (linearly interpolated between "
+            "swept radii). — marks a number the run has no file for.")
+
+
+def _sources(runs: list[Run]) -> dict[str, dict[str, str]]:
+    return {r.name: {"metrics": str(r.metrics_source) if r.metrics_source else "",
+                     **{k: str(v) for k, v in r.files.items()}} for r in runs}
+
+
+def _sources_md(sources: dict[str, dict[str, str]]) -> str:
+    lines = ["| run | files |", "|---|---|"]
+    lines += [f"| {name} | {', '.join(f'`{p}`' for p in files.values() if p)} |" for name, files in sources.items()]
+    return "\n".join(lines)
+
+
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+       "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}"
+       "th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}")

@@ -1,0 +1,93 @@
+"""`landscape compare`: the table's numbers are the source files' numbers; the pages hold the figures."""
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from apps.cli.__main__ import main
+from landscape.jobs import EvalOptions, calibration, hessian_analysis, random_surface, sweep_analysis
+from landscape.report import sharpness
+from landscape.store import Sweep, read_analysis, read_surface, read_sweep
+from trainers import read_checkpoint
+
+
+@pytest.fixture(scope="module")
+def analysed(runs, tmp_path_factory):
+    """Copies of the ERM and SAM runs with a 2-D surface, a Hessian and a sweep written into each."""
+    root = tmp_path_factory.mktemp("compare")
+    opts = EvalOptions(samples=100, device="cpu", progress=False)
+    for method in ("erm", "sam"):
+        run = root / method
+        shutil.copytree(runs / method, run, ignore=shutil.ignore_patterns("checkpoints"))
+        ckpt = run / "final.pt"
+        random_surface(ckpt, run / "surface_2d.h5", np.linspace(-1, 1, 5), np.linspace(-1, 1, 3),
+                       EvalOptions(splits=["train", "test"], samples=100, device="cpu", progress=False))
+        hessian_analysis(ckpt, run / "hessian.h5", opts, top_k=2, trace_matvecs=6)
+        sweep_analysis(ckpt, run / "sweep.h5", np.array([0.0, 0.05, 0.2]), opts, kinds=["random", "adversarial"])
+    return root
+
+
+def test_sharpness_interpolates_between_radii():
+    sw = Sweep("s.h5", np.array([0.0, 0.2, 0.4]), ["adversarial"], {"loss_mean": np.array([[1.0, 3.0, 7.0]])},
+               np.ones((1, 3), bool), {})
+    assert sharpness(sw, 0.2) == pytest.approx(2.0) and sharpness(sw, 0.3) == pytest.approx(4.0)
+    assert np.isnan(sharpness(sw, 0.5)) and np.isnan(sharpness(sw, 0.1, kind="random"))
+
+
+def test_compare_table_equals_source_files(analysed, tmp_path, capsys):
+    out = tmp_path / "report"
+    (analysed / "sam" / "zz_extra.h5").write_bytes((analysed / "sam" / "sweep.h5").read_bytes())
+    try:
+        assert main(["compare", str(analysed / "erm"), str(analysed / "sam"), "--out", str(out), "--rho", "0.1"]) == 0
+    finally:
+        (analysed / "sam" / "zz_extra.h5").unlink()
+    assert "sam: ignoring zz_extra.h5 (one sweep file per run: using sweep.h5)" in capsys.readouterr().out
+    md = (out / "report.md").read_text()
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in md.splitlines())
+            if len(cells) == 9 and cells[0] in ("erm", "sam")}  # not the table of source files
+    summary = json.loads((out / "summary.json").read_text())
+    for method in ("erm", "sam"):
+        run = analysed / method
+        history = read_checkpoint(run / "final.pt")["metrics"]
+        h = read_analysis(run / "hessian.h5", "hessian")[1]
+        sw = read_sweep(run / "sweep.h5")
+        adv = sw.curve("adversarial")
+        expected = {"test_error": history[-1]["test_error"], "test_nll": history[-1]["test_nll"],
+                    "test_ece": history[-1]["test_ece"], "train_seconds": sum(r["seconds"] for r in history),
+                    "lambda_max": h["eigenvalues"][0], "trace": h["trace"],
+                    "sharpness": (adv[1] + (adv[2] - adv[1]) * (0.1 - 0.05) / 0.15) - adv[0]}  # by hand: 0.1 in [0.05, 0.2]
+        row = next(r for r in summary["rows"] if r["run"] == method)
+        cells = rows[method][2:]
+        assert len(cells) == len(expected) == 7
+        for (key, value), cell, digits in zip(expected.items(), cells, (2, 4, 4, 1, 3, 2, 4)):
+            assert row[key] == pytest.approx(value, rel=1e-12), key
+            assert cell == f"{value:.{digits}f}", key
+        assert rows[method][1] == method and summary["sources"][method]["hessian"] == str(run / "hessian.h5")
+    for name in ("slices", "surfaces", "sweeps", "spectra", "calibration"):
+        assert f"![{name}]({name}.png)" in md and (out / f"{name}.png").stat().st_size > 10_000
+    page = (out / "report.html").read_text()
+    assert '<script src="http' not in page and page.count("Plotly.newPlot") == 5  # plotly.js inline once, 5 figures
+    assert "<td>erm</td>" in page and f"<td>{rows['sam'][4]}</td>" in page
+    z = read_surface(analysed / "erm" / "surface_2d.h5").values["train_loss"]
+    assert f"{z[1, 2]:.6f}"[:7] in page  # the surface data is in the page
+
+
+def test_calibration_of_a_checkpoint_matches_its_training_metrics(analysed):
+    metrics, rel = calibration(analysed / "erm" / "final.pt", EvalOptions(device="cpu"))
+    last = read_checkpoint(analysed / "erm" / "final.pt")["metrics"][-1]
+    assert metrics["error"] == pytest.approx(last["test_error"]) and metrics["ece"] == pytest.approx(last["test_ece"], abs=1e-6)
+    assert rel["count"].sum() == 360  # the whole digits test split
+
+
+def test_compare_handles_missing_files_and_bad_input(analysed, runs, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["compare", str(runs / "erm"), str(analysed / "sam"), "--out", str(out), "--no-calibration"]) == 0
+    erm = next(r for r in json.loads((out / "summary.json").read_text())["rows"] if r["run"] == "erm")
+    assert erm["lambda_max"] is None and erm["test_error"] is not None  # a run without analyses: its metrics only
+    assert re.search(r"\| erm \| erm \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| — \| — \| — \|", (out / "report.md").read_text())
+    assert not (out / "calibration.png").exists()
+    assert main(["compare", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+    assert main(["compare", str(analysed / "erm"), "--out", str(out), "--format", "gif"]) == 2
