@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-torch-$(TORCH_VERSION)
 DEMO_ARGS ?=
 
-.PHONY: demo test bench clean
+.PHONY: demo test browser bench clean
 
 $(STAMP): setup.py requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,15 @@ $(STAMP): setup.py requirements.txt
 demo: $(STAMP)
 	$(BIN)/landscape demo --out runs/demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q tests
+
+# The explorer's browser tests use Debian's chromium; install it where we may (root + apt), else they skip.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; } || \
+	  echo "no chromium: the browser tests will be skipped"
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q loss-landscapes==3.0.6 pyhessian==0.1

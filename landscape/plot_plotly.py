@@ -34,7 +34,8 @@ def surface_1d(s: Surface, *, log: bool = False) -> go.Figure:
     return fig
 
 
-def surface_2d(s: Surface, kind: str = "contour", *, value: str = "train_loss", log: bool = False) -> go.Figure:
+def surface_2d(s: Surface, kind: str = "contour", *, value: str = "train_loss", log: bool = False,
+               levels: int = 30) -> go.Figure:
     if kind not in SURFACE_2D_KINDS:
         raise ValueError(f"unknown 2-D plot {kind!r}; choose from {', '.join(SURFACE_2D_KINDS)}")
     z = s.values[value]
@@ -46,7 +47,7 @@ def surface_2d(s: Surface, kind: str = "contour", *, value: str = "train_loss", 
         fig.update_layout(scene={"xaxis_title": _axis_label(s, "x"), "yaxis_title": _axis_label(s, "y"), "zaxis_title": label})
     else:
         trace = go.Contour if kind == "contour" else go.Heatmap
-        extra = {"contours": {"showlabels": True}, "ncontours": 30} if kind == "contour" else {}
+        extra = {"contours": {"showlabels": True}, "ncontours": levels} if kind == "contour" else {}
         fig = go.Figure(trace(x=s.xcoordinates, y=s.ycoordinates, z=_clean(shown), colorscale="Viridis",
                               colorbar={"title": label}, **extra))
         if "proj_xcoord" in s.extras:
@@ -55,6 +56,25 @@ def surface_2d(s: Surface, kind: str = "contour", *, value: str = "train_loss", 
         fig.update_xaxes(title_text=_axis_label(s, "x"))
         fig.update_yaxes(title_text=_axis_label(s, "y"), **({"scaleanchor": "x"} if _similar_ranges(s) else {}))
     fig.update_layout(title=f"{_title(s)} - {value}", template="plotly_white")
+    return fig
+
+
+def cross_sections(s: Surface, x: float, y: float, *, value: str = "train_loss", log: bool = False) -> go.Figure:
+    """The two 1-D slices of a 2-D surface through the grid point nearest ``(x, y)``, that point marked."""
+    along_x, along_y = s.slice("x", y), s.slice("y", x)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"along x at {along_x.attrs['slice']}",
+                                                        f"along y at {along_y.attrs['slice']}"])
+    for col, (cut, at) in enumerate(((along_x, x), (along_y, y)), 1):
+        for name in [v for v in cut.values if v.split("_")[-1] == value.split("_")[-1]]:
+            fig.add_trace(go.Scatter(x=cut.xcoordinates, y=_clean(cut.values[name]), name=name, legendgroup=name,
+                                     showlegend=col == 1, line={"dash": "dash" if name.startswith("test") else "solid",
+                                                                "color": "blue" if name.startswith("train") else "red"}),
+                          row=1, col=col)
+        fig.add_vline(x=float(cut.xcoordinates[np.argmin(np.abs(cut.xcoordinates - at))]), line={"dash": "dot",
+                      "color": "gray"}, row=1, col=col)
+        fig.update_xaxes(title_text=_axis_label(cut, "x"), row=1, col=col)
+    fig.update_yaxes(title_text=value.split("_")[-1], type="log" if log else "linear")
+    fig.update_layout(template="plotly_white", title=f"slices through the clicked point - {value}")
     return fig
 
 

@@ -11,13 +11,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from trainers.checkpoint import atomic_write, read_checkpoint
 from trainers.train import newest_checkpoint
 
-from .store import Surface, Sweep, read_analysis, read_surface, read_sweep
+from .store import Surface, Sweep, file_category, read_analysis, read_surface, read_sweep
 
 CATEGORIES = ("surface_1d", "surface_2d", "hessian", "sweep")
 
@@ -36,31 +35,17 @@ class Run:
     ignored: list[tuple[str, Path]] = field(default_factory=list)  # (category, file) beyond the first
 
 
-def file_category(path: Path) -> str | None:
-    """``surface_1d``/``surface_2d``/``hessian``/``sweep`` (or another kind's name); None if not an analysis file."""
-    try:
-        with h5py.File(path, "r") as f:
-            kind = f.attrs.get("kind", "surface" if "xcoordinates" in f else None)
-            if isinstance(kind, bytes):
-                kind = kind.decode()
-            if kind == "surface":
-                return "surface_2d" if "ycoordinates" in f else "surface_1d"
-            return kind
-    except OSError:  # still being created, or not HDF5
-        return None
-
-
 def find_run(path: str | Path, name: str | None = None) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise NotADirectoryError(f"{str(path)!r} is not a run directory")
     ckpt = path / "final.pt" if (path / "final.pt").is_file() else newest_checkpoint(path)
     history, source = [], None
-    if ckpt is not None:
-        history, source = read_checkpoint(ckpt)["metrics"], ckpt
-    elif (path / "metrics.jsonl").is_file():
+    if (path / "metrics.jsonl").is_file():  # written every epoch: current even while the run trains
         source = path / "metrics.jsonl"
         history = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    elif ckpt is not None:
+        history, source = read_checkpoint(ckpt)["metrics"], ckpt
     metrics = {**history[-1], "train_seconds": sum(row["seconds"] for row in history)} if history else {}
     config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
     run = Run(name or path.name, path, config, metrics, source, ckpt)
@@ -72,8 +57,8 @@ def find_run(path: str | Path, name: str | None = None) -> Run:
             run.ignored.append((category, f))
         else:
             run.files[category] = f
-    if not run.files and ckpt is None:
-        raise ValueError(f"{path}: no checkpoint and no analysis files: not a run directory")
+    if not run.files and ckpt is None and not history:
+        raise ValueError(f"{path}: no metrics, checkpoint or analysis files: not a run directory")
     return run
 
 
@@ -154,14 +139,17 @@ def html_table(rows: list[dict], cols: list[Column]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def overlay_figures(runs: list[Run], lib, *, log: bool = False,
-                    calibration: dict[str, dict] | None = None) -> dict[str, object]:
-    """``{name: figure}`` of every overlay the runs' files support (``lib``: plot_mpl or plot_plotly)."""
+def overlay_figures(runs: list[Run], lib, *, log: bool = False, calibration: dict[str, dict] | None = None,
+                    max_grid: int | None = None) -> dict[str, object]:
+    """``{name: figure}`` of every overlay the runs' files support (``lib``: plot_mpl or plot_plotly);
+    ``max_grid`` downsamples 2-D surfaces for the browser."""
     figs: dict[str, object] = {}
     slices = [(r.name, _slice(r)) for r in runs if "surface_1d" in r.files or "surface_2d" in r.files]
     if slices:
         figs["slices"] = lib.compare_slices(slices, log=log)
     surfaces = [(r.name, read_surface(r.files["surface_2d"])) for r in runs if "surface_2d" in r.files]
+    if max_grid:
+        surfaces = [(name, s.downsample(max_grid)) for name, s in surfaces]
     if surfaces:
         figs["surfaces"] = lib.compare_surfaces(surfaces, log=log)
     sweeps = [(r.name, read_sweep(r.files["sweep"])) for r in runs if "sweep" in r.files]
@@ -225,7 +213,7 @@ def write_report(runs: list[Run], out: str | Path, *, rho: float = 0.1, formats:
 
 
 def _notes(rho: float) -> str:
-    return ("Test error, NLL and ECE (15 bins) are the final epoch's evaluation stored in the checkpoint, train time "
+    return ("Test error, NLL and ECE (15 bins) are the last epoch's evaluation (metrics.jsonl), train time "
             "the sum of its epochs' training time; the Hessian "
             "columns come from each run's Hessian file (Lanczos top eigenvalue, trace estimate) and sharpness from its "
             f"sweep file: adversarial loss at radius {rho:g} minus the loss at radius 0 (linearly interpolated between "

@@ -68,6 +68,21 @@ class Surface:
     def complete(self) -> bool:
         return bool(self.computed.all())
 
+    def downsample(self, max_points: int) -> Surface:
+        """Every k-th grid line so that no axis has more than ``max_points`` (the last line always kept)."""
+        def pick(n: int) -> np.ndarray:
+            step = -(-n // max_points)
+            return np.unique(np.append(np.arange(0, n, step), n - 1)) if step > 1 else np.arange(n)
+
+        ix = pick(len(self.xcoordinates))
+        if self.dim == 1:
+            return Surface(self.path, self.xcoordinates[ix], None, {n: v[ix] for n, v in self.values.items()},
+                           self.computed[ix], self.attrs, self.layout, self.extras)
+        iy = pick(len(self.ycoordinates))
+        grid = np.ix_(iy, ix)
+        return Surface(self.path, self.xcoordinates[ix], self.ycoordinates[iy], {n: v[grid] for n, v in self.values.items()},
+                       self.computed[grid], self.attrs, self.layout, self.extras)
+
     def slice(self, axis: str, at: float = 0.0) -> Surface:
         """The 1-D surface along ``axis`` ("x" or "y") through the grid line nearest ``at`` on the other axis."""
         if self.dim != 2:
@@ -87,8 +102,8 @@ def _open(path: str | Path, mode: str = "r") -> h5py.File:
     path = Path(path)
     if mode == "r" and not path.is_file():
         raise FileNotFoundError(f"{str(path)!r} does not exist")
-    try:
-        return h5py.File(path, mode)
+    try:  # readers take no lock: a job's writer holds the file open while it fills it (see ResultWriter)
+        return h5py.File(path, mode, locking=False) if mode == "r" else h5py.File(path, mode)
     except OSError as e:
         raise ValueError(f"{path}: not a readable HDF5 file ({str(e).splitlines()[0][:120]})") from None
 
@@ -102,6 +117,20 @@ def _attrs(f: h5py.File) -> dict:
         return v
 
     return {k: plain(v) for k, v in f.attrs.items()}
+
+
+def file_category(path: str | Path) -> str | None:
+    """``surface_1d``/``surface_2d`` or the ``kind`` of any other analysis file (loss-landscape's files are
+    surfaces); None if it is not one (or cannot be read yet: still being created)."""
+    try:
+        with _open(path) as f:
+            kind = f.attrs.get("kind", "surface" if "xcoordinates" in f else None)
+            kind = kind.decode() if isinstance(kind, bytes) else kind
+            if kind == "surface":
+                return "surface_2d" if "ycoordinates" in f else "surface_1d"
+            return kind
+    except (OSError, ValueError):
+        return None
 
 
 def read_surface(path: str | Path) -> Surface:

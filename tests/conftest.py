@@ -23,3 +23,25 @@ def runs(tmp_path_factory):
     for method in ("erm", "sam"):
         train(TrainConfig(method=method, epochs=3, seed=1), root / method, progress=False, log=lambda line: None)
     return root
+
+
+@pytest.fixture(scope="session")
+def analysed(runs, tmp_path_factory):
+    """Copies of the ERM and SAM runs with a 2-D surface (train+test), a Hessian and a sweep written into each."""
+    import shutil
+
+    import numpy as np
+
+    from landscape.jobs import EvalOptions, hessian_analysis, random_surface, sweep_analysis
+
+    root = tmp_path_factory.mktemp("analysed")
+    opts = EvalOptions(samples=100, device="cpu", progress=False)
+    for method in ("erm", "sam"):
+        run = root / method
+        shutil.copytree(runs / method, run, ignore=shutil.ignore_patterns("checkpoints"))
+        ckpt = run / "final.pt"
+        random_surface(ckpt, run / "surface_2d.h5", np.linspace(-1, 1, 5), np.linspace(-1, 1, 3),
+                       EvalOptions(splits=["train", "test"], samples=100, device="cpu", progress=False))
+        hessian_analysis(ckpt, run / "hessian.h5", opts, top_k=2, trace_matvecs=6)
+        sweep_analysis(ckpt, run / "sweep.h5", np.array([0.0, 0.05, 0.2]), opts, kinds=["random", "adversarial"])
+    return root

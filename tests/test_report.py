@@ -1,32 +1,15 @@
 """`landscape compare`: the table's numbers are the source files' numbers; the pages hold the figures."""
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
 
 from apps.cli.__main__ import main
-from landscape.jobs import EvalOptions, calibration, hessian_analysis, random_surface, sweep_analysis
+from landscape.jobs import EvalOptions, calibration
 from landscape.report import sharpness
 from landscape.store import Sweep, read_analysis, read_surface, read_sweep
 from trainers import read_checkpoint
-
-
-@pytest.fixture(scope="module")
-def analysed(runs, tmp_path_factory):
-    """Copies of the ERM and SAM runs with a 2-D surface, a Hessian and a sweep written into each."""
-    root = tmp_path_factory.mktemp("compare")
-    opts = EvalOptions(samples=100, device="cpu", progress=False)
-    for method in ("erm", "sam"):
-        run = root / method
-        shutil.copytree(runs / method, run, ignore=shutil.ignore_patterns("checkpoints"))
-        ckpt = run / "final.pt"
-        random_surface(ckpt, run / "surface_2d.h5", np.linspace(-1, 1, 5), np.linspace(-1, 1, 3),
-                       EvalOptions(splits=["train", "test"], samples=100, device="cpu", progress=False))
-        hessian_analysis(ckpt, run / "hessian.h5", opts, top_k=2, trace_matvecs=6)
-        sweep_analysis(ckpt, run / "sweep.h5", np.array([0.0, 0.05, 0.2]), opts, kinds=["random", "adversarial"])
-    return root
 
 
 def test_sharpness_interpolates_between_radii():

@@ -147,7 +147,7 @@ def test_cli_refuses_to_overwrite_and_reports_truncated_resume(tmp_path):
     assert broken.returncode == 2 and "not a readable checkpoint" in broken.stderr and "Traceback" not in broken.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["demo"], ["compare"], ["explore"], ["plot"]])
 def test_help_has_examples(command):
     out = landscape(*command, "--help")
     assert out.returncode == 0 and "examples:" in out.stdout
@@ -158,7 +158,7 @@ def test_demo_writes_the_comparison_report(tmp_path):
 
     out = tmp_path / "demo"
     r = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm,damp", "--surface-steps", "3",
-                  "--surface-samples", "50", "--no-progress")
+                  "--surface-samples", "50", "--no-progress", "--no-serve")
     assert r.returncode == 0, r.stderr
     assert f"comparison report: {out / 'report' / 'report.md'}" in r.stdout and "| damp | damp |" in r.stdout
     from landscape.store import read_analysis
@@ -172,5 +172,5 @@ def test_demo_writes_the_comparison_report(tmp_path):
         assert row["trace"] == h["trace"] and np.isfinite(row["sharpness"])
     assert all((out / "report" / f"{n}.png").exists() for n in ("slices", "surfaces", "sweeps", "spectra", "calibration"))
     again = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm", "--surface-steps", "3",
-                      "--surface-samples", "50", "--no-progress")
+                      "--surface-samples", "50", "--no-progress", "--no-serve")
     assert "reusing finished run" in again.stdout

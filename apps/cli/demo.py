@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from apps.cli.explore import serve
 from landscape.jobs import EvalOptions, calibration, hessian_analysis, random_surface, sweep_analysis
 from landscape.report import columns, find_runs, markdown_table, summary_row, write_report
 from landscape.sweep import SweepSettings
@@ -22,9 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train ERM, SAM, ASAM, AMP and DAMP on digits and compare them",
                        description="Trains each method on the embedded digits into OUT/<method>/ (finished runs are "
                                    "reused, interrupted ones resumed), analyses each (OUT/<method>/surface_2d.h5, "
-                                   "hessian.h5, sweep.h5) and writes a comparison report (OUT/report/report.md and report.html).",
+                                   "hessian.h5, sweep.h5), writes a comparison report (OUT/report/report.md and report.html) "
+                                   "and serves the explorer over OUT (--no-serve skips that).",
                        epilog="examples:\n  landscape demo --out runs/demo\n  landscape demo --out runs/demo --epochs 5 "
-                              "--methods erm,sam", formatter_class=argparse.RawDescriptionHelpFormatter)
+                              "--methods erm,sam --no-serve", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="folder of the demo runs [%(default)s]")
     p.add_argument("--epochs", type=int, default=15, help="[%(default)s]")
     p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated [%(default)s]")
@@ -32,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--surface-steps", type=int, default=15, help="2-D surface grid per method is N x N over [-1, 1] [%(default)s]")
     p.add_argument("--surface-samples", type=int, default=500, help="training images evaluated per grid point [%(default)s]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-serve", action="store_true", help="end after the report instead of serving the explorer")
+    p.add_argument("--port", type=int, default=8050, help="the explorer's port (on 127.0.0.1) [%(default)s]")
     p.set_defaults(run=run)
 
 
@@ -71,4 +75,7 @@ def run(args: argparse.Namespace) -> int:
     report = write_report(runs, out / "report", rho=SHARPNESS_RHO, calibration=curves, intro=intro)
     print(f"\n{markdown_table([summary_row(r, SHARPNESS_RHO) for r in runs], columns(SHARPNESS_RHO))}\n\n"
           f"[demo] comparison report: {report / 'report.md'} and {report / 'report.html'} (open it in a browser)")
+    if not args.no_serve:
+        print(f"[demo] serving the explorer over {out}; open http://127.0.0.1:{args.port}/ (Ctrl-C ends the demo)")
+        serve(str(out), port=args.port)
     return 0

@@ -1,0 +1,43 @@
+"""``landscape explore``: the Dash explorer over a folder of runs."""
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """examples:
+  landscape explore runs/demo                       # then open http://127.0.0.1:8050
+  landscape explore runs --port 8060
+  landscape explore /shared/runs --host 0.0.0.0     # reachable from other machines: only on a trusted network
+
+Serves every run and analysis file under ROOT (ours and loss-landscape's): a sortable runs
+table, 2-D surfaces (contour, heat map, 3-D; click a point for the slices through it),
+1-D curves, Hessian spectra, sweeps, and a compare view. New files appear while jobs run.
+Only files under ROOT are served; nothing is unpickled."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explore", help="browse a folder of runs in the browser (Dash)",
+                       description="Serve an interactive explorer over every run and analysis file under ROOT.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("root", metavar="ROOT", help="folder of runs")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind [%(default)s: this machine only]")
+    p.add_argument("--port", type=int, default=8050, help="[%(default)s]")
+    p.add_argument("--refresh", type=float, default=3.0, help="seconds between rescans of ROOT [%(default)s]")
+    p.set_defaults(run=run)
+
+
+def serve(root: str, host: str = "127.0.0.1", port: int = 8050, refresh: float = 3.0) -> None:
+    from apps.explorer.app import create_app
+
+    if refresh <= 0:
+        raise ValueError(f"--refresh must be > 0, got {refresh}")
+    app = create_app(root, refresh_s=refresh)
+    print(f"landscape explorer: serving {root} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        app.run(host=host, port=port, debug=False)
+    except OSError as e:  # port taken, address not available
+        raise ValueError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    serve(args.root, args.host, args.port, args.refresh)
+    return 0

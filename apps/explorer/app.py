@@ -1,0 +1,189 @@
+"""The Dash explorer: layout and thin callbacks over :mod:`apps.explorer.views`.
+
+Every path the browser sends back is resolved under the root (:func:`resolve_under`), files are
+read as HDF5/JSON only (never unpickled), and ``/files/<path>`` serves files under the root as
+downloads (attachments, so no served page runs in the app's origin).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.graph_objects as go
+from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
+from flask import abort, send_file
+
+from landscape.plot_plotly import SURFACE_2D_KINDS
+
+from . import views
+from .catalog import TABLE_COLUMNS, Catalog, resolve_under
+
+READ_ERRORS = (OSError, ValueError, KeyError, PermissionError, RuntimeError)
+SURFACES = ("surface_1d", "surface_2d")
+WIDE = {"width": "24em"}
+
+
+def _guard(build, *args, **kwargs) -> go.Figure:
+    """A view's figure, or a message saying why not (a file mid-write is shown again on the next scan)."""
+    try:
+        return build(*args, **kwargs)
+    except READ_ERRORS as e:
+        return views.message_figure(f"cannot show this yet: {str(e).splitlines()[0][:160]}")
+
+
+def _keep(value, options: list[dict]):
+    values = [o["value"] for o in options]
+    return value if value in values else (values[0] if values else None)
+
+
+def _controls(*children) -> html.Div:
+    return html.Div(children, className="controls")
+
+
+def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
+    table = dash_table.DataTable(
+        id="runs-table", columns=[{"name": h, "id": k, "type": "numeric" if d is not None else "text"}
+                                  for k, h, d in TABLE_COLUMNS],
+        data=[], sort_action="native", filter_action="native", row_selectable="multi", selected_rows=[],
+        style_cell={"fontFamily": "system-ui, sans-serif", "padding": "4px 8px"}, style_table={"overflowX": "auto"},
+        style_header={"fontWeight": "bold", "backgroundColor": "#f4f4f4"})
+    checkbox = {"options": [{"label": " log scale", "value": "log"}], "value": [], "inline": True}
+    return html.Div([
+        html.H2(["landscape explorer ", html.Small(str(catalog.root), style={"color": "#666"})]),
+        html.Div(id="status", className="status"),
+        dcc.Interval(id="tick", interval=refresh_ms),
+        dcc.Store(id="snapshot"),
+        dcc.Tabs(id="tabs", value="runs", children=[
+            dcc.Tab(label="Runs", value="runs", children=[
+                html.P("Select runs (checkboxes) to compare them in the Compare tab; click a header to sort."),
+                table]),
+            dcc.Tab(label="Surface", value="surface", children=[
+                _controls(dcc.Dropdown(id="surface-file", placeholder="surface file", clearable=False, style=WIDE),
+                          dcc.RadioItems(id="surface-kind", options=list(SURFACE_2D_KINDS), value="contour", inline=True),
+                          dcc.Dropdown(id="surface-value", value="train_loss", clearable=False, style={"width": "12em"}),
+                          dcc.Checklist(id="surface-log", **{**checkbox, "value": ["log"]}),
+                          html.Span("contour levels"),
+                          html.Div(dcc.Slider(id="surface-levels", min=5, max=60, step=5, value=30), style={"width": "16em"}),
+                          html.A("download data (.h5)", id="surface-download", href="", className="download"),
+                          html.Button("download figure (.html)", id="surface-html-button"),
+                          dcc.Download(id="surface-html")),
+                dcc.Graph(id="surface-graph", style={"height": "560px"}),
+                html.P("Click a point of a 2-D surface to see the 1-D slices through it."),
+                dcc.Graph(id="slice-graph", figure=views.message_figure("click a point of the surface above"))]),
+            dcc.Tab(label="Hessian", value="hessian", children=[
+                _controls(dcc.Dropdown(id="hessian-file", placeholder="Hessian file", clearable=False, style=WIDE)),
+                dcc.Graph(id="hessian-graph")]),
+            dcc.Tab(label="Sweep", value="sweep", children=[
+                _controls(dcc.Dropdown(id="sweep-file", placeholder="sweep file", clearable=False, style=WIDE),
+                          dcc.RadioItems(id="sweep-value", options=[{"label": "loss", "value": "loss"},
+                                                                    {"label": "accuracy", "value": "acc"}],
+                                         value="loss", inline=True),
+                          dcc.Checklist(id="sweep-log", **checkbox)),
+                dcc.Graph(id="sweep-graph")]),
+            dcc.Tab(label="Compare", value="compare", children=[
+                _controls(dcc.Dropdown(id="compare-runs", multi=True, placeholder="runs to compare", style={"width": "40em"}),
+                          dcc.Checklist(id="compare-log", **checkbox)),
+                dash_table.DataTable(id="compare-table", columns=[{"name": h, "id": k} for k, h, _ in TABLE_COLUMNS],
+                                     data=[], style_cell={"fontFamily": "system-ui, sans-serif", "padding": "4px 8px"},
+                                     style_table={"overflowX": "auto"}),
+                *[dcc.Graph(id=f"compare-{name}") for name in views.COMPARE_FIGURES]]),
+        ]),
+    ], className="page")
+
+
+def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
+    catalog = Catalog(root)
+    app = Dash(__name__, title="landscape explorer")
+    app.layout = layout(catalog, int(refresh_s * 1000))
+    app.index_string = app.index_string.replace("</head>", f"<style>{CSS}</style></head>")
+
+    @app.server.route("/files/<path:rel>")
+    def download(rel: str):
+        try:
+            path = resolve_under(catalog.root, rel)
+        except PermissionError:
+            abort(403)
+        if not path.is_file():
+            abort(404)
+        return send_file(path, as_attachment=True)
+
+    @app.callback(Output("snapshot", "data"), Output("status", "children"), Input("tick", "n_intervals"),
+                  State("snapshot", "data"))
+    def rescan(_, current):
+        snap = catalog.scan()
+        status = f"{len(snap['runs'])} runs, {len(snap['files'])} analysis files (rescanned every {refresh_s:g} s)"
+        return (no_update if snap == current else snap), status
+
+    @app.callback(Output("runs-table", "data"), Output("surface-file", "options"), Output("surface-file", "value"),
+                  Output("hessian-file", "options"), Output("hessian-file", "value"), Output("sweep-file", "options"),
+                  Output("sweep-file", "value"), Output("compare-runs", "options"),
+                  Input("snapshot", "data"), State("surface-file", "value"), State("hessian-file", "value"),
+                  State("sweep-file", "value"))
+    def refresh(snap, surface, hessian, sweep):
+        if not snap:
+            return no_update
+        opts = [views.file_options(snap, c) for c in (SURFACES, ("hessian",), ("sweep",))]
+        return (views.table_rows(snap), opts[0], _keep(surface, opts[0]), opts[1], _keep(hessian, opts[1]), opts[2],
+                _keep(sweep, opts[2]), [r["run"] for r in snap["runs"]])
+
+    @app.callback(Output("surface-graph", "figure"), Output("surface-value", "options"), Output("surface-download", "href"),
+                  Input("surface-file", "value"), Input("surface-kind", "value"), Input("surface-value", "value"),
+                  Input("surface-log", "value"), Input("surface-levels", "value"), Input("snapshot", "data"))
+    def show_surface(rel, kind, value, log, levels, _):
+        if not rel:
+            return views.message_figure("no surface files under this folder yet"), [], ""
+        fig = _guard(views.surface_figure, catalog, rel, kind=kind, value=value, log=bool(log), levels=levels)
+        try:
+            values = views.value_options(catalog, rel)
+        except READ_ERRORS:
+            values = [value]
+        return fig, values, f"/files/{rel}"
+
+    @app.callback(Output("slice-graph", "figure"), Input("surface-graph", "clickData"), State("surface-file", "value"),
+                  State("surface-value", "value"), State("surface-log", "value"), prevent_initial_call=True)
+    def show_slices(click, rel, value, log):
+        if not click or not rel:
+            return no_update
+        point = click["points"][0]
+        return _guard(views.slices_figure, catalog, rel, value=value, x=float(point["x"]), y=float(point["y"]),
+                      log=bool(log))
+
+    @app.callback(Output("surface-html", "data"), Input("surface-html-button", "n_clicks"),
+                  State("surface-graph", "figure"), State("surface-file", "value"), prevent_initial_call=True)
+    def download_figure(_, figure, rel):
+        name = Path(rel or "figure").with_suffix(".html").name
+        return {"content": go.Figure(figure).to_html(include_plotlyjs=True), "filename": name}
+
+    @app.callback(Output("hessian-graph", "figure"), Input("hessian-file", "value"), Input("snapshot", "data"))
+    def show_hessian(rel, _):
+        return _guard(views.hessian_figure, catalog, rel) if rel else views.message_figure("no Hessian files yet")
+
+    @app.callback(Output("sweep-graph", "figure"), Input("sweep-file", "value"), Input("sweep-value", "value"),
+                  Input("sweep-log", "value"), Input("snapshot", "data"))
+    def show_sweep(rel, value, log, _):
+        if not rel:
+            return views.message_figure("no sweep files yet")
+        return _guard(views.sweep_figure, catalog, rel, value=value, log=bool(log))
+
+    @app.callback(Output("compare-runs", "value"), Input("runs-table", "selected_rows"), State("runs-table", "data"),
+                  prevent_initial_call=True)
+    def select_runs(rows, data):
+        return [data[i]["run"] for i in rows or [] if i < len(data)]
+
+    @app.callback(Output("compare-table", "data"), *[Output(f"compare-{n}", "figure") for n in views.COMPARE_FIGURES],
+                  Input("compare-runs", "value"), Input("compare-log", "value"), Input("snapshot", "data"))
+    def show_compare(runs, log, snap):
+        if not runs or not snap:
+            return [], *[views.message_figure("choose runs to compare") for _ in views.COMPARE_FIGURES]
+        rows = [r for r in views.table_rows(snap) if r["run"] in runs]
+        try:
+            figs = views.compare_figures(catalog, runs, log=bool(log))
+        except READ_ERRORS as e:
+            return rows, *[views.message_figure(f"cannot compare yet: {e}") for _ in views.COMPARE_FIGURES]
+        return rows, *[figs[n] for n in views.COMPARE_FIGURES]
+
+    return app
+
+
+CSS = (".page{font-family:system-ui,sans-serif;margin:0 1.5em}.controls{display:flex;gap:1em;align-items:center;"
+       "flex-wrap:wrap;margin:0.8em 0}.status{color:#555;margin-bottom:0.5em}"
+       ".download{margin-left:1em}")

@@ -1,0 +1,105 @@
+"""What a folder of runs holds: analysis files by kind, runs with their metrics; paths kept inside the root.
+
+Scanning is cheap to repeat: a file's kind is cached by (path, size, mtime) and a run's summary by the
+signature of its files, so the explorer rescans every few seconds and only rereads what changed.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from landscape.report import Run, columns, find_run, summary_row
+from landscape.store import file_category
+
+RUN_MARKERS = ("config.json", "metrics.jsonl", "final.pt")
+SHARPNESS_RHO = 0.1
+
+
+def resolve_under(root: Path, rel: str) -> Path:
+    """``root/rel`` if it stays inside ``root`` (symlinks resolved); anything else is refused."""
+    root = root.resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root) or any(part.startswith(".") for part in path.relative_to(root).parts):
+        raise PermissionError(f"{rel!r} is outside the served folder")
+    return path
+
+
+@dataclass(frozen=True)
+class Entry:
+    rel: str  # posix path relative to the root
+    category: str  # surface_1d, surface_2d, hessian, sweep, ...
+    run: str  # the folder it lies in, relative to the root ("." for the root itself)
+    mtime: float
+    size: int
+
+
+class Catalog:
+    """Scans ``root`` on demand; :meth:`scan` returns a JSON-able snapshot for the browser."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise NotADirectoryError(f"{str(root)!r} is not a folder")
+        self._kinds: dict[str, tuple[tuple[int, float], str | None]] = {}
+        self._runs: dict[str, tuple[tuple, dict]] = {}
+
+    def _category(self, path: Path, stat: os.stat_result) -> str | None:
+        key = (stat.st_size, stat.st_mtime)
+        cached = self._kinds.get(str(path))
+        if cached and cached[0] == key and cached[1] is not None:
+            return cached[1]
+        category = file_category(path)  # None while a file is still being created: asked again next scan
+        self._kinds[str(path)] = (key, category)
+        return category
+
+    def scan(self) -> dict:
+        files: list[Entry] = []
+        run_dirs: dict[str, list] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
+            here = Path(dirpath)
+            rel_dir = here.relative_to(self.root).as_posix()
+            signature = []
+            for name in sorted(filenames):
+                if name.startswith("."):  # temporary files of atomic writes
+                    continue
+                path = here / name
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                if name.endswith(".h5"):
+                    category = self._category(path, stat)
+                    if category:
+                        files.append(Entry((here / name).relative_to(self.root).as_posix(), category, rel_dir,
+                                           stat.st_mtime, stat.st_size))
+                        signature.append((name, stat.st_size, stat.st_mtime))
+                elif name in RUN_MARKERS:
+                    signature.append((name, stat.st_size, stat.st_mtime))
+            if any(name in RUN_MARKERS for name in filenames) or any(f.run == rel_dir for f in files):
+                run_dirs[rel_dir] = signature
+        runs = [self._summary(rel, tuple(sig)) for rel, sig in run_dirs.items()]
+        return {"root": str(self.root), "files": [e.__dict__ for e in files], "runs": [r for r in runs if r]}
+
+    def _summary(self, rel: str, signature: tuple) -> dict | None:
+        cached = self._runs.get(rel)
+        if cached and cached[0] == signature:
+            return cached[1]
+        try:
+            run = find_run(self.root / rel, name=rel)
+            row = {**summary_row(run, SHARPNESS_RHO), "files": len(run.files)}
+        except (OSError, ValueError, KeyError, RuntimeError) as e:  # a file mid-write: shown, retried next scan
+            row = {"run": rel, "method": "", "error": str(e).splitlines()[0][:200]}
+        row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+        self._runs[rel] = (signature, row)
+        return row
+
+    def run(self, rel: str) -> Run:
+        return find_run(resolve_under(self.root, rel), name=rel)
+
+
+TABLE_COLUMNS = [("run", "run", None), ("method", "method", None), ("model", "model", None),
+                 ("dataset", "dataset", None), ("epochs", "epochs", None)] + \
+                [(c.key, c.header, c.digits) for c in columns(SHARPNESS_RHO)] + [("files", "analysis files", None)]

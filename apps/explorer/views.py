@@ -1,0 +1,89 @@
+"""What each explorer view shows, as plain functions of (catalog, choices) -> figures and table rows.
+
+The Dash callbacks in :mod:`apps.explorer.app` only route inputs to these; the figures come from
+:mod:`landscape.plot_plotly` and :mod:`landscape.report`, the same code as ``landscape plot`` and
+``landscape compare``.
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from landscape import plot_plotly
+from landscape.report import overlay_figures
+from landscape.store import Surface, read_analysis, read_surface, read_sweep
+
+from .catalog import TABLE_COLUMNS, Catalog, resolve_under
+
+MAX_GRID = 151  # points per axis sent to the browser; larger grids are strided
+
+
+def table_rows(snapshot: dict) -> list[dict]:
+    """Runs-table rows: numbers rounded as the compare report prints them; None stays empty."""
+    digits = {key: d for key, _, d in TABLE_COLUMNS if d is not None}
+    return [{k: (round(v, digits[k]) if k in digits and v is not None else v) for k, v in run.items()}
+            for run in snapshot["runs"]]
+
+
+def file_options(snapshot: dict, categories: tuple[str, ...]) -> list[dict]:
+    return [{"label": e["rel"], "value": e["rel"]} for e in snapshot["files"] if e["category"] in categories]
+
+
+def message_figure(text: str) -> go.Figure:
+    """An empty figure that says why there is nothing to show (no file yet, file mid-write, bad choice)."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, font={"size": 14}, xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_layout(template="plotly_white", xaxis={"visible": False}, yaxis={"visible": False})
+    return fig
+
+
+def load_surface(catalog: Catalog, rel: str) -> Surface:
+    return read_surface(resolve_under(catalog.root, rel)).downsample(MAX_GRID)
+
+
+def surface_figure(catalog: Catalog, rel: str, *, kind: str, value: str, log: bool, levels: int) -> go.Figure:
+    s = load_surface(catalog, rel)
+    if value not in s.values:
+        value = next(iter(s.values))
+    fig = plot_plotly.surface_1d(s, log=log) if s.dim == 1 else \
+        plot_plotly.surface_2d(s, kind, value=value, log=log, levels=levels)
+    done = int(s.computed.sum())
+    if done < s.computed.size:
+        fig.add_annotation(text=f"{done} of {s.computed.size} points computed so far", xref="paper", yref="paper",
+                           x=0, y=1.08, showarrow=False)
+    fig.update_layout(uirevision=rel)  # keep zoom and camera while the file refreshes
+    return fig
+
+
+def value_options(catalog: Catalog, rel: str) -> list[str]:
+    return list(load_surface(catalog, rel).values)
+
+
+def slices_figure(catalog: Catalog, rel: str, *, value: str, x: float, y: float, log: bool) -> go.Figure:
+    s = load_surface(catalog, rel)
+    if s.dim != 2:
+        return message_figure("slices are for 2-D surfaces")
+    return plot_plotly.cross_sections(s, x, y, value=value, log=log)
+
+
+def hessian_figure(catalog: Catalog, rel: str) -> go.Figure:
+    attrs, arrays = read_analysis(resolve_under(catalog.root, rel), "hessian")
+    if "eigenvalues" not in arrays and "density" not in arrays:
+        return message_figure(f"{rel}: trace only ({arrays.get('trace', float('nan')):.4g}); no spectrum to draw")
+    return plot_plotly.hessian_spectrum(arrays.get("eigenvalues"), arrays.get("density_grid"), arrays.get("density"),
+                                        title=f"{attrs.get('method', '')} {rel}")
+
+
+def sweep_figure(catalog: Catalog, rel: str, *, value: str, log: bool) -> go.Figure:
+    fig = plot_plotly.sweep_curves(read_sweep(resolve_under(catalog.root, rel)), value=value, log=log)
+    fig.update_layout(uirevision=rel)
+    return fig
+
+
+COMPARE_FIGURES = ("slices", "sweeps", "spectra", "surfaces")
+
+
+def compare_figures(catalog: Catalog, runs: list[str], *, log: bool) -> dict[str, go.Figure]:
+    """The compare report's overlays for the chosen runs, every name present (a message where none applies)."""
+    figs = overlay_figures([catalog.run(r) for r in runs], plot_plotly, log=log, max_grid=MAX_GRID)
+    return {name: figs.get(name) or message_figure(f"none of the chosen runs has a {name} file")
+            for name in COMPARE_FIGURES}

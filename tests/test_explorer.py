@@ -1,0 +1,280 @@
+"""The Dash explorer: catalog, views and security as functions, then the whole app in headless Chromium."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apps.explorer import views
+from apps.explorer.app import _guard, create_app
+from apps.explorer.catalog import Catalog, resolve_under
+from landscape.report import find_run, summary_row
+from landscape.store import export_loss_landscape, read_analysis, read_directions, read_surface, read_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def folder(analysed, tmp_path):
+    """A private copy of two analysed runs, plus a loss-landscape surface file in a folder of its own."""
+    root = tmp_path / "runs"
+    shutil.copytree(analysed, root)
+    (root / "old").mkdir()
+    s = read_surface(root / "erm" / "surface_2d.h5")
+    export_loss_landscape(s, read_directions(root / "erm" / "surface_2d.h5"), root / "old" / "ll_surface.h5")
+    return root
+
+
+def test_resolve_under_refuses_everything_outside_the_root(tmp_path):
+    (tmp_path / "root" / "a").mkdir(parents=True)
+    (tmp_path / "secret.txt").write_text("no")
+    (tmp_path / "root" / "link").symlink_to(tmp_path / "secret.txt")
+    root = tmp_path / "root"
+    assert resolve_under(root, "a") == (root / "a").resolve()
+    for bad in ("../secret.txt", "a/../../secret.txt", str(tmp_path / "secret.txt"), "link", ".hidden/x", "/etc/passwd"):
+        with pytest.raises(PermissionError, match="outside the served folder"):
+            resolve_under(root, bad)
+
+
+def test_catalog_finds_runs_and_files_and_picks_up_new_ones(folder):
+    cat = Catalog(folder)
+    snap = cat.scan()
+    kinds = {e["rel"]: e["category"] for e in snap["files"]}
+    assert kinds == {"erm/hessian.h5": "hessian", "erm/surface_2d.h5": "surface_2d", "erm/sweep.h5": "sweep",
+                     "old/ll_surface.h5": "surface_2d", "sam/hessian.h5": "hessian", "sam/surface_2d.h5": "surface_2d",
+                     "sam/sweep.h5": "sweep"}
+    rows = {r["run"]: r for r in views.table_rows(snap)}
+    assert set(rows) == {"erm", "sam", "old"}
+    expected = summary_row(find_run(folder / "sam"), 0.1)
+    assert rows["sam"]["test_error"] == round(expected["test_error"], 2)
+    assert rows["sam"]["lambda_max"] == round(expected["lambda_max"], 3) and rows["old"]["test_error"] is None
+    shutil.copy(folder / "erm" / "sweep.h5", folder / "sam" / "sweep_b.h5")
+    (folder / "sam" / ".sweep_c.h5.tmp123").write_bytes(b"partial")  # an atomic write in progress: not listed
+    assert "sam/sweep_b.h5" in [e["rel"] for e in cat.scan()["files"]] and len(cat.scan()["files"]) == 8
+
+
+def test_views_draw_the_files_data(folder):
+    cat = Catalog(folder)
+    s = read_surface(folder / "erm" / "surface_2d.h5")
+    fig = views.surface_figure(cat, "erm/surface_2d.h5", kind="heatmap", value="test_loss", log=False, levels=20)
+    np.testing.assert_allclose(np.array(fig.data[0].z, float), s.values["test_loss"])
+    ll = views.surface_figure(cat, "old/ll_surface.h5", kind="contour", value="train_loss", log=True, levels=20)
+    np.testing.assert_allclose(np.array(ll.data[0].z, float), np.log10(s.values["train_loss"]), rtol=1e-6)
+    cut = views.slices_figure(cat, "erm/surface_2d.h5", value="train_loss", x=0.4, y=-0.9, log=False)
+    along_x, along_y = [t for t in cut.data if t.name == "train_loss"]
+    np.testing.assert_allclose(along_x.y, s.values["train_loss"][0])  # y=-1 row, nearest to -0.9
+    np.testing.assert_allclose(along_y.y, s.values["train_loss"][:, 3])  # x=0.5 column, nearest to 0.4
+    h = read_analysis(folder / "sam" / "hessian.h5")[1]
+    np.testing.assert_allclose(views.hessian_figure(cat, "sam/hessian.h5").data[0].y, h["eigenvalues"])
+    sw = read_sweep(folder / "sam" / "sweep.h5")
+    np.testing.assert_allclose(views.sweep_figure(cat, "sam/sweep.h5", value="loss", log=False).data[1].y,
+                               sw.curve("adversarial"))
+    figs = views.compare_figures(cat, ["erm", "sam"], log=False)
+    assert [t.name for t in figs["sweeps"].data if t.showlegend is not False] == ["erm", "sam"]
+    assert {t.coloraxis for t in figs["surfaces"].data} == {"coloraxis"}
+    assert "none of the chosen runs" in views.compare_figures(cat, ["old"], log=False)["sweeps"].layout.annotations[0].text
+    refused = _guard(views.surface_figure, cat, "../../etc/passwd", kind="contour", value="train_loss", log=False, levels=5)
+    assert "outside the served folder" in refused.layout.annotations[0].text and not refused.data
+
+
+def test_large_grids_are_downsampled_with_the_edges_kept():
+    from landscape.store import Surface
+
+    xs, ys = np.linspace(-1, 1, 401), np.linspace(-2, 2, 160)
+    z = np.add.outer(ys, xs)
+    small = Surface("s.h5", xs, ys, {"train_loss": z}, np.ones(z.shape, bool)).downsample(views.MAX_GRID)
+    assert len(small.xcoordinates) <= views.MAX_GRID and len(small.ycoordinates) <= views.MAX_GRID
+    assert small.xcoordinates[[0, -1]].tolist() == [-1, 1] and small.ycoordinates[[0, -1]].tolist() == [-2, 2]
+    np.testing.assert_array_equal(small.values["train_loss"], np.add.outer(small.ycoordinates, small.xcoordinates))
+
+
+def test_a_surface_being_written_is_shown_as_far_as_it_goes(folder):
+    """Another process holds the file open and fills it point by point; the explorer reads it meanwhile."""
+    target = folder / "erm" / "growing.h5"
+    code = f"""
+import sys, time, numpy as np
+sys.path.insert(0, {str(ROOT)!r})
+from landscape.store import ResultWriter
+w = ResultWriter.create({str(target)!r}, "surface", (3, 4), {{"train_loss": (), "train_acc": ()}},
+                        {{"xcoordinates": np.linspace(-1, 1, 4), "ycoordinates": np.linspace(-1, 1, 3)}}, {{}}, {{}})
+w.write([(k, {{"train_loss": 1.0 + k, "train_acc": 50.0}}) for k in range(5)])
+print("ready", flush=True)
+time.sleep(30)
+"""
+    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        cat = Catalog(folder)
+        assert "erm/growing.h5" in [e["rel"] for e in cat.scan()["files"]]
+        fig = views.surface_figure(cat, "erm/growing.h5", kind="heatmap", value="train_loss", log=False, levels=10)
+        z = np.array(fig.data[0].z, dtype=float)
+        np.testing.assert_array_equal(z.ravel()[:5], [1, 2, 3, 4, 5])
+        assert np.isnan(z.ravel()[5:]).all() and "5 of 12 points computed" in fig.layout.annotations[0].text
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_file_route_serves_only_files_under_the_root(folder):
+    client = create_app(folder).server.test_client()
+    got = client.get("/files/erm/sweep.h5")
+    assert got.status_code == 200 and got.data == (folder / "erm" / "sweep.h5").read_bytes()
+    assert "attachment" in got.headers["Content-Disposition"]
+    assert client.get("/files/../../etc/passwd").status_code in (403, 404)
+    assert client.get("/files/%2e%2e/%2e%2e/etc/passwd").status_code == 403
+    assert client.get("/files/erm/nope.h5").status_code == 404
+
+
+def test_explore_binds_localhost_by_default():
+    from apps.cli.__main__ import build_parser
+
+    args = build_parser().parse_args(["explore", "runs"])
+    assert (args.host, args.port) == ("127.0.0.1", 8050)
+
+
+# ---------------------------------------------------------------- in a real browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync",
+               "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"]
+FULL_DATA = "sel => { const gd = document.querySelector(sel + ' .js-plotly-plot'); " \
+            "return gd && gd._fullData ? gd._fullData.map(t => ({name: t.name, type: t.type, x: t.x, y: t.y, z: t.z, " \
+            "coloraxis: t.coloraxis})) : null; }"
+
+DATA_TO_PAGE = "([sel, x, y]) => { const gd = document.querySelector(sel + ' .js-plotly-plot'); " \
+               "const r = gd.getBoundingClientRect(), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis; " \
+               "return [r.left + xa._offset + xa.l2p(x), r.top + ya._offset + ya.l2p(y)]; }"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("no Chromium on this machine (Debian: apt-get install chromium chromium-driver; make test tries)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shots(tmp_path):
+    out = Path(os.environ.get("SCREENSHOT_DIR", tmp_path / "screenshots"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@contextmanager
+def serving(root: Path):
+    import logging
+
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per callback request otherwise
+    srv = make_server("127.0.0.1", 0, create_app(root, refresh_s=0.5).server, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_port}/"
+    finally:
+        srv.shutdown()
+        thread.join(5)
+
+
+def figure(page, graph: str, timeout: float = 20.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = page.evaluate(FULL_DATA, f"#{graph}")
+        if data:
+            return data
+        time.sleep(0.1)
+    raise AssertionError(f"#{graph} drew nothing in {timeout} s")
+
+
+def wait_for(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_explorer_in_the_browser(browser, folder, shots):
+    erm = read_surface(folder / "erm" / "surface_2d.h5")
+    with serving(folder) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+
+        # the runs index: one row per run, numbers as in the run's files, sortable
+        page.wait_for_selector("#runs-table td[data-dash-column='run']", timeout=20000)
+        wait_for(lambda: page.locator("#runs-table td[data-dash-column='run']").count() == 3)
+        runs = page.locator("#runs-table td[data-dash-column='run']").all_inner_texts()
+        errs = page.locator("#runs-table td[data-dash-column='test_error']").all_inner_texts()
+        expected = {r: f"{summary_row(find_run(folder / r), 0.1)['test_error']:.2f}".rstrip("0").rstrip(".") for r in ("erm", "sam")}
+        assert {r: e for r, e in zip(runs, errs) if r in expected} == expected
+        page.locator("#runs-table th[data-dash-column='test_error'] .column-header--sort").click()
+        sorted_errs = [float(e) for e in page.locator("#runs-table td[data-dash-column='test_error']").all_inner_texts() if e]
+        assert sorted_errs == sorted(sorted_errs)
+        page.screenshot(path=shots / "runs.png", full_page=True)
+
+        # a 2-D surface: the contour holds the file's values (log10 by default), heat map and 3-D switch the trace
+        page.get_by_text("Surface", exact=True).click()
+        page.wait_for_selector("#surface-graph g.contour", timeout=20000)
+        z = np.array(figure(page, "surface-graph")[0]["z"], float)
+        np.testing.assert_allclose(z, np.log10(erm.values["train_loss"]), rtol=1e-9)  # erm/surface_2d.h5 comes first
+        page.mouse.move(*page.evaluate(DATA_TO_PAGE, ["#surface-graph", 0.5, 0.0]))
+        page.mouse.click(*page.evaluate(DATA_TO_PAGE, ["#surface-graph", 0.5, 0.0]))  # the grid point x = 0.5, y = 0
+        cut = wait_for(lambda: [t for t in (page.evaluate(FULL_DATA, "#slice-graph") or []) if t["name"] == "train_loss"])
+        np.testing.assert_allclose(cut[0]["y"], erm.values["train_loss"][1])  # along x through y = 0
+        np.testing.assert_allclose(cut[1]["y"], erm.values["train_loss"][:, 3])  # along y through x = 0.5
+        page.screenshot(path=shots / "surface_contour_and_slices.png", full_page=True)
+        page.get_by_text("surface3d", exact=True).click()
+        wait_for(lambda: figure(page, "surface-graph")[0]["type"] == "surface")
+        page.screenshot(path=shots / "surface_3d.png", full_page=True)
+
+        # Hessian spectrum and sweep of the first run
+        page.get_by_text("Hessian", exact=True).click()
+        bars = wait_for(lambda: [t for t in figure(page, "hessian-graph") if t["type"] == "bar"])
+        np.testing.assert_allclose(bars[0]["y"], read_analysis(folder / "erm" / "hessian.h5")[1]["eigenvalues"])
+        page.get_by_text("Sweep", exact=True).click()
+        adv = wait_for(lambda: [t for t in figure(page, "sweep-graph") if t["name"] == "adversarial"])
+        np.testing.assert_allclose(adv[0]["y"], read_sweep(folder / "erm" / "sweep.h5").curve("adversarial"))
+
+        # compare: tick two runs in the index, their overlays and shared colour scale appear
+        page.get_by_text("Runs", exact=True).click()
+        page.wait_for_selector("#runs-table td[data-dash-column='run']")
+        for row in page.locator("#runs-table tbody tr").all():
+            cell = row.locator("td[data-dash-column='run']")
+            if cell.count() and cell.inner_text().strip() in ("erm", "sam"):
+                row.locator("input[type=checkbox]").check()
+        page.get_by_text("Compare", exact=True).click()
+        sweeps = wait_for(lambda: {t["name"] for t in figure(page, "compare-sweeps")} == {"erm", "sam"})
+        assert sweeps
+        surfaces = figure(page, "compare-surfaces")
+        assert len(surfaces) == 2 and {t["coloraxis"] for t in surfaces} == {"coloraxis"}
+        wait_for(lambda: page.locator("#compare-table td[data-dash-column='run']").count() == 2)
+        page.screenshot(path=shots / "compare.png", full_page=True)
+
+        # a new file appears while the page is open
+        shutil.copy(folder / "sam" / "sweep.h5", folder / "old" / "late_sweep.h5")
+        wait_for(lambda: "8 analysis files" in page.locator("#status").inner_text())
+        page.get_by_text("Sweep", exact=True).click()
+        page.locator("#sweep-file").click()
+        page.locator(".dash-dropdown-option", has_text="old/late_sweep.h5").click()
+        wait_for(lambda: [t for t in figure(page, "sweep-graph") if t["name"] == "adversarial"])
+        assert errors == [], errors
+        page.close()
+    print(f"screenshots in {shots}: {json.dumps(sorted(p.name for p in shots.iterdir()))}")
