@@ -136,3 +136,55 @@ def load_svhn(root: Path) -> ImageDataset:
         return torch.from_numpy(x), torch.from_numpy(y)
 
     return ImageDataset("svhn", *read("train"), *read("test"), 10)
+
+
+# --- released corruption benchmarks: CIFAR-10-C, CIFAR-100-C (.npy), Tiny-ImageNet-C (JPEG tree) ---------------
+
+RELEASED_C = {"cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C", "tinyimagenet": "Tiny-ImageNet-C"}
+
+
+def read_released_c(root: str | Path, dataset: str, corruption: str, severity: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (uint8 N, C, H, W) and labels of one corruption at one severity from Hendrycks & Dietterich's files.
+
+    CIFAR-10/100-C: ``ROOT/CIFAR-10-C/<corruption>.npy`` is uint8 (5 n, 32, 32, 3), severity-major (rows
+    ``[(s-1) n, s n)`` are severity ``s`` of the n test images in order) and ``labels.npy`` the labels
+    repeated 5 times; memory-mapped, so one severity costs one slice. Tiny-ImageNet-C:
+    ``ROOT/Tiny-ImageNet-C/<corruption>/<s>/<wnid>/*.JPEG``; labels are the sorted wnids' indices.
+    """
+    if dataset not in RELEASED_C:
+        raise ValueError(f"no released corruption benchmark for {dataset!r}; known: {', '.join(RELEASED_C)}")
+    root = Path(root).expanduser()
+    folder = RELEASED_C[dataset]
+    if dataset == "tinyimagenet":
+        return _read_jpeg_tree(_find_dir(root, folder, [corruption, str(severity)]))
+    images = np.load(_find(root, folder, [f"{corruption}.npy"], [folder, "."]), mmap_mode="r")
+    labels = np.load(_find(root, folder, ["labels.npy"], [folder, "."]), mmap_mode="r")
+    if images.ndim != 4 or images.shape[0] % 5 or images.shape[3] not in (1, 3) or len(labels) != len(images):
+        raise ValueError(f"{folder}/{corruption}.npy: expected (5 n, H, W, C) images and 5 n labels, got "
+                         f"{images.shape} and {labels.shape}")
+    n = len(images) // 5
+    rows = slice((severity - 1) * n, severity * n)
+    x = torch.from_numpy(np.ascontiguousarray(images[rows].transpose(0, 3, 1, 2)).astype(np.uint8))
+    return x, torch.from_numpy(np.asarray(labels[rows], dtype=np.int64))
+
+
+def _find_dir(root: Path, folder: str, parts: list[str]) -> Path:
+    for base in (root / folder, root):
+        if base.joinpath(*parts).is_dir():
+            return base.joinpath(*parts)
+    raise FileNotFoundError(f"{folder}: expected the folder {root / folder / Path(*parts)} under the corruption root")
+
+
+def _read_jpeg_tree(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    from PIL import Image
+
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    xs, ys = [], []
+    for label, wnid in enumerate(classes):
+        for path in sorted((folder / wnid).glob("*.JPEG")):
+            with Image.open(path) as im:
+                xs.append(np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))
+            ys.append(label)
+    if not xs:
+        raise FileNotFoundError(f"{folder}: no <wnid>/*.JPEG images")
+    return torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.int64)

@@ -6,7 +6,7 @@ from one seeded CPU ``torch.Generator`` whose state is saved for exact resume.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,8 @@ class TensorLoader:
         shuffle: a fresh seeded permutation every epoch.
         drop_last: skip the final incomplete batch (training).
         augment: random crop / flip applied per batch, or ``None``.
+        transform: a further ``f(uint8 batch, generator) -> uint8 batch`` after crop/flip (e.g.
+            :class:`data.corruptions.CorruptHalf`), drawing its randomness from the loader's generator.
         seed: seed of the loader's generator (permutations and augmentation).
         channels_last: hand batches out in channels-last memory format (faster convs on GPU).
     """
@@ -58,6 +60,7 @@ class TensorLoader:
         shuffle: bool = False,
         drop_last: bool = False,
         augment: Augment | None = None,
+        transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
         seed: int = 0,
         device: torch.device | str = "cpu",
         channels_last: bool = False,
@@ -74,6 +77,7 @@ class TensorLoader:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.augment = augment if augment is not None and (augment.crop_padding or augment.hflip) else None
+        self.transform = transform
         self.generator = torch.Generator().manual_seed(seed)
         self.channels_last = channels_last
 
@@ -103,6 +107,8 @@ class TensorLoader:
                     x = random_crop(x, self.augment.crop_padding, self.generator)
                 if self.augment.hflip:
                     x = random_hflip(x, self.generator)
+            if self.transform is not None:
+                x = self.transform(x, self.generator)
             yield self.normalize(x), self.labels[idx]
 
     def state_dict(self) -> dict:

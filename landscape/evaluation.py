@@ -42,16 +42,26 @@ def eval_sets(dataset_spec: dict, splits: list[str], *, samples: int | None = No
     if samples is not None and samples < 1:
         raise ValueError(f"--samples must be >= 1, got {samples}")
     ds = load_dataset(dataset_spec["name"], data_root)
-    mean = torch.tensor(dataset_spec["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(dataset_spec["std"]).view(1, -1, 1, 1)
     out = {}
     for split in splits:
         x, y = ds.split(split)
-        if samples is not None and samples < len(y):
-            idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:samples].sort().values
-            x, y = x[idx], y[idx]
-        out[split] = EvalSet(((x.float() / 255 - mean) / std).to(device), y.to(device), batch_size)
+        idx = subset(len(y), samples, seed)
+        out[split] = EvalSet(normalize(x[idx], dataset_spec).to(device), y[idx].to(device), batch_size)
     return out
+
+
+def subset(n: int, samples: int | None, seed: int) -> Tensor:
+    """Indices of the fixed evaluation subset: the first ``samples`` of a seeded permutation, sorted (all if None)."""
+    if samples is None or samples >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:samples].sort().values
+
+
+def normalize(x: Tensor, dataset_spec: dict) -> Tensor:
+    """uint8 images -> float, normalized with the statistics the checkpoint was trained with."""
+    mean = torch.tensor(dataset_spec["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(dataset_spec["std"]).view(1, -1, 1, 1)
+    return (x.float() / 255 - mean) / std
 
 
 @torch.inference_mode()

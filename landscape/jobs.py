@@ -1,4 +1,4 @@
-"""Analyses of checkpoints as jobs: load, build directions, fill a surface file (resumable, multi-process)."""
+"""Analyses of checkpoints as jobs: load, evaluate, write a result file (resumable; surfaces also multi-process)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,16 +8,18 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
-
-from trainers import classification_metrics, load_checkpoint, predict
-from trainers.metrics import reliability
-from trainers.train import epoch_checkpoints, resolve_device
-
 from tqdm import tqdm
+
+from data import load_dataset
+from data.corruptions import corrupted_split, split_key
+from data.formats import RELEASED_C, read_released_c
+from trainers import classification_metrics, load_checkpoint, predict
+from trainers.metrics import ECE_BINS, reliability
+from trainers.train import epoch_checkpoints, resolve_device
 
 from .density import spectral_density
 from .directions import DIR_TYPES, Direction, difference, pca_directions, random_directions, target_tensors
-from .evaluation import eval_sets
+from .evaluation import EvalSet, eval_sets, normalize, subset
 from .hessian import CurvatureOperator
 from .lanczos import lanczos
 from .parallel import close_group, init_group
@@ -286,3 +288,89 @@ def calibration(ckpt: str | Path, opts: EvalOptions, split: str = "test") -> tup
     model, meta = load_checkpoint(ckpt, device)
     logits, labels = predict(model, sets_for(meta, opts, [split], device)[split].batches())
     return classification_metrics(logits, labels), reliability(logits.double().softmax(1), labels)
+
+
+ROBUSTNESS_CHECKED = ("kind", "corruptions", "severities", "source", "corruption_seed", "samples", "sample_seed",
+                      "checkpoint_sha256", "baseline_sha256")
+
+
+def _condition_images(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, total: int, condition: tuple[str, int], *,
+                      source: str, dataset: str, c_root: str | None, seed: int, workers: int):
+    """Test images and labels of one condition: clean, generated with the corruption suite (cached on disk),
+    or read from a released -C set (the same subset of rows)."""
+    name, severity = condition
+    if name == "clean":
+        return x, y
+    if source == "generated":
+        return corrupted_split(x, split_key(dataset, "test", total, idx), name, severity, seed, indices=idx,
+                               workers=workers), y
+    cx, cy = read_released_c(c_root, dataset, name, severity)
+    if len(cy) != total:
+        raise ValueError(f"{dataset}-C {name} severity {severity} has {len(cy)} images, the test split {total}")
+    return cx[idx], cy[idx]
+
+
+def robustness_analysis(ckpt: str | Path, out: str | Path, corruptions: list[str], severities: list[int], opts: EvalOptions,
+                        *, baseline: str | Path | None = None, source: str = "generated", c_root: str | None = None,
+                        seed: int = 0, workers: int = 1, resume: bool = False, overwrite: bool = False, log=None) -> Path:
+    """Error/NLL/ECE (and reliability-bin sums) of a checkpoint, and of a baseline checkpoint, on the clean test
+    split and every corruption x severity; one resumable point per (model, condition)."""
+    opts.validate()
+    if source not in ("generated", "released"):
+        raise ValueError(f"--source must be generated or released, got {source!r}")
+    if source == "released" and not c_root:
+        raise ValueError("--source released needs --c-root (the folder holding CIFAR-10-C/ etc.)")
+    device = resolve_device(opts.device)
+    model, meta = load_checkpoint(ckpt, device)
+    models = [model]
+    attrs = {**_attrs(meta, Path(ckpt), opts), "kind": "robustness", "corruptions": list(corruptions),
+             "severities": [int(s) for s in severities], "source": source, "corruption_seed": seed,
+             "models": ["model"], "baseline": "", "baseline_sha256": "", "split": "test"}
+    if baseline is not None:
+        base_model, base_meta = load_checkpoint(baseline, device)
+        if base_meta["dataset"]["name"] != meta["dataset"]["name"]:
+            raise ValueError(f"baseline {baseline} was trained on {base_meta['dataset']['name']}, not {meta['dataset']['name']}")
+        models.append(base_model)
+        attrs.update(models=["model", "baseline"], baseline=str(baseline), baseline_sha256=sha256(baseline),
+                     baseline_method=base_meta["method"]["name"])
+    dataset = meta["dataset"]["name"]
+    if source == "released" and dataset not in RELEASED_C:
+        raise ValueError(f"no released corruption benchmark for {dataset!r} (known: {', '.join(RELEASED_C)}); "
+                         f"use --source generated")
+    ds = load_dataset(dataset, opts.data_root or meta["config"].get("data_root"))
+    x, y = ds.split("test")
+    total = len(y)
+    idx = subset(total, opts.samples, opts.sample_seed)
+    x, y = x[idx], y[idx]
+    conditions = [("clean", 0)] + [(c, int(s)) for c in corruptions for s in severities]
+    values = {"error": (), "nll": (), "ece": (), "bin_count": (ECE_BINS,), "bin_correct": (ECE_BINS,),
+              "bin_confidence": (ECE_BINS,)}
+    grid = (len(models), len(conditions))
+    writer, created = open_results(
+        out, lambda: ResultWriter.create(out, "robustness", grid, values,
+                                         {"condition_severity": np.array([s for _, s in conditions])},
+                                         {k: v for k, v in attrs.items() if k != "kind"}, {}),
+        {k: attrs[k] for k in ROBUSTNESS_CHECKED}, lambda w: tuple(w.shape) == grid, resume=resume, overwrite=overwrite)
+    try:
+        done = writer.computed_flat().reshape(grid)
+        if not created and log and done.any():
+            log(f"resuming: {int(done.all(axis=0).sum())} of {len(conditions)} conditions already evaluated")
+        for p in tqdm([p for p in range(len(conditions)) if not done[:, p].all()], desc="robustness", unit="condition",
+                      disable=not opts.progress):
+            images, labels = _condition_images(x, y, idx, total, conditions[p], source=source, dataset=dataset,
+                                               c_root=c_root, seed=seed, workers=workers)
+            data = EvalSet(normalize(images, meta["dataset"]).to(device), labels.to(device), opts.batch_size)
+            points = []
+            for m, net in enumerate(models):
+                logits, targets = predict(net, data.batches())
+                metrics = classification_metrics(logits, targets)
+                rel = reliability(logits.double().softmax(1), targets)
+                points.append((m * len(conditions) + p, {
+                    "error": metrics["error"], "nll": metrics["nll"], "ece": metrics["ece"], "bin_count": rel["count"],
+                    "bin_correct": np.nan_to_num(rel["accuracy"]) * rel["count"],
+                    "bin_confidence": np.nan_to_num(rel["confidence"]) * rel["count"]}))
+            writer.write(points)
+        writer.finish()
+    finally:
+        writer.close()
+    return Path(out)

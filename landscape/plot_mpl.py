@@ -6,11 +6,12 @@ import matplotlib
 matplotlib.use("Agg")  # noqa: E402  (headless: figures are saved, never shown)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.colors import LogNorm, TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from trainers.metrics import ece_from_bins  # noqa: E402
 
+from .robustness import Robustness  # noqa: E402
 from .store import Surface, Sweep  # noqa: E402
 
 SURFACE_2D_KINDS = ("contour", "contourf", "heatmap", "surface3d")
@@ -262,3 +263,36 @@ def _similar_ranges(s: Surface) -> bool:
     rx = np.ptp(s.xcoordinates)
     ry = np.ptp(s.ycoordinates)
     return 0.5 < rx / ry < 2 if ry else False
+
+
+def robustness_by_severity(items: list[tuple[str, Robustness]]) -> Figure:
+    """Error and ECE per severity pooled over corruptions (0 = clean), one line per run (DAMP paper Fig. 3/4)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), layout="constrained")
+    for label, r in items:
+        sev = [0, *r.severities]
+        for ax, metric in zip(axes, ("error", "ece")):
+            ax.plot(sev, [r.clean(metric), *r.by_severity(metric)], marker="o", label=label)
+    for ax, name in zip(axes, ("error (%)", "ECE")):
+        ax.set(xlabel="severity (0 = clean)", ylabel=name, title=f"{name} pooled over corruptions")
+        ax.set_xticks(range(6))
+    axes[0].legend(fontsize="small")
+    return fig
+
+
+def corruption_table(labels: list[str], corruptions: list[str], values: np.ndarray, *, title: str,
+                     center: float | None = None) -> Figure:
+    """A (rows x corruptions) heat map with the numbers written in: errors per severity, or CE per run
+    (DAMP paper Fig. 5; ``center=1`` colours CE below 1 blue, above 1 red)."""
+    fig, ax = plt.subplots(figsize=(0.55 * len(corruptions) + 2.5, 0.45 * len(labels) + 1.8), layout="constrained")
+    if center is not None:  # two slopes: ratios below and above 1 each use their half of the colour map
+        norm = TwoSlopeNorm(center, min(float(np.nanmin(values)), center - 1e-3), max(float(np.nanmax(values)), center + 1e-3))
+        mesh = ax.imshow(values, cmap="RdBu_r", norm=norm, aspect="auto")
+    else:
+        mesh = ax.imshow(values, cmap="viridis", aspect="auto")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f"{v:.2f}" if center is not None else f"{v:.1f}", ha="center", va="center", fontsize=6.5)
+    ax.set_xticks(range(len(corruptions)), corruptions, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    fig.colorbar(mesh, ax=ax, shrink=0.8)
+    ax.set_title(title)
+    return fig

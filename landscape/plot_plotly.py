@@ -9,6 +9,7 @@ from plotly.subplots import make_subplots
 from trainers.metrics import ece_from_bins
 
 from .plot_mpl import _axis_label, _similar_ranges, _title
+from .robustness import Robustness
 from .store import Surface, Sweep
 
 SURFACE_2D_KINDS = ("contour", "heatmap", "surface3d")
@@ -219,3 +220,24 @@ def _band(sw: Sweep, kind: str, value: str, name: str) -> go.Scatter:
 def _sweep_axes(fig: go.Figure, value: str, log: bool) -> None:
     fig.update_xaxes(title_text="perturbation radius")
     fig.update_yaxes(title_text="loss" if value == "loss" else "accuracy (%)", type="log" if log else "linear")
+
+
+def robustness_by_severity(items: list[tuple[str, Robustness]]) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["error (%) pooled over corruptions", "ECE pooled over corruptions"])
+    for i, (label, r) in enumerate(items):
+        colour = DEFAULT_COLORS[i % len(DEFAULT_COLORS)]
+        for col, metric in enumerate(("error", "ece"), 1):
+            fig.add_trace(go.Scatter(x=[0, *r.severities], y=[r.clean(metric), *r.by_severity(metric)], name=label,
+                                     legendgroup=label, showlegend=col == 1, mode="lines+markers",
+                                     line={"color": colour}), row=1, col=col)
+    fig.update_xaxes(title_text="severity (0 = clean)", dtick=1)
+    fig.update_layout(template="plotly_white", title="corruption robustness")
+    return fig
+
+
+def corruption_table(labels: list[str], corruptions: list[str], values: np.ndarray, *, title: str,
+                     center: float | None = None) -> go.Figure:
+    extra = {"colorscale": "RdBu_r", "zmid": center} if center is not None else {"colorscale": "Viridis"}
+    fig = go.Figure(go.Heatmap(x=corruptions, y=labels, z=_clean(values), texttemplate="%{z:.2f}", **extra))
+    fig.update_layout(template="plotly_white", title=title, yaxis={"autorange": "reversed"})
+    return fig

@@ -16,9 +16,9 @@ import numpy as np
 from trainers.checkpoint import atomic_write, read_checkpoint
 from trainers.train import newest_checkpoint
 
+from .robustness import read_robustness
 from .store import Surface, Sweep, file_category, read_analysis, read_surface, read_sweep
 
-CATEGORIES = ("surface_1d", "surface_2d", "hessian", "sweep")
 
 
 @dataclass
@@ -98,6 +98,8 @@ def columns(rho: float) -> list[Column]:
         Column("lambda_max", "top Hessian eigenvalue", 3, "hessian"),
         Column("trace", "Hessian trace", 2, "hessian"),
         Column("sharpness", f"sharpness (rho={rho:g})", 4, "sweep"),
+        Column("corruption_error", "corruption error (%)", 2, "robustness"),
+        Column("mce", "mCE", 3, "robustness"),
     ]
 
 
@@ -115,6 +117,10 @@ def summary_row(run: Run, rho: float) -> dict:
         if "trace" in arrays:
             row["trace"] = float(arrays["trace"])
     row["sharpness"] = sharpness(read_sweep(run.files["sweep"]), rho) if "sweep" in run.files else float("nan")
+    row["corruption_error"] = row["mce"] = float("nan")
+    if "robustness" in run.files:
+        r = read_robustness(run.files["robustness"])
+        row["corruption_error"], row["mce"] = r.mean("error"), r.mce()
     return row
 
 
@@ -158,6 +164,16 @@ def overlay_figures(runs: list[Run], lib, *, log: bool = False, calibration: dic
     spectra = [(r.name, read_analysis(r.files["hessian"], "hessian")[1]) for r in runs if "hessian" in r.files]
     if spectra:
         figs["spectra"] = lib.compare_spectra(spectra)
+    robust = [(r.name, read_robustness(r.files["robustness"])) for r in runs if "robustness" in r.files]
+    if robust:
+        figs["robustness"] = lib.robustness_by_severity(robust)
+        rel = [(name, rb) for name, rb in robust if rb.has_baseline]
+        if rel:
+            names = rel[0][1].corruptions
+            table = np.array([[*rb.ce(), rb.relative_clean_error(), rb.mce()] for _, rb in rel if rb.corruptions == names])
+            figs["corruption_errors"] = lib.corruption_table(
+                [name for name, rb in rel if rb.corruptions == names], [*names, "clean", "mCE"], table, center=1.0,
+                title=f"corruption error relative to the baseline ({rel[0][1].attrs.get('baseline_method', 'baseline')})")
     if calibration:
         figs["calibration"] = lib.reliability_diagram(list(calibration.items()), title="reliability (test predictions)")
     return figs
@@ -175,6 +191,11 @@ CAPTIONS = {
     "surfaces": "2-D loss surfaces, one colour scale for all runs (log-spaced levels).",
     "sweeps": "Loss against perturbation radius, one panel per kind, ±1 std over trials.",
     "spectra": "Top Hessian eigenvalues (and the SLQ spectral density where computed).",
+    "robustness": "Test error and ECE under corruption, pooled over corruptions per severity (0 = clean); the DAMP "
+                  "paper's evaluation.",
+    "corruption_errors": "Corruption error CE_c = sum_s E(c,s) / sum_s E_baseline(c,s) per corruption, the clean error "
+                         "ratio, and mCE (mean CE over the common corruptions); below 1 (blue) is more robust than the "
+                         "baseline.",
     "calibration": "Reliability diagram of the final checkpoints' test predictions (15 equal-width confidence bins).",
 }
 
@@ -217,7 +238,9 @@ def _notes(rho: float) -> str:
             "the sum of its epochs' training time; the Hessian "
             "columns come from each run's Hessian file (Lanczos top eigenvalue, trace estimate) and sharpness from its "
             f"sweep file: adversarial loss at radius {rho:g} minus the loss at radius 0 (linearly interpolated between "
-            "swept radii). — marks a number the run has no file for.")
+            "swept radii). Corruption error is the mean test error over every corruption and severity of the run's "
+            "robustness file, mCE its mean corruption error relative to the baseline stored there. — marks a number "
+            "the run has no file for.")
 
 
 def _sources(runs: list[Run]) -> dict[str, dict[str, str]]:

@@ -368,12 +368,17 @@ class Sweep:
         return self.values[name][self.kinds.index(kind)]
 
 
-def read_sweep(path: str | Path) -> Sweep:
-    attrs, arrays = read_analysis(path, "sweep")
+def read_grid(path: str | Path, kind: str) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(attributes, datasets, values) of a :class:`ResultWriter` file; values are NaN where not computed."""
+    attrs, arrays = read_analysis(path, kind)
     computed = arrays["computed"].astype(bool)
     values = {}
     for name in attrs["values"]:
         v = arrays[name].astype(np.float64)
-        mask = computed.reshape(computed.shape + (1,) * (v.ndim - computed.ndim))
-        values[name] = np.where(mask, v, np.nan)
-    return Sweep(str(path), arrays["radii"], list(attrs["kinds"]), values, computed, attrs)
+        values[name] = np.where(computed.reshape(computed.shape + (1,) * (v.ndim - computed.ndim)), v, np.nan)
+    return attrs, arrays, values
+
+
+def read_sweep(path: str | Path) -> Sweep:
+    attrs, arrays, values = read_grid(path, "sweep")
+    return Sweep(str(path), arrays["radii"], list(attrs["kinds"]), values, arrays["computed"].astype(bool), attrs)

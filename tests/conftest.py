@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -7,6 +8,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _corruption_cache(tmp_path_factory):
+    """Generated corruptions are cached in a temporary folder, never in the user's ~/.cache."""
+    os.environ["LANDSCAPE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(autouse=True)
@@ -27,12 +34,13 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def analysed(runs, tmp_path_factory):
-    """Copies of the ERM and SAM runs with a 2-D surface (train+test), a Hessian and a sweep written into each."""
+    """Copies of the ERM and SAM runs with a 2-D surface (train+test), a Hessian, a sweep and a robustness file
+    (against ERM) written into each."""
     import shutil
 
     import numpy as np
 
-    from landscape.jobs import EvalOptions, hessian_analysis, random_surface, sweep_analysis
+    from landscape.jobs import EvalOptions, hessian_analysis, random_surface, robustness_analysis, sweep_analysis
 
     root = tmp_path_factory.mktemp("analysed")
     opts = EvalOptions(samples=100, device="cpu", progress=False)
@@ -44,4 +52,6 @@ def analysed(runs, tmp_path_factory):
                        EvalOptions(splits=["train", "test"], samples=100, device="cpu", progress=False))
         hessian_analysis(ckpt, run / "hessian.h5", opts, top_k=2, trace_matvecs=6)
         sweep_analysis(ckpt, run / "sweep.h5", np.array([0.0, 0.05, 0.2]), opts, kinds=["random", "adversarial"])
+        robustness_analysis(ckpt, run / "robustness.h5", ["contrast", "fog"], [1, 5], opts,
+                            baseline=root / "erm" / "final.pt")
     return root

@@ -16,6 +16,7 @@ from apps.explorer import views
 from apps.explorer.app import _guard, create_app
 from apps.explorer.catalog import Catalog, resolve_under
 from landscape.report import find_run, summary_row
+from landscape.robustness import read_robustness
 from landscape.store import export_loss_landscape, read_analysis, read_directions, read_surface, read_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def test_catalog_finds_runs_and_files_and_picks_up_new_ones(folder):
     kinds = {e["rel"]: e["category"] for e in snap["files"]}
     assert kinds == {"erm/hessian.h5": "hessian", "erm/surface_2d.h5": "surface_2d", "erm/sweep.h5": "sweep",
                      "old/ll_surface.h5": "surface_2d", "sam/hessian.h5": "hessian", "sam/surface_2d.h5": "surface_2d",
-                     "sam/sweep.h5": "sweep"}
+                     "sam/sweep.h5": "sweep", "erm/robustness.h5": "robustness", "sam/robustness.h5": "robustness"}
     rows = {r["run"]: r for r in views.table_rows(snap)}
     assert set(rows) == {"erm", "sam", "old"}
     expected = summary_row(find_run(folder / "sam"), 0.1)
@@ -57,7 +58,7 @@ def test_catalog_finds_runs_and_files_and_picks_up_new_ones(folder):
     assert rows["sam"]["lambda_max"] == round(expected["lambda_max"], 3) and rows["old"]["test_error"] is None
     shutil.copy(folder / "erm" / "sweep.h5", folder / "sam" / "sweep_b.h5")
     (folder / "sam" / ".sweep_c.h5.tmp123").write_bytes(b"partial")  # an atomic write in progress: not listed
-    assert "sam/sweep_b.h5" in [e["rel"] for e in cat.scan()["files"]] and len(cat.scan()["files"]) == 8
+    assert "sam/sweep_b.h5" in [e["rel"] for e in cat.scan()["files"]] and len(cat.scan()["files"]) == 10
 
 
 def test_views_draw_the_files_data(folder):
@@ -76,7 +77,13 @@ def test_views_draw_the_files_data(folder):
     sw = read_sweep(folder / "sam" / "sweep.h5")
     np.testing.assert_allclose(views.sweep_figure(cat, "sam/sweep.h5", value="loss", log=False).data[1].y,
                                sw.curve("adversarial"))
+    rob = read_robustness(folder / "sam" / "robustness.h5")
+    by_sev, errors, ce = views.robustness_figures(cat, "sam/robustness.h5")
+    np.testing.assert_allclose(by_sev.data[0].y, [rob.clean(), *rob.by_severity()])
+    np.testing.assert_allclose(np.array(errors.data[0].z, float), rob.table().T)
+    np.testing.assert_allclose(np.array(ce.data[0].z, float)[0, :2], rob.ce())
     figs = views.compare_figures(cat, ["erm", "sam"], log=False)
+    assert [t.name for t in figs["robustness"].data if t.showlegend is not False] == ["erm", "sam"]
     assert [t.name for t in figs["sweeps"].data if t.showlegend is not False] == ["erm", "sam"]
     assert {t.coloraxis for t in figs["surfaces"].data} == {"coloraxis"}
     assert "none of the chosen runs" in views.compare_figures(cat, ["old"], log=False)["sweeps"].layout.annotations[0].text
@@ -209,7 +216,7 @@ def wait_for(predicate, timeout: float = 20.0):
     raise AssertionError("timed out")
 
 
-def test_explorer_in_the_browser(browser, folder, shots):
+def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
     erm = read_surface(folder / "erm" / "surface_2d.h5")
     with serving(folder) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -241,6 +248,14 @@ def test_explorer_in_the_browser(browser, folder, shots):
         np.testing.assert_allclose(cut[0]["y"], erm.values["train_loss"][1])  # along x through y = 0
         np.testing.assert_allclose(cut[1]["y"], erm.values["train_loss"][:, 3])  # along y through x = 0.5
         page.screenshot(path=shots / "surface_contour_and_slices.png", full_page=True)
+        with page.expect_download() as download:  # the drawn figure as a standalone page
+            page.locator("#surface-html-button").click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        assert saved.name == "surface_2d.html" and "plotly" in saved.read_text()[:100_000].lower()
+        href = page.locator("#surface-download").get_attribute("href")
+        assert href == "/files/erm/surface_2d.h5"
+        assert page.request.get(url.rstrip("/") + href).body() == (folder / "erm" / "surface_2d.h5").read_bytes()
         page.get_by_text("surface3d", exact=True).click()
         wait_for(lambda: figure(page, "surface-graph")[0]["type"] == "surface")
         page.screenshot(path=shots / "surface_3d.png", full_page=True)
@@ -252,6 +267,11 @@ def test_explorer_in_the_browser(browser, folder, shots):
         page.get_by_text("Sweep", exact=True).click()
         adv = wait_for(lambda: [t for t in figure(page, "sweep-graph") if t["name"] == "adversarial"])
         np.testing.assert_allclose(adv[0]["y"], read_sweep(folder / "erm" / "sweep.h5").curve("adversarial"))
+        page.get_by_text("Robustness", exact=True).click()
+        rob = read_robustness(folder / "erm" / "robustness.h5")
+        by_sev = wait_for(lambda: figure(page, "robustness-0"))
+        np.testing.assert_allclose(by_sev[0]["y"], [rob.clean(), *rob.by_severity()])
+        page.screenshot(path=shots / "robustness.png", full_page=True)
 
         # compare: tick two runs in the index, their overlays and shared colour scale appear
         page.get_by_text("Runs", exact=True).click()
@@ -270,7 +290,7 @@ def test_explorer_in_the_browser(browser, folder, shots):
 
         # a new file appears while the page is open
         shutil.copy(folder / "sam" / "sweep.h5", folder / "old" / "late_sweep.h5")
-        wait_for(lambda: "8 analysis files" in page.locator("#status").inner_text())
+        wait_for(lambda: "10 analysis files" in page.locator("#status").inner_text())
         page.get_by_text("Sweep", exact=True).click()
         page.locator("#sweep-file").click()
         page.locator(".dash-dropdown-option", has_text="old/late_sweep.h5").click()

@@ -223,3 +223,26 @@ def test_slice_of_a_surface():
     assert row.dim == 1 and plot_mpl._axis_label(col, "x") == "y direction"
     with pytest.raises(ValueError, match="already 1-D"):
         row.slice("x")
+
+
+def test_plot_cli_draws_checkpoints_and_robustness_files(analysed, tmp_path):
+    import base64
+    import json
+    import re
+
+    from apps.cli.__main__ import main
+    from landscape.jobs import EvalOptions, calibration
+
+    figs = tmp_path / "figs"
+    ckpt, rob = analysed / "sam" / "final.pt", analysed / "sam" / "robustness.h5"
+    assert main(["plot", str(ckpt), str(rob), "--out", str(figs), "--format", "png,html", "--device", "cpu"]) == 0
+    names = {p.name for p in figs.iterdir()}
+    for suffix in ("final_reliability", "robustness_by_severity", "robustness_errors", "robustness_ce"):
+        assert f"sam_{suffix}.png" in names and f"sam_{suffix}.html" in names
+    page = (figs / "sam_final_reliability.html").read_text()
+    _, rel = calibration(ckpt, EvalOptions(device="cpu"))
+    start = re.search(r'Plotly\.newPlot\(\s*"[^"]+",\s*', page).end()
+    traces, _ = json.JSONDecoder().raw_decode(page, start)
+    y = next(t["y"] for t in traces if t.get("name") == "accuracy")
+    acc = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"]) if isinstance(y, dict) else np.asarray(y)
+    np.testing.assert_allclose(acc, rel["accuracy"][rel["count"] > 0])  # the page holds the bins' accuracies

@@ -72,8 +72,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, method):
     assert [r["test_nll"] for r in a["metrics"]] == [r["test_nll"] for r in b["metrics"]]
 
 
-def landscape(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True, **kw)
+def landscape(*args, env: dict | None = None):
+    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
 
 
 @pytest.mark.slow
@@ -147,7 +148,7 @@ def test_cli_refuses_to_overwrite_and_reports_truncated_resume(tmp_path):
     assert broken.returncode == 2 and "not a readable checkpoint" in broken.stderr and "Traceback" not in broken.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["demo"], ["compare"], ["explore"], ["plot"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["demo"], ["compare"], ["explore"], ["plot"], ["robustness"]])
 def test_help_has_examples(command):
     out = landscape(*command, "--help")
     assert out.returncode == 0 and "examples:" in out.stdout
@@ -156,9 +157,12 @@ def test_help_has_examples(command):
 def test_demo_writes_the_comparison_report(tmp_path):
     import numpy as np
 
+    from landscape.robustness import read_robustness
+
     out = tmp_path / "demo"
+    fast = ("--corruptions", "contrast,fog", "--severities", "1,5", "--no-progress", "--no-serve")
     r = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm,damp", "--surface-steps", "3",
-                  "--surface-samples", "50", "--no-progress", "--no-serve")
+                  "--surface-samples", "50", *fast, env={"LANDSCAPE_CACHE": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr
     assert f"comparison report: {out / 'report' / 'report.md'}" in r.stdout and "| damp | damp |" in r.stdout
     from landscape.store import read_analysis
@@ -170,7 +174,12 @@ def test_demo_writes_the_comparison_report(tmp_path):
         h = read_analysis(out / row["run"] / "hessian.h5", "hessian")[1]
         assert row["test_error"] == last["test_error"] and row["lambda_max"] == h["eigenvalues"][0]
         assert row["trace"] == h["trace"] and np.isfinite(row["sharpness"])
-    assert all((out / "report" / f"{n}.png").exists() for n in ("slices", "surfaces", "sweeps", "spectra", "calibration"))
+        rob = read_robustness(out / row["run"] / "robustness.h5")
+        assert rob.models == ["model", "baseline"] and rob.attrs["baseline"] == str(out / "erm" / "final.pt")
+        assert row["corruption_error"] == rob.mean() and row["mce"] == rob.mce()
+    assert rows[0]["mce"] == 1.0  # ERM against itself
+    assert all((out / "report" / f"{n}.png").exists()
+               for n in ("slices", "surfaces", "sweeps", "spectra", "calibration", "robustness", "corruption_errors"))
     again = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm", "--surface-steps", "3",
-                      "--surface-samples", "50", "--no-progress", "--no-serve")
+                      "--surface-samples", "50", *fast, env={"LANDSCAPE_CACHE": str(tmp_path / "cache")})
     assert "reusing finished run" in again.stdout

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from data import Augment, TensorLoader, dataset_info, load_dataset
+from data.corruptions import CorruptHalf, parse_severities
 
 from .checkpoint import read_checkpoint, save_checkpoint, write_json, write_jsonl
 from .metrics import evaluate
@@ -49,6 +50,8 @@ class TrainConfig:
     crop_padding: int | None = None  # None: the dataset's customary augmentation
     hflip: bool | None = None
     bn_update: str = "once"
+    augment_corruption: str | None = None  # Algorithm 2 of the DAMP paper: this corruption on half of each batch
+    augment_severity: str | None = None  # severities drawn from, e.g. "1-5" (None: 1-5)
     model_kwargs: dict = field(default_factory=dict)
     hparams: dict = field(default_factory=dict)  # the method's hyperparameters (unset ones take defaults)
 
@@ -65,6 +68,10 @@ class TrainConfig:
         for name in ("lr", "momentum", "weight_decay"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.augment_corruption is not None:
+            CorruptHalf(self.augment_corruption, parse_severities(self.augment_severity or "1-5"))
+        elif self.augment_severity is not None:
+            raise ValueError("--augment-severity needs --augment-corruption")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"unknown device {self.device!r}; expected auto, cpu or cuda")
 
@@ -141,8 +148,10 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
                       default_aug.hflip if cfg.hflip is None else cfg.hflip)
     channels_last = device.type == "cuda"
     common = dict(mean=ds.mean, std=ds.std, device=device, channels_last=channels_last)
+    corrupt = CorruptHalf(cfg.augment_corruption, parse_severities(cfg.augment_severity or "1-5")) \
+        if cfg.augment_corruption else None
     train_loader = TensorLoader(ds.train_x, ds.train_y, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                augment=augment, seed=cfg.seed, **common)
+                                augment=augment, transform=corrupt, seed=cfg.seed, **common)
     test_loader = TensorLoader(ds.test_x, ds.test_y, batch_size=cfg.eval_batch_size, **common)
 
     model_spec = {"name": cfg.model, "kwargs": _model_kwargs(cfg, ds)}

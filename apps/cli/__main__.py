@@ -6,9 +6,9 @@ import os
 import re
 import sys
 
-from . import compare, demo, explore, hessian, plot, surface, sweep, train
+from . import compare, demo, explore, hessian, plot, robustness, surface, sweep, train
 
-COMMANDS = [train, surface, hessian, sweep, plot, compare, explore, demo]
+COMMANDS = [train, surface, hessian, sweep, robustness, plot, compare, explore, demo]
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 

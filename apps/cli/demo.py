@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from apps.cli.explore import serve
-from landscape.jobs import EvalOptions, calibration, hessian_analysis, random_surface, sweep_analysis
+from data.corruptions import parse_corruptions, parse_severities
+from landscape.jobs import (EvalOptions, calibration, hessian_analysis, random_surface, robustness_analysis,
+                            sweep_analysis)
 from landscape.report import columns, find_runs, markdown_table, summary_row, write_report
 from landscape.sweep import SweepSettings
 from trainers import TrainConfig, read_checkpoint, train
@@ -23,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train ERM, SAM, ASAM, AMP and DAMP on digits and compare them",
                        description="Trains each method on the embedded digits into OUT/<method>/ (finished runs are "
                                    "reused, interrupted ones resumed), analyses each (OUT/<method>/surface_2d.h5, "
-                                   "hessian.h5, sweep.h5), writes a comparison report (OUT/report/report.md and report.html) "
+                                   "hessian.h5, sweep.h5, robustness.h5 against ERM), writes a comparison report (OUT/report/report.md and report.html) "
                                    "and serves the explorer over OUT (--no-serve skips that).",
                        epilog="examples:\n  landscape demo --out runs/demo\n  landscape demo --out runs/demo --epochs 5 "
                               "--methods erm,sam --no-serve", formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="[%(default)s]")
     p.add_argument("--surface-steps", type=int, default=15, help="2-D surface grid per method is N x N over [-1, 1] [%(default)s]")
     p.add_argument("--surface-samples", type=int, default=500, help="training images evaluated per grid point [%(default)s]")
+    p.add_argument("--corruptions", default="all", help="robustness: corruptions evaluated [%(default)s]")
+    p.add_argument("--severities", default="1-5", help="robustness: severities [%(default)s]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-serve", action="store_true", help="end after the report instead of serving the explorer")
     p.add_argument("--port", type=int, default=8050, help="the explorer's port (on 127.0.0.1) [%(default)s]")
@@ -43,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     base = TrainConfig(model="small_cnn", dataset="digits", epochs=args.epochs, seed=args.seed, device="cpu")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    corruptions, severities = parse_corruptions(args.corruptions), parse_severities(args.severities)
     for method in methods:
         run_dir = out / method
         cfg = replace(base, method=method)
@@ -66,12 +72,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"[demo] {method}: loss vs perturbation radius (4 kinds) -> {sweep}")
         sweep_analysis(run_dir / "final.pt", sweep, SWEEP_RADII, analysis, kinds=["random", "adversarial", "multiplicative",
                        "adaptive"], settings=SweepSettings(trials=3, steps=5, seed=args.seed), resume=True)
+        robustness = run_dir / "robustness.h5"
+        baseline = out / "erm" / "final.pt"
+        print(f"[demo] {method}: test error under {len(corruptions)} corruptions x {len(severities)} severities"
+              f"{' against ERM' if baseline.is_file() else ''} -> {robustness}")
+        robustness_analysis(run_dir / "final.pt", robustness, corruptions, severities,
+                            EvalOptions(device="cpu", progress=not args.no_progress),
+                            baseline=baseline if baseline.is_file() else None, seed=args.seed,
+                            workers=min(4, os.cpu_count() or 1), resume=True)
     runs = find_runs([out / m for m in methods])
     curves = {r.name: calibration(r.checkpoint, EvalOptions(device="cpu", progress=False))[1] for r in runs}
     intro = (f"Demo: `small_cnn` on the embedded digits, {args.epochs} epochs, seed {args.seed}. Surfaces: filter-normalized "
              f"random directions (seed {args.seed}), {args.surface_steps}x{args.surface_steps} grid over [-1, 1]^2; the "
              f"Hessian (Lanczos top-5, Hutch++ trace with 30 products), sweeps and sharpness use the same "
-             f"{args.surface_samples} training images.")
+             f"{args.surface_samples} training images. Robustness: the 360 test images under {len(corruptions)} "
+             f"corruptions of imagecorruptions at severities {args.severities} (8x8 digits upsampled to 32x32, corrupted, averaged back), "
+             f"CE relative to ERM.")
     report = write_report(runs, out / "report", rho=SHARPNESS_RHO, calibration=curves, intro=intro)
     print(f"\n{markdown_table([summary_row(r, SHARPNESS_RHO) for r in runs], columns(SHARPNESS_RHO))}\n\n"
           f"[demo] comparison report: {report / 'report.md'} and {report / 'report.html'} (open it in a browser)")

@@ -5,9 +5,11 @@ import argparse
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from landscape import plot_mpl, plot_plotly
 from landscape.jobs import EvalOptions, calibration
+from landscape.robustness import read_robustness
 from landscape.store import read_analysis, read_surface, read_sweep
 from landscape.vtp import surface_to_vtp
 
@@ -20,7 +22,8 @@ EXAMPLES = """examples:
 
 Surfaces: 1-D loss and accuracy; 2-D contour, filled contour, heat map and 3-D surface (with
 the trajectory of a PCA file). Hessian files: top eigenvalues and spectral density. Sweeps:
-loss against radius per kind. Checkpoints: the reliability diagram (calibration) of the
+loss against radius per kind. Robustness files: error/ECE per severity, the corruption x
+severity error table and, with a baseline, CE per corruption. Checkpoints: the reliability diagram (calibration) of the
 test split's predictions. loss-landscape's own surface files work too."""
 
 
@@ -56,6 +59,8 @@ def plot_data(path: Path, device: str = "auto") -> tuple[str, object]:
         return kind, (read_analysis(path, "hessian")[1], f"{attrs.get('method', '')} {path.stem}")
     if kind == "sweep":
         return kind, read_sweep(path)
+    if kind == "robustness":
+        return kind, read_robustness(path)
     raise ValueError(f"{path}: cannot plot kind {kind!r}")
 
 
@@ -72,6 +77,16 @@ def figures_for(kind: str, data, log: bool, lib=plot_mpl) -> dict:
                                                  arrays.get("density"), title=title)}
     if kind == "sweep":
         return {"sweep_loss": lib.sweep_curves(data, log=log), "sweep_acc": lib.sweep_curves(data, value="acc")}
+    if kind == "robustness":
+        label = f"{data.attrs.get('method', '')} {Path(data.path).stem}".strip()
+        figs = {"by_severity": lib.robustness_by_severity([(label, data)]),
+                "errors": lib.corruption_table([f"severity {s}" for s in data.severities], data.corruptions,
+                                               data.table().T, title=f"{label}: test error (%)")}
+        if data.has_baseline:
+            figs["ce"] = lib.corruption_table([label], [*data.corruptions, "clean", "mCE"],
+                                              np.array([[*data.ce(), data.relative_clean_error(), data.mce()]]),
+                                              title="corruption error relative to the baseline", center=1.0)
+        return figs
     label, rel = data
     return {"reliability": lib.reliability_diagram([(label, rel)], title=f"reliability: {label} (test)")}
 

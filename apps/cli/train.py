@@ -12,6 +12,7 @@ EXAMPLES = """examples:
   landscape train --method sam --rho 0.05 --out runs/sam
   landscape train --method amp --epsilon 0.5 --inner-lr 1 --inner-iter 1 --out runs/amp
   landscape train --method damp --sigma 0.2 --num-splits 8 --out runs/damp
+  landscape train --method erm --augment-corruption fog --augment-severity 1-5 --out runs/erm-fog
   landscape train --method sam --model resnet18 --dataset cifar10 --data-root ~/data \\
       --epochs 200 --nesterov --schedule step --bf16 --out runs/c10-sam
   landscape train --out runs/sam --method sam --resume      # continue after an interruption
@@ -79,6 +80,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips (default: the dataset's)")
     g.add_argument("--bn-update", choices=("once", "every_pass"), default=d.bn_update,
                    help="BatchNorm running statistics: updated once per step, or by every pass (AMP reference) [%(default)s]")
+    g.add_argument("--augment-corruption", default=None, metavar="NAME",
+                   help="train on this corruption applied to a random half of each batch (DAMP paper, Algorithm 2)")
+    g.add_argument("--augment-severity", default=None, metavar="S",
+                   help="severities the corrupted images draw from uniformly, e.g. 3 or 1-5 (default 1-5)")
     r = p.add_argument_group("run")
     r.add_argument("--seed", type=int, default=d.seed, help="[%(default)s]")
     r.add_argument("--device", default=d.device, help="auto, cpu or cuda [%(default)s]")
@@ -105,7 +110,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, lr=args.lr, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
         device=args.device, bf16=args.bf16, save_every=args.save_every, crop_padding=args.crop_padding,
-        hflip=args.hflip, bn_update=args.bn_update, model_kwargs=dict(args.model_arg), hparams=hparams,
+        hflip=args.hflip, bn_update=args.bn_update, augment_corruption=args.augment_corruption,
+        augment_severity=args.augment_severity, model_kwargs=dict(args.model_arg), hparams=hparams,
     )
 
 

@@ -22,8 +22,8 @@ SURFACES = ("surface_1d", "surface_2d")
 WIDE = {"width": "24em"}
 
 
-def _guard(build, *args, **kwargs) -> go.Figure:
-    """A view's figure, or a message saying why not (a file mid-write is shown again on the next scan)."""
+def _guard(build, *args, **kwargs):
+    """A view's figure(s), or a message saying why not (a file mid-write is shown again on the next scan)."""
     try:
         return build(*args, **kwargs)
     except READ_ERRORS as e:
@@ -79,6 +79,9 @@ def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
                                          value="loss", inline=True),
                           dcc.Checklist(id="sweep-log", **checkbox)),
                 dcc.Graph(id="sweep-graph")]),
+            dcc.Tab(label="Robustness", value="robustness", children=[
+                _controls(dcc.Dropdown(id="robustness-file", placeholder="robustness file", clearable=False, style=WIDE)),
+                *[dcc.Graph(id=f"robustness-{i}") for i in range(3)]]),
             dcc.Tab(label="Compare", value="compare", children=[
                 _controls(dcc.Dropdown(id="compare-runs", multi=True, placeholder="runs to compare", style={"width": "40em"}),
                           dcc.Checklist(id="compare-log", **checkbox)),
@@ -115,15 +118,18 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
 
     @app.callback(Output("runs-table", "data"), Output("surface-file", "options"), Output("surface-file", "value"),
                   Output("hessian-file", "options"), Output("hessian-file", "value"), Output("sweep-file", "options"),
-                  Output("sweep-file", "value"), Output("compare-runs", "options"),
+                  Output("sweep-file", "value"), Output("robustness-file", "options"), Output("robustness-file", "value"),
+                  Output("compare-runs", "options"),
                   Input("snapshot", "data"), State("surface-file", "value"), State("hessian-file", "value"),
-                  State("sweep-file", "value"))
-    def refresh(snap, surface, hessian, sweep):
+                  State("sweep-file", "value"), State("robustness-file", "value"))
+    def refresh(snap, *chosen):
         if not snap:
             return no_update
-        opts = [views.file_options(snap, c) for c in (SURFACES, ("hessian",), ("sweep",))]
-        return (views.table_rows(snap), opts[0], _keep(surface, opts[0]), opts[1], _keep(hessian, opts[1]), opts[2],
-                _keep(sweep, opts[2]), [r["run"] for r in snap["runs"]])
+        out = [views.table_rows(snap)]
+        for categories, value in zip((SURFACES, ("hessian",), ("sweep",), ("robustness",)), chosen):
+            options = views.file_options(snap, categories)
+            out += [options, _keep(value, options)]
+        return *out, [r["run"] for r in snap["runs"]]
 
     @app.callback(Output("surface-graph", "figure"), Output("surface-value", "options"), Output("surface-download", "href"),
                   Input("surface-file", "value"), Input("surface-kind", "value"), Input("surface-value", "value"),
@@ -164,6 +170,12 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
             return views.message_figure("no sweep files yet")
         return _guard(views.sweep_figure, catalog, rel, value=value, log=bool(log))
 
+    @app.callback(*[Output(f"robustness-{i}", "figure") for i in range(3)], Input("robustness-file", "value"),
+                  Input("snapshot", "data"))
+    def show_robustness(rel, _):
+        figs = _guard(views.robustness_figures, catalog, rel) if rel else views.message_figure("no robustness files yet")
+        return figs if isinstance(figs, list) else [figs] * 3
+
     @app.callback(Output("compare-runs", "value"), Input("runs-table", "selected_rows"), State("runs-table", "data"),
                   prevent_initial_call=True)
     def select_runs(rows, data):
@@ -175,11 +187,8 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
         if not runs or not snap:
             return [], *[views.message_figure("choose runs to compare") for _ in views.COMPARE_FIGURES]
         rows = [r for r in views.table_rows(snap) if r["run"] in runs]
-        try:
-            figs = views.compare_figures(catalog, runs, log=bool(log))
-        except READ_ERRORS as e:
-            return rows, *[views.message_figure(f"cannot compare yet: {e}") for _ in views.COMPARE_FIGURES]
-        return rows, *[figs[n] for n in views.COMPARE_FIGURES]
+        figs = _guard(views.compare_figures, catalog, runs, log=bool(log))
+        return rows, *([figs[n] for n in views.COMPARE_FIGURES] if isinstance(figs, dict) else [figs] * len(views.COMPARE_FIGURES))
 
     return app
 

@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 
 from landscape import plot_plotly
 from landscape.report import overlay_figures
+from apps.cli.plot import figures_for
+from landscape.robustness import read_robustness
 from landscape.store import Surface, read_analysis, read_surface, read_sweep
 
 from .catalog import TABLE_COLUMNS, Catalog, resolve_under
@@ -79,11 +81,17 @@ def sweep_figure(catalog: Catalog, rel: str, *, value: str, log: bool) -> go.Fig
     return fig
 
 
-COMPARE_FIGURES = ("slices", "sweeps", "spectra", "surfaces")
+def robustness_figures(catalog: Catalog, rel: str) -> list[go.Figure]:
+    """Error/ECE per severity, the corruption x severity error table, and CE against the baseline (if stored)."""
+    figs = figures_for("robustness", read_robustness(resolve_under(catalog.root, rel)), False, plot_plotly)
+    return [figs["by_severity"], figs["errors"], figs.get("ce") or message_figure("no baseline in this file: no CE")]
+
+
+COMPARE_FIGURES = ("slices", "sweeps", "spectra", "surfaces", "robustness", "corruption_errors")
 
 
 def compare_figures(catalog: Catalog, runs: list[str], *, log: bool) -> dict[str, go.Figure]:
     """The compare report's overlays for the chosen runs, every name present (a message where none applies)."""
     figs = overlay_figures([catalog.run(r) for r in runs], plot_plotly, log=log, max_grid=MAX_GRID)
-    return {name: figs.get(name) or message_figure(f"none of the chosen runs has a {name} file")
+    return {name: figs.get(name) or message_figure(f"none of the chosen runs has {name.replace('_', ' ')} data")
             for name in COMPARE_FIGURES}

@@ -1,0 +1,95 @@
+"""Corruption robustness: error, NLL and ECE per corruption and severity, CE and mCE against a baseline.
+
+A robustness file (``kind="robustness"``) holds, per model (the checkpoint, and the baseline if one
+was given) and per condition (``clean``, then every corruption x severity), the error (%), NLL, ECE
+and the reliability-bin sums, so that pooled numbers (per severity over all corruptions, as the DAMP
+paper reports) are exact: the pooled ECE is computed from summed bins, not averaged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from data.corruptions import COMMON
+
+from .store import read_grid
+
+MODELS = ("model", "baseline")
+
+
+def corruption_error(errors: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """``CE_c = sum_s E_{s,c} / sum_s E^base_{s,c}`` (Hendrycks & Dietterich; DAMP eq. 27), rows = corruptions."""
+    return np.sum(errors, axis=-1) / np.sum(baseline, axis=-1)
+
+
+def mean_corruption_error(ce: np.ndarray, names: list[str]) -> float:
+    """mCE: the mean CE over the 15 common corruptions among ``names`` (over all of them if none is common)."""
+    common = [i for i, n in enumerate(names) if n in COMMON]
+    return float(np.mean(ce[common] if common else ce))
+
+
+def pooled_ece(count: np.ndarray, correct: np.ndarray, confidence: np.ndarray) -> float:
+    """ECE of the union of several prediction sets from their per-bin sums (bins on the last axis)."""
+    c, a, f = (np.asarray(v, dtype=np.float64).reshape(-1, np.shape(v)[-1]).sum(0) for v in (count, correct, confidence))
+    return float(np.abs(a - f).sum() / c.sum())
+
+
+@dataclass
+class Robustness:
+    """A robustness file read back; arrays are (models, conditions[, bins]), NaN where not computed."""
+
+    path: str
+    corruptions: list[str]
+    severities: list[int]
+    models: list[str]
+    values: dict[str, np.ndarray]
+    attrs: dict
+
+    def _index(self, model: str) -> int:
+        if model not in self.models:
+            raise ValueError(f"{self.path} has no {model!r} (it has {', '.join(self.models)})")
+        return self.models.index(model)
+
+    def clean(self, metric: str = "error", model: str = "model") -> float:
+        return float(self.values[metric][self._index(model), 0])
+
+    def table(self, metric: str = "error", model: str = "model") -> np.ndarray:
+        """(corruptions, severities) of one metric."""
+        v = self.values[metric][self._index(model), 1:]
+        return v.reshape(len(self.corruptions), len(self.severities), *v.shape[1:])
+
+    def by_severity(self, metric: str = "error", model: str = "model") -> np.ndarray:
+        """Per severity, pooled over corruptions (equal-sized sets: the mean; ECE from the summed bins)."""
+        if metric == "ece":
+            bins = [self.table(n, model) for n in ("bin_count", "bin_correct", "bin_confidence")]
+            return np.array([pooled_ece(*(b[:, s] for b in bins)) for s in range(len(self.severities))])
+        return self.table(metric, model).mean(axis=0)
+
+    def mean(self, metric: str = "error", model: str = "model") -> float:
+        """Over every corruption and severity (ECE pooled)."""
+        if metric == "ece":
+            return pooled_ece(*(self.table(n, model) for n in ("bin_count", "bin_correct", "bin_confidence")))
+        return float(self.table(metric, model).mean())
+
+    @property
+    def has_baseline(self) -> bool:
+        return "baseline" in self.models
+
+    def ce(self) -> np.ndarray:
+        """CE per corruption relative to the baseline (NaN without one)."""
+        if not self.has_baseline:
+            return np.full(len(self.corruptions), np.nan)
+        return corruption_error(self.table("error"), self.table("error", "baseline"))
+
+    def mce(self) -> float:
+        return mean_corruption_error(self.ce(), self.corruptions) if self.has_baseline else float("nan")
+
+    def relative_clean_error(self) -> float:
+        return self.clean() / self.clean(model="baseline") if self.has_baseline else float("nan")
+
+
+def read_robustness(path) -> Robustness:
+    attrs, _, values = read_grid(path, "robustness")
+    return Robustness(str(path), list(attrs["corruptions"]), [int(s) for s in attrs["severities"]],
+                      list(attrs["models"]), values, attrs)
