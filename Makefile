@@ -34,6 +34,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/step_cost.py
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/surface.py
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/hessian.py
+	$(BIN)/python bench/corruptions.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

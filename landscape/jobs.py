@@ -286,7 +286,11 @@ def calibration(ckpt: str | Path, opts: EvalOptions, split: str = "test") -> tup
         raise ValueError(f"--split must be train or test, got {split!r}")
     device = resolve_device(opts.device)
     model, meta = load_checkpoint(ckpt, device)
-    logits, labels = predict(model, sets_for(meta, opts, [split], device)[split].batches())
+    return _predictive_metrics(model, sets_for(meta, opts, [split], device)[split])
+
+
+def _predictive_metrics(model: nn.Module, data: EvalSet) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    logits, labels = predict(model, data.batches())
     return classification_metrics(logits, labels), reliability(logits.double().softmax(1), labels)
 
 
@@ -362,9 +366,7 @@ def robustness_analysis(ckpt: str | Path, out: str | Path, corruptions: list[str
             data = EvalSet(normalize(images, meta["dataset"]).to(device), labels.to(device), opts.batch_size)
             points = []
             for m, net in enumerate(models):
-                logits, targets = predict(net, data.batches())
-                metrics = classification_metrics(logits, targets)
-                rel = reliability(logits.double().softmax(1), targets)
+                metrics, rel = _predictive_metrics(net, data)
                 points.append((m * len(conditions) + p, {
                     "error": metrics["error"], "nll": metrics["nll"], "ece": metrics["ece"], "bin_count": rel["count"],
                     "bin_correct": np.nan_to_num(rel["accuracy"]) * rel["count"],

@@ -198,15 +198,16 @@ def compare_surfaces(items: list[tuple[str, Surface]], *, value: str = "train_lo
     their log10, as the matplotlib version spaces its levels, or the basin is one colour."""
     log = log or all(np.nanmin(s.values[value]) > 0 for _, s in items)
     zs = [np.log10(np.where(s.values[value] > 0, s.values[value], np.nan)) if log else s.values[value] for _, s in items]
+    lo, hi = float(np.nanmin([np.nanmin(z) for z in zs])), float(np.nanmax([np.nanmax(z) for z in zs]))
+    levels = {"showlabels": True, "start": lo, "end": hi, "size": (hi - lo) / 20 or 1}  # the same lines in every panel
     fig = make_subplots(rows=1, cols=len(items), subplot_titles=[label for label, _ in items], shared_yaxes=True)
     for col, ((label, s), z) in enumerate(zip(items, zs), 1):
         fig.add_trace(go.Contour(x=s.xcoordinates, y=s.ycoordinates, z=_clean(z), coloraxis="coloraxis", name=label,
-                                 contours={"showlabels": True}), row=1, col=col)
+                                 contours=levels, autocontour=False), row=1, col=col)
         fig.update_xaxes(title_text=_axis_label(s, "x"), row=1, col=col)
     fig.update_yaxes(title_text=_axis_label(items[0][1], "y"), row=1, col=1)
     fig.update_layout(template="plotly_white", title=value,
-                      coloraxis={"colorscale": "Viridis", "cmin": float(np.nanmin([np.nanmin(z) for z in zs])),
-                                 "cmax": float(np.nanmax([np.nanmax(z) for z in zs])),
+                      coloraxis={"colorscale": "Viridis", "cmin": lo, "cmax": hi,
                                  "colorbar": {"title": f"log10 {value}" if log else value}})
     return fig
 

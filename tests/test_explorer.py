@@ -298,3 +298,16 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         assert errors == [], errors
         page.close()
     print(f"screenshots in {shots}: {json.dumps(sorted(p.name for p in shots.iterdir()))}")
+
+
+def test_explore_says_in_one_line_when_the_port_is_taken(folder, capsys):
+    import socket
+
+    from apps.cli.__main__ import main
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["explore", str(folder), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot serve on 127.0.0.1:{port}" in err and "Traceback" not in err
+    assert main(["explore", str(folder / "nope")]) == 2

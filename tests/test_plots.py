@@ -198,6 +198,7 @@ def test_compare_figures_overlay_every_run_on_one_scale():
     assert sets[0].norm.vmin == sets[1].norm.vmin and [ax.get_title() for ax in fig.axes[:2]] == ["erm", "sam"]
     pfig = plot_plotly.compare_surfaces([("erm", a), ("sam", b)])
     assert {t.coloraxis for t in pfig.data} == {"coloraxis"}
+    assert pfig.data[0].contours.start == pfig.data[1].contours.start and pfig.data[0].contours.size == pfig.data[1].contours.size
     assert pfig.layout.coloraxis.cmax == pytest.approx(np.log10(10 * 1.85)) and pfig.layout.coloraxis.cmin == pytest.approx(-1)
 
     slices = [("erm", a.slice("x", 0.0)), ("sam", b.slice("x", 0.0))]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         robustness_analysis(run_dir / "final.pt", robustness, corruptions, severities,
                             EvalOptions(device="cpu", progress=not args.no_progress),
                             baseline=baseline if baseline.is_file() else None, seed=args.seed,
-                            workers=min(4, os.cpu_count() or 1), resume=True)
+                            resume=True)
     runs = find_runs([out / m for m in methods])
     curves = {r.name: calibration(r.checkpoint, EvalOptions(device="cpu", progress=False))[1] for r in runs}
     intro = (f"Demo: `small_cnn` on the embedded digits, {args.epochs} epochs, seed {args.seed}. Surfaces: filter-normalized "

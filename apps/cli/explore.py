@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 EXAMPLES = """examples:
   landscape explore runs/demo                       # then open http://127.0.0.1:8050
@@ -31,11 +32,13 @@ def serve(root: str, host: str = "127.0.0.1", port: int = 8050, refresh: float =
     if refresh <= 0:
         raise ValueError(f"--refresh must be > 0, got {refresh}")
     app = create_app(root, refresh_s=refresh)
+    try:  # say so in one line before Flask starts (it would print a banner and exit 1)
+        with socket.create_server((host, port)):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot serve on {host}:{port}: {e.strerror or e} (choose another --port)") from None
     print(f"landscape explorer: serving {root} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
-    try:
-        app.run(host=host, port=port, debug=False)
-    except OSError as e:  # port taken, address not available
-        raise ValueError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+    app.run(host=host, port=port, debug=False)
 
 
 def run(args: argparse.Namespace) -> int:
