@@ -206,6 +206,13 @@ def figure(page, graph: str, timeout: float = 20.0) -> list[dict]:
     raise AssertionError(f"#{graph} drew nothing in {timeout} s")
 
 
+def column(page, grid: str, field: str) -> list[str]:
+    """A grid column's cells in display order (AG Grid keeps rows in the DOM in any order, with a row-index)."""
+    rows = page.locator(f"#{grid} .ag-center-cols-container .ag-row").all()
+    cells = {int(r.get_attribute("row-index")): r.locator(f".ag-cell[col-id='{field}']").inner_text().strip() for r in rows}
+    return [cells[i] for i in sorted(cells)]
+
+
 def wait_for(predicate, timeout: float = 20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -226,15 +233,14 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         page.goto(url)
 
         # the runs index: one row per run, numbers as in the run's files, sortable
-        page.wait_for_selector("#runs-table td[data-dash-column='run']", timeout=20000)
-        wait_for(lambda: page.locator("#runs-table td[data-dash-column='run']").count() == 3)
-        runs = page.locator("#runs-table td[data-dash-column='run']").all_inner_texts()
-        errs = page.locator("#runs-table td[data-dash-column='test_error']").all_inner_texts()
+        page.wait_for_selector("#runs-table .ag-cell[col-id='run']", timeout=20000)
+        wait_for(lambda: len(column(page, "runs-table", "run")) == 3)
+        shown = dict(zip(column(page, "runs-table", "run"), column(page, "runs-table", "test_error")))
         expected = {r: f"{summary_row(find_run(folder / r), 0.1)['test_error']:.2f}".rstrip("0").rstrip(".") for r in ("erm", "sam")}
-        assert {r: e for r, e in zip(runs, errs) if r in expected} == expected
-        page.locator("#runs-table th[data-dash-column='test_error'] .column-header--sort").click()
-        sorted_errs = [float(e) for e in page.locator("#runs-table td[data-dash-column='test_error']").all_inner_texts() if e]
-        assert sorted_errs == sorted(sorted_errs)
+        assert {r: shown[r] for r in expected} == expected
+        page.locator("#runs-table .ag-header-cell[col-id='test_error'] .ag-header-cell-label").click()
+        wait_for(lambda: [float(e) for e in column(page, "runs-table", "test_error") if e] ==
+                 sorted(float(e) for e in column(page, "runs-table", "test_error") if e))
         page.screenshot(path=shots / "runs.png", full_page=True)
 
         # a 2-D surface: the contour holds the file's values (log10 by default), heat map and 3-D switch the trace
@@ -275,17 +281,14 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
 
         # compare: tick two runs in the index, their overlays and shared colour scale appear
         page.get_by_text("Runs", exact=True).click()
-        page.wait_for_selector("#runs-table td[data-dash-column='run']")
-        for row in page.locator("#runs-table tbody tr").all():
-            cell = row.locator("td[data-dash-column='run']")
-            if cell.count() and cell.inner_text().strip() in ("erm", "sam"):
-                row.locator("input[type=checkbox]").check()
+        for run in ("erm", "sam"):
+            page.locator(f"#runs-table .ag-row[row-id='{run}'] input.ag-checkbox-input").first.check()
         page.get_by_text("Compare", exact=True).click()
         sweeps = wait_for(lambda: {t["name"] for t in figure(page, "compare-sweeps")} == {"erm", "sam"})
         assert sweeps
         surfaces = figure(page, "compare-surfaces")
         assert len(surfaces) == 2 and {t["coloraxis"] for t in surfaces} == {"coloraxis"}
-        wait_for(lambda: page.locator("#compare-table td[data-dash-column='run']").count() == 2)
+        wait_for(lambda: sorted(column(page, "compare-table", "run")) == ["erm", "sam"])
         page.screenshot(path=shots / "compare.png", full_page=True)
 
         # a new file appears while the page is open

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
+import dash_ag_grid as dag
+from dash import Dash, Input, Output, State, dcc, html, no_update
 from flask import abort, send_file
 
 from landscape.plot_plotly import SURFACE_2D_KINDS
@@ -39,13 +40,16 @@ def _controls(*children) -> html.Div:
     return html.Div(children, className="controls")
 
 
+def grid(grid_id: str, **kwargs) -> dag.AgGrid:
+    """A runs table: one row per run (its id), numbers right-aligned, every column sortable and filterable."""
+    columns = [{"field": k, "headerName": h, "sortable": True, "filter": "agNumberColumnFilter" if d is not None else True,
+                **({"type": "numericColumn"} if d is not None else {})} for k, h, d in TABLE_COLUMNS]
+    return dag.AgGrid(id=grid_id, columnDefs=columns, rowData=[], getRowId="params.data.run", columnSize="autoSize",
+                      style={"height": "320px"} if "domLayout" not in kwargs.get("dashGridOptions", {}) else {}, **kwargs)
+
+
 def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
-    table = dash_table.DataTable(
-        id="runs-table", columns=[{"name": h, "id": k, "type": "numeric" if d is not None else "text"}
-                                  for k, h, d in TABLE_COLUMNS],
-        data=[], sort_action="native", filter_action="native", row_selectable="multi", selected_rows=[],
-        style_cell={"fontFamily": "system-ui, sans-serif", "padding": "4px 8px"}, style_table={"overflowX": "auto"},
-        style_header={"fontWeight": "bold", "backgroundColor": "#f4f4f4"})
+    table = grid("runs-table", dashGridOptions={"rowSelection": {"mode": "multiRow"}, "animateRows": False})
     checkbox = {"options": [{"label": " log scale", "value": "log"}], "value": [], "inline": True}
     return html.Div([
         html.H2(["landscape explorer ", html.Small(str(catalog.root), style={"color": "#666"})]),
@@ -54,7 +58,7 @@ def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
         dcc.Store(id="snapshot"),
         dcc.Tabs(id="tabs", value="runs", children=[
             dcc.Tab(label="Runs", value="runs", children=[
-                html.P("Select runs (checkboxes) to compare them in the Compare tab; click a header to sort."),
+                html.P("Tick runs to compare them in the Compare tab; click a header to sort, its menu to filter."),
                 table]),
             dcc.Tab(label="Surface", value="surface", children=[
                 _controls(dcc.Dropdown(id="surface-file", placeholder="surface file", clearable=False, style=WIDE),
@@ -85,9 +89,7 @@ def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
             dcc.Tab(label="Compare", value="compare", children=[
                 _controls(dcc.Dropdown(id="compare-runs", multi=True, placeholder="runs to compare", style={"width": "40em"}),
                           dcc.Checklist(id="compare-log", **checkbox)),
-                dash_table.DataTable(id="compare-table", columns=[{"name": h, "id": k} for k, h, _ in TABLE_COLUMNS],
-                                     data=[], style_cell={"fontFamily": "system-ui, sans-serif", "padding": "4px 8px"},
-                                     style_table={"overflowX": "auto"}),
+                grid("compare-table", dashGridOptions={"domLayout": "autoHeight"}),
                 *[dcc.Graph(id=f"compare-{name}") for name in views.COMPARE_FIGURES]]),
         ]),
     ], className="page")
@@ -116,7 +118,7 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
         status = f"{len(snap['runs'])} runs, {len(snap['files'])} analysis files (rescanned every {refresh_s:g} s)"
         return (no_update if snap == current else snap), status
 
-    @app.callback(Output("runs-table", "data"), Output("surface-file", "options"), Output("surface-file", "value"),
+    @app.callback(Output("runs-table", "rowData"), Output("surface-file", "options"), Output("surface-file", "value"),
                   Output("hessian-file", "options"), Output("hessian-file", "value"), Output("sweep-file", "options"),
                   Output("sweep-file", "value"), Output("robustness-file", "options"), Output("robustness-file", "value"),
                   Output("compare-runs", "options"),
@@ -176,12 +178,11 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
         figs = _guard(views.robustness_figures, catalog, rel) if rel else views.message_figure("no robustness files yet")
         return figs if isinstance(figs, list) else [figs] * 3
 
-    @app.callback(Output("compare-runs", "value"), Input("runs-table", "selected_rows"), State("runs-table", "data"),
-                  prevent_initial_call=True)
-    def select_runs(rows, data):
-        return [data[i]["run"] for i in rows or [] if i < len(data)]
+    @app.callback(Output("compare-runs", "value"), Input("runs-table", "selectedRows"), prevent_initial_call=True)
+    def select_runs(rows):
+        return [r["run"] for r in rows or []]
 
-    @app.callback(Output("compare-table", "data"), *[Output(f"compare-{n}", "figure") for n in views.COMPARE_FIGURES],
+    @app.callback(Output("compare-table", "rowData"), *[Output(f"compare-{n}", "figure") for n in views.COMPARE_FIGURES],
                   Input("compare-runs", "value"), Input("compare-log", "value"), Input("snapshot", "data"))
     def show_compare(runs, log, snap):
         if not runs or not snap:
