@@ -104,7 +104,7 @@ def columns(rho: float) -> list[Column]:
 
 
 def summary_row(run: Run, rho: float) -> dict:
-    """The table's numbers for one run (NaN where the run lacks the file)."""
+    """The table's numbers for one run (None where the run lacks the file)."""
     row = {"run": run.name, "method": run.config.get("method", ""), "model": run.config.get("model", ""),
            "dataset": run.config.get("dataset", ""), "epochs": run.metrics.get("epoch", np.nan)}
     for key in ("test_error", "test_nll", "test_ece", "train_seconds"):
@@ -121,7 +121,7 @@ def summary_row(run: Run, rho: float) -> dict:
     if "robustness" in run.files:
         r = read_robustness(run.files["robustness"])
         row["corruption_error"], row["mce"] = r.mean("error"), r.mce()
-    return row
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}  # JSON-safe
 
 
 def _cell(value, digits: int) -> str:
@@ -217,18 +217,19 @@ def write_report(runs: list[Run], out: str | Path, *, rho: float = 0.1, formats:
         md_figs.append(f"### {name}\n\n{CAPTIONS[name]}\n\n![{name}]({name}.{formats[0]})\n")
     sources = _sources(runs)
     title = "Comparison of " + ", ".join(r.name for r in runs)
-    md = f"# {title}\n\n{intro}\n\n{markdown_table(rows, cols)}\n\n{_notes(rho)}\n\n{_sources_md(sources)}\n\n## Figures\n\n" + "\n".join(md_figs)
+    md = (f"# {title}\n\n{intro}\n\n{markdown_table(rows, cols)}\n\n{_notes(rho)}\n\n{_sources_md(sources)}\n\n"
+          "## Figures\n\n" + "\n".join(md_figs))
     atomic_write(out / "report.md", lambda tmp: tmp.write_text(md))
     parts = []
     for i, (name, fig) in enumerate(overlay_figures(runs, plot_plotly, log=log, calibration=calibration).items()):
         parts.append(f"<h3>{name}</h3><p>{html.escape(CAPTIONS[name])}</p>"
                      + fig.to_html(full_html=False, include_plotlyjs=i == 0, default_height=420))
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
-            f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>{html_table(rows, cols)}<p>{html.escape(_notes(rho))}</p>"
-            f"<h2>Figures</h2>{''.join(parts)}</body></html>")
+            f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>{html_table(rows, cols)}"
+            f"<p>{html.escape(_notes(rho))}</p><h2>Figures</h2>{''.join(parts)}</body></html>")
     atomic_write(out / "report.html", lambda tmp: tmp.write_text(page))
-    plain = [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()} for r in rows]
-    summary = {"rho": rho, "columns": {c.key: {"header": c.header, "from": c.source} for c in cols}, "rows": plain, "sources": sources}
+    summary = {"rho": rho, "columns": {c.key: {"header": c.header, "from": c.source} for c in cols}, "rows": rows,
+               "sources": sources}
     atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     return out
 

@@ -5,7 +5,6 @@ signature of its files, so the explorer rescans every few seconds and only rerea
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,9 +62,9 @@ class Catalog:
             rel_dir = here.relative_to(self.root).as_posix()
             signature = []
             for name in sorted(filenames):
-                if name.startswith("."):  # temporary files of atomic writes
-                    continue
                 path = here / name
+                if name.startswith(".") or path.is_symlink():  # temporary files of atomic writes; links may leave ROOT
+                    continue
                 try:
                     stat = path.stat()
                 except OSError:
@@ -81,9 +80,9 @@ class Catalog:
             if any(name in RUN_MARKERS for name in filenames) or any(f.run == rel_dir for f in files):
                 run_dirs[rel_dir] = signature
         runs = [self._summary(rel, tuple(sig)) for rel, sig in run_dirs.items()]
-        return {"root": str(self.root), "files": [e.__dict__ for e in files], "runs": [r for r in runs if r]}
+        return {"root": str(self.root), "files": [e.__dict__ for e in files], "runs": runs}
 
-    def _summary(self, rel: str, signature: tuple) -> dict | None:
+    def _summary(self, rel: str, signature: tuple) -> dict:
         cached = self._runs.get(rel)
         if cached and cached[0] == signature:
             return cached[1]
@@ -91,8 +90,7 @@ class Catalog:
             run = find_run(self.root / rel, name=rel)
             row = {**summary_row(run, SHARPNESS_RHO), "files": len(run.files)}
         except (OSError, ValueError, KeyError, RuntimeError) as e:  # a file mid-write: shown, retried next scan
-            row = {"run": rel, "method": "", "error": str(e).splitlines()[0][:200]}
-        row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+            row = {"run": rel, "method": f"(unreadable: {str(e).splitlines()[0][:160]})"}
         self._runs[rel] = (signature, row)
         return row
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from apps.cli.plot import figures_for
 from landscape import plot_plotly
 from landscape.report import overlay_figures
-from apps.cli.plot import figures_for
 from landscape.robustness import read_robustness
 from landscape.store import Surface, read_analysis, read_surface, read_sweep
 
