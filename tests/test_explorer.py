@@ -58,6 +58,9 @@ def test_catalog_finds_runs_and_files_and_picks_up_new_ones(folder):
     assert rows["sam"]["lambda_max"] == round(expected["lambda_max"], 3) and rows["old"]["test_error"] is None
     shutil.copy(folder / "erm" / "sweep.h5", folder / "sam" / "sweep_b.h5")
     (folder / "sam" / ".sweep_c.h5.tmp123").write_bytes(b"partial")  # an atomic write in progress: not listed
+    outside = folder.parent / "outside.h5"
+    shutil.copy(folder / "erm" / "sweep.h5", outside)
+    (folder / "sam" / "link.h5").symlink_to(outside)  # a link out of the root: not listed
     assert "sam/sweep_b.h5" in [e["rel"] for e in cat.scan()["files"]] and len(cat.scan()["files"]) == 10
 
 

@@ -19,7 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  landscape demo --out runs/demo\n  landscape train --method sam --epochs 10 --out runs/sam\n"
                "  landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --out runs/sam/surface.h5\n"
                "  landscape hessian runs/sam/final.pt --top-k 5 --trace 99 --out runs/sam/hessian.h5\n"
-               "  landscape sweep runs/sam/final.pt --radii 0:1:11 --out runs/sam/sweep.h5\n\n"
+               "  landscape sweep runs/sam/final.pt --radii 0:1:11 --out runs/sam/sweep.h5\n"
+               "  landscape robustness runs/sam/final.pt --baseline runs/erm/final.pt --out runs/sam/robustness.h5\n"
+               "  landscape compare runs/erm runs/sam --out report/\n"
+               "  landscape explore runs\n\n"
                "Run 'landscape COMMAND --help' for a command's options. Set LANDSCAPE_DEBUG=1 for tracebacks.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
