@@ -317,3 +317,20 @@ def test_explore_says_in_one_line_when_the_port_is_taken(folder, capsys):
     err = capsys.readouterr().err
     assert f"cannot serve on 127.0.0.1:{port}" in err and "Traceback" not in err
     assert main(["explore", str(folder / "nope")]) == 2
+
+
+def test_views_draw_trajectories_and_1d_files(runs, folder):
+    from landscape.jobs import EvalOptions, random_surface, trajectory_surface
+
+    opts = EvalOptions(samples=50, device="cpu", progress=False)
+    path = trajectory_surface(runs / "erm", folder / "erm" / "trajectory.h5", np.linspace(-1, 1, 4), np.linspace(-1, 1, 3), opts)
+    random_surface(runs / "erm" / "final.pt", folder / "erm" / "line.h5", np.linspace(-1, 1, 5), None, opts)
+    cat = Catalog(folder)
+    fig = views.surface_figure(cat, "erm/trajectory.h5", kind="contour", value="train_loss", log=True, levels=10)
+    path_trace = next(t for t in fig.data if t.name == "trajectory")
+    np.testing.assert_allclose(path_trace.x, read_surface(path).extras["proj_xcoord"])
+    assert fig.layout.xaxis.title.text.startswith("PC1: ")
+    line = views.surface_figure(cat, "erm/line.h5", kind="contour", value="train_loss", log=False, levels=10)
+    np.testing.assert_allclose(line.data[0].y, read_surface(folder / "erm" / "line.h5").values["train_loss"])
+    assert "slices are for 2-D" in views.slices_figure(cat, "erm/line.h5", value="train_loss", x=0, y=0,
+                                                       log=False).layout.annotations[0].text
