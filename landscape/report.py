@@ -130,19 +130,41 @@ def _cell(value, digits: int) -> str:
     return "—" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def markdown_table(rows: list[dict], cols: list[Column]) -> str:
-    head = ["run", "method"] + [c.header for c in cols]
+def markdown_table(head: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join([r["run"], r["method"]] + [_cell(r[c.key], c.digits) for c in cols]) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
 
 
-def html_table(rows: list[dict], cols: list[Column]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["run", "method"] + [c.header for c in cols])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in [r["run"], r["method"]] +
-                                    [_cell(r[c.key], c.digits) for c in cols]) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def html_table(head: list[str], body: list[list[str]]) -> str:
+    def cells(tag: str, row: list[str]) -> str:
+        return "".join(f"<{tag}>{html.escape(v)}</{tag}>" for v in row)
+
+    return (f"<table><thead><tr>{cells('th', head)}</tr></thead><tbody>"
+            + "".join(f"<tr>{cells('td', row)}</tr>" for row in body) + "</tbody></table>")
+
+
+def summary_table(rows: list[dict], cols: list[Column]) -> tuple[list[str], list[list[str]]]:
+    """(header, formatted rows) of the comparison table."""
+    return (["run", "method"] + [c.header for c in cols],
+            [[r["run"], r["method"]] + [_cell(r[c.key], c.digits) for c in cols] for r in rows])
+
+
+def robustness_tables(runs: list[Run]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Per-severity error and ECE pooled over corruptions, one row per run with a robustness file: (title, head, body)."""
+    robust = [(r.name, read_robustness(r.files["robustness"])) for r in runs if "robustness" in r.files]
+    if not robust:
+        return []
+    severities = sorted({s for _, rb in robust for s in rb.severities})
+    out = []
+    for metric, title, digits in (("error", "test error (%)", 2), ("ece", "ECE", 4)):
+        body = []
+        for name, rb in robust:
+            by = dict(zip(rb.severities, rb.by_severity(metric)))
+            body.append([name, _cell(rb.clean(metric), digits)] + [_cell(by.get(s), digits) for s in severities]
+                        + [_cell(rb.mean(metric), digits)])
+        out.append((f"Robustness: {title} per severity, pooled over corruptions",
+                    ["run", "clean"] + [f"severity {s}" for s in severities] + ["all corrupted"], body))
+    return out
 
 
 def overlay_figures(runs: list[Run], lib, *, log: bool = False, calibration: dict[str, dict] | None = None,
@@ -217,16 +239,21 @@ def write_report(runs: list[Run], out: str | Path, *, rho: float = 0.1, formats:
         md_figs.append(f"### {name}\n\n{CAPTIONS[name]}\n\n![{name}]({name}.{formats[0]})\n")
     sources = _sources(runs)
     title = "Comparison of " + ", ".join(r.name for r in runs)
-    md = (f"# {title}\n\n{intro}\n\n{markdown_table(rows, cols)}\n\n{_notes(rho)}\n\n{_sources_md(sources)}\n\n"
-          "## Figures\n\n" + "\n".join(md_figs))
+    table = summary_table(rows, cols)
+    robust = robustness_tables(runs)
+    md = (f"# {title}\n\n{intro}\n\n{markdown_table(*table)}\n\n{_notes(rho)}\n\n"
+          + "".join(f"**{t}**\n\n{markdown_table(h, b)}\n\n" for t, h, b in robust)
+          + f"{_sources_md(sources)}\n\n## Figures\n\n" + "\n".join(md_figs))
     atomic_write(out / "report.md", lambda tmp: tmp.write_text(md))
     parts = []
     for i, (name, fig) in enumerate(overlay_figures(runs, plot_plotly, log=log, calibration=calibration).items()):
         parts.append(f"<h3>{name}</h3><p>{html.escape(CAPTIONS[name])}</p>"
                      + fig.to_html(full_html=False, include_plotlyjs=i == 0, default_height=420))
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
-            f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>{html_table(rows, cols)}"
-            f"<p>{html.escape(_notes(rho))}</p><h2>Figures</h2>{''.join(parts)}</body></html>")
+            f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>{html_table(*table)}"
+            f"<p>{html.escape(_notes(rho))}</p>"
+            + "".join(f"<h3>{html.escape(t)}</h3>{html_table(h, b)}" for t, h, b in robust)
+            + f"<h2>Figures</h2>{''.join(parts)}</body></html>")
     atomic_write(out / "report.html", lambda tmp: tmp.write_text(page))
     summary = {"rho": rho, "columns": {c.key: {"header": c.header, "from": c.source} for c in cols}, "rows": rows,
                "sources": sources}
@@ -250,9 +277,8 @@ def _sources(runs: list[Run]) -> dict[str, dict[str, str]]:
 
 
 def _sources_md(sources: dict[str, dict[str, str]]) -> str:
-    lines = ["| run | files |", "|---|---|"]
-    lines += [f"| {name} | {', '.join(f'`{p}`' for p in files.values() if p)} |" for name, files in sources.items()]
-    return "\n".join(lines)
+    return markdown_table(["run", "files"], [[name, ", ".join(f"`{p}`" for p in files.values() if p)]
+                                             for name, files in sources.items()])
 
 
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"

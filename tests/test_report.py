@@ -52,6 +52,10 @@ def test_compare_table_equals_source_files(analysed, tmp_path, capsys):
             assert row[key] == pytest.approx(value, rel=1e-12), key
             assert cell == f"{value:.{digits}f}", key
         assert rows[method][1] == method and summary["sources"][method]["hessian"] == str(run / "hessian.h5")
+    sev = [[c.strip() for c in line.split("|")[1:-1]] for line in md.split("**Robustness: test error")[1].splitlines()
+           if line.startswith("| sam ")][0]
+    rob = read_robustness(analysed / "sam" / "robustness.h5")
+    assert sev[1:] == [f"{v:.2f}" for v in (rob.clean(), *rob.by_severity(), rob.mean())]
     for name in ("slices", "surfaces", "sweeps", "spectra", "calibration", "robustness", "corruption_errors"):
         assert f"![{name}]({name}.png)" in md and (out / f"{name}.png").stat().st_size > 10_000
     page = (out / "report.html").read_text()

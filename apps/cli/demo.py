@@ -11,7 +11,7 @@ from apps.cli.explore import serve
 from data.corruptions import parse_corruptions, parse_severities
 from landscape.jobs import (EvalOptions, calibration, hessian_analysis, random_surface, robustness_analysis,
                             sweep_analysis)
-from landscape.report import columns, find_runs, markdown_table, summary_row, write_report
+from landscape.report import columns, find_runs, markdown_table, summary_row, summary_table, write_report
 from landscape.sweep import SweepSettings
 from trainers import TrainConfig, read_checkpoint, train
 from trainers.train import newest_checkpoint
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
              f"corruptions of imagecorruptions at severities {args.severities} (8x8 digits upsampled to 32x32, corrupted, averaged back), "
              f"CE relative to ERM.")
     report = write_report(runs, out / "report", rho=SHARPNESS_RHO, calibration=curves, intro=intro)
-    print(f"\n{markdown_table([summary_row(r, SHARPNESS_RHO) for r in runs], columns(SHARPNESS_RHO))}\n\n"
+    table = summary_table([summary_row(r, SHARPNESS_RHO) for r in runs], columns(SHARPNESS_RHO))
+    print(f"\n{markdown_table(*table)}\n\n"
           f"[demo] comparison report: {report / 'report.md'} and {report / 'report.html'} (open it in a browser)")
     if not args.no_serve:
         print(f"[demo] serving the explorer over {out}; open http://127.0.0.1:{args.port}/ (Ctrl-C ends the demo)")
