@@ -67,9 +67,10 @@ def test_catalog_finds_runs_and_files_and_picks_up_new_ones(folder):
 def test_views_draw_the_files_data(folder):
     cat = Catalog(folder)
     s = read_surface(folder / "erm" / "surface_2d.h5")
-    fig = views.surface_figure(cat, "erm/surface_2d.h5", kind="heatmap", value="test_loss", log=False, levels=20)
+    fig, values = views.surface_figure(cat, "erm/surface_2d.h5", kind="heatmap", value="test_loss", log=False, levels=20)
+    assert values == list(s.values)
     np.testing.assert_allclose(np.array(fig.data[0].z, float), s.values["test_loss"])
-    ll = views.surface_figure(cat, "old/ll_surface.h5", kind="contour", value="train_loss", log=True, levels=20)
+    ll, _ = views.surface_figure(cat, "old/ll_surface.h5", kind="contour", value="train_loss", log=True, levels=20)
     np.testing.assert_allclose(np.array(ll.data[0].z, float), np.log10(s.values["train_loss"]), rtol=1e-6)
     cut = views.slices_figure(cat, "erm/surface_2d.h5", value="train_loss", x=0.4, y=-0.9, log=False)
     along_x, along_y = [t for t in cut.data if t.name == "train_loss"]
@@ -123,7 +124,7 @@ time.sleep(30)
         assert writer.stdout.readline().strip() == "ready"
         cat = Catalog(folder)
         assert "erm/growing.h5" in [e["rel"] for e in cat.scan()["files"]]
-        fig = views.surface_figure(cat, "erm/growing.h5", kind="heatmap", value="train_loss", log=False, levels=10)
+        fig, _ = views.surface_figure(cat, "erm/growing.h5", kind="heatmap", value="train_loss", log=False, levels=10)
         z = np.array(fig.data[0].z, dtype=float)
         np.testing.assert_array_equal(z.ravel()[:5], [1, 2, 3, 4, 5])
         assert np.isnan(z.ravel()[5:]).all() and "5 of 12 points computed" in fig.layout.annotations[0].text
@@ -326,11 +327,24 @@ def test_views_draw_trajectories_and_1d_files(runs, folder):
     path = trajectory_surface(runs / "erm", folder / "erm" / "trajectory.h5", np.linspace(-1, 1, 4), np.linspace(-1, 1, 3), opts)
     random_surface(runs / "erm" / "final.pt", folder / "erm" / "line.h5", np.linspace(-1, 1, 5), None, opts)
     cat = Catalog(folder)
-    fig = views.surface_figure(cat, "erm/trajectory.h5", kind="contour", value="train_loss", log=True, levels=10)
+    fig, _ = views.surface_figure(cat, "erm/trajectory.h5", kind="contour", value="train_loss", log=True, levels=10)
     path_trace = next(t for t in fig.data if t.name == "trajectory")
     np.testing.assert_allclose(path_trace.x, read_surface(path).extras["proj_xcoord"])
     assert fig.layout.xaxis.title.text.startswith("PC1: ")
-    line = views.surface_figure(cat, "erm/line.h5", kind="contour", value="train_loss", log=False, levels=10)
+    line, _ = views.surface_figure(cat, "erm/line.h5", kind="contour", value="train_loss", log=False, levels=10)
     np.testing.assert_allclose(line.data[0].y, read_surface(folder / "erm" / "line.h5").values["train_loss"])
     assert "slices are for 2-D" in views.slices_figure(cat, "erm/line.h5", value="train_loss", x=0, y=0,
                                                        log=False).layout.annotations[0].text
+
+
+def test_a_view_redraws_only_when_its_own_files_change(folder):
+    import os
+
+    cat = Catalog(folder)
+    before = cat.scan()
+    os.utime(folder / "sam" / "sweep.h5", (1, 1))  # another file changes
+    after = cat.scan()
+    assert views.version(after, files=["erm/surface_2d.h5"]) == views.version(before, files=["erm/surface_2d.h5"])
+    assert views.version(after, files=["sam/sweep.h5"]) != views.version(before, files=["sam/sweep.h5"])
+    assert views.version(after, runs=["sam"]) != views.version(before, runs=["sam"])  # compare follows its runs
+    assert views.version(after, runs=["erm"]) == views.version(before, runs=["erm"])

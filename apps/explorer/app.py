@@ -20,6 +20,7 @@ from .catalog import TABLE_COLUMNS, Catalog, resolve_under
 
 READ_ERRORS = (OSError, ValueError, KeyError, PermissionError, RuntimeError)
 SURFACES = ("surface_1d", "surface_2d")
+VIEWS = ("surface", "hessian", "sweep", "robustness", "compare")
 WIDE = {"width": "24em"}
 
 
@@ -56,6 +57,7 @@ def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
         html.Div(id="status", className="status"),
         dcc.Interval(id="tick", interval=refresh_ms),
         dcc.Store(id="snapshot"),
+        *[dcc.Store(id=f"{view}-version") for view in VIEWS],
         dcc.Tabs(id="tabs", value="runs", children=[
             dcc.Tab(label="Runs", value="runs", children=[
                 html.P("Tick runs to compare them in the Compare tab; click a header to sort, its menu to filter."),
@@ -133,17 +135,24 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
             out += [options, _keep(value, options)]
         return *out, [r["run"] for r in snap["runs"]]
 
+    for view in VIEWS:  # each view redraws when its own files change, not on every rescan
+        track = "compare-runs" if view == "compare" else f"{view}-file"
+
+        @app.callback(Output(f"{view}-version", "data"), Input("snapshot", "data"), Input(track, "value"),
+                      State(f"{view}-version", "data"))
+        def follow(snap, chosen, current, view=view):
+            chosen = chosen if isinstance(chosen, list) else [chosen] if chosen else []
+            new = views.version(snap, **({"runs": chosen} if view == "compare" else {"files": chosen}))
+            return no_update if new == current else new
+
     @app.callback(Output("surface-graph", "figure"), Output("surface-value", "options"), Output("surface-download", "href"),
                   Input("surface-file", "value"), Input("surface-kind", "value"), Input("surface-value", "value"),
-                  Input("surface-log", "value"), Input("surface-levels", "value"), Input("snapshot", "data"))
+                  Input("surface-log", "value"), Input("surface-levels", "value"), Input("surface-version", "data"))
     def show_surface(rel, kind, value, log, levels, _):
         if not rel:
             return views.message_figure("no surface files under this folder yet"), [], ""
-        fig = _guard(views.surface_figure, catalog, rel, kind=kind, value=value, log=bool(log), levels=levels)
-        try:
-            values = views.value_options(catalog, rel)
-        except READ_ERRORS:
-            values = [value]
+        drawn = _guard(views.surface_figure, catalog, rel, kind=kind, value=value, log=bool(log), levels=levels)
+        fig, values = drawn if isinstance(drawn, tuple) else (drawn, [value])
         return fig, values, f"/files/{rel}"
 
     @app.callback(Output("slice-graph", "figure"), Input("surface-graph", "clickData"), State("surface-file", "value"),
@@ -161,19 +170,19 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
         name = Path(rel or "figure").with_suffix(".html").name
         return {"content": go.Figure(figure).to_html(include_plotlyjs=True), "filename": name}
 
-    @app.callback(Output("hessian-graph", "figure"), Input("hessian-file", "value"), Input("snapshot", "data"))
+    @app.callback(Output("hessian-graph", "figure"), Input("hessian-file", "value"), Input("hessian-version", "data"))
     def show_hessian(rel, _):
         return _guard(views.hessian_figure, catalog, rel) if rel else views.message_figure("no Hessian files yet")
 
     @app.callback(Output("sweep-graph", "figure"), Input("sweep-file", "value"), Input("sweep-value", "value"),
-                  Input("sweep-log", "value"), Input("snapshot", "data"))
+                  Input("sweep-log", "value"), Input("sweep-version", "data"))
     def show_sweep(rel, value, log, _):
         if not rel:
             return views.message_figure("no sweep files yet")
         return _guard(views.sweep_figure, catalog, rel, value=value, log=bool(log))
 
     @app.callback(*[Output(f"robustness-{i}", "figure") for i in range(3)], Input("robustness-file", "value"),
-                  Input("snapshot", "data"))
+                  Input("robustness-version", "data"))
     def show_robustness(rel, _):
         figs = _guard(views.robustness_figures, catalog, rel) if rel else views.message_figure("no robustness files yet")
         return figs if isinstance(figs, list) else [figs] * 3
@@ -183,8 +192,9 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
         return [r["run"] for r in rows or []]
 
     @app.callback(Output("compare-table", "rowData"), *[Output(f"compare-{n}", "figure") for n in views.COMPARE_FIGURES],
-                  Input("compare-runs", "value"), Input("compare-log", "value"), Input("snapshot", "data"))
-    def show_compare(runs, log, snap):
+                  Input("compare-runs", "value"), Input("compare-log", "value"), Input("compare-version", "data"),
+                  State("snapshot", "data"))
+    def show_compare(runs, log, _, snap):
         if not runs or not snap:
             return [], *[views.message_figure("choose runs to compare") for _ in views.COMPARE_FIGURES]
         rows = [r for r in views.table_rows(snap) if r["run"] in runs]

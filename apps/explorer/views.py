@@ -30,6 +30,15 @@ def file_options(snapshot: dict, categories: tuple[str, ...]) -> list[dict]:
     return [{"label": e["rel"], "value": e["rel"]} for e in snapshot["files"] if e["category"] in categories]
 
 
+def version(snapshot: dict | None, *, files: list[str] = (), runs: list[str] = ()) -> list:
+    """What a view depends on, as (path, mtime, size) of its files and its runs' rows: the view is redrawn only
+    when this changes, not on every rescan that found some other file changed."""
+    if not snapshot:
+        return []
+    return ([[e["rel"], e["mtime"], e["size"]] for e in snapshot["files"] if e["rel"] in files or e["run"] in runs]
+            + [r for r in snapshot["runs"] if r["run"] in runs])
+
+
 def message_figure(text: str) -> go.Figure:
     """An empty figure that says why there is nothing to show (no file yet, file mid-write, bad choice)."""
     fig = go.Figure()
@@ -42,7 +51,9 @@ def load_surface(catalog: Catalog, rel: str) -> Surface:
     return read_surface(resolve_under(catalog.root, rel)).downsample(MAX_GRID)
 
 
-def surface_figure(catalog: Catalog, rel: str, *, kind: str, value: str, log: bool, levels: int) -> go.Figure:
+def surface_figure(catalog: Catalog, rel: str, *, kind: str, value: str, log: bool,
+                   levels: int) -> tuple[go.Figure, list[str]]:
+    """The surface drawn, and the values it holds (for the value menu): one read of the file."""
     s = load_surface(catalog, rel)
     if value not in s.values:
         value = next(iter(s.values))
@@ -53,11 +64,7 @@ def surface_figure(catalog: Catalog, rel: str, *, kind: str, value: str, log: bo
         fig.add_annotation(text=f"{done} of {s.computed.size} points computed so far", xref="paper", yref="paper",
                            x=0, y=1.08, showarrow=False)
     fig.update_layout(uirevision=rel)  # keep zoom and camera while the file refreshes
-    return fig
-
-
-def value_options(catalog: Catalog, rel: str) -> list[str]:
-    return list(load_surface(catalog, rel).values)
+    return fig, list(s.values)
 
 
 def slices_figure(catalog: Catalog, rel: str, *, value: str, x: float, y: float, log: bool) -> go.Figure:
