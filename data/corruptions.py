@@ -10,10 +10,12 @@ corrupted, and area-averaged back. Note that its severity constants are ImageNet
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
 import multiprocessing
 import os
+import warnings
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -136,14 +138,17 @@ def corrupted_split(images: Tensor, key: str, name: str, severity: int, seed: in
         if cached.shape == tuple(images.shape) and cached.dtype == np.uint8:
             return torch.from_numpy(cached)
     out = corrupt_images(images, name, severity, seed, indices=indices, workers=workers)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             np.save(f, out.numpy())
         os.replace(tmp, path)
+    except OSError as e:  # a read-only or full cache costs time, not the result
+        warnings.warn(f"corruptions not cached ({e}); set LANDSCAPE_CACHE to a writable folder", stacklevel=2)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return out
 
 

@@ -334,9 +334,10 @@ def robustness_analysis(ckpt: str | Path, out: str | Path, corruptions: list[str
         base_model, base_meta = load_checkpoint(baseline, device)
         if base_meta["dataset"]["name"] != meta["dataset"]["name"]:
             raise ValueError(f"baseline {baseline} was trained on {base_meta['dataset']['name']}, not {meta['dataset']['name']}")
-        models.append(base_model)
         attrs.update(models=["model", "baseline"], baseline=str(baseline), baseline_sha256=sha256(baseline),
                      baseline_method=base_meta["method"]["name"])
+        if attrs["baseline_sha256"] != attrs["checkpoint_sha256"]:  # the baseline itself (ERM in the demo): once
+            models.append(base_model)
     dataset = meta["dataset"]["name"]
     if source == "released" and dataset not in RELEASED_C:
         raise ValueError(f"no released corruption benchmark for {dataset!r} (known: {', '.join(RELEASED_C)}); "
@@ -349,7 +350,7 @@ def robustness_analysis(ckpt: str | Path, out: str | Path, corruptions: list[str
     conditions = [("clean", 0)] + [(c, int(s)) for c in corruptions for s in severities]
     values = {"error": (), "nll": (), "ece": (), "bin_count": (ECE_BINS,), "bin_correct": (ECE_BINS,),
               "bin_confidence": (ECE_BINS,)}
-    grid = (len(models), len(conditions))
+    grid = (len(attrs["models"]), len(conditions))
     writer, created = open_results(
         out, lambda: ResultWriter.create(out, "robustness", grid, values,
                                          {"condition_severity": np.array([s for _, s in conditions])},
@@ -364,13 +365,13 @@ def robustness_analysis(ckpt: str | Path, out: str | Path, corruptions: list[str
             images, labels = _condition_images(x, y, idx, total, conditions[p], source=source, dataset=dataset,
                                                c_root=c_root, seed=seed, workers=workers)
             data = EvalSet(normalize(images, meta["dataset"]).to(device), labels.to(device), opts.batch_size)
+            results = [_predictive_metrics(net, data) for net in models]
             points = []
-            for m, net in enumerate(models):
-                metrics, rel = _predictive_metrics(net, data)
+            for m in range(grid[0]):
+                metrics, rel = results[min(m, len(results) - 1)]
                 points.append((m * len(conditions) + p, {
                     "error": metrics["error"], "nll": metrics["nll"], "ece": metrics["ece"], "bin_count": rel["count"],
-                    "bin_correct": np.nan_to_num(rel["accuracy"]) * rel["count"],
-                    "bin_confidence": np.nan_to_num(rel["confidence"]) * rel["count"]}))
+                    "bin_correct": rel["correct"], "bin_confidence": rel["confidence_sum"]}))
             writer.write(points)
         writer.finish()
     finally:

@@ -12,11 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from data.corruptions import COMMON
+from trainers.metrics import ece_from_sums
 
 from .store import read_grid
-
-MODELS = ("model", "baseline")
-
 
 def corruption_error(errors: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     """``CE_c = sum_s E_{s,c} / sum_s E^base_{s,c}`` (Hendrycks & Dietterich; DAMP eq. 27), rows = corruptions."""
@@ -27,12 +25,6 @@ def mean_corruption_error(ce: np.ndarray, names: list[str]) -> float:
     """mCE: the mean CE over the 15 common corruptions among ``names`` (over all of them if none is common)."""
     common = [i for i, n in enumerate(names) if n in COMMON]
     return float(np.mean(ce[common] if common else ce))
-
-
-def pooled_ece(count: np.ndarray, correct: np.ndarray, confidence: np.ndarray) -> float:
-    """ECE of the union of several prediction sets from their per-bin sums (bins on the last axis)."""
-    c, a, f = (np.asarray(v, dtype=np.float64).reshape(-1, np.shape(v)[-1]).sum(0) for v in (count, correct, confidence))
-    return float(np.abs(a - f).sum() / c.sum())
 
 
 @dataclass
@@ -63,13 +55,13 @@ class Robustness:
         """Per severity, pooled over corruptions (equal-sized sets: the mean; ECE from the summed bins)."""
         if metric == "ece":
             bins = [self.table(n, model) for n in ("bin_count", "bin_correct", "bin_confidence")]
-            return np.array([pooled_ece(*(b[:, s] for b in bins)) for s in range(len(self.severities))])
+            return np.array([ece_from_sums(*(b[:, s] for b in bins)) for s in range(len(self.severities))])
         return self.table(metric, model).mean(axis=0)
 
     def mean(self, metric: str = "error", model: str = "model") -> float:
         """Over every corruption and severity (ECE pooled)."""
         if metric == "ece":
-            return pooled_ece(*(self.table(n, model) for n in ("bin_count", "bin_correct", "bin_confidence")))
+            return ece_from_sums(*(self.table(n, model) for n in ("bin_count", "bin_correct", "bin_confidence")))
         return float(self.table(metric, model).mean())
 
     @property

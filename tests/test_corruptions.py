@@ -9,8 +9,8 @@ from data import load_dataset
 from data.corruptions import (ALL, COMMON, CorruptHalf, corrupt_images, corrupted_split, parse_corruptions,
                               parse_severities)
 from data.formats import read_released_c
-from landscape.robustness import corruption_error, mean_corruption_error, pooled_ece, read_robustness
-from trainers.metrics import expected_calibration_error, reliability
+from landscape.robustness import corruption_error, mean_corruption_error, read_robustness
+from trainers.metrics import ece_from_sums, expected_calibration_error, reliability
 
 # corruptions whose mean pixel change grows strictly with severity on these images (seed 0); snow, frost, fog,
 # glass_blur, spatter and saturate are not monotone in that measure (random layers, grey input)
@@ -111,11 +111,10 @@ def test_pooled_ece_equals_the_ece_of_the_union():
              torch.randint(4, (50,), generator=gen)) for _ in range(3)]
     bins = [reliability(p, y) for p, y in sets]
     stacked = [np.stack([b["count"] for b in bins]),
-               np.stack([np.nan_to_num(b["accuracy"]) * b["count"] for b in bins]),
-               np.stack([np.nan_to_num(b["confidence"]) * b["count"] for b in bins])]
+               np.stack([b["correct"] for b in bins]), np.stack([b["confidence_sum"] for b in bins])]
     union = expected_calibration_error(torch.cat([p for p, _ in sets]), torch.cat([y for _, y in sets]))
-    assert pooled_ece(*stacked) == pytest.approx(union, rel=1e-12)
-    assert pooled_ece(*stacked) != pytest.approx(np.mean([expected_calibration_error(p, y) for p, y in sets]))
+    assert ece_from_sums(*stacked) == pytest.approx(union, rel=1e-12)
+    assert ece_from_sums(*stacked) != pytest.approx(np.mean([expected_calibration_error(p, y) for p, y in sets]))
 
 
 def test_robustness_file_matches_a_hand_evaluation(runs, tmp_path, monkeypatch):
@@ -177,3 +176,27 @@ def test_train_with_a_corruption_augmentation(tmp_path):
     assert read_checkpoint(tmp_path / "run" / "final.pt")["config"]["augment_corruption"] == "contrast"
     with pytest.raises(ValueError, match="needs --augment-corruption"):
         TrainConfig(augment_severity="3").validate()
+
+
+def test_a_checkpoint_against_itself_is_evaluated_once(runs, tmp_path, monkeypatch):
+    from landscape import jobs
+    from landscape.jobs import EvalOptions, robustness_analysis
+
+    calls = []
+    real = jobs._predictive_metrics
+    monkeypatch.setattr(jobs, "_predictive_metrics", lambda net, data: calls.append(1) or real(net, data))
+    ckpt = runs / "erm" / "final.pt"
+    out = robustness_analysis(ckpt, tmp_path / "self.h5", ["contrast"], [2], EvalOptions(samples=60, device="cpu",
+                              progress=False), baseline=ckpt)
+    r = read_robustness(out)
+    assert len(calls) == 2  # clean and contrast-2, one model each
+    assert r.models == ["model", "baseline"] and r.mce() == 1.0 and r.relative_clean_error() == 1.0
+    np.testing.assert_array_equal(r.values["error"][0], r.values["error"][1])
+
+
+def test_an_unwritable_cache_costs_time_not_the_result(images, tmp_path):
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    with pytest.warns(UserWarning, match="corruptions not cached"):
+        out = corrupted_split(images, "digits32/test-6", "fog", 2, cache=blocked)
+    assert torch.equal(out, corrupt_images(images, "fog", 2))

@@ -64,6 +64,8 @@ def test_reliability_bins_by_hand():
     np.testing.assert_array_equal(rel["count"], [0, 0, 0, 2, 2])
     np.testing.assert_allclose(rel["accuracy"][3:], [1.0, 0.5])
     np.testing.assert_allclose(rel["confidence"][3:], [0.75, 0.89])
+    np.testing.assert_allclose(rel["correct"], [0, 0, 0, 2, 1])
+    np.testing.assert_allclose(rel["confidence_sum"], [0, 0, 0, 1.5, 1.78])
     assert np.isnan(rel["accuracy"][:3]).all() and rel["edges"].tolist() == pytest.approx([0, .2, .4, .6, .8, 1])
 
 
@@ -81,3 +83,13 @@ def test_schedules():
     assert [lr_factor("hold-linear", e, 100) for e in (0, 50, 70, 90, 99)] == pytest.approx([1, 1, 0.505, 0.01, 0.01])
     with pytest.raises(ValueError, match="unknown schedule"):
         lr_factor("linear", 0, 1)
+
+
+@pytest.mark.parametrize("junk", [b"junk\n", bytes(range(256)) * 4])
+def test_junk_is_not_a_checkpoint(tmp_path, junk):
+    from trainers import read_checkpoint
+
+    path = tmp_path / "x.pt"
+    path.write_bytes(junk)
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        read_checkpoint(path)

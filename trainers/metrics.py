@@ -11,10 +11,12 @@ ECE_BINS = 15
 
 
 def reliability(probs: Tensor, labels: Tensor, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
-    """Per-bin sample count, accuracy and mean confidence over ``bins`` equal-width confidence bins.
+    """Per-bin sample count, number correct and summed confidence over ``bins`` equal-width confidence bins,
+    and their means ``accuracy`` and ``confidence`` (NaN in an empty bin). The sums add up across prediction
+    sets, so the ECE of a union is exact (:func:`ece_from_sums`).
 
-    Bin ``k`` holds the predictions whose max probability lies in ``(k/bins, (k+1)/bins]``;
-    accuracy and confidence are NaN in an empty bin. ``edges`` has ``bins + 1`` entries.
+    Bin ``k`` holds the predictions whose max probability lies in ``(k/bins, (k+1)/bins]``; ``edges`` has
+    ``bins + 1`` entries.
     """
     conf, pred = probs.max(dim=1)
     correct = (pred == labels).double()
@@ -25,13 +27,20 @@ def reliability(probs: Tensor, labels: Tensor, bins: int = ECE_BINS) -> dict[str
     conf_sum = torch.zeros_like(count).index_add_(0, idx, conf.double())
     count, acc_sum, conf_sum = (t.cpu().numpy() for t in (count, acc_sum, conf_sum))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return {"edges": edges.numpy(), "count": count, "accuracy": acc_sum / count, "confidence": conf_sum / count}
+        return {"edges": edges.numpy(), "count": count, "correct": acc_sum, "confidence_sum": conf_sum,
+                "accuracy": acc_sum / count, "confidence": conf_sum / count}
+
+
+def ece_from_sums(count: np.ndarray, correct: np.ndarray, confidence_sum: np.ndarray) -> float:
+    """``sum_b |B_b|/N * |acc(B_b) - conf(B_b)| = sum_b |correct_b - confidence_b| / N``, bins on the last axis;
+    leading axes (several prediction sets) are summed first, giving the ECE of their union."""
+    c, a, f = (np.asarray(v, dtype=np.float64).reshape(-1, np.shape(v)[-1]).sum(0) for v in (count, correct, confidence_sum))
+    return float(np.abs(a - f).sum() / c.sum())
 
 
 def ece_from_bins(rel: dict[str, np.ndarray]) -> float:
-    """``sum_b |B_b|/N * |acc(B_b) - conf(B_b)|`` over the non-empty bins of :func:`reliability`."""
-    full = rel["count"] > 0
-    return float(np.sum(rel["count"][full] * np.abs(rel["accuracy"][full] - rel["confidence"][full])) / rel["count"].sum())
+    """The ECE of one :func:`reliability` result."""
+    return ece_from_sums(rel["count"], rel["correct"], rel["confidence_sum"])
 
 
 def expected_calibration_error(probs: Tensor, labels: Tensor, bins: int = ECE_BINS) -> float:

@@ -50,18 +50,18 @@ def message_figure(text: str) -> go.Figure:
 def load_surface(catalog: Catalog, rel: str) -> Surface:
     return read_surface(resolve_under(catalog.root, rel)).downsample(MAX_GRID)
 
-
 def surface_figure(catalog: Catalog, rel: str, *, kind: str, value: str, log: bool,
                    levels: int) -> tuple[go.Figure, list[str]]:
     """The surface drawn, and the values it holds (for the value menu): one read of the file."""
-    s = load_surface(catalog, rel)
+    full = read_surface(resolve_under(catalog.root, rel))
+    s = full.downsample(MAX_GRID)
     if value not in s.values:
         value = next(iter(s.values))
     fig = plot_plotly.surface_1d(s, log=log) if s.dim == 1 else \
         plot_plotly.surface_2d(s, kind, value=value, log=log, levels=levels)
-    done = int(s.computed.sum())
-    if done < s.computed.size:
-        fig.add_annotation(text=f"{done} of {s.computed.size} points computed so far", xref="paper", yref="paper",
+    done = int(full.computed.sum())  # counted on the full grid, not the strided one
+    if done < full.computed.size:
+        fig.add_annotation(text=f"{done} of {full.computed.size} points computed so far", xref="paper", yref="paper",
                            x=0, y=1.08, showarrow=False)
     fig.update_layout(uirevision=rel)  # keep zoom and camera while the file refreshes
     return fig, list(s.values)
