@@ -34,6 +34,8 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/step_cost.py
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/surface.py
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/hessian.py
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/problem.py --dataset digits --width 16 --rounds 21
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/problem.py --rounds 7
 	$(BIN)/python bench/corruptions.py
 
 clean:

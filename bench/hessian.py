@@ -25,15 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from report import report  # noqa: E402
 
+from landscape.curvature import CurvatureOperator  # noqa: E402
 from landscape.evaluation import EvalSet  # noqa: E402
-from landscape.hessian import CurvatureOperator  # noqa: E402
-from landscape.jobs import EvalOptions, load_for_analysis  # noqa: E402
 from landscape.lanczos import lanczos  # noqa: E402
+from landscape.problem import Problem  # noqa: E402
 from trainers import TrainConfig, train  # noqa: E402
 
 
 def ours(model: nn.Module, data: EvalSet, k: int, seed: int) -> tuple[np.ndarray, int]:
-    with CurvatureOperator(model, data) as op:
+    with CurvatureOperator(Problem(model, (data.x, data.y), batch_size=len(data), check=False)) as op:
         res = lanczos(op.matvec, op.size, k, tol=1e-3, seed=seed)
         return res.eigenvalues, op.matvecs
 
@@ -70,13 +70,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         train(TrainConfig(model="small_cnn", model_kwargs={"width": args.width}, epochs=10, device="cpu"), tmp,
               progress=False, log=lambda line: None)
-        model, _, sets = load_for_analysis(Path(tmp) / "final.pt", EvalOptions(device="cpu"), torch.device("cpu"))
-    data = EvalSet(sets["train"].x, sets["train"].y, batch_size=len(sets["train"]))  # one batch, like PyHessian's data=
+        problem = Problem.from_checkpoint(Path(tmp) / "final.pt", device="cpu")
+    model, train_set = problem.model, problem.splits["train"].tensors
+    data = EvalSet(train_set.x, train_set.y, batch_size=len(train_set))  # one batch, like PyHessian's data=
     model.eval()
     n_params = sum(p.numel() for p in model.parameters())
 
     ref_model = copy.deepcopy(model).double()
-    with CurvatureOperator(ref_model, EvalSet(data.x.double(), data.y, len(data))) as op:
+    with CurvatureOperator(Problem(ref_model, (data.x.double(), data.y), batch_size=len(data))) as op:
         ref = lanczos(op.matvec, op.size, 5, tol=1e-9, max_iter=200).eigenvalues
 
     rows: dict[str, list] = {}
@@ -93,7 +94,7 @@ def main() -> None:
     plain = copy.deepcopy(model)
     params = list(plain.parameters())
     grad_t, hvp_t = [], []
-    with CurvatureOperator(model, data) as op:
+    with CurvatureOperator(Problem(model, (data.x, data.y), batch_size=len(data))) as op:
         v = torch.randn(op.size)
         op.matvec(v)  # builds the cached graph
         for _ in range(9):

@@ -3,7 +3,7 @@
 Compares, interleaved: loss-landscapes' ``random_plane`` (PyPI ``loss-landscapes``, its own
 uniform directions, same grid size and data), a plain in-place loop
 (``p.copy_(w0 + a*d1 + b*d2)`` then a forward under ``no_grad``), this toolkit's
-:func:`landscape.surface.fill_surface` in eager mode, and the same with ``torch.compile``.
+:func:`landscape.grid.fill_surface` in eager mode, and the same with ``torch.compile``.
 Checks that ours and the compiled path reproduce the plain loop's losses.
 
     OMP_NUM_THREADS=1 python bench/surface.py          # needs: pip install loss-landscapes==3.0.6
@@ -27,8 +27,8 @@ from report import report  # noqa: E402
 
 from data import load_dataset  # noqa: E402
 from landscape.directions import random_directions, target_tensors  # noqa: E402
-from landscape.evaluation import EvalSet  # noqa: E402
-from landscape.surface import fill_surface  # noqa: E402
+from landscape.grid import fill_surface  # noqa: E402
+from landscape.problem import Problem  # noqa: E402
 from trainers import TrainConfig, load_checkpoint, train  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def main() -> None:
     d1, d2 = random_directions(target_tensors(model), count=2, seed=0)
     coords = np.linspace(-1, 1, args.steps)
     grid = [(a, b) for b in coords for a in coords]
-    evalset = {"train": EvalSet(x, y, batch_size=args.samples)}
+    problem = Problem(model, (x, y), batch_size=args.samples)
 
     def sync():
         if device.type == "cuda":
@@ -99,7 +99,8 @@ def main() -> None:
 
     def ours(forward=None):
         sink = Collect()
-        fill_surface(model, [d1, d2], sink, coords, coords, list(range(len(grid))), evalset, forward=forward, progress=False)
+        fill_surface(problem, [d1, d2], [sink], coords, coords, list(range(len(grid))), ["train"], module=forward,
+                     progress=False)
         return np.array([sink.points[k]["train_loss"] for k in range(len(grid))])
 
     tic = time.perf_counter()

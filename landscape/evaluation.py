@@ -1,4 +1,4 @@
-"""Loss and accuracy of a model on a fixed evaluation set, and the data it comes from.
+"""The evaluation data of our checkpoints' datasets, and BatchNorm statistics recomputed on data.
 
 Every analysis evaluates the same fixed tensors at many weights, so the set is built
 once (normalized as in training, optionally a seeded subset) and kept on the device.
@@ -6,10 +6,10 @@ once (normalized as in training, optionally a seeded subset) and kept on the dev
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -40,7 +40,7 @@ def eval_sets(dataset_spec: dict, splits: list[str], *, samples: int | None = No
     with ``seed``), the same on every run and every rank.
     """
     if samples is not None and samples < 1:
-        raise ValueError(f"--samples must be >= 1, got {samples}")
+        raise ValueError(f"samples must be >= 1, got {samples}")
     ds = load_dataset(dataset_spec["name"], data_root)
     out = {}
     for split in splits:
@@ -64,34 +64,23 @@ def normalize(x: Tensor, dataset_spec: dict) -> Tensor:
     return (x.float() / 255 - mean) / std
 
 
-@torch.inference_mode()
-def loss_and_accuracy(model: nn.Module, data: EvalSet) -> tuple[float, float]:
-    """Mean cross-entropy (each batch weighted by its size) and accuracy in percent; eval mode."""
-    total = torch.zeros((), dtype=torch.float64, device=data.y.device)
-    correct = torch.zeros((), dtype=torch.long, device=data.y.device)
-    for x, y in data.batches():
-        logits = model(x).float()
-        total += F.cross_entropy(logits, y, reduction="sum").double()
-        correct += (logits.argmax(1) == y).sum()
-    return (total / len(data)).item(), 100.0 * correct.item() / len(data)
-
-
 @torch.no_grad()
-def recompute_bn_statistics(model: nn.Module, data: EvalSet) -> None:
-    """Replace BatchNorm running statistics by exact averages over ``data`` (as mode-connectivity's update_bn)."""
+def recompute_bn_statistics(model: nn.Module, forward_pass: Callable[[], None]) -> None:
+    """Replace BatchNorm running statistics by averages over the batches of ``forward_pass()`` (one pass over
+    the data through ``model``), as mode-connectivity's and torch's ``update_bn`` do; the mode is restored."""
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     if not bns:
         return
     momenta = [m.momentum for m in bns]
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     model.train()
     try:
-        for x, _ in data.batches():
-            model(x)
+        forward_pass()
     finally:
         for m, momentum in zip(bns, momenta):
             m.momentum = momentum
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training

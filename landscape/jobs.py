@@ -1,9 +1,11 @@
-"""Analyses of checkpoints as jobs: load, evaluate, write a result file (resumable; surfaces also multi-process)."""
+"""Checkpoint jobs behind the CLI: a checkpoint becomes a :class:`Problem`, the Python API analyses it and
+writes the file (surfaces also under torchrun); calibration and corruption robustness of classifiers."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -17,23 +19,20 @@ from trainers import classification_metrics, load_checkpoint, predict
 from trainers.metrics import ECE_BINS, reliability
 from trainers.train import epoch_checkpoints, resolve_device
 
-from .density import spectral_density
-from .directions import DIR_TYPES, Direction, difference, pca_directions, random_directions, target_tensors
-from .evaluation import EvalSet, eval_sets, normalize, subset
-from .hessian import CurvatureOperator
-from .lanczos import lanczos
+from .curvature import hessian
+from .evaluation import EvalSet, normalize, subset
+from .grid import interpolate, surface, trajectory
 from .parallel import close_group, init_group
-from .store import ResultWriter, open_results, read_direction_group, sha256, write_analysis
-from .surface import prepare_and_fill
-from .sweep import KINDS, Sweeper, SweepSettings
-from .trace import trace
+from .perturbation import SweepSettings, sweep
+from .problem import Problem, checkpoint_info
+from .store import ResultWriter, open_results, sha256
 
 SPLITS = ("train", "test")
 
 
 @dataclass
 class EvalOptions:
-    """How grid points are evaluated (shared by every surface job)."""
+    """How a checkpoint's data is evaluated (shared by every checkpoint job)."""
 
     splits: list[str] = field(default_factory=lambda: ["train"])
     samples: int | None = None
@@ -45,53 +44,31 @@ class EvalOptions:
     compile: bool = False
     progress: bool = True
 
-    def validate(self) -> None:
-        bad = [s for s in self.splits if s not in SPLITS]
-        if bad or not self.splits:
-            raise ValueError(f"--split must name train and/or test, got {','.join(self.splits) or 'nothing'}")
-        if self.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
 
-
-def _attrs(meta: dict, ckpt: Path, opts: EvalOptions) -> dict:
-    return {
-        "method": meta["method"]["name"], "model": meta["model"]["name"], "dataset": meta["dataset"]["name"],
-        "checkpoint": str(ckpt), "checkpoint_sha256": sha256(ckpt), "samples": -1 if opts.samples is None else opts.samples,
-        "sample_seed": opts.sample_seed, "bn": opts.bn,
-    }
-
-
-def sets_for(meta: dict, opts: EvalOptions, splits: list[str], device: torch.device) -> dict:
-    """Evaluation sets of a checkpoint's dataset as ``opts`` asks (its data root by default)."""
-    return eval_sets(meta["dataset"], splits, samples=opts.samples, seed=opts.sample_seed,
-                     data_root=opts.data_root or meta["config"].get("data_root"), device=device, batch_size=opts.batch_size)
-
-
-def load_for_analysis(ckpt: str | Path, opts: EvalOptions, device: torch.device) -> tuple[nn.Module, dict, dict]:
-    """The checkpoint's model on ``device`` and its evaluation sets, normalized as in training."""
-    model, meta = load_checkpoint(ckpt, device)
-    return model, meta, sets_for(meta, opts, opts.splits, device)
-
-
-def _run(out: str | Path, ckpt: str | Path, make_directions: Callable[[nn.Module], list[Direction]], xs, ys,
-         opts: EvalOptions, attrs: dict, *, dir_type: str, resume: bool, overwrite: bool,
-         extras: Callable[[list[Direction]], dict] | None = None, log: Callable[[str], None] | None = None) -> Path:
-    opts.validate()
-    if dir_type not in DIR_TYPES:
-        raise ValueError(f"unknown --dir-type {dir_type!r}; expected one of {DIR_TYPES}")
-    device = resolve_device(opts.device)
-    group, rank_device = init_group(device.type)
+@contextmanager
+def process_device(name: str) -> Iterator[torch.device]:
+    """This process's device; under ``torchrun`` it joins the job (a GPU per rank) and leaves it afterwards."""
+    device = resolve_device(name)
+    _, rank_device = init_group(device.type)
     try:
-        device = rank_device or device
-        model, meta, sets = load_for_analysis(ckpt, opts, device)
-        bn_data = sets_for(meta, opts, ["train"], device)["train"] if opts.bn == "recompute" else None
-        forward = torch.compile(model) if opts.compile else None
-        attrs = {**_attrs(meta, Path(ckpt), opts), "dir_type": dir_type, **attrs}
-        prepare_and_fill(Path(out), model, lambda: make_directions(model), xs, ys, sets, attrs, resume=resume,
-                         overwrite=overwrite, group=group, extras=extras, log=log, dir_type=dir_type, bn=opts.bn, bn_data=bn_data,
-                         forward=forward, progress=opts.progress)
+        yield rank_device or device
     finally:
         close_group()
+
+
+def checkpoint_problem(ckpt: str | Path, opts: EvalOptions, device: torch.device, extra: tuple[str, ...] = ()) -> Problem:
+    """The checkpoint as a :class:`Problem` over the splits of ``opts`` (and ``extra`` ones)."""
+    splits = list(opts.splits) + [s for s in extra if s not in opts.splits]
+    return Problem.from_checkpoint(ckpt, splits, samples=opts.samples, sample_seed=opts.sample_seed,
+                                   batch_size=opts.batch_size, data_root=opts.data_root, device=device)
+
+
+def _surface_job(ckpt: str | Path, out: str | Path, opts: EvalOptions, analysis: Callable[..., object],
+                 extra: tuple[str, ...] = ()) -> Path:
+    with process_device(opts.device) as device:
+        problem = checkpoint_problem(ckpt, opts, device, extra + (("train",) if opts.bn == "recompute" else ()))
+        analysis(problem, splits=opts.splits, bn=opts.bn, bn_split="train", compile=opts.compile, progress=opts.progress,
+                 out=out)
     return Path(out)
 
 
@@ -99,26 +76,16 @@ def random_surface(ckpt: str | Path, out: str | Path, xs: np.ndarray, ys: np.nda
                    norm: str = "filter", ignore: str = "biasbn", seed: int = 0, dir_type: str = "weights",
                    orthogonal: bool = False, resume: bool = False, overwrite: bool = False, log=None) -> Path:
     """Loss/accuracy along 1 or 2 normalized random directions around a checkpoint (Li et al. 2018)."""
-
-    def make(model: nn.Module) -> list[Direction]:
-        return random_directions(target_tensors(model, dir_type), count=1 if ys is None else 2, seed=seed, norm=norm,
-                                 ignore=ignore, orthogonal=orthogonal)
-
-    attrs = {"directions": "random", "norm": norm, "ignore": ignore, "seed": seed, "orthogonal": orthogonal}
-    return _run(out, ckpt, make, xs, ys, opts, attrs, dir_type=dir_type, resume=resume, overwrite=overwrite, log=log)
+    return _surface_job(ckpt, out, opts, lambda p, **kw: surface(
+        p, xs, ys, norm=norm, ignore=ignore, seed=seed, dir_type=dir_type, orthogonal=orthogonal, resume=resume,
+        overwrite=overwrite, log=log, **kw))
 
 
 def interpolation_surface(ckpt_a: str | Path, ckpt_b: str | Path, out: str | Path, xs: np.ndarray, opts: EvalOptions, *,
                           dir_type: str = "states", resume: bool = False, overwrite: bool = False, log=None) -> Path:
     """The 1-D line from checkpoint A (x=0) to checkpoint B (x=1) and beyond, un-normalized."""
-    model_b = load_checkpoint(ckpt_b)[0]
-
-    def make(model: nn.Module) -> list[Direction]:
-        return [difference({k: v.cpu() for k, v in target_tensors(model, dir_type).items()}, target_tensors(model_b, dir_type))]
-
-    attrs = {"directions": "interpolation", "checkpoint_b": str(ckpt_b), "checkpoint_b_sha256": sha256(ckpt_b),
-             "norm": "none", "ignore": "none", "seed": -1}
-    return _run(out, ckpt_a, make, xs, None, opts, attrs, dir_type=dir_type, resume=resume, overwrite=overwrite, log=log)
+    return _surface_job(ckpt_a, out, opts, lambda p, **kw: interpolate(
+        p, ckpt_b, xs, dir_type=dir_type, resume=resume, overwrite=overwrite, log=log, **kw))
 
 
 def trajectory_checkpoints(run_dir: str | Path) -> tuple[list[Path], Path]:
@@ -132,165 +99,62 @@ def trajectory_checkpoints(run_dir: str | Path) -> tuple[list[Path], Path]:
     return found, final
 
 
-def pca_of_run(run_dir: str | Path, ignore: str = "biasbn", dir_type: str = "weights"):
-    """PCA directions of a run's saved checkpoints relative to its final weights (Li et al. Sec. 7)."""
-    paths, final = trajectory_checkpoints(run_dir)
-    center = target_tensors(load_checkpoint(final)[0], dir_type)
-    trajectory = [target_tensors(load_checkpoint(p)[0], dir_type) for p in paths]
-    return pca_directions(trajectory, center, ignore)  # type: ignore[arg-type]
-
-
-def auto_range(values: np.ndarray, num: int = 21, margin: float = 0.25) -> np.ndarray:
-    lo, hi = float(min(values.min(), 0.0)), float(max(values.max(), 0.0))
-    span = max(hi - lo, 1e-6)
-    return np.linspace(lo - margin * span, hi + margin * span, num)
-
-
 def trajectory_surface(run_dir: str | Path, out: str | Path, xs: np.ndarray | None, ys: np.ndarray | None,
                        opts: EvalOptions, *, ignore: str = "biasbn", resume: bool = False, overwrite: bool = False,
                        log=None) -> Path:
     """A 2-D surface around a run's final weights on its top-2 PCA directions, with the projected path."""
-    dirs, ratio, coords = pca_of_run(run_dir, ignore)
-    xs = auto_range(coords[:, 0].numpy()) if xs is None else xs
-    ys = auto_range(coords[:, 1].numpy()) if ys is None else ys
-    extras = {"proj_xcoord": coords[:, 0].numpy(), "proj_ycoord": coords[:, 1].numpy(),
-              "explained_variance_ratio_": ratio.numpy()}
-    _, final = trajectory_checkpoints(run_dir)
-    attrs = {"directions": "pca", "norm": "none", "ignore": ignore, "seed": -1, "run_dir": str(run_dir)}
-    return _run(out, final, lambda model: dirs, xs, ys, opts, attrs, dir_type="weights", resume=resume,
-                overwrite=overwrite, extras=lambda d: extras, log=log)
-
-
-def _counting(matvec: Callable, bar) -> Callable:
-    def wrapped(v):
-        out = matvec(v)
-        bar.update(1)
-        return out
-
-    return wrapped
+    snapshots, final = trajectory_checkpoints(run_dir)
+    return _surface_job(final, out, opts, lambda p, **kw: trajectory(
+        p, snapshots, xs, ys, ignore=ignore, resume=resume, overwrite=overwrite, log=log, attrs={"run_dir": str(run_dir)},
+        **kw))
 
 
 def hessian_analysis(ckpt: str | Path, out: str | Path, opts: EvalOptions, *, top_k: int = 5, which: str = "largest",
                      tol: float = 1e-3, trace_matvecs: int = 0, trace_method: str = "hutch++", density: bool = False,
                      density_probes: int = 10, density_steps: int = 80, curvature: str = "hessian", seed: int = 0,
                      overwrite: bool = False) -> Path:
-    """Top-k eigenpairs (with residuals), optionally the trace and the spectral density, of a checkpoint's loss.
-
-    The loss averages over the first split of ``opts`` (full or a seeded subset); the file
-    (``kind="hessian"``) stores eigenvalues, residuals, eigenvectors (as direction groups
-    ``eigenvector_0``... usable as surface axes), trace with its interval, density, and
-    the number of operator products each took.
-    """
-    opts.validate()
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise ValueError(f"{out} exists: pass --overwrite to replace it")
-    if top_k < 0 or trace_matvecs < 0:
-        raise ValueError("--top-k and --trace-matvecs must be >= 0")
-    device = resolve_device(opts.device)
-    model, meta, sets = load_for_analysis(ckpt, opts, device)
-    split = opts.splits[0]
-    arrays: dict[str, np.ndarray] = {}
-    directions: dict[str, Direction] = {}
-    with CurvatureOperator(model, sets[split], kind=curvature) as op, \
-            tqdm(desc=curvature, unit=" products", disable=not opts.progress) as bar:
-        mv = _counting(op.matvec, bar)
-        if top_k:
-            eig = lanczos(mv, op.size, min(top_k, op.size), which=which, tol=tol, seed=seed, device=device)
-            arrays.update(eigenvalues=eig.eigenvalues, residuals=eig.residuals, eigen_matvecs=np.int64(eig.matvecs),
-                          eigen_converged=np.bool_(eig.converged))
-            for i in range(eig.eigenvectors.shape[1]):
-                vec = op.flat_to_dict(eig.eigenvectors[:, i].to(op.dtype))
-                directions[f"eigenvector_{i}"] = {n: vec.get(n, torch.zeros_like(p)).detach().cpu()
-                                                  for n, p in model.named_parameters()}
-        if trace_matvecs:
-            tr = trace(mv, op.size, trace_matvecs, method=trace_method, seed=seed, device=device)
-            arrays.update(trace=np.float64(tr.estimate), trace_stderr=np.float64(tr.stderr),
-                          trace_ci95=np.array(tr.ci95), trace_matvecs=np.int64(tr.matvecs))
-        if density:
-            d = spectral_density(mv, op.size, num_probes=density_probes, steps=density_steps, seed=seed, device=device)
-            arrays.update(density_grid=d.grid, density=d.density, slq_nodes=d.nodes, slq_weights=d.weights,
-                          density_sigma=np.float64(d.sigma), density_matvecs=np.int64(d.matvecs))
-        size = op.size
-    attrs = {**_attrs(meta, Path(ckpt), opts), "split": split, "curvature": curvature, "which": which, "tol": tol,
-             "seed": seed, "num_params": size, "trace_method": trace_method}
-    write_analysis(out, "hessian", arrays, attrs, directions)
-    return out
+    """Top-k eigenpairs (with residuals), optionally the trace and the spectral density, of a checkpoint's loss
+    over the first split of ``opts``, written to a ``kind="hessian"`` file (see :func:`landscape.hessian`)."""
+    with process_device(opts.device) as device:
+        problem = checkpoint_problem(ckpt, opts, device)
+        hessian(problem, top_k=top_k, which=which, tol=tol, trace=trace_matvecs, trace_method=trace_method,
+                density=density, density_probes=density_probes, density_steps=density_steps, curvature=curvature,
+                split=opts.splits[0], seed=seed, out=out, overwrite=overwrite, progress=opts.progress)
+    return Path(out)
 
 
 def hessian_surface(ckpt: str | Path, out: str | Path, xs: np.ndarray, ys: np.ndarray | None, opts: EvalOptions, *,
                     hessian_file: str | Path | None = None, seed: int = 0, resume: bool = False, overwrite: bool = False,
                     log=None) -> Path:
-    """A surface whose axes are the top Hessian eigenvectors (unit norm), read from ``hessian_file`` or computed."""
-    count = 1 if ys is None else 2
-    meta = load_checkpoint(ckpt)[1]
-
-    def make(model: nn.Module) -> list[Direction]:
-        if hessian_file is not None:
-            return [read_direction_group(hessian_file, f"eigenvector_{i}") for i in range(count)]
-        with CurvatureOperator(model, sets_for(meta, opts, ["train"], next(model.parameters()).device)["train"]) as op:
-            eig = lanczos(op.matvec, op.size, count, seed=seed, device=op.device)
-            vecs = [op.flat_to_dict(eig.eigenvectors[:, i].to(op.dtype)) for i in range(count)]
-        return [{n: v.get(n, torch.zeros_like(p)).detach().cpu() for n, p in model.named_parameters()} for v in vecs]
-
-    attrs = {"directions": "hessian", "norm": "none", "ignore": "none", "seed": seed,
-             "hessian_file": str(hessian_file or "")}
-    return _run(out, ckpt, make, xs, ys, opts, attrs, dir_type="weights", resume=resume, overwrite=overwrite, log=log)
-
-
-SWEEP_CHECKED = ("kind", "kinds", "split", "samples", "sample_seed", "checkpoint_sha256", "trials", "steps", "normalize",
-                 "eta", "seed")
+    """A surface whose axes are the top Hessian eigenvectors (unit norm), read from ``hessian_file`` or computed
+    on the training split."""
+    return _surface_job(ckpt, out, opts, lambda p, **kw: surface(
+        p, xs, ys, directions="hessian", hessian=hessian_file, seed=seed, resume=resume, overwrite=overwrite, log=log,
+        **kw), extra=() if hessian_file else ("train",))
 
 
 def sweep_analysis(ckpt: str | Path, out: str | Path, radii: np.ndarray, opts: EvalOptions, *, kinds: list[str],
                    settings: SweepSettings | None = None, resume: bool = False, overwrite: bool = False, log=None) -> Path:
     """Loss/accuracy against perturbation radius for each kind, one point per (kind, radius), resumable."""
-    settings = settings or SweepSettings()
-    settings.validate()
-    opts.validate()
-    bad = [k for k in kinds if k not in KINDS]
-    if bad or not kinds:
-        raise ValueError(f"unknown sweep kind {', '.join(bad) or '(none)'}; choose from {', '.join(KINDS)}")
-    if np.any(np.asarray(radii) < 0):
-        raise ValueError("--radii must be >= 0")
-    device = resolve_device(opts.device)
-    model, meta, sets = load_for_analysis(ckpt, opts, device)
-    split = opts.splits[0]
-    attrs = {**_attrs(meta, Path(ckpt), opts), "kind": "sweep", "split": split, "kinds": list(kinds),
-             "trials": settings.trials, "steps": settings.steps, "normalize": settings.normalize, "eta": settings.eta,
-             "seed": settings.seed}
-    values = {"loss_mean": (), "loss_std": (), "acc_mean": (), "acc_std": (), "losses": (settings.trials,),
-              "accs": (settings.trials,)}
-    writer, created = open_results(
-        out, lambda: ResultWriter.create(out, "sweep", (len(kinds), len(radii)), values, {"radii": np.asarray(radii, float)},
-                                         {k: v for k, v in attrs.items() if k != "kind"}, {}),
-        {k: attrs[k] for k in SWEEP_CHECKED}, lambda w: np.array_equal(w.dataset("radii"), radii),
-        resume=resume, overwrite=overwrite)
-    try:
-        todo = np.flatnonzero(~writer.computed_flat())
-        if not created and log and len(todo) < writer.computed_flat().size:
-            log(f"resuming: {writer.computed_flat().sum()} of {writer.computed_flat().size} points already computed")
-        with Sweeper(model, sets[split], settings) as sw:
-            for k in tqdm(todo, desc="sweep", unit="pt", disable=not opts.progress):
-                i, j = divmod(int(k), len(radii))
-                writer.write([(int(k), sw.point(kinds[i], float(radii[j]), j))])
-        writer.finish()
-    finally:
-        writer.close()
+    s = settings or SweepSettings()
+    with process_device(opts.device) as device:
+        problem = checkpoint_problem(ckpt, opts, device)
+        sweep(problem, radii, kinds=kinds, trials=s.trials, steps=s.steps, normalize=s.normalize, eta=s.eta, seed=s.seed,
+              split=opts.splits[0], out=out, resume=resume, overwrite=overwrite, progress=opts.progress, log=log)
     return Path(out)
 
 
 def calibration(ckpt: str | Path, opts: EvalOptions, split: str = "test") -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Error/NLL/ECE and the reliability-diagram bins of a checkpoint's predictions on one split (eval mode)."""
     if split not in SPLITS:
-        raise ValueError(f"--split must be train or test, got {split!r}")
-    device = resolve_device(opts.device)
-    model, meta = load_checkpoint(ckpt, device)
-    return _predictive_metrics(model, sets_for(meta, opts, [split], device)[split])
+        raise ValueError(f"split must be train or test, got {split!r}")
+    problem = Problem.from_checkpoint(ckpt, split, samples=opts.samples, sample_seed=opts.sample_seed,
+                                      batch_size=opts.batch_size, data_root=opts.data_root, device=opts.device)
+    return _predictive_metrics(problem.model, problem.splits[split].inputs())
 
 
-def _predictive_metrics(model: nn.Module, data: EvalSet) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    logits, labels = predict(model, data.batches())
+def _predictive_metrics(model: nn.Module, batches) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    logits, labels = predict(model, batches)
     return classification_metrics(logits, labels), reliability(logits.double().softmax(1), labels)
 
 
@@ -319,15 +183,14 @@ def robustness_analysis(ckpt: str | Path, out: str | Path, corruptions: list[str
                         seed: int = 0, workers: int = 1, resume: bool = False, overwrite: bool = False, log=None) -> Path:
     """Error/NLL/ECE (and reliability-bin sums) of a checkpoint, and of a baseline checkpoint, on the clean test
     split and every corruption x severity; one resumable point per (model, condition)."""
-    opts.validate()
     if source not in ("generated", "released"):
-        raise ValueError(f"--source must be generated or released, got {source!r}")
+        raise ValueError(f"source must be generated or released, got {source!r}")
     if source == "released" and not c_root:
-        raise ValueError("--source released needs --c-root (the folder holding CIFAR-10-C/ etc.)")
+        raise ValueError("the released corruption sets need c_root (the folder holding CIFAR-10-C/ etc.)")
     device = resolve_device(opts.device)
     model, meta = load_checkpoint(ckpt, device)
     models = [model]
-    attrs = {**_attrs(meta, Path(ckpt), opts), "kind": "robustness", "corruptions": list(corruptions),
+    attrs = {**checkpoint_info(ckpt, meta, opts.samples, opts.sample_seed), "bn": opts.bn, "kind": "robustness", "corruptions": list(corruptions),
              "severities": [int(s) for s in severities], "source": source, "corruption_seed": seed,
              "models": ["model"], "baseline": "", "baseline_sha256": "", "split": "test"}
     if baseline is not None:
@@ -341,7 +204,7 @@ def robustness_analysis(ckpt: str | Path, out: str | Path, corruptions: list[str
     dataset = meta["dataset"]["name"]
     if source == "released" and dataset not in RELEASED_C:
         raise ValueError(f"no released corruption benchmark for {dataset!r} (known: {', '.join(RELEASED_C)}); "
-                         f"use --source generated")
+                         f"use generated corruptions (--source generated)")
     ds = load_dataset(dataset, opts.data_root or meta["config"].get("data_root"))
     x, y = ds.split("test")
     total = len(y)
@@ -365,7 +228,7 @@ def robustness_analysis(ckpt: str | Path, out: str | Path, corruptions: list[str
             images, labels = _condition_images(x, y, idx, total, conditions[p], source=source, dataset=dataset,
                                                c_root=c_root, seed=seed, workers=workers)
             data = EvalSet(normalize(images, meta["dataset"]).to(device), labels.to(device), opts.batch_size)
-            results = [_predictive_metrics(net, data) for net in models]
+            results = [_predictive_metrics(net, data.batches()) for net in models]
             points = []
             for m in range(grid[0]):
                 metrics, rel = results[min(m, len(results) - 1)]

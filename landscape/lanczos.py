@@ -1,6 +1,6 @@
 """Extreme eigenpairs of a symmetric operator by Lanczos with full reorthogonalization.
 
-Works on any ``matvec(v: Tensor) -> Tensor`` (a :class:`~landscape.hessian.CurvatureOperator`,
+Works on any ``matvec(v: Tensor) -> Tensor`` (a :class:`~landscape.curvature.CurvatureOperator`,
 a dense matrix, ...). It stops as soon as every wanted Ritz pair has a residual
 ``||A y - theta y|| = beta_m |s_mi|`` below ``tol * |theta|`` and reports those
 residuals: a bound on the error, unlike a "relative change" rule (PyHessian's power

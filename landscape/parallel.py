@@ -49,6 +49,13 @@ def init_group(device_type: str) -> tuple[Group, torch.device | None]:
     return Group(dist.get_rank(), dist.get_world_size()), device
 
 
+def join_group(device_type: str) -> Group:
+    """This process's group: the torchrun job's (joined if not yet), or rank 0 of 1."""
+    if dist.is_initialized():
+        return Group(dist.get_rank(), dist.get_world_size())
+    return init_group(device_type)[0]
+
+
 def close_group() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -15,24 +15,30 @@ from .robustness import Robustness  # noqa: E402
 from .store import Surface, Sweep  # noqa: E402
 
 SURFACE_2D_KINDS = ("contour", "contourf", "heatmap", "surface3d")
-SPLIT_STYLE = {"train": "-", "test": "--"}
+SPLIT_STYLE = {"train": "-", "test": "--"}  # any other split: dotted
+
+
+def _style(split: str) -> str:
+    return SPLIT_STYLE.get(split, ":")
 
 
 def surface_1d(s: Surface, *, log: bool = False) -> Figure:
     """Loss (left axis) and accuracy (right axis) along the direction, train solid and test dashed (Li et al.)."""
     fig, ax = plt.subplots(figsize=(5, 3.6), layout="constrained")
-    acc_ax = ax.twinx()
-    for split in ("train", "test"):
-        if f"{split}_loss" in s.values:
-            ax.plot(s.xcoordinates, s.values[f"{split}_loss"], "b" + SPLIT_STYLE[split], label=f"{split} loss")
-            acc_ax.plot(s.xcoordinates, s.values[f"{split}_acc"], "r" + SPLIT_STYLE[split], label=f"{split} accuracy")
+    with_acc = [split for split in s.splits if s.has(split, "acc")]
+    acc_ax = ax.twinx() if with_acc else None
+    for split in s.splits:
+        ax.plot(s.xcoordinates, s.values[f"{split}_loss"], "b" + _style(split), label=f"{split} loss")
+        if acc_ax is not None and split in with_acc:
+            acc_ax.plot(s.xcoordinates, s.values[f"{split}_acc"], "r" + _style(split), label=f"{split} accuracy")
     if log:
         ax.set_yscale("log")
     ax.set_xlabel(_axis_label(s, "x"))
     ax.set_ylabel("loss", color="b")
-    acc_ax.set_ylabel("accuracy (%)", color="r")
-    acc_ax.set_ylim(0, 100)
-    lines = ax.get_lines() + acc_ax.get_lines()
+    if acc_ax is not None:
+        acc_ax.set_ylabel("accuracy (%)", color="r")
+        acc_ax.set_ylim(0, 100)
+    lines = ax.get_lines() + (acc_ax.get_lines() if acc_ax is not None else [])
     ax.legend(lines, [ln.get_label() for ln in lines], loc="upper center", fontsize="small")
     ax.set_title(_title(s))
     return fig
@@ -148,10 +154,10 @@ def compare_slices(items: list[tuple[str, Surface]], *, log: bool = False) -> Fi
     """1-D loss and accuracy of several runs on shared axes: one colour per run, train solid, test dashed."""
     fig, (ax, acc_ax) = plt.subplots(1, 2, figsize=(9.5, 3.6), layout="constrained", sharex=True)
     for i, (label, s) in enumerate(items):
-        for split in ("train", "test"):
-            if f"{split}_loss" in s.values:
-                ax.plot(s.xcoordinates, s.values[f"{split}_loss"], f"C{i}" + SPLIT_STYLE[split], label=f"{label} {split}")
-                acc_ax.plot(s.xcoordinates, s.values[f"{split}_acc"], f"C{i}" + SPLIT_STYLE[split], label=f"{label} {split}")
+        for split in s.splits:
+            ax.plot(s.xcoordinates, s.values[f"{split}_loss"], f"C{i}" + _style(split), label=f"{label} {split}")
+            if s.has(split, "acc"):
+                acc_ax.plot(s.xcoordinates, s.values[f"{split}_acc"], f"C{i}" + _style(split), label=f"{label} {split}")
     if log:
         ax.set_yscale("log")
     ax.set(xlabel=_axis_label(items[0][1], "x"), ylabel="loss", title="loss along the x direction")

@@ -13,6 +13,7 @@ from .robustness import Robustness
 from .store import Surface, Sweep
 
 SURFACE_2D_KINDS = ("contour", "heatmap", "surface3d")
+DASH = {"train": "solid", "test": "dash"}  # any other split: dotted
 
 
 def _clean(a: np.ndarray) -> list:
@@ -22,10 +23,11 @@ def _clean(a: np.ndarray) -> list:
 
 def surface_1d(s: Surface, *, log: bool = False) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    for split, dash in (("train", "solid"), ("test", "dash")):
-        if f"{split}_loss" in s.values:
-            fig.add_trace(go.Scatter(x=s.xcoordinates, y=_clean(s.values[f"{split}_loss"]), name=f"{split} loss",
-                                     line={"color": "blue", "dash": dash}), secondary_y=False)
+    for split in s.splits:
+        dash = DASH.get(split, "dot")
+        fig.add_trace(go.Scatter(x=s.xcoordinates, y=_clean(s.values[f"{split}_loss"]), name=f"{split} loss",
+                                 line={"color": "blue", "dash": dash}), secondary_y=False)
+        if s.has(split, "acc"):
             fig.add_trace(go.Scatter(x=s.xcoordinates, y=_clean(s.values[f"{split}_acc"]), name=f"{split} accuracy",
                                      line={"color": "red", "dash": dash}), secondary_y=True)
     fig.update_xaxes(title_text=_axis_label(s, "x"))
@@ -145,9 +147,10 @@ def compare_slices(items: list[tuple[str, Surface]], *, log: bool = False) -> go
     fig = make_subplots(rows=1, cols=2, subplot_titles=["loss", "accuracy (%)"], shared_xaxes=True)
     for i, (label, s) in enumerate(items):
         colour = DEFAULT_COLORS[i % len(DEFAULT_COLORS)]
-        for split, dash in (("train", "solid"), ("test", "dash")):
-            if f"{split}_loss" in s.values:
-                for col, name in ((1, "loss"), (2, "acc")):
+        for split in s.splits:
+            dash = DASH.get(split, "dot")
+            for col, name in ((1, "loss"), (2, "acc")):
+                if s.has(split, name):
                     fig.add_trace(go.Scatter(x=s.xcoordinates, y=_clean(s.values[f"{split}_{name}"]), name=f"{label} {split}",
                                              legendgroup=f"{label} {split}", showlegend=col == 1,
                                              line={"color": colour, "dash": dash}), row=1, col=col)

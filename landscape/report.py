@@ -17,7 +17,7 @@ from trainers.checkpoint import atomic_write, read_checkpoint
 from trainers.train import newest_checkpoint
 
 from .robustness import read_robustness
-from .store import Surface, Sweep, file_category, read_analysis, read_surface, read_sweep
+from .store import Surface, Sweep, file_category, read_analysis, read_attrs, read_surface, read_sweep
 
 
 
@@ -59,6 +59,10 @@ def find_run(path: str | Path, name: str | None = None) -> Run:
             run.files[category] = f
     if not run.files and ckpt is None and not history:
         raise ValueError(f"{path}: no metrics, checkpoint or analysis files: not a run directory")
+    if not config and run.files:  # a user's own run: what its analysis files say about the problem
+        attrs = read_attrs(next(iter(run.files.values())))
+        run.config = {"method": attrs.get("label") or attrs.get("method", ""), "model": attrs.get("model", ""),
+                      "dataset": attrs.get("dataset", "")}
     return run
 
 

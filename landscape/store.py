@@ -30,8 +30,9 @@ METRICS = ("loss", "acc")
 AXES = ("xdirection", "ydirection")
 
 
-def value_names(splits: list[str]) -> list[str]:
-    return [f"{split}_{metric}" for split in splits for metric in METRICS]
+def value_names(splits: list[str], metrics: tuple[str, ...] | list[str] = METRICS) -> list[str]:
+    """``{split}_{metric}`` for every split and metric (the loss first): the datasets of a surface file."""
+    return [f"{split}_{metric}" for split in splits for metric in metrics]
 
 
 def sha256(path: str | Path) -> str:
@@ -59,6 +60,7 @@ class Surface:
     attrs: dict = field(default_factory=dict)
     layout: str = "landscape"  # or "loss-landscape"
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    directions: list[Direction] | None = None  # the axes, when computed in memory (files: read_directions)
 
     @property
     def dim(self) -> int:
@@ -67,6 +69,14 @@ class Surface:
     @property
     def complete(self) -> bool:
         return bool(self.computed.all())
+
+    @property
+    def splits(self) -> list[str]:
+        """The splits with a loss in this surface (``train``, ``test``, or a problem's own names)."""
+        return [n[:-len("_loss")] for n in self.values if n.endswith("_loss")]
+
+    def has(self, split: str, metric: str) -> bool:
+        return f"{split}_{metric}" in self.values
 
     def downsample(self, max_points: int) -> Surface:
         """Every k-th grid line so that no axis has more than ``max_points`` (the last line always kept)."""
@@ -119,6 +129,12 @@ def _attrs(f: h5py.File) -> dict:
     return {k: plain(v) for k, v in f.attrs.items()}
 
 
+def read_attrs(path: str | Path) -> dict:
+    """The root attributes of an HDF5 file (its metadata)."""
+    with _open(path) as f:
+        return _attrs(f)
+
+
 def file_category(path: str | Path) -> str | None:
     """``surface_1d``/``surface_2d`` or the ``kind`` of any other analysis file (loss-landscape's files are
     surfaces); None if it is not one (or cannot be read yet: still being created)."""
@@ -145,7 +161,10 @@ def read_surface(path: str | Path) -> Surface:
         if ours and attrs.get("schema_version", 0) > SCHEMA_VERSION:
             raise ValueError(f"{path}: schema version {attrs['schema_version']} is newer than this toolkit reads")
         shape = (len(xs),) if ys is None else (len(ys), len(xs))
-        names = [n for n in f if n.endswith(tuple(f"_{m}" for m in METRICS)) and isinstance(f[n], h5py.Dataset)]
+        if ours and "values" in attrs:  # every stored metric, in order
+            names = [n for n in attrs["values"] if isinstance(f.get(n), h5py.Dataset)]
+        else:
+            names = [n for n in f if n.endswith(tuple(f"_{m}" for m in METRICS)) and isinstance(f[n], h5py.Dataset)]
         raw = {n: f[n][:].astype(np.float64).ravel().reshape(shape) for n in names}
         if ours:
             computed = f["computed"][:].astype(bool).reshape(shape)
@@ -252,12 +271,32 @@ class ResultWriter:
         self.f.close()
 
 
+class MemoryWriter:
+    """The in-memory twin of :class:`ResultWriter` (analyses called without ``out``): same values, same attrs."""
+
+    def __init__(self, kind: str, grid_shape: tuple[int, ...], values: dict[str, tuple[int, ...]], attrs: dict) -> None:
+        self.shape = tuple(grid_shape)
+        self.arrays = {name: np.full(self.shape + tuple(extra), np.nan) for name, extra in values.items()}
+        self.computed = np.zeros(self.shape, bool)
+        self.attrs = {"kind": kind, **base_attrs(), "grid_shape": list(grid_shape), "values": list(values), **attrs}
+
+    def write(self, points: list[tuple[int, dict[str, object]]]) -> None:
+        for k, vals in points:
+            index = np.unravel_index(k, self.shape)
+            for name, arr in self.arrays.items():
+                arr[index] = vals[name]
+            self.computed[index] = True
+
+    def finish(self) -> None:
+        self.attrs["complete"] = bool(self.computed.all())
+
+
 def open_results(out: str | Path, create: Callable[[], ResultWriter], wanted: dict, same_grid: Callable[[ResultWriter], bool],
                  *, resume: bool, overwrite: bool) -> tuple[ResultWriter, bool]:
     """Create ``out``, or reopen it with ``resume`` after checking its settings; returns (writer, created)."""
     out = Path(out)
     if out.exists() and not (resume or overwrite):
-        raise ValueError(f"{out} exists: pass --resume to finish it or --overwrite to replace it")
+        raise ValueError(f"{out} exists: pass resume=True to finish it or overwrite=True to replace it")
     if out.exists() and resume:
         writer = ResultWriter(out)
         stored = writer.attrs
@@ -275,15 +314,21 @@ def _plain_seq(v):
     return list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
 
 
+def surface_attrs(xs: np.ndarray, ys: np.ndarray | None, splits: list[str], attrs: dict) -> dict:
+    """The attributes of a surface beyond the common ones (shared by files and in-memory surfaces)."""
+    return {"index_order": "x" if ys is None else "yx", "splits": list(splits), **attrs}
+
+
 def create_surface(path: str | Path, xs: np.ndarray, ys: np.ndarray | None, splits: list[str], directions: list[Direction],
-                   attrs: dict, extras: dict[str, np.ndarray] | None = None) -> ResultWriter:
-    """An empty surface file in loss-landscape-compatible layout (module docstring)."""
+                   attrs: dict, extras: dict[str, np.ndarray] | None = None, names: list[str] | None = None) -> ResultWriter:
+    """An empty surface file in loss-landscape-compatible layout (module docstring); ``names`` are its values
+    (default: loss and accuracy of each split)."""
     shape = (len(xs),) if ys is None else (len(ys), len(xs))
     datasets: dict[str, object] = {"dir_file": Path(path).name, "xcoordinates": np.asarray(xs, np.float64)}
     if ys is not None:
         datasets["ycoordinates"] = np.asarray(ys, np.float64)
-    return ResultWriter.create(path, "surface", shape, {n: () for n in value_names(splits)}, {**datasets, **(extras or {})},
-                               {"index_order": "x" if ys is None else "yx", "splits": list(splits), **attrs},
+    return ResultWriter.create(path, "surface", shape, {n: () for n in names or value_names(splits)},
+                               {**datasets, **(extras or {})}, surface_attrs(xs, ys, splits, attrs),
                                dict(zip(AXES, directions)))
 
 

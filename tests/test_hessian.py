@@ -6,10 +6,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from landscape.curvature import CurvatureOperator
 from landscape.density import spectral_density
-from landscape.evaluation import EvalSet
-from landscape.hessian import CurvatureOperator
 from landscape.lanczos import lanczos
+from landscape.problem import Problem
 from landscape.trace import trace
 
 
@@ -58,7 +58,7 @@ def problem():
 
 def operator(problem, **kw):
     model, x, y, _ = problem
-    return CurvatureOperator(model, EvalSet(x, y, batch_size=15), **kw)  # batches of 15, 15, 10
+    return CurvatureOperator(Problem(model, (x, y), batch_size=15), **kw)  # batches of 15, 15, 10
 
 
 @pytest.mark.parametrize("cache", [True, False])
@@ -149,7 +149,7 @@ def test_density_integrates_to_one_and_matches_the_exact_histogram(problem):
     dense = problem[3]
     evals = torch.linalg.eigvalsh(dense).numpy()
     model, x, y, _ = problem
-    op = CurvatureOperator(model, EvalSet(x, y, batch_size=40))
+    op = CurvatureOperator(Problem(model, (x, y), batch_size=40))
     d = spectral_density(op.matvec, op.size, num_probes=20, steps=op.size, sigma=1e-3)
     assert np.trapezoid(d.density, d.grid) == pytest.approx(1.0, abs=1e-3)
     assert np.allclose(d.weights.sum(1), 1.0)
@@ -171,11 +171,9 @@ def mlp_run(tmp_path_factory):
 
 
 def dense_hessian_of_checkpoint(ckpt, samples):
-    from landscape.jobs import EvalOptions, load_for_analysis
-
-    model, _, sets = load_for_analysis(ckpt, EvalOptions(samples=samples, device="cpu"), torch.device("cpu"))
-    model = model.double()
-    x, y = sets["train"].x.double(), sets["train"].y
+    problem = Problem.from_checkpoint(ckpt, samples=samples, device="cpu")
+    model = problem.model.double()
+    x, y = problem.splits["train"].tensors.x.double(), problem.splits["train"].tensors.y
     names = [n for n, _ in model.named_parameters()]
     shapes = [p.shape for p in model.parameters()]
 

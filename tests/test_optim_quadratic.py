@@ -161,3 +161,51 @@ def test_step_without_closure_is_an_error():
     model = Quadratic()
     with pytest.raises(ValueError, match="needs a closure"):
         SAM(model, torch.optim.SGD(model.parameters(), lr=LR)).step()
+
+
+def step_with(opt_cls, closure_kind, **kw):
+    """One step with each closure style; returns the new weights."""
+    model = Quadratic()
+    opt = opt_cls(model, torch.optim.SGD(model.parameters(), lr=LR), **kw)
+    if closure_kind == "parts":
+        opt.step(lambda part, num_parts: model())
+    elif closure_kind == "plain":  # loss = closure(): forward only, the optimizer runs backward
+        opt.step(lambda: model())
+    else:  # torch's convention: the closure zeroes the gradients and runs backward itself
+
+        def closure():
+            opt.zero_grad()
+            loss = model()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+    return torch.cat([model.weight, model.bias]).detach().numpy()
+
+
+@pytest.mark.parametrize("closure_kind", ["plain", "torch"])
+@pytest.mark.parametrize("cls,kw", [(ERM, {}), (SAM, {"rho": 0.5}), (ASAM, {"rho": 0.5}), (AMP, {"inner_iter": 2}),
+                                    (DAMP, {"num_splits": 1, "seed": 1}), (RMP, {"seed": 1})])
+def test_ordinary_zero_argument_closures_give_the_same_step(cls, kw, closure_kind):
+    np.testing.assert_array_equal(step_with(cls, closure_kind, **kw), step_with(cls, "parts", **kw))
+
+
+def test_damp_sub_batches_need_the_part_closure_and_leave_the_weights_alone():
+    model = Quadratic()
+    opt = DAMP(model, torch.optim.SGD(model.parameters(), lr=LR), num_splits=4)
+    with pytest.raises(ValueError, match="one noise draw per batch: use num_splits=1"):
+        opt.step(lambda: model())
+    np.testing.assert_array_equal(model.weight.detach().numpy(), W0)
+
+
+def test_part_closure_must_not_run_backward():
+    model = Quadratic()
+    opt = SAM(model, torch.optim.SGD(model.parameters(), lr=LR))
+
+    def closure(part, num_parts):
+        loss = model()
+        loss.backward()
+        return loss
+
+    with pytest.raises(ValueError, match="must not call backward"):
+        opt.step(closure)

@@ -15,10 +15,10 @@ from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 
 from data import load_dataset
-from landscape.evaluation import EvalSet
+from landscape.grid import Displacement, evaluate_point, parse_range
 from landscape.jobs import EvalOptions, interpolation_surface, random_surface, trajectory_surface
+from landscape.problem import Problem
 from landscape.store import export_loss_landscape, read_directions, read_surface
-from landscape.surface import Displacement, parse_range
 from trainers import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,16 +68,18 @@ def test_points_equal_evaluations_by_hand(runs, tmp_path):
 def test_model_is_left_exactly_as_it_was(runs):
     model, _ = load_checkpoint(runs / "sam" / "final.pt")
     model.train()
+    model[1].eval()  # mixed modes come back per module
+    model[0].weight.requires_grad_(False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     d = {n: torch.randn_like(p) for n, p in model.named_parameters()}
-    data = EvalSet(torch.randn(20, 1, 8, 8), torch.randint(0, 10, (20,)))
-    from landscape.surface import evaluate_point
-
-    with Displacement(model, [d]) as disp:
+    problem = Problem(model, (torch.randn(20, 1, 8, 8), torch.randint(0, 10, (20,))))
+    with problem.session(), Displacement(model, [d]) as disp:
         disp.move((0.37,))
-        evaluate_point(model, {"train": data}, "recompute", data)
+        evaluate_point(problem, ["train"], "recompute", "train")
         assert not torch.equal(model.state_dict()["0.weight"], before["0.weight"])
-    assert model.training and all(p.requires_grad for p in model.parameters())
+        assert not torch.equal(model.state_dict()["1.running_mean"], before["1.running_mean"])
+    assert model.training and not model[1].training
+    assert not model[0].weight.requires_grad and all(p.requires_grad for p in list(model.parameters())[1:])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -239,7 +241,7 @@ def test_surface_file_errors(runs, tmp_path, capsys):
     assert main([*base, "--seed", "5", "--out", str(tmp_path / "a.h5"), "--resume"]) == 2
     assert "made with different seed" in capsys.readouterr().err
     assert main(["interpolate", str(runs / "erm" / "final.pt"), str(tmp_path / "a.h5"), "--out", str(tmp_path / "b.h5")]) == 2
-    assert "not a readable checkpoint" in capsys.readouterr().err
+    assert "not a readable" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "a.h5"), "--overwrite"]) == 0
 
 

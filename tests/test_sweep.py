@@ -5,9 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from landscape.jobs import EvalOptions, load_for_analysis, sweep_analysis
+from landscape.jobs import EvalOptions, sweep_analysis
+from landscape.perturbation import Sweeper, SweepSettings, sharpness
+from landscape.problem import Problem
 from landscape.store import read_sweep
-from landscape.sweep import Sweeper, SweepSettings, sharpness
 from trainers.optim import is_weight
 
 OPTS = EvalOptions(samples=300, device="cpu", progress=False)
@@ -15,10 +16,11 @@ OPTS = EvalOptions(samples=300, device="cpu", progress=False)
 
 @pytest.fixture(scope="module")
 def loaded(runs):
-    return load_for_analysis(runs / "erm" / "final.pt", OPTS, torch.device("cpu"))
+    return Problem.from_checkpoint(runs / "erm" / "final.pt", samples=300, device="cpu")
 
 
-def clean_loss_and_grad(model, data):
+def clean_loss_and_grad(problem):
+    model, data = problem.model, problem.splits["train"].tensors
     params = list(model.parameters())
     model.eval()
     loss = F.cross_entropy(model(data.x), data.y)
@@ -26,10 +28,10 @@ def clean_loss_and_grad(model, data):
 
 
 def test_radius_zero_is_the_clean_loss_and_the_model_is_restored(loaded):
-    model, _, sets = loaded
+    model = loaded.model
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    clean, _, _ = clean_loss_and_grad(model, sets["train"])
-    with Sweeper(model, sets["train"]) as sw:
+    clean, _, _ = clean_loss_and_grad(loaded)
+    with Sweeper(loaded) as sw:
         for kind in ("random", "adversarial", "multiplicative", "adaptive"):
             assert sw.point(kind, 0.0)["loss_mean"] == pytest.approx(clean, rel=1e-6)
         sw.point("multiplicative", 0.3)
@@ -38,17 +40,17 @@ def test_radius_zero_is_the_clean_loss_and_the_model_is_restored(loaded):
 
 def test_adversarial_and_adaptive_reach_their_first_order_maximum(loaded):
     """For a tiny radius, max over the ball of L(w + delta) - L(w) is r ||g|| (adaptive: r ||T g||)."""
-    model, _, sets = loaded
-    clean, grads, params = clean_loss_and_grad(model, sets["train"])
+    model = loaded.model
+    clean, grads, params = clean_loss_and_grad(loaded)
     names = [n for n, _ in model.named_parameters()]
     g_norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads)).item()
     t = [(p.detach().abs() + 0.01) if is_weight(n) else torch.ones_like(p) for n, p in zip(names, params)]
     tg_norm = torch.sqrt(sum(((ti * g).double() ** 2).sum() for ti, g in zip(t, grads))).item()
     r = 1e-4
-    with Sweeper(model, sets["train"], SweepSettings(steps=10)) as sw:
+    with Sweeper(loaded, settings=SweepSettings(steps=10)) as sw:
         assert sw.point("adversarial", r)["loss_mean"] - clean == pytest.approx(r * g_norm, rel=2e-2)
         assert sw.point("adaptive", r)["loss_mean"] - clean == pytest.approx(r * tg_norm, rel=2e-2)
-    assert sharpness(model, sets["train"], r, "sam") == pytest.approx(r * g_norm, rel=2e-2)
+    assert sharpness(loaded, r, "sam") == pytest.approx(r * g_norm, rel=2e-2)
 
 
 def test_adversarial_is_at_least_random(loaded, tmp_path, runs):

@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train flat-minima methods and analyse their loss landscapes.",
         epilog="examples:\n  landscape demo --out runs/demo\n  landscape train --method sam --epochs 10 --out runs/sam\n"
                "  landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --out runs/sam/surface.h5\n"
+               "  landscape surface --problem my_problem.py:problem --x -1:1:21 --out mine.h5     # your own model\n"
                "  landscape hessian runs/sam/final.pt --top-k 5 --trace 99 --out runs/sam/hessian.h5\n"
                "  landscape sweep runs/sam/final.pt --radii 0:1:11 --out runs/sam/sweep.h5\n"
                "  landscape robustness runs/sam/final.pt --baseline runs/erm/final.pt --out runs/sam/robustness.h5\n"

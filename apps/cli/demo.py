@@ -12,7 +12,7 @@ from data.corruptions import parse_corruptions, parse_severities
 from landscape.jobs import (EvalOptions, calibration, hessian_analysis, random_surface, robustness_analysis,
                             sweep_analysis)
 from landscape.report import columns, find_runs, markdown_table, summary_row, summary_table, write_report
-from landscape.sweep import SweepSettings
+from landscape.perturbation import SweepSettings
 from trainers import TrainConfig, read_checkpoint, train
 from trainers.train import newest_checkpoint
 

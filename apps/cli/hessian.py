@@ -5,13 +5,16 @@ import argparse
 
 import numpy as np
 
+from landscape.curvature import hessian
 from landscape.jobs import hessian_analysis
 from landscape.store import read_analysis
 
-from .surface import eval_options
+from .problem import problem_from_args
+from .surface import add_eval_args, check_output, eval_options, split_list
 
 EXAMPLES = """examples:
   landscape hessian runs/sam/final.pt --top-k 5 --samples 1000 --out sam_hessian.h5
+  landscape hessian --problem my_problem.py:problem --top-k 5 --trace --out mine_hessian.h5     # your own model
   landscape hessian runs/sam/final.pt --top-k 2 --which smallest --out sam_negative.h5
   landscape hessian runs/sam/final.pt --top-k 1 --trace --density --out sam_spectrum.h5
   landscape hessian runs/sam/final.pt --curvature ggn --top-k 5 --out sam_ggn.h5
@@ -19,17 +22,16 @@ EXAMPLES = """examples:
 
 Eigenpairs come from Lanczos with full reorthogonalization, stopped when every residual
 ||Hv - lambda v|| <= tol * |lambda| (the residuals are stored). The loss is the mean
-cross-entropy over the first --split (BatchNorm in eval mode)."""
+cross-entropy over the first --split (BatchNorm in eval mode); with --problem, the problem's
+loss over its first split (or --split)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from .surface import add_eval_args
-
     p = sub.add_parser("hessian", help="Hessian eigenvalues, trace and spectral density",
                        description="Curvature of a checkpoint's loss: top-k eigenpairs (Lanczos), trace (Hutch++), "
                                    "spectral density (stochastic Lanczos quadrature).",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint of landscape train (or --problem)")
     p.add_argument("--top-k", type=int, default=5, help="eigenpairs to compute (0: none) [%(default)s]")
     p.add_argument("--which", choices=("largest", "smallest"), default="largest", help="[%(default)s]")
     p.add_argument("--tol", type=float, default=1e-3, help="relative residual to stop at [%(default)s]")
@@ -42,17 +44,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--curvature", choices=("hessian", "ggn"), default="hessian",
                    help="the Hessian, or the (PSD) generalized Gauss-Newton matrix [%(default)s]")
     p.add_argument("--seed", type=int, default=0, help="start/probe vectors [%(default)s]")
-    add_eval_args(p)
+    add_eval_args(p, problem=True)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.format != "landscape" or args.resume or args.bn != "eval" or args.compile:
         raise ValueError("hessian takes none of --format, --resume, --bn recompute, --compile")
-    out = hessian_analysis(args.checkpoint, args.out, eval_options(args), top_k=args.top_k, which=args.which, tol=args.tol,
-                           trace_matvecs=args.trace, trace_method=args.trace_method, density=args.density,
-                           density_probes=args.density_probes, density_steps=args.density_steps,
-                           curvature=args.curvature, seed=args.seed, overwrite=args.overwrite)
+    check_output(args)
+    if args.top_k < 0 or args.trace < 0:
+        raise ValueError("--top-k and --trace must be >= 0")
+    settings = dict(top_k=args.top_k, which=args.which, tol=args.tol, trace_method=args.trace_method,
+                    density=args.density, density_probes=args.density_probes, density_steps=args.density_steps,
+                    curvature=args.curvature, seed=args.seed, overwrite=args.overwrite)
+    problem = problem_from_args(args)
+    if problem is not None:
+        splits = split_list(args.split)
+        hessian(problem, trace=args.trace, split=splits[0] if splits else None, out=args.out,
+                progress=not args.no_progress, **settings)
+    else:
+        hessian_analysis(args.checkpoint, args.out, eval_options(args), trace_matvecs=args.trace, **settings)
+    out = args.out
     attrs, arrays = read_analysis(out, "hessian")
     if "eigenvalues" in arrays:
         pairs = ", ".join(f"{v:.6g} (residual {r:.1e})" for v, r in zip(arrays["eigenvalues"], arrays["residuals"]))

@@ -76,7 +76,10 @@ def figures_for(kind: str, data, log: bool, lib=plot_mpl) -> dict:
         return {"spectrum": lib.hessian_spectrum(arrays.get("eigenvalues"), arrays.get("density_grid"),
                                                  arrays.get("density"), title=title)}
     if kind == "sweep":
-        return {"sweep_loss": lib.sweep_curves(data, log=log), "sweep_acc": lib.sweep_curves(data, value="acc")}
+        figs = {"sweep_loss": lib.sweep_curves(data, log=log)}
+        if np.isfinite(data.values["acc_mean"]).any():  # a problem with an accuracy
+            figs["sweep_acc"] = lib.sweep_curves(data, value="acc")
+        return figs
     if kind == "robustness":
         label = f"{data.attrs.get('method', '')} {Path(data.path).stem}".strip()
         figs = {"by_severity": lib.robustness_by_severity([(label, data)]),

@@ -45,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.format != "landscape" or args.bn != "eval" or args.compile or args.split != "test":
         raise ValueError("robustness takes none of --format, --bn recompute, --compile, --split (it uses the test split)")
+    if args.source == "released" and not args.c_root:
+        raise ValueError("--source released needs --c-root (the folder holding CIFAR-10-C/ etc.)")
     out = robustness_analysis(args.checkpoint, args.out, parse_corruptions(args.corruptions),
                               parse_severities(args.severities), eval_options(args), baseline=args.baseline,
                               source=args.source, c_root=args.c_root, seed=args.corruption_seed, workers=args.workers,

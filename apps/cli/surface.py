@@ -5,12 +5,15 @@ import argparse
 from pathlib import Path
 
 from landscape.directions import DIR_TYPES, IGNORES, NORMS
-from landscape.jobs import EvalOptions, hessian_surface, interpolation_surface, random_surface, trajectory_surface
+from landscape.grid import BN_MODES, parse_range, surface
+from landscape.jobs import SPLITS, EvalOptions, hessian_surface, interpolation_surface, random_surface, trajectory_surface
 from landscape.store import export_loss_landscape, read_directions, read_surface
-from landscape.surface import BN_MODES, parse_range
+
+from .problem import problem_from_args
 
 SURFACE_EXAMPLES = """examples:
   landscape surface runs/sam/final.pt --x -1:1:51 --out sam_1d.h5
+  landscape surface --problem my_problem.py:problem --x -1:1:21 --y -1:1:21 --out mine_2d.h5     # your own model
   landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --split train,test --samples 500 --out sam_2d.h5
   landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --out sam_2d.h5 --resume     # after an interruption
   torchrun --nproc_per_node=2 -m apps.cli surface runs/sam/final.pt --x -1:1:51 --y -1:1:51 --out big.h5
@@ -21,16 +24,21 @@ Directions are Gaussian, filter-normalized with biases/BN zeroed (Li et al. 2018
 (ny, nx) with Z[i, j] at (x[j], y[i]); accuracies are in percent."""
 
 
-def add_eval_args(p: argparse.ArgumentParser) -> None:
+def add_eval_args(p: argparse.ArgumentParser, *, problem: bool = False) -> None:
+    """Options of the data a checkpoint is evaluated on, and of the output file; ``problem`` adds ``--problem``."""
     g = p.add_argument_group("evaluation")
-    g.add_argument("--split", default="train", help="train, test or train,test [%(default)s]")
+    if problem:
+        g.add_argument("--problem", metavar="FILE.py:NAME", default=None,
+                       help="instead of a checkpoint: your own landscape.Problem (or a zero-argument function returning "
+                            "one) named NAME in FILE.py or in an importable module (runs that file's code)")
+    g.add_argument("--split", default=None, help="train, test or train,test [train; with --problem: its splits]")
     g.add_argument("--samples", type=int, default=None, help="a fixed seeded subset of N images per split (default: all)")
-    g.add_argument("--sample-seed", type=int, default=0, help="seed of that subset [%(default)s]")
-    g.add_argument("--batch-size", type=int, default=1000, help="evaluation batch [%(default)s]")
+    g.add_argument("--sample-seed", type=int, default=None, help="seed of that subset [0]")
+    g.add_argument("--batch-size", type=int, default=None, help="evaluation batch [1000]")
     g.add_argument("--bn", choices=BN_MODES, default="eval",
-                   help="BatchNorm at each point: the checkpoint's running statistics (eval), or statistics "
+                   help="BatchNorm at each point: the running statistics (eval), or statistics "
                         "recomputed on the training data at every point (recompute) [%(default)s]")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda [%(default)s]")
+    g.add_argument("--device", default=None, help="auto, cpu or cuda [auto]")
     g.add_argument("--data-root", default=None, help="dataset folder (default: the one the checkpoint was trained with)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on large grids; see BENCHMARKS.md)")
     g.add_argument("--no-progress", action="store_true")
@@ -42,16 +50,34 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
                    help="loss-landscape: write their exact layout instead (computed in OUT.partial.h5, converted at the end)")
 
 
+def split_list(text: str | None) -> list[str] | None:
+    return None if text is None else [s.strip() for s in text.split(",") if s.strip()]
+
+
 def eval_options(args: argparse.Namespace) -> EvalOptions:
-    return EvalOptions(splits=[s.strip() for s in args.split.split(",") if s.strip()], samples=args.samples,
-                       sample_seed=args.sample_seed, batch_size=args.batch_size, bn=args.bn, device=args.device,
+    """The checkpoint's evaluation options, each flag checked here (one-line errors in the flags' words)."""
+    splits = split_list(args.split) or ["train"]
+    bad = [s for s in splits if s not in SPLITS]
+    if bad:
+        raise ValueError(f"--split must name train and/or test, got {args.split}")
+    for flag, value in (("--samples", args.samples), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    return EvalOptions(splits=splits, samples=args.samples, sample_seed=args.sample_seed or 0,
+                       batch_size=args.batch_size or 1000, bn=args.bn, device=args.device or "auto",
                        data_root=args.data_root, compile=args.compile, progress=not args.no_progress)
+
+
+def check_output(args: argparse.Namespace) -> None:
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    if Path(args.out).exists() and not (args.resume or args.overwrite):
+        raise ValueError(f"{args.out} exists: pass --resume to finish it or --overwrite to replace it")
 
 
 def output(args: argparse.Namespace, job) -> int:
     """Run ``job(path)``, then convert to loss-landscape's layout if asked."""
-    if args.resume and args.overwrite:
-        raise ValueError("--resume and --overwrite exclude each other")
+    check_output(args)
     if args.format == "landscape":
         job(args.out)
         print(f"wrote {args.out}")
@@ -68,7 +94,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("surface", help="1D/2D loss surface along random directions",
                        description="Loss and accuracy of a checkpoint on a grid w + x*d1 (+ y*d2).",
                        epilog=SURFACE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint of landscape train (or --problem)")
     p.add_argument("--dim", type=int, choices=(1, 2), default=None, help="1 or 2 (default: 2 if --y is given)")
     p.add_argument("--x", default="-1:1:51", help="MIN:MAX:NUM [%(default)s]")
     p.add_argument("--y", default=None, help="MIN:MAX:NUM (2-D)")
@@ -81,7 +107,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="random (normalized) or the top Hessian eigenvectors (unit norm) [%(default)s]")
     p.add_argument("--hessian", default=None, metavar="FILE.h5",
                    help="with --directions hessian: take the eigenvectors from this `landscape hessian` file")
-    add_eval_args(p)
+    add_eval_args(p, problem=True)
     p.set_defaults(run=run_surface)
 
     q = sub.add_parser("interpolate", help="loss along the line between two checkpoints",
@@ -116,13 +142,20 @@ def run_surface(args: argparse.Namespace) -> int:
     if dim == 2 and not args.y:
         raise ValueError("--dim 2 needs --y MIN:MAX:NUM")
     ys = parse_range(args.y, "--y") if dim == 2 else None
+    if args.hessian and args.directions != "hessian":
+        raise ValueError("--hessian needs --directions hessian")
+    problem = problem_from_args(args)
+    if problem is not None:
+        return output(args, lambda out: surface(
+            problem, xs, ys, directions=args.directions, hessian=args.hessian, norm=args.norm, ignore=args.ignore,
+            seed=args.seed, dir_type=args.dir_type, orthogonal=args.orthogonal, splits=split_list(args.split), bn=args.bn,
+            compile=args.compile, out=out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+            log=print))
     opts = eval_options(args)
     if args.directions == "hessian":
         return output(args, lambda out: hessian_surface(args.checkpoint, out, xs, ys, opts, hessian_file=args.hessian,
                                                         seed=args.seed, resume=args.resume, overwrite=args.overwrite,
                                                         log=print))
-    if args.hessian:
-        raise ValueError("--hessian needs --directions hessian")
     return output(args, lambda out: random_surface(args.checkpoint, out, xs, ys, opts, norm=args.norm, ignore=args.ignore,
                                                    seed=args.seed, dir_type=args.dir_type, orthogonal=args.orthogonal,
                                                    resume=args.resume, overwrite=args.overwrite, log=print))

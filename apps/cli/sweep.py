@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import argparse
 
+from landscape.grid import parse_range
 from landscape.jobs import sweep_analysis
+from landscape.perturbation import KINDS, SweepSettings, sweep
 from landscape.store import read_sweep
-from landscape.surface import parse_range
-from landscape.sweep import KINDS, SweepSettings
 
-from .surface import add_eval_args, eval_options
+from .problem import problem_from_args
+from .surface import add_eval_args, check_output, eval_options, split_list
 
 EXAMPLES = """examples:
   landscape sweep runs/sam/final.pt --radii 0:1:21 --samples 1000 --out sam_sweep.h5
+  landscape sweep --problem my_problem.py:problem --radii 0:0.5:11 --out mine_sweep.h5     # your own model
   landscape sweep runs/sam/final.pt --kind adversarial,adaptive --radii 0:0.2:11 --steps 20 --out sam_adv.h5
   landscape sweep runs/sam/final.pt --kind random --normalize filter --trials 10 --radii 0:1:11 --out sam_rand.h5
   landscape sweep runs/sam/final.pt --radii 0:1:21 --out sam_sweep.h5 --resume      # after an interruption
@@ -27,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="loss against perturbation radius (the AMP poster's figure)",
                        description="Loss and accuracy of a checkpoint under perturbations of growing size.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint of landscape train (or --problem)")
     p.add_argument("--kind", default=",".join(KINDS), help="comma-separated subset of %(default)s")
     p.add_argument("--radii", default="0:1:11", help="MIN:MAX:NUM [%(default)s]")
     d = SweepSettings()
@@ -36,17 +38,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--normalize", choices=("none", "filter"), default=d.normalize, help="random directions [%(default)s]")
     p.add_argument("--eta", type=float, default=d.eta, help="adaptive ball: T = |w| + eta [%(default)s]")
     p.add_argument("--seed", type=int, default=d.seed, help="[%(default)s]")
-    add_eval_args(p)
+    add_eval_args(p, problem=True)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.format != "landscape" or args.bn != "eval" or args.compile:
         raise ValueError("sweep takes none of --format, --bn recompute, --compile")
+    check_output(args)
     kinds = [k.strip() for k in args.kind.split(",") if k.strip()]
+    radii = parse_range(args.radii, "--radii")
+    if radii.min() < 0:
+        raise ValueError("--radii must be >= 0")
+    if args.trials < 1 or args.steps < 1:
+        raise ValueError(f"--trials and --steps must be >= 1, got {args.trials}, {args.steps}")
+    if not args.eta >= 0:
+        raise ValueError(f"--eta must be >= 0, got {args.eta}")
     settings = SweepSettings(trials=args.trials, steps=args.steps, normalize=args.normalize, eta=args.eta, seed=args.seed)
-    out = sweep_analysis(args.checkpoint, args.out, parse_range(args.radii, "--radii"), eval_options(args), kinds=kinds,
-                         settings=settings, resume=args.resume, overwrite=args.overwrite, log=print)
+    problem = problem_from_args(args)
+    if problem is not None:
+        splits = split_list(args.split)
+        sweep(problem, radii, kinds=kinds, trials=args.trials, steps=args.steps, normalize=args.normalize, eta=args.eta,
+              seed=args.seed, split=splits[0] if splits else None, out=args.out, resume=args.resume,
+              overwrite=args.overwrite, progress=not args.no_progress, log=print)
+    else:
+        sweep_analysis(args.checkpoint, args.out, radii, eval_options(args), kinds=kinds, settings=settings,
+                       resume=args.resume, overwrite=args.overwrite, log=print)
+    out = args.out
     sw = read_sweep(out)
     print("radius  " + "  ".join(f"{k:>14s}" for k in sw.kinds) + "   (mean loss; sharpness = loss - loss at 0)")
     for j, r in enumerate(sw.radii):

@@ -8,8 +8,11 @@ Closure contract (the same for every method, ERM included)::
         # that the mean over the parts equals the batch's mean loss.
 
 The optimizer owns ``zero_grad`` and ``backward`` because it decides which passes run,
-at which weights, and how sub-batches are weighted. :func:`trainers.optim.batch_closure`
-builds such a closure for a model and a batch. ``step(closure)`` returns the loss at the
+at which weights, and how sub-batches are weighted. :class:`trainers.optim.BatchClosure`
+builds such a closure for a model and a batch. An ordinary torch closure ``loss = closure()``
+(a forward on the whole batch; it may call ``backward`` itself, torch's convention) serves
+every method that needs whole batches only: all but DAMP/DAAP with ``num_splits > 1``, whose
+sub-batches each get their own noise draw. ``step(closure)`` returns the loss at the
 clean weights (SAM/ASAM/AMP/ERM) or the mean loss at the noisy weights (DAMP/DAAP/RMP,
 which never evaluate the clean weights).
 
@@ -21,6 +24,7 @@ pass update them (e.g. AMP's).
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Iterable, Union
 
 import torch
@@ -41,6 +45,33 @@ def is_weight(name: str | None) -> bool:
     ``kernel``/``scale`` leaves; biases and BatchNorm shifts are excluded.
     """
     return name is not None and name.rsplit(".", 1)[-1] == "weight"
+
+
+class WholeBatch:
+    """An ordinary ``loss = closure()`` in the ``closure(part, num_parts)`` contract (whole batch only)."""
+
+    def __init__(self, fn: Callable[[], Tensor]) -> None:
+        self.fn = fn
+
+    def __call__(self, part: int = 0, num_parts: int = 1) -> Tensor:
+        if num_parts != 1:
+            raise ValueError(NO_SUB_BATCHES)
+        return self.fn()
+
+
+NO_SUB_BATCHES = ("a closure() without arguments evaluates the whole batch, one noise draw per batch: use num_splits=1, "
+                  "or a closure(part, num_parts) that evaluates sub-batch `part` (see trainers.optim.BatchClosure)")
+
+
+def as_parts(closure: Callable) -> Closure:
+    """``closure`` if it takes ``(part, num_parts)``, else an ordinary zero-argument closure wrapped in :class:`WholeBatch`."""
+    try:
+        inspect.signature(closure).bind(0, 1)
+    except TypeError:
+        return WholeBatch(closure)
+    except ValueError:  # no signature to read (a builtin): assume the contract
+        pass
+    return closure
 
 
 class BatchNormState:
@@ -138,20 +169,26 @@ class PerturbedOptimizer(Optimizer):
     # --- stepping ---------------------------------------------------------------------------
 
     @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
-        """One update; ``closure(part, num_parts)`` is a forward pass (module docstring)."""
+    def step(self, closure: Callable | None = None) -> Tensor:  # type: ignore[override]
+        """One update; ``closure(part, num_parts)`` or ``closure()`` is a forward pass (module docstring)."""
         if closure is None:
-            raise ValueError(f"{type(self).__name__}.step needs a closure(part, num_parts) returning the loss")
-        return self._step(closure)
+            raise ValueError(f"{type(self).__name__}.step needs a closure returning the loss (a forward pass)")
+        return self._step(as_parts(closure))
 
     def _step(self, closure: Closure) -> Tensor:
         raise NotImplementedError
 
-    @staticmethod
-    def _backward(closure: Closure, part: int = 0, num_parts: int = 1) -> Tensor:
+    def _backward(self, closure: Closure, part: int = 0, num_parts: int = 1) -> Tensor:
+        """Gradients of one pass (on zeroed gradients at ``part`` 0); returns its loss."""
         with torch.enable_grad():
             loss = closure(part, num_parts)
-            (loss / num_parts if num_parts > 1 else loss).backward()
+            if not isinstance(loss, Tensor) or loss.numel() != 1:
+                raise ValueError(f"the closure must return the loss as a scalar tensor, got {type(loss).__name__}")
+            ran_backward = part == 0 and any(p.grad is not None for _, ps in self._groups for p in ps)
+            if ran_backward and not isinstance(closure, WholeBatch):
+                raise ValueError("closure(part, num_parts) must not call backward(): the optimizer does")
+            if not ran_backward:  # a closure() may have run backward itself (torch's convention)
+                (loss / num_parts if num_parts > 1 else loss).backward()
         return loss.detach()
 
     def _save_weights(self, params: list[Tensor]) -> list[Tensor]:

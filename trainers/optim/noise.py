@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .ascent import check_nonneg
-from .base import Closure, Params, PerturbedOptimizer, is_weight
+from .base import NO_SUB_BATCHES, Closure, Params, PerturbedOptimizer, WholeBatch, is_weight
 
 PERTURB = ("weights", "all")
 
@@ -72,6 +72,8 @@ class NoiseOptimizer(PerturbedOptimizer):
             k += len(ps)
 
     def _step(self, closure: Closure) -> Tensor:
+        if self.num_splits > 1 and isinstance(closure, WholeBatch):
+            raise ValueError(f"{type(self).__name__}: {NO_SUB_BATCHES}")
         self.zero_grad()
         groups = [(g, [p for p in ps if self.perturb == "all" or is_weight(self.name_of(p))]) for g, ps in self._groups]
         params = [p for _, ps in groups for p in ps]

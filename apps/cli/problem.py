@@ -1,0 +1,86 @@
+"""``--problem FILE.py:NAME``: a user's own :class:`landscape.Problem` for ``surface``, ``hessian`` and ``sweep``.
+
+The file is run as Python (only pass your own files), then NAME must be a Problem or a
+zero-argument function returning one. Every way this can go wrong gives one line.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from landscape.problem import Problem
+
+CHECKPOINT_ONLY = {"samples": None, "sample_seed": None, "data_root": None, "batch_size": None, "device": None}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:300]}" if text else type(e).__name__
+
+
+def _module(target: str) -> ModuleType:
+    if target.endswith(".py") or "/" in target:
+        path = Path(target)
+        if not path.is_file():
+            raise FileNotFoundError(f"--problem: {target!r} does not exist" + (" (a folder)" if path.is_dir() else ""))
+        spec = importlib.util.spec_from_file_location(f"landscape_user_problem_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise ValueError(f"--problem: cannot load {target!r} as Python")
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.resolve().parent))  # the file may import its neighbours
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as e:
+            raise ValueError(f"--problem: {target}:{e.lineno}: SyntaxError: {e.msg}") from None
+        except Exception as e:  # noqa: BLE001 - the user's code: one line saying what it raised
+            raise ValueError(f"--problem: running {target} raised {_first_line(e)}") from e
+        finally:
+            sys.path.remove(str(path.resolve().parent))
+        return module
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as e:
+        raise ValueError(f"--problem: no file or module {target!r} ({_first_line(e)})") from None
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"--problem: importing {target} raised {_first_line(e)}") from e
+
+
+def load_problem(spec: str) -> Problem:
+    """``FILE.py:NAME`` or ``package.module:NAME`` -> the Problem it names (calling NAME if it is a function)."""
+    target, sep, name = spec.rpartition(":")
+    if not sep or not target or not name.isidentifier():
+        raise ValueError(f"--problem expects FILE.py:NAME or MODULE:NAME, got {spec!r}")
+    module = _module(target)
+    if not hasattr(module, name):
+        defined = [n for n in vars(module) if not n.startswith("_")][:8]
+        raise ValueError(f"--problem: {target} defines no {name!r} (it has {', '.join(defined) or 'nothing'})")
+    obj = getattr(module, name)
+    if callable(obj) and not isinstance(obj, Problem) and not isinstance(obj, type):
+        try:
+            obj = obj()
+        except ValueError as e:
+            raise ValueError(f"--problem: {name}(): {e}") from e
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"--problem: {name}() raised {_first_line(e)}") from e
+    if not isinstance(obj, Problem):
+        raise ValueError(f"--problem: {name} is a {type(obj).__name__}, not a landscape.Problem "
+                         "(or a zero-argument function returning one)")
+    return obj
+
+
+def problem_from_args(args: argparse.Namespace) -> Problem | None:
+    """The user's problem if ``--problem`` was given (then the checkpoint-only options are refused), else None."""
+    if getattr(args, "problem", None) is None:
+        if args.checkpoint is None:
+            raise ValueError("give a checkpoint, or --problem FILE.py:NAME")
+        return None
+    if args.checkpoint is not None:
+        raise ValueError("give a checkpoint or --problem, not both")
+    given = [f"--{k.replace('_', '-')}" for k, default in CHECKPOINT_ONLY.items() if getattr(args, k, default) != default]
+    if given:
+        raise ValueError(f"{', '.join(given)} set the checkpoint's data; with --problem the problem defines them")
+    return load_problem(args.problem)

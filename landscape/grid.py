@@ -1,0 +1,385 @@
+"""Loss surfaces of a :class:`~landscape.problem.Problem`: the loss on a 1D/2D grid ``w0 + a*d1 + b*d2``.
+
+:func:`surface` (random, Hessian or given directions), :func:`interpolate` (towards other
+weights) and :func:`trajectory` (the PCA plane of saved snapshots) return a
+:class:`~landscape.store.Surface` and, with ``out=``, stream it to an HDF5 file. The model
+is moved in place with foreach ops (directions and the origin live on the device once) and
+restored exactly afterwards. Points are evaluated in rounds, each rank of a ``torchrun`` job
+taking its share; rank 0 writes every round to the file and flushes, so a killed job
+resumes with no finished point recomputed.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch import Tensor
+from tqdm import tqdm
+
+from .directions import (
+    DIR_TYPES,
+    IGNORES,
+    NORMS,
+    Direction,
+    difference,
+    pca_directions,
+    random_directions,
+    target_tensors,
+)
+from .evaluation import recompute_bn_statistics
+from .parallel import Group, join_group
+from .problem import Problem, weights_sha256
+from .snapshots import load_state, snapshot_files
+from .store import (
+    MemoryWriter,
+    ResultWriter,
+    Surface,
+    create_surface,
+    open_results,
+    read_surface,
+    sha256,
+    surface_attrs,
+    value_names,
+)
+
+BN_MODES = ("eval", "recompute")
+RANGE = re.compile(r"^\s*(-?[\d.eE+-]+)\s*:\s*(-?[\d.eE+-]+)\s*:\s*(\d+)\s*$")
+MAX_POINTS = 10_000_000  # a grid of more points is a typo, not a job
+
+
+def parse_range(text: str, flag: str = "--x") -> np.ndarray:
+    """``"MIN:MAX:NUM"`` -> ``np.linspace(MIN, MAX, NUM)``."""
+    m = RANGE.match(text)
+    try:
+        lo, hi, num = float(m.group(1)), float(m.group(2)), int(m.group(3))  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        raise ValueError(f"{flag} {text!r}: expected MIN:MAX:NUM, e.g. -1:1:51") from None
+    if num < 1 or not (math.isfinite(lo) and math.isfinite(hi)) or (num > 1 and not lo < hi):
+        raise ValueError(f"{flag} {text!r}: need MIN < MAX and NUM >= 1")
+    return np.linspace(lo, hi, num)
+
+
+def coordinates(values: Any, name: str) -> np.ndarray:
+    """Grid coordinates from ``"MIN:MAX:NUM"`` or an array of finite numbers."""
+    if isinstance(values, str):
+        return parse_range(values, name)
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not len(arr) or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: need at least one finite coordinate")
+    return arr
+
+
+class Displacement:
+    """Context manager moving a model's tensors to ``origin + sum_i c_i d_i`` in place.
+
+    Moves the floating tensors of ``target_tensors(model, dir_type)`` (or only ``names``);
+    on exit they are copied back from the saved origin, exactly. (Everything else an
+    analysis may change, BatchNorm statistics and modes, :meth:`Problem.session` restores.)
+    """
+
+    def __init__(self, model: nn.Module, directions: list[Direction], dir_type: str = "weights",
+                 names: list[str] | None = None) -> None:
+        live = target_tensors(model, dir_type)
+        missing = [n for d in directions for n in d if n not in live]
+        if missing or any(set(d) != set(live) for d in directions):
+            raise ValueError(f"directions do not match the model's {dir_type} "
+                             f"(e.g. {(missing or sorted(set(live) - set(directions[0])))[:3]})")
+        self.names = [n for n, t in live.items() if t.is_floating_point() and (names is None or n in names)]
+        self.live = [live[n] for n in self.names]
+        self.dirs = [[d[n].to(live[n].device, live[n].dtype) for n in self.names] for d in directions]
+
+    def __enter__(self) -> Displacement:
+        self.origin = [t.clone() for t in self.live]
+        return self
+
+    @torch.no_grad()
+    def move(self, coords: tuple[float, ...]) -> None:
+        torch._foreach_copy_(self.live, self.origin)
+        for c, d in zip(coords, self.dirs):
+            if c:
+                torch._foreach_add_(self.live, d, alpha=float(c))
+
+    @torch.no_grad()
+    def offset(self, delta: list[Tensor]) -> None:
+        """Move to ``origin + delta`` (``delta`` aligned with :attr:`live`)."""
+        torch._foreach_copy_(self.live, self.origin)
+        torch._foreach_add_(self.live, delta)
+
+    @torch.no_grad()
+    def __exit__(self, *exc) -> None:
+        torch._foreach_copy_(self.live, self.origin)
+
+
+def point_coords(k: int, xs: np.ndarray, ys: np.ndarray | None) -> tuple[float, ...]:
+    """Flat index -> coordinates; 2-D grids are numbered y-major (``k = iy * nx + ix``)."""
+    return (float(xs[k]),) if ys is None else (float(xs[k % len(xs)]), float(ys[k // len(xs)]))
+
+
+def evaluate_point(problem: Problem, splits: list[str], bn: str = "eval", bn_split: str | None = None,
+                   module: nn.Module | None = None) -> dict[str, float]:
+    """``{f"{split}_{metric}": value}`` at the model's current weights."""
+    if bn == "recompute":
+        recompute_bn_statistics(problem.model, lambda: problem.forward_all(bn_split or splits[0]))
+    return {f"{split}_{k}": v for split in splits for k, v in problem.evaluate(split, module).items()}
+
+
+def fill_surface(problem: Problem, directions: list[Direction], writers: list, xs: np.ndarray, ys: np.ndarray | None,
+                 todo: list[int], splits: list[str], *, dir_type: str = "weights", bn: str = "eval",
+                 bn_split: str | None = None, group: Group = Group(), round_size: int = 8, module: nn.Module | None = None,
+                 progress: bool = True) -> None:
+    """Evaluate the grid points ``todo`` (flat indices) and hand every round to each of ``writers``.
+
+    ``module`` is the module actually called (e.g. ``torch.compile(model)``); it must share
+    the model's tensors. Each round every rank evaluates up to ``round_size`` of its points
+    (rank r takes ``todo[r::world]``); all ranks receive all points of the round.
+    """
+    mine = todo[group.rank::group.world]
+    rounds = math.ceil(math.ceil(len(todo) / group.world) / round_size) if todo else 0
+    bar = tqdm(total=len(todo), desc="surface", unit="pt", disable=not (progress and group.is_main))
+    with problem.session(), Displacement(problem.model, directions, dir_type) as disp:
+        for r in range(rounds):
+            done = []
+            for k in mine[r * round_size:(r + 1) * round_size]:
+                disp.move(point_coords(k, xs, ys))
+                done.append((k, evaluate_point(problem, splits, bn, bn_split, module)))
+            gathered = [p for part in group.gather(done) for p in part]
+            for writer in writers:
+                writer.write(gathered)
+            bar.update(len(gathered))
+    bar.close()
+
+
+CHECKED = ("kind", "index_order", "directions", "norm", "ignore", "dir_type", "seed", "samples", "sample_seed", "bn",
+           "checkpoint_sha256", "checkpoint_b_sha256", "weights_sha256", "params", "values")
+
+
+def restrict(direction: Direction, problem: Problem) -> Direction:
+    """Zero a direction outside the analysed parameters (and buffers, once only some parameters move)."""
+    if problem.params_attr() == "all":
+        return direction
+    keep = set(problem.param_names)
+    return {n: t if n in keep else torch.zeros_like(t) for n, t in direction.items()}
+
+
+def run_grid(problem: Problem, make_directions: Callable[[], list[Direction]], xs: np.ndarray, ys: np.ndarray | None,
+             attrs: dict, *, splits: Sequence[str] | None, dir_type: str, bn: str, bn_split: str | None, compile: bool,
+             out: str | Path | None, resume: bool, overwrite: bool, progress: bool, log: Callable[[str], None] | None,
+             extras: dict[str, np.ndarray] | None = None) -> Surface | None:
+    """Evaluate a grid around the problem's weights; the shared body of :func:`surface` and friends."""
+    splits = list(splits or problem.splits)
+    unknown = [s for s in splits if s not in problem.splits]
+    if unknown:
+        raise ValueError(f"no split {unknown[0]!r} in the problem (it has {', '.join(problem.splits)})")
+    if bn not in BN_MODES:
+        raise ValueError(f"unknown bn mode {bn!r}; expected one of {BN_MODES}")
+    if dir_type not in DIR_TYPES:
+        raise ValueError(f"unknown dir_type {dir_type!r}; expected one of {DIR_TYPES}")
+    bn_split = bn_split or ("train" if "train" in problem.splits else splits[0])
+    if (len(xs) * (1 if ys is None else len(ys))) > MAX_POINTS:
+        raise ValueError(f"a grid of {len(xs)} x {len(ys) if ys is not None else 1} points is more than {MAX_POINTS:,}")
+    shape = (len(xs),) if ys is None else (len(ys), len(xs))
+    attrs = {**problem.file_attrs(), "bn": bn, "dir_type": dir_type, "params": problem.params_attr(), **attrs}
+    names = value_names(splits, ["loss", *problem.metrics])
+    group = join_group(problem.device.type)
+    memory = MemoryWriter("surface", shape, {n: () for n in names}, surface_attrs(xs, ys, splits, attrs))
+    writer, payload = None, None
+    with problem.session():
+        if group.is_main:
+            try:
+                directions, todo, writer = _prepare(out, make_directions, xs, ys, splits, names, attrs, resume, overwrite,
+                                                    extras, log)
+                payload = ("ok", directions, todo)
+            except (ValueError, FileNotFoundError, OSError) as e:
+                payload = ("error", str(e), None)
+        status, directions, todo = group.broadcast(payload)
+        if status == "error":
+            raise ValueError(directions)
+        try:
+            module = torch.compile(problem.model) if compile else None
+            fill_surface(problem, directions, [memory] + ([writer] if writer else []), xs, ys, todo, splits,
+                         dir_type=dir_type, bn=bn, bn_split=bn_split, group=group, module=module, progress=progress)
+            for w in [memory] + ([writer] if writer else []):
+                w.finish()
+        finally:
+            if writer is not None:
+                writer.close()
+    if out is not None:
+        return read_surface(out) if group.is_main else None
+    values = {n: np.where(memory.computed, v, np.nan) for n, v in memory.arrays.items()}
+    return Surface("", xs, ys, values, memory.computed, memory.attrs, "landscape", extras or {}, directions)
+
+
+def _prepare(out, make_directions, xs, ys, splits, names, attrs, resume, overwrite, extras, log):
+    """(directions, todo, writer): from a new file, a resumed one (its stored directions), or none (in memory)."""
+    if out is None:
+        return make_directions(), list(range(len(xs) * (1 if ys is None else len(ys)))), None
+    wanted = {**attrs, "kind": "surface", "index_order": "x" if ys is None else "yx", "values": names}
+    made: list[list[Direction]] = []
+
+    def create() -> ResultWriter:
+        made.append(make_directions())
+        return create_surface(out, xs, ys, splits, made[0], attrs, extras, names)
+
+    def same_grid(w: ResultWriter) -> bool:
+        old_y = w.dataset("ycoordinates")
+        return np.array_equal(w.dataset("xcoordinates"), xs) and (ys is None) == (old_y is None) and (
+            ys is None or np.array_equal(old_y, ys))
+
+    writer, created = open_results(out, create, {k: wanted[k] for k in CHECKED if k in wanted}, same_grid,
+                                   resume=resume, overwrite=overwrite)
+    computed = writer.computed_flat()
+    if resume and computed.any() and log:
+        log(f"resuming: {int(computed.sum())} of {computed.size} points already computed")
+    return (made[0] if created else writer.directions()), [int(k) for k in np.flatnonzero(~computed)], writer
+
+
+def _grid_args(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    return coordinates(x, "x"), (None if y is None else coordinates(y, "y"))
+
+
+def surface(problem: Problem, x: Any, y: Any = None, *, directions: str | Sequence[Direction] = "random",
+            hessian: Any = None, norm: str = "filter", ignore: str = "biasbn", seed: int = 0, dir_type: str = "weights",
+            orthogonal: bool = False, splits: Sequence[str] | None = None, bn: str = "eval", bn_split: str | None = None,
+            compile: bool = False, out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+            progress: bool = True, log: Callable[[str], None] | None = None, attrs: dict | None = None) -> Surface | None:
+    """Loss (and metrics) of every split on the grid ``w0 + x*d1 (+ y*d2)`` around the problem's weights.
+
+    Args:
+        x, y: coordinates (arrays, or ``"MIN:MAX:NUM"``); ``y=None`` gives a 1-D slice.
+        directions: ``"random"`` (Gaussian from a generator seeded with ``seed``, normalized by
+            ``norm``/``ignore`` as Li et al. 2018), ``"hessian"`` (the top eigenvectors, unit norm: from
+            ``hessian`` — a :class:`~landscape.curvature.Hessian` or its file — or computed), or the
+            directions themselves (dicts of tensors keyed like ``target_tensors(model, dir_type)``;
+            missing names are zero).
+        dir_type: ``"weights"`` (parameters) or ``"states"`` (also BatchNorm running statistics).
+        splits: which of the problem's splits to evaluate (default all).
+        bn: ``"eval"`` (the model's BatchNorm statistics) or ``"recompute"`` (recomputed on ``bn_split``
+            at every point).
+        compile: evaluate through ``torch.compile`` (same numbers; pays off on large grids).
+        out: the HDF5 file to write (resumable with ``resume=True``); ``None`` keeps it in memory.
+        attrs: extra attributes stored in the file.
+
+    Returns the :class:`~landscape.store.Surface` (``.values["train_loss"][i, j]`` at
+    ``(x[j], y[i])``); under ``torchrun`` with ``out=``, ranks other than 0 get ``None``.
+    """
+    xs, ys = _grid_args(x, y)
+    count = 1 if ys is None else 2
+    if norm not in NORMS or ignore not in IGNORES:
+        raise ValueError(f"norm must be one of {NORMS} and ignore one of {IGNORES}")
+    if isinstance(directions, str) and directions == "random":
+        def make() -> list[Direction]:
+            dirs = random_directions(target_tensors(problem.model, dir_type), count=count, seed=seed, norm=norm,
+                                     ignore=ignore, orthogonal=orthogonal)
+            return [restrict(d, problem) for d in dirs]
+
+        meta = {"directions": "random", "norm": norm, "ignore": ignore, "seed": seed, "orthogonal": orthogonal}
+    elif isinstance(directions, str) and directions == "hessian":
+        if dir_type != "weights":
+            raise ValueError("Hessian directions move parameters only: use dir_type='weights'")
+        from .curvature import hessian_directions
+
+        def make() -> list[Direction]:
+            return hessian_directions(problem, count, hessian, seed=seed)
+
+        meta = {"directions": "hessian", "norm": "none", "ignore": "none", "seed": seed,
+                "hessian_file": str(hessian) if isinstance(hessian, (str, Path)) else ""}
+    elif isinstance(directions, str):
+        raise ValueError(f"directions must be 'random', 'hessian' or a list of direction dicts, got {directions!r}")
+    else:
+        given = list(directions)
+        if len(given) != count:
+            raise ValueError(f"a {count}-D surface needs {count} directions, got {len(given)}")
+
+        def make() -> list[Direction]:
+            return [complete(d, problem, dir_type) for d in given]
+
+        meta = {"directions": "custom", "norm": "none", "ignore": "none", "seed": -1}
+    return run_grid(problem, make, xs, ys, {**meta, **(attrs or {})}, splits=splits, dir_type=dir_type, bn=bn,
+                    bn_split=bn_split, compile=compile, out=out, resume=resume, overwrite=overwrite, progress=progress,
+                    log=log)
+
+
+def complete(direction: Direction, problem: Problem, dir_type: str) -> Direction:
+    """A user's direction on every tensor the grid moves (zeros where it names none), on the CPU."""
+    live = target_tensors(problem.model, dir_type)
+    unknown = [n for n in direction if n not in live]
+    if unknown:
+        raise ValueError(f"direction names {unknown[0]!r}, which is not in the model's {dir_type}")
+    bad = [n for n, t in direction.items() if tuple(t.shape) != tuple(live[n].shape)]
+    if bad:
+        raise ValueError(f"direction {bad[0]!r} has shape {tuple(direction[bad[0]].shape)}, the model "
+                         f"{tuple(live[bad[0]].shape)}")
+    return restrict({n: (torch.as_tensor(direction[n]).detach().cpu().to(t.dtype) if n in direction
+                         else torch.zeros_like(t, device="cpu")) for n, t in live.items()}, problem)
+
+
+def interpolate(problem: Problem, other: Any, x: Any, *, dir_type: str = "states", splits: Sequence[str] | None = None,
+                bn: str = "eval", bn_split: str | None = None, compile: bool = False, out: str | Path | None = None,
+                resume: bool = False, overwrite: bool = False, progress: bool = True,
+                log: Callable[[str], None] | None = None, attrs: dict | None = None) -> Surface | None:
+    """The line from the problem's weights (x=0) to ``other``'s (x=1) and beyond: direction ``other - w0``,
+    not normalized. ``other``: a model of the same architecture, its state dict, or a file of either kind."""
+    xs = coordinates(x, "x")
+    state = load_state(other)
+
+    def make() -> list[Direction]:
+        here = {k: v.detach().cpu() for k, v in target_tensors(problem.model, dir_type).items()}
+        missing = [k for k in here if k not in state]
+        if missing:
+            raise ValueError(f"the other model has no {missing[0]!r}: not the same architecture")
+        return [restrict(difference(here, {k: state[k].detach().cpu() for k in here}), problem)]
+
+    digest = sha256(other) if isinstance(other, (str, Path)) else weights_sha256(state)
+    meta = {"directions": "interpolation", "checkpoint_b": str(other) if isinstance(other, (str, Path)) else "(in memory)",
+            "checkpoint_b_sha256": digest, "norm": "none", "ignore": "none", "seed": -1}
+    return run_grid(problem, make, xs, None, {**meta, **(attrs or {})}, splits=splits, dir_type=dir_type, bn=bn,
+                    bn_split=bn_split, compile=compile, out=out, resume=resume, overwrite=overwrite, progress=progress,
+                    log=log)
+
+
+def auto_range(values: np.ndarray, num: int = 21, margin: float = 0.25) -> np.ndarray:
+    """``num`` points covering ``values`` and 0, with a margin of ``margin`` times the span on each side."""
+    lo, hi = float(min(values.min(), 0.0)), float(max(values.max(), 0.0))
+    span = max(hi - lo, 1e-6)
+    return np.linspace(lo - margin * span, hi + margin * span, num)
+
+
+def trajectory(problem: Problem, snapshots: Any, x: Any = None, y: Any = None, *, ignore: str = "biasbn",
+               splits: Sequence[str] | None = None, bn: str = "eval", bn_split: str | None = None, compile: bool = False,
+               out: str | Path | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
+               log: Callable[[str], None] | None = None, attrs: dict | None = None) -> Surface | None:
+    """A 2-D surface around the problem's weights (the end of training) on the top-2 PCA directions of
+    ``theta_t - theta_final`` over ``snapshots`` (Li et al. Sec. 7), with the projected path.
+
+    ``snapshots``: a folder of ``.pt`` files (see :func:`~landscape.snapshots.save_snapshot`; our run's
+    ``checkpoints/`` works too), or a list of state dicts, models or files, in training order.
+    ``x``/``y`` default to the path's extent plus 25 %, 21 points each.
+    """
+    items = snapshot_files(snapshots) if isinstance(snapshots, (str, Path)) else list(snapshots)
+    if len(items) < 2:
+        raise ValueError(f"PCA of a trajectory needs at least 2 snapshots, got {len(items)}")
+    with problem.session():
+        center = {n: t.detach().cpu() for n, t in target_tensors(problem.model, "weights").items()}
+    path = []
+    for item in items:
+        state = load_state(item)
+        missing = [n for n in center if n not in state]
+        if missing:
+            raise ValueError(f"a snapshot has no {missing[0]!r}: not the model's state dict")
+        path.append({n: state[n].detach().cpu().to(center[n].dtype) for n in center})
+    keep = set(problem.param_names)
+    dirs, ratio, coords = pca_directions([{n: (t if n in keep else center[n]) for n, t in p.items()} for p in path],
+                                         center, ignore)  # type: ignore[arg-type]
+    xs = auto_range(coords[:, 0].numpy()) if x is None else coordinates(x, "x")
+    ys = auto_range(coords[:, 1].numpy()) if y is None else coordinates(y, "y")
+    extras = {"proj_xcoord": coords[:, 0].numpy(), "proj_ycoord": coords[:, 1].numpy(),
+              "explained_variance_ratio_": ratio.numpy()}
+    meta = {"directions": "pca", "norm": "none", "ignore": ignore, "seed": -1, "snapshots": len(items)}
+    return run_grid(problem, lambda: dirs, xs, ys, {**meta, **(attrs or {})}, splits=splits, dir_type="weights", bn=bn,
+                    bn_split=bn_split, compile=compile, out=out, resume=resume, overwrite=overwrite, progress=progress,
+                    log=log, extras=extras)

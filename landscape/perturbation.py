@@ -1,0 +1,226 @@
+"""Loss against perturbation size (:func:`sweep`), and the sharpness measures built on it (:func:`sharpness`).
+
+For each radius ``r`` the analysed parameters move by ``delta`` (the problem's mode, restored after):
+
+- ``random``: a Gaussian direction scaled to global norm ``r`` (``normalize="filter"``:
+  the filter-normalized direction times ``r``, loss-landscape's coordinate), several trials;
+- ``adversarial``: the worst ``delta`` with ``||delta|| <= r`` found by projected
+  normalized-gradient ascent from 0 (``steps`` steps of ``2.5 r / steps``): SAM's and
+  AMP's inner problem;
+- ``multiplicative``: ``w * (1 + r xi)``, ``xi ~ N(0, 1)`` on weights (the DAMP family), trials;
+- ``adaptive``: the worst ``delta = T z`` with ``||z|| <= r`` and ``T = |w| + eta`` on
+  weights, 1 elsewhere (ASAM's ball), by the same ascent in ``z``.
+
+"Weights" are decided by a rule on parameter names, by default :func:`trainers.optim.is_weight`
+(PyTorch's ``*.weight``: conv/linear kernels and norm scales, not biases), the rule ASAM and
+DAMP use; pass ``is_weight=`` to change it. This draws the AMP poster's "loss values with
+varying perturbation size" for any model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from trainers.optim import is_weight as default_is_weight
+
+from .directions import normalize_direction
+from .grid import Displacement, coordinates
+from .problem import Problem
+from .store import MemoryWriter, ResultWriter, Sweep, open_results, read_sweep
+
+KINDS = ("random", "adversarial", "multiplicative", "adaptive")
+SHARPNESS = {"sam": "adversarial", "adaptive": "adaptive", "average": "random"}
+NORMALIZE = ("none", "filter")
+WeightRule = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    trials: int = 5
+    steps: int = 10
+    normalize: str = "none"  # random: "none" (global norm r) or "filter"
+    eta: float = 0.01
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.trials < 1 or self.steps < 1:
+            raise ValueError(f"trials and steps must be >= 1, got {self.trials}, {self.steps}")
+        if self.normalize not in NORMALIZE:
+            raise ValueError(f"normalize must be one of {NORMALIZE}, got {self.normalize!r}")
+        if not self.eta >= 0:
+            raise ValueError(f"eta must be >= 0, got {self.eta}")
+
+
+def _norm(xs: list[Tensor]) -> Tensor:
+    return torch.sqrt(sum((x.double() ** 2).sum() for x in xs))
+
+
+class Sweeper:
+    """Evaluates one (kind, radius) point at a time on a model moved in place (use as a context manager)."""
+
+    def __init__(self, problem: Problem, split: str | None = None, settings: SweepSettings = SweepSettings(), *,
+                 is_weight: WeightRule | None = None) -> None:
+        settings.validate()
+        self.split = split or next(iter(problem.splits))
+        if self.split not in problem.splits:
+            raise ValueError(f"no split {self.split!r} in the problem (it has {', '.join(problem.splits)})")
+        self.problem, self.s = problem, settings
+        self.rule = is_weight or default_is_weight
+
+    def __enter__(self) -> Sweeper:
+        self._session = self.problem.session()
+        self._session.__enter__()
+        self.disp = Displacement(self.problem.model, [], "weights", self.problem.param_names)
+        self.disp.__enter__()
+        live = dict(self.problem.model.named_parameters())
+        self.names, self.origin = self.disp.names, self.disp.origin
+        self.params = [live[n] for n in self.names]  # the Parameters themselves: gradients are taken w.r.t. them
+        self.weight_mask = [bool(self.rule(n)) for n in self.names]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.disp.__exit__(*exc)
+        self._session.__exit__(*exc)
+
+    def _generator(self, kind: str, radius_index: int) -> torch.Generator:
+        # a stable seed per (kind, radius): a resumed or re-run sweep draws the same perturbations
+        return torch.Generator().manual_seed(self.s.seed * 1_000_003 + KINDS.index(kind) * 10_007 + radius_index)
+
+    def _values(self, values: dict[str, float]) -> tuple[float, float]:
+        return values["loss"], values.get("acc", float("nan"))
+
+    def _evaluate(self, delta: list[Tensor]) -> tuple[float, float]:
+        self.disp.offset(delta)
+        return self._values(self.problem.evaluate(self.split))
+
+    def _random(self, r: float, g: torch.Generator) -> list[Tensor]:
+        z = [torch.randn(w.shape, generator=g, dtype=torch.float32).to(w) for w in self.origin]
+        if self.s.normalize == "filter":
+            z = list(normalize_direction(dict(zip(self.names, z)), dict(zip(self.names, self.origin)), "filter",
+                                         "biasbn").values())
+            return [r * d for d in z]
+        scale = r / float(_norm(z))
+        return [scale * d for d in z]
+
+    def _multiplicative(self, r: float, g: torch.Generator) -> list[Tensor]:
+        return [r * torch.randn(w.shape, generator=g, dtype=torch.float32).to(w) * w if m else torch.zeros_like(w)
+                for w, m in zip(self.origin, self.weight_mask)]
+
+    def _ascent(self, r: float, adaptive: bool) -> tuple[float, float]:
+        t = [(w.abs() + self.s.eta) if (adaptive and m) else torch.ones_like(w) for w, m in zip(self.origin, self.weight_mask)]
+        z = [torch.zeros_like(w) for w in self.origin]
+        step = 2.5 * r / self.s.steps
+        best = (-np.inf, 0.0)
+        for _ in range(self.s.steps):
+            self.disp.offset([ti * zi for ti, zi in zip(t, z)])
+            values, grads = self.problem.loss_and_grad(self.split, self.params)
+            best = max(best, self._values(values))
+            tg = [ti * gi for ti, gi in zip(t, grads)]  # gradient w.r.t. z
+            gn = float(_norm(tg))
+            if gn == 0:
+                break
+            z = [zi + (step / gn) * gi for zi, gi in zip(z, tg)]
+            zn = float(_norm(z))
+            if zn > r:
+                z = [zi * (r / zn) for zi in z]
+        final = self._evaluate([ti * zi for ti, zi in zip(t, z)])
+        return max(best, final)
+
+    @torch.no_grad()
+    def point(self, kind: str, r: float, radius_index: int = 0) -> dict[str, object]:
+        """``{"loss_mean", "loss_std", "acc_mean", "acc_std", "losses", "accs"}`` at radius ``r``
+        (accuracies are NaN for a problem without an ``acc`` metric)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown sweep kind {kind!r}; choose from {', '.join(KINDS)}")
+        if r == 0:
+            results = [self._evaluate([torch.zeros_like(w) for w in self.origin])] * self.s.trials
+        elif kind in ("adversarial", "adaptive"):
+            results = [self._ascent(r, adaptive=kind == "adaptive")] * self.s.trials
+        else:
+            g = self._generator(kind, radius_index)
+            draw = self._random if kind == "random" else self._multiplicative
+            results = [self._evaluate(draw(r, g)) for _ in range(self.s.trials)]
+        losses = np.array([lo for lo, _ in results])
+        accs = np.array([a for _, a in results])
+        return {"loss_mean": losses.mean(), "loss_std": losses.std(), "acc_mean": accs.mean(), "acc_std": accs.std(),
+                "losses": losses, "accs": accs}
+
+
+CHECKED = ("kind", "kinds", "split", "samples", "sample_seed", "checkpoint_sha256", "weights_sha256", "params", "trials",
+           "steps", "normalize", "eta", "seed")
+
+
+def sweep(problem: Problem, radii: Sequence[float] | np.ndarray | str, *, kinds: Sequence[str] = KINDS, trials: int = 5,
+          steps: int = 10, normalize: str = "none", eta: float = 0.01, seed: int = 0, is_weight: WeightRule | None = None,
+          split: str | None = None, out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+          progress: bool = True, log: Callable[[str], None] | None = None, attrs: dict | None = None) -> Sweep:
+    """Loss and accuracy against perturbation radius for each kind (module docstring), one point per
+    (kind, radius); with ``out=`` written point by point to a resumable ``kind="sweep"`` file.
+
+    ``trials`` draws per radius for random and multiplicative perturbations, ``steps`` ascent
+    steps for adversarial and adaptive ones, ``eta`` the adaptive ball's offset, ``is_weight``
+    the rule (on parameter names) for which tensors are weights.
+    """
+    settings = SweepSettings(trials=trials, steps=steps, normalize=normalize, eta=eta, seed=seed)
+    settings.validate()
+    kinds = list(kinds)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise ValueError(f"unknown sweep kind {', '.join(bad) or '(none)'}; choose from {', '.join(KINDS)}")
+    radii = coordinates(radii, "radii")
+    if np.any(radii < 0):
+        raise ValueError("radii must be >= 0")
+    sweeper = Sweeper(problem, split, settings, is_weight=is_weight)
+    attrs = {**problem.file_attrs(), "split": sweeper.split, "kinds": kinds, "trials": trials, "steps": steps,
+             "normalize": normalize, "eta": eta, "seed": seed, "params": problem.params_attr(), **(attrs or {})}
+    values = {"loss_mean": (), "loss_std": (), "acc_mean": (), "acc_std": (), "losses": (trials,), "accs": (trials,)}
+    grid = (len(kinds), len(radii))
+    memory = MemoryWriter("sweep", grid, values, attrs)
+    writers: list = [memory]
+    todo = list(range(grid[0] * grid[1]))
+    if out is not None:
+        writer, created = open_results(
+            out, lambda: ResultWriter.create(out, "sweep", grid, values, {"radii": radii}, attrs, {}),
+            {k: v for k, v in {"kind": "sweep", **attrs}.items() if k in CHECKED},
+            lambda w: np.array_equal(w.dataset("radii"), radii), resume=resume, overwrite=overwrite)
+        writers.append(writer)
+        done = writer.computed_flat()
+        todo = [int(k) for k in np.flatnonzero(~done)]
+        if not created and log and done.any():
+            log(f"resuming: {int(done.sum())} of {done.size} points already computed")
+    try:
+        with sweeper as sw:
+            for k in tqdm(todo, desc="sweep", unit="pt", disable=not progress):
+                i, j = divmod(k, len(radii))
+                point = [(k, sw.point(kinds[i], float(radii[j]), j))]
+                for w in writers:
+                    w.write(point)
+        for w in writers:
+            w.finish()
+    finally:
+        if out is not None:
+            writers[-1].close()
+    if out is not None:
+        return read_sweep(out)
+    computed = memory.computed
+    return Sweep("", radii, kinds, memory.arrays, computed, memory.attrs)
+
+
+def sharpness(problem: Problem, rho: float, kind: str = "sam", *, steps: int = 10, trials: int = 5, eta: float = 0.01,
+              seed: int = 0, is_weight: WeightRule | None = None, split: str | None = None) -> float:
+    """``L(w + delta) - L(w)`` at radius ``rho``: the worst case in the L2 ball (``sam``), in ASAM's ball
+    (``adaptive``), or the mean over random directions on the sphere (``average``)."""
+    if kind not in SHARPNESS:
+        raise ValueError(f"unknown sharpness {kind!r}; choose from {', '.join(SHARPNESS)}")
+    if not rho >= 0:
+        raise ValueError(f"rho must be >= 0, got {rho}")
+    settings = SweepSettings(trials=trials, steps=steps, eta=eta, seed=seed)
+    with Sweeper(problem, split, settings, is_weight=is_weight) as sw:
+        clean = sw.point("random", 0.0)["loss_mean"]
+        return float(sw.point(SHARPNESS[kind], rho)["loss_mean"] - clean)

@@ -1,0 +1,56 @@
+"""The examples/ scripts run as a user would run them (small settings) and write what they promise."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from apps.explorer.catalog import Catalog
+from apps.explorer.views import compare_figures
+from landscape.report import find_runs, summary_row
+from landscape.store import file_category, read_surface
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_example(name, *args):
+    r = subprocess.run([sys.executable, f"examples/{name}.py", "--quick", *args], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+@pytest.mark.slow
+def test_custom_cnn_trains_analyses_and_compares(tmp_path):
+    out = run_example("custom_cnn", "--out", str(tmp_path))
+    assert "| sgd |" in out and "| sam |" in out
+    for method in ("sgd", "sam"):
+        run = tmp_path / method
+        kinds = {f.name: file_category(f) for f in run.glob("*.h5")}
+        assert kinds == {"surface_2d.h5": "surface_2d", "hessian.h5": "hessian", "sweep.h5": "sweep",
+                         "trajectory.h5": "surface_2d"}
+        assert len(list((run / "snapshots").glob("step_*.pt"))) == 2
+        assert read_surface(run / "trajectory.h5").attrs["snapshots"] == 2
+    runs = find_runs([tmp_path / "sgd", tmp_path / "sam"])
+    rows = [summary_row(r, 0.5) for r in runs]
+    assert [r["method"] for r in rows] == ["sgd", "sam"]  # the problems' labels
+    assert all(r["test_error"] is not None and r["lambda_max"] is not None and r["sharpness"] is not None for r in rows)
+    snapshot = Catalog(tmp_path).scan()  # the explorer lists the user's runs under their labels and draws them
+    assert sorted((r["run"], r["method"]) for r in snapshot["runs"]) == [("sam", "sam"), ("sgd", "sgd")]
+    figs = compare_figures(Catalog(tmp_path), ["sgd", "sam"], log=True)
+    assert len(figs["surfaces"].data) == 2 and len(figs["spectra"].data) >= 2
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert {r["run"]: r["lambda_max"] for r in summary["rows"]} == {r["run"]: r["lambda_max"] for r in rows}
+
+
+def test_regression_example_prints_spectra(tmp_path):
+    out = run_example("regression_mlp", "--out", str(tmp_path))
+    assert "Hessian top-5:" in out and "Gauss-Newton top-5:" in out and "SAM sharpness at rho 0.1" in out
+    assert {f.name for f in tmp_path.glob("*.h5")} == {"hessian.h5", "surface_1d.h5", "sweep.h5"}
+
+
+def test_tiny_transformer_example_refuses_train_mode_and_analyses_a_block(tmp_path):
+    out = run_example("tiny_transformer", "--out", str(tmp_path))
+    assert "train mode is refused: model: the same data['train'] gave the loss" in out
+    assert "attention block only (1088 parameters)" in out
+    assert read_surface(tmp_path / "surface_2d.h5").complete
