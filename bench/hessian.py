@@ -34,7 +34,7 @@ from trainers import TrainConfig, train  # noqa: E402
 
 def ours(model: nn.Module, data: EvalSet, k: int, seed: int) -> tuple[np.ndarray, int]:
     with CurvatureOperator(Problem(model, (data.x, data.y), batch_size=len(data), check=False)) as op:
-        res = lanczos(op.matvec, op.size, k, tol=1e-3, seed=seed)
+        res = lanczos(op.matvec, op.size, k, tol=1e-3, seed=seed, device=op.device)
         return res.eigenvalues, op.matvecs
 
 
@@ -51,12 +51,17 @@ def pyhessian_eigs(model: nn.Module, data: EvalSet, k: int, seed: int) -> tuple[
     ph.hessian_vector_product = counting
     try:
         torch.manual_seed(seed)  # PyHessian draws its start vectors from the global RNG
-        h = ph.hessian(model, nn.CrossEntropyLoss(), data=(data.x, data.y), cuda=False)
+        h = ph.hessian(model, nn.CrossEntropyLoss(), data=(data.x, data.y), cuda=data.x.is_cuda)
         calls[0] = 0
         vals, _ = h.eigenvalues(top_n=k)
     finally:
         ph.hessian_vector_product = original
     return np.array(vals), calls[0]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -65,18 +70,20 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--hvp-only", action="store_true", help="only the HVP-vs-gradient timing")
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
+    device = torch.device(args.device)
 
     with tempfile.TemporaryDirectory() as tmp:
         train(TrainConfig(model="small_cnn", model_kwargs={"width": args.width}, epochs=10, device="cpu"), tmp,
               progress=False, log=lambda line: None)
-        problem = Problem.from_checkpoint(Path(tmp) / "final.pt", device="cpu")
+        problem = Problem.from_checkpoint(Path(tmp) / "final.pt", device=device)
     model, train_set = problem.model, problem.splits["train"].tensors
     data = EvalSet(train_set.x, train_set.y, batch_size=len(train_set))  # one batch, like PyHessian's data=
     model.eval()
     n_params = sum(p.numel() for p in model.parameters())
 
-    ref_model = copy.deepcopy(model).double()
+    ref_model = copy.deepcopy(model).double()  # the reference spectrum in float64
     with CurvatureOperator(Problem(ref_model, (data.x.double(), data.y), batch_size=len(data))) as op:
         ref = lanczos(op.matvec, op.size, 5, tol=1e-9, max_iter=200).eigenvalues
 
@@ -98,16 +105,20 @@ def main() -> None:
         v = torch.randn(op.size)
         op.matvec(v)  # builds the cached graph
         for _ in range(9):
+            sync(device)
             tic = time.perf_counter()
             loss = nn.functional.cross_entropy(plain(data.x), data.y)
             torch.autograd.grad(loss, params)
+            sync(device)
             grad_t.append(time.perf_counter() - tic)
             tic = time.perf_counter()
             op.matvec(v)
+            sync(device)
             hvp_t.append(time.perf_counter() - tic)
 
     lines = [f"## Hessian: small_cnn(width={args.width}) {n_params:,} params, {len(data)} digits training images, "
-             f"CPU {torch.get_num_threads()} thread(s); reference top-5 {np.round(ref, 5).tolist()}", "",
+             f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU {torch.get_num_threads()} thread(s)'}; "
+             f"reference top-5 {np.round(ref, 5).tolist()}", "",
              "| solver | k | seconds (median) | HVPs (median [min-max]) | max rel. error (worst rep) |", "|---|---|---|---|---|"]
     for key, vals in rows.items():
         name, k = key.split("|")
@@ -120,7 +131,7 @@ def main() -> None:
         lines.append(f"\ntop-{k}: our time / PyHessian time = {ratio:.2f} (median of per-rep ratios)")
     lines.append(f"\none HVP (cached graph) / one gradient: {statistics.median(h / g for h, g in zip(hvp_t, grad_t)):.2f} "
                  f"({1000 * statistics.median(hvp_t):.0f} ms vs {1000 * statistics.median(grad_t):.0f} ms)")
-    report(lines, args.out, "hessian-cpu.md")
+    report(lines, args.out, f"hessian-{device.type}.md")
 
 
 if __name__ == "__main__":

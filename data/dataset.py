@@ -32,6 +32,9 @@ class ImageDataset:
                 raise ValueError(f"{self.name}: {split} images must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
             if y.shape != (x.shape[0],):
                 raise ValueError(f"{self.name}: {split} labels {tuple(y.shape)} do not match {x.shape[0]} images")
+            # standard strides: 1-channel images built as array[:, None] carry channels-last strides, which sent
+            # convolutions down another oneDNN path whose gradients depended on the batch size (1 vs N ranks)
+            object.__setattr__(self, f"{split}_x", x.clone(memory_format=torch.contiguous_format))
 
     @property
     def in_channels(self) -> int:

@@ -47,6 +47,9 @@ class TensorLoader:
             :class:`data.corruptions.CorruptHalf`), drawing its randomness from the loader's generator.
         seed: seed of the loader's generator (permutations and augmentation).
         channels_last: hand batches out in channels-last memory format (faster convs on GPU).
+        shard: ``(rank, world)``: every batch is drawn and augmented whole (the same on every rank,
+            from the same generator), then this rank gets its ``1/world`` of the rows, so the shards
+            of one step are the same images however many ranks there are.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class TensorLoader:
         seed: int = 0,
         device: torch.device | str = "cpu",
         channels_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -80,6 +84,10 @@ class TensorLoader:
         self.transform = transform
         self.generator = torch.Generator().manual_seed(seed)
         self.channels_last = channels_last
+        rank, world = shard
+        if not 0 <= rank < world or batch_size % world:
+            raise ValueError(f"batch size {batch_size} does not divide into {world} equal shards (rank {rank})")
+        self.shard = shard
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -109,7 +117,12 @@ class TensorLoader:
                     x = random_hflip(x, self.generator)
             if self.transform is not None:
                 x = self.transform(x, self.generator)
-            yield self.normalize(x), self.labels[idx]
+            y = self.labels[idx]
+            if self.shard[1] > 1:  # the whole batch was drawn and augmented as on one process: this rank's rows
+                rank, world = self.shard
+                rows = slice(rank * len(y) // world, (rank + 1) * len(y) // world)
+                x, y = x[rows], y[rows]
+            yield self.normalize(x), y
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -141,7 +141,8 @@ class Split:
         self.tensors: EvalSet | None = None  # or a pair of tensors, sliced into batches
         self.prints: list[tuple] | None = None  # the first pass's fingerprints (loaders only)
         self.streamed = False  # True: every pass moves the data to the device again
-        self.total = 0.0  # the sum of the batch weights
+        self.total = 0.0  # the sum of the batch weights (over all ranks)
+        self.shard = (0, 1)  # (rank, world): iteration yields this rank's share (see Problem.sharded)
         if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
             data = EvalSet(data[0], data[1], batch_size)
         if isinstance(data, EvalSet):
@@ -167,7 +168,12 @@ class Split:
             raise ValueError(f"data[{self.name!r}]: the batch weights sum to {self.total}")
 
     def _tensor_batches(self) -> Iterator[Batch]:
-        for x, y in self.tensors.batches():  # type: ignore[union-attr]
+        data = self.tensors
+        rank, world = self.shard
+        if world > 1:  # a contiguous block of rows per rank
+            rows = slice(rank * len(data) // world, (rank + 1) * len(data) // world)  # type: ignore[arg-type]
+            data = EvalSet(data.x[rows], data.y[rows], data.batch_size)  # type: ignore[union-attr]
+        for x, y in data.batches():  # type: ignore[union-attr]
             yield (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
 
     def _first_pass(self, cache: bool | None, visit: Visit | None) -> tuple[list[tuple], float]:
@@ -206,17 +212,19 @@ class Split:
         raise ValueError(f"data[{self.name!r}]: a batch's size must be a number >= 0, got {n!r}")
 
     def __iter__(self) -> Iterator[tuple[Batch, float | Tensor]]:
+        rank, world = self.shard
         if self.tensors is not None:
             if self.size_fn is default_size:
                 yield from ((b, float(len(b[1]))) for b in self._tensor_batches())
             else:
                 yield from ((b, self._weight(b)) for b in self._tensor_batches())
         elif self.cached is not None:
-            yield from self.cached
+            yield from self.cached[rank::world]
         else:
-            for batch in self.source:  # type: ignore[union-attr]
-                batch = to_device(batch, self.device)
-                yield batch, self._weight(batch)
+            for i, batch in enumerate(self.source):  # type: ignore[union-attr]
+                if i % world == rank:
+                    batch = to_device(batch, self.device)
+                    yield batch, self._weight(batch)
 
     def inputs(self) -> Iterator[Batch]:
         """The batches alone (e.g. for recomputing BatchNorm statistics)."""

@@ -26,6 +26,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm import tqdm
 
+from trainers.distributed import join_group
+
 from .batches import unpack
 from .density import spectral_density
 from .directions import Direction
@@ -164,6 +166,7 @@ class CurvatureOperator:
         vs = self._split(v.to(self.device, self.dtype))
         with torch.enable_grad():
             parts = self._hvp(vs) if self.kind == "hessian" else self._ggn(vs)
+        self.problem.group.sum_(parts)  # ranks holding shards of the data: the whole data's product
         self.matvecs += 1
         return torch.cat([p.reshape(-1) for p in parts]).detach()
 
@@ -255,6 +258,9 @@ def hessian(problem: Problem, *, top_k: int = 5, which: str = "largest", tol: fl
         split: the split the loss averages over (default the problem's first).
         out: also write a ``kind="hessian"`` file (eigenvectors as direction groups ``eigenvector_i``,
             usable as surface axes).
+
+    Under ``torchrun`` each rank takes a share of the data and the products are summed over the ranks
+    (the same operator as one process, up to the order of float sums); rank 0 writes the file.
     """
     trace_matvecs = DEFAULT_TRACE_MATVECS if trace is True else int(trace)
     if top_k < 0 or trace_matvecs < 0:
@@ -265,11 +271,16 @@ def hessian(problem: Problem, *, top_k: int = 5, which: str = "largest", tol: fl
         raise ValueError(f"density needs probes >= 1 and steps >= 2, got {density_probes}, {density_steps}")
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
-    if out is not None and Path(out).exists() and not overwrite:
-        raise ValueError(f"{out} exists: pass overwrite=True to replace it")
+    group = join_group(problem.device.type)
+
+    def free() -> None:
+        if out is not None and Path(out).exists() and not overwrite:
+            raise ValueError(f"{out} exists: pass overwrite=True to replace it")
+
+    group.agree(free)
     result = Hessian()
-    with CurvatureOperator(problem, split, kind=curvature) as op, \
-            tqdm(desc=curvature, unit=" products", disable=not progress) as bar:
+    with problem.sharded(group), CurvatureOperator(problem, split, kind=curvature) as op, \
+            tqdm(desc=curvature, unit=" products", disable=not (progress and group.is_main)) as bar:
         mv = _counting(op.matvec, bar)
         device = op.device
         if top_k:
@@ -286,10 +297,10 @@ def hessian(problem: Problem, *, top_k: int = 5, which: str = "largest", tol: fl
             result.density_grid, result.density, result.slq_nodes, result.slq_weights = d.grid, d.density, d.nodes, d.weights
             result.density_sigma, result.density_matvecs = d.sigma, d.matvecs
         size, chosen = op.size, op.split
-    result.attrs = {"kind": "hessian", **base_attrs(), **problem.file_attrs(), "split": chosen, "curvature": curvature, "which": which,
-                    "tol": tol, "seed": seed, "num_params": size, "trace_method": trace_method,
+    result.attrs = {"kind": "hessian", **base_attrs(), **problem.file_attrs(), "split": chosen, "curvature": curvature,
+                    "which": which, "tol": tol, "seed": seed, "num_params": size, "trace_method": trace_method,
                     "params": problem.params_attr(), **(attrs or {})}
-    if out is not None:
+    if out is not None and group.is_main:
         skip = ("kind", "schema_version", "toolkit_version", "created")
         write_analysis(out, "hessian", result.arrays(), {k: v for k, v in result.attrs.items() if k not in skip},
                        {f"eigenvector_{i}": d for i, d in enumerate(result.eigenvectors)})

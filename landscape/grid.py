@@ -21,6 +21,8 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm import tqdm
 
+from trainers.distributed import Group, join_group
+
 from .directions import (
     DIR_TYPES,
     IGNORES,
@@ -32,7 +34,6 @@ from .directions import (
     target_tensors,
 )
 from .evaluation import recompute_bn_statistics
-from .parallel import Group, join_group
 from .problem import Problem, weights_sha256
 from .snapshots import load_state, snapshot_files
 from .store import (
@@ -187,18 +188,16 @@ def run_grid(problem: Problem, make_directions: Callable[[], list[Direction]], x
     names = value_names(splits, ["loss", *problem.metrics])
     group = join_group(problem.device.type)
     memory = MemoryWriter("surface", shape, {n: () for n in names}, surface_attrs(xs, ys, splits, attrs))
-    writer, payload = None, None
+    writer: ResultWriter | None = None
+
+    def prepare() -> tuple[list[Direction], list[int]]:
+        nonlocal writer
+        directions, todo, writer = _prepare(out, make_directions, xs, ys, splits, names, attrs, resume, overwrite,
+                                            extras, log)
+        return directions, todo
+
     with problem.session():
-        if group.is_main:
-            try:
-                directions, todo, writer = _prepare(out, make_directions, xs, ys, splits, names, attrs, resume, overwrite,
-                                                    extras, log)
-                payload = ("ok", directions, todo)
-            except (ValueError, FileNotFoundError, OSError) as e:
-                payload = ("error", str(e), None)
-        status, directions, todo = group.broadcast(payload)
-        if status == "error":
-            raise ValueError(directions)
+        directions, todo = group.agree(prepare)  # rank 0 owns the file; the ranks split the points
         try:
             module = torch.compile(problem.model) if compile else None
             fill_surface(problem, directions, [memory] + ([writer] if writer else []), xs, ys, todo, splits,

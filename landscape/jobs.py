@@ -16,13 +16,13 @@ from data import load_dataset
 from data.corruptions import corrupted_split, split_key
 from data.formats import RELEASED_C, read_released_c
 from trainers import classification_metrics, load_checkpoint, predict
+from trainers.distributed import close_group, init_group
 from trainers.metrics import ECE_BINS, reliability
 from trainers.train import epoch_checkpoints, resolve_device
 
 from .curvature import hessian
 from .evaluation import EvalSet, normalize, subset
 from .grid import interpolate, surface, trajectory
-from .parallel import close_group, init_group
 from .perturbation import SweepSettings, sweep
 from .problem import Problem, checkpoint_info
 from .store import ResultWriter, open_results, sha256

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from trainers.distributed import join_group
 from trainers.optim import is_weight as default_is_weight
 
 from .directions import normalize_direction
@@ -165,7 +166,9 @@ def sweep(problem: Problem, radii: Sequence[float] | np.ndarray | str, *, kinds:
 
     ``trials`` draws per radius for random and multiplicative perturbations, ``steps`` ascent
     steps for adversarial and adaptive ones, ``eta`` the adaptive ball's offset, ``is_weight``
-    the rule (on parameter names) for which tensors are weights.
+    the rule (on parameter names) for which tensors are weights. Under ``torchrun`` each rank
+    takes a share of the data (losses and gradients are summed over the ranks) and rank 0
+    writes the file.
     """
     settings = SweepSettings(trials=trials, steps=steps, normalize=normalize, eta=eta, seed=seed)
     settings.validate()
@@ -182,21 +185,27 @@ def sweep(problem: Problem, radii: Sequence[float] | np.ndarray | str, *, kinds:
     values = {"loss_mean": (), "loss_std": (), "acc_mean": (), "acc_std": (), "losses": (trials,), "accs": (trials,)}
     grid = (len(kinds), len(radii))
     memory = MemoryWriter("sweep", grid, values, attrs)
-    writers: list = [memory]
-    todo = list(range(grid[0] * grid[1]))
-    if out is not None:
+    group = join_group(problem.device.type)
+    writer: ResultWriter | None = None
+
+    def open_file() -> list[int]:
+        nonlocal writer
+        if out is None:
+            return list(range(grid[0] * grid[1]))
         writer, created = open_results(
             out, lambda: ResultWriter.create(out, "sweep", grid, values, {"radii": radii}, attrs, {}),
             {k: v for k, v in {"kind": "sweep", **attrs}.items() if k in CHECKED},
             lambda w: np.array_equal(w.dataset("radii"), radii), resume=resume, overwrite=overwrite)
-        writers.append(writer)
         done = writer.computed_flat()
-        todo = [int(k) for k in np.flatnonzero(~done)]
         if not created and log and done.any():
             log(f"resuming: {int(done.sum())} of {done.size} points already computed")
+        return [int(k) for k in np.flatnonzero(~done)]
+
+    todo = group.agree(open_file)  # rank 0 owns the file; every rank computes every point on its share of the data
+    writers = [memory] + ([writer] if writer is not None else [])
     try:
-        with sweeper as sw:
-            for k in tqdm(todo, desc="sweep", unit="pt", disable=not progress):
+        with problem.sharded(group), sweeper as sw:
+            for k in tqdm(todo, desc="sweep", unit="pt", disable=not (progress and group.is_main)):
                 i, j = divmod(k, len(radii))
                 point = [(k, sw.point(kinds[i], float(radii[j]), j))]
                 for w in writers:
@@ -204,12 +213,11 @@ def sweep(problem: Problem, radii: Sequence[float] | np.ndarray | str, *, kinds:
         for w in writers:
             w.finish()
     finally:
-        if out is not None:
-            writers[-1].close()
-    if out is not None:
+        if writer is not None:
+            writer.close()
+    if out is not None and group.is_main:
         return read_sweep(out)
-    computed = memory.computed
-    return Sweep("", radii, kinds, memory.arrays, computed, memory.attrs)
+    return Sweep("" if out is None else str(out), radii, kinds, memory.arrays, memory.computed, memory.attrs)
 
 
 def sharpness(problem: Problem, rho: float, kind: str = "sam", *, steps: int = 10, trials: int = 5, eta: float = 0.01,

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainers import load_checkpoint
+from trainers.distributed import Group
 from trainers.train import resolve_device
 
 from .batches import Batch, SizeFn, Split, as_splits, split_names, unpack
@@ -121,18 +122,20 @@ def select_params(model: nn.Module, params: Any) -> list[str]:
 class Sums:
     """Size-weighted sums of per-batch means on the device (no host sync until :meth:`means`)."""
 
-    def __init__(self) -> None:
-        self.total = 0.0
-        self.sums: dict[str, Tensor] = {}
+    def __init__(self, keys: list[str], device: torch.device) -> None:
+        self.sums = {k: torch.zeros((), dtype=torch.float64, device=device) for k in keys}
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
 
     def add(self, values: dict[str, Tensor], n: float | Tensor) -> None:
         for k, v in values.items():
-            term = v.detach().double() * n
-            self.sums[k] = self.sums[k] + term if k in self.sums else term
-        self.total = self.total + n
+            self.sums[k] += v.detach().double() * n
+        self.total += n
 
-    def means(self) -> dict[str, float]:
-        return {k: float(v / self.total) for k, v in self.sums.items()}
+    def means(self, group: Group = Group()) -> dict[str, float]:
+        """The means over the data; with a group of ranks each holding a shard, over all of it."""
+        both = torch.stack([self.total, *self.sums.values()])
+        group.sum_([both])
+        return {k: float(v / both[0]) for k, v in zip(self.sums, both[1:])}
 
 
 class Problem:
@@ -188,12 +191,13 @@ class Problem:
         self.param_names = select_params(model, params)
         self.device = torch.device(device) if device is not None else model_device(model)
         self.info: dict = {}  # provenance stored in result files (see file_attrs)
+        self.group = Group()  # the ranks sharing the data (see sharded)
         self.meta: dict = {}  # a checkpoint's metadata (from_checkpoint)
         self._depth = 0
         self.splits: dict[str, Split] = {}
         with self.session() if check else nullcontext():
             for name, d in as_splits(data).items():
-                first = Sums()
+                first = self._sums()
                 self.splits[name] = Split(name, d, self.device, size_fn=batch_size_fn, cache=cache, batch_size=batch_size,
                                           visit=(lambda b, n, s=first: self._accumulate(s, b, n)) if check else None)
                 if check:
@@ -284,15 +288,15 @@ class Problem:
 
     def evaluate(self, split: str, module: nn.Module | None = None) -> dict[str, float]:
         """Mean loss and metrics over a split at the current weights (no gradients)."""
-        sums = Sums()
+        sums = self._sums()
         with self.session():
             for batch, n in self.splits[split]:
                 self._accumulate(sums, batch, n, module)
-        return sums.means()
+        return sums.means(self.group)
 
     def loss_and_grad(self, split: str, params: list[Tensor]) -> tuple[dict[str, float], list[Tensor]]:
         """Mean loss and metrics over a split, and the gradient of the mean loss w.r.t. ``params``."""
-        sums, total = Sums(), self.splits[split].total
+        sums, total = self._sums(), self.splits[split].total
         grads = [torch.zeros_like(p) for p in params]
         with self.session():
             for batch, n in self.splits[split]:
@@ -302,7 +306,27 @@ class Problem:
                                             materialize_grads=True)
                 torch._foreach_add_(grads, list(g))
                 sums.add(values, n)
-        return sums.means(), grads
+        self.group.sum_(grads)
+        return sums.means(self.group), grads
+
+    def _sums(self) -> Sums:
+        return Sums(["loss", *self.metrics], self.device)
+
+    @contextmanager
+    def sharded(self, group: Group) -> Iterator[None]:
+        """Each rank of ``group`` takes its share of every split (a block of rows of tensors, every world-th batch
+        of a loader); means, gradients and curvature products are summed over the ranks, so every analysis sees
+        the operator one process sees (up to the order of float sums)."""
+        previous = self.group
+        self.group = group
+        for split in self.splits.values():
+            split.shard = (group.rank, group.world)
+        try:
+            yield
+        finally:
+            self.group = previous
+            for split in self.splits.values():
+                split.shard = (previous.rank, previous.world)
 
     def forward_all(self, split: str) -> None:
         """One forward pass over a split's batches (e.g. to collect BatchNorm statistics in train mode)."""
@@ -318,7 +342,7 @@ class Problem:
     def _check(self, name: str, first: Sums) -> None:
         """A second pass must give the batches and the loss of the first (curvlinops' ``check_deterministic``):
         shuffling, augmentation or a random layer would turn every analysis into noise."""
-        second = Sums()
+        second = self._sums()
         for batch, n in self.splits[name].again():
             self._accumulate(second, batch, n)
         a, b = first.means()["loss"], second.means()["loss"]

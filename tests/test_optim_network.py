@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad
 
 from trainers.optim import AMP, ASAM, DAMP, METHODS, SAM, BatchClosure, build_method
+from trainers.optim.noise import noise_seed
 
 LR = 0.05
 
@@ -88,9 +89,9 @@ def test_damp_step_by_hand_on_network():
     w = params_of(model)
     names = [k for k in w if k.endswith("weight")]
     numel = sum(w[k].numel() for k in names)
-    gen = torch.Generator().manual_seed(4)
     total = {k: torch.zeros_like(v) for k, v in w.items()}
-    for xs, ys in zip(x.tensor_split(3), y.tensor_split(3)):
+    for j, (xs, ys) in enumerate(zip(x.tensor_split(3), y.tensor_split(3))):
+        gen = torch.Generator().manual_seed(noise_seed(4, 0, j))  # sub-batch j of step 0
         z = torch.randn(numel, generator=gen, dtype=torch.float64).split([w[k].numel() for k in names])
         noisy = dict(w)
         for k, zk in zip(names, z):

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from trainers.optim import AMP, ASAM, DAAP, DAMP, ERM, RMP, SAM
+from trainers.optim.noise import noise_seed
 
 LR = 0.1
 RNG = np.random.default_rng(0)
@@ -104,10 +105,11 @@ def test_amp(inner_iter, epsilon, norm):
     assert loss.item() == pytest.approx(L0)
 
 
-def noise_draws(seed, parts, numel, uniform=False):
-    g = torch.Generator().manual_seed(seed)
+def noise_draws(seed, parts, numel, uniform=False, step=0):
+    """The draws of sub-batches 0..parts-1 at ``step``: one generator per (seed, step, sub-batch)."""
     draw = torch.rand if uniform else torch.randn
-    return [draw(numel, generator=g, dtype=torch.float64).numpy() for _ in range(parts)]
+    return [draw(numel, generator=torch.Generator().manual_seed(noise_seed(seed, step, j)), dtype=torch.float64).numpy()
+            for j in range(parts)]
 
 
 @pytest.mark.parametrize("parts", [1, 3])
@@ -209,3 +211,17 @@ def test_part_closure_must_not_run_backward():
 
     with pytest.raises(ValueError, match="must not call backward"):
         opt.step(closure)
+
+
+def test_noise_is_keyed_by_step_and_sub_batch():
+    """The second step's noise is the (seed, 1, j) draw, whatever happened before (resume needs nothing else)."""
+    model = Quadratic()
+    opt = DAMP(model, torch.optim.SGD(model.parameters(), lr=LR), sigma=0.3, num_splits=2, seed=4)
+    opt.step(lambda part, num_parts: model())
+    v1 = torch.cat([model.weight, model.bias]).detach().numpy()
+    gs = [grad(np.concatenate([v1[:4] * (1 + 0.3 * z), v1[4:]])) for z in noise_draws(4, 2, 4, step=1)]
+    opt.step(lambda part, num_parts: model())
+    np.testing.assert_allclose(torch.cat([model.weight, model.bias]).detach().numpy(), v1 - LR * np.mean(gs, axis=0),
+                               rtol=1e-12)
+    assert opt.state_dict()["perturbation"] == {"seed": 4, "steps": 2}
+    assert len({noise_seed(0, t, j) for t in range(50) for j in range(8)}) == 400

@@ -10,17 +10,19 @@ from __future__ import annotations
 import inspect
 import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from data import Augment, TensorLoader, dataset_info, load_dataset
 from data.corruptions import CorruptHalf, parse_severities
 
 from .checkpoint import read_checkpoint, save_checkpoint, write_json, write_jsonl
+from .distributed import Group, batchnorm_buffers, close_group, convert_sync_batchnorm, init_group
 from .metrics import evaluate
 from .models import MODELS, create_model
 from .optim import BatchClosure, build_method, method_info
@@ -52,6 +54,8 @@ class TrainConfig:
     bn_update: str = "once"
     augment_corruption: str | None = None  # Algorithm 2 of the DAMP paper: this corruption on half of each batch
     augment_severity: str | None = None  # severities drawn from, e.g. "1-5" (None: 1-5)
+    sync_bn: bool = False  # BatchNorm statistics of the global batch across torchrun ranks
+    local_ascent: bool = False  # SAM/ASAM/AMP under torchrun: each rank's own ascent gradient (m-sharpness)
     model_kwargs: dict = field(default_factory=dict)
     hparams: dict = field(default_factory=dict)  # the method's hyperparameters (unset ones take defaults)
 
@@ -72,6 +76,8 @@ class TrainConfig:
             CorruptHalf(self.augment_corruption, parse_severities(self.augment_severity or "1-5"))
         elif self.augment_severity is not None:
             raise ValueError("--augment-severity needs --augment-corruption")
+        if self.local_ascent and self.method not in ("sam", "asam", "amp"):
+            raise ValueError(f"--local-ascent applies to sam, asam and amp, not {self.method}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"unknown device {self.device!r}; expected auto, cpu or cuda")
 
@@ -122,24 +128,53 @@ def _check_input(model: torch.nn.Module, cfg: TrainConfig, x: torch.Tensor) -> N
 
 
 def _config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
-    now = asdict(cfg)
-    return [k for k in now if k not in ("epochs", "device", "save_every") and saved.get(k) != now[k]]
+    """Settings that differ from the saved run's (a setting newer than the run compares with its default)."""
+    now, default = asdict(cfg), asdict(TrainConfig())
+    return [k for k in now if k not in ("epochs", "device", "save_every") and saved.get(k, default[k]) != now[k]]
+
+
+def _start(cfg: TrainConfig, out: Path, resume: bool, group: Group) -> tuple[Path | None, dict | None]:
+    """The checkpoint to resume from, decided on rank 0 before any rank writes."""
+    def decide() -> str | None:
+        ckpt = newest_checkpoint(out) if resume else None
+        if not resume and out.exists() and any(out.iterdir()):
+            raise ValueError(f"{out} already holds files: pass --resume to continue that run, or choose another --out")
+        if ckpt is not None:
+            bad = _config_mismatch(read_checkpoint(ckpt)["config"], cfg)
+            if bad:
+                raise ValueError(f"cannot resume {out}: its run differs in {', '.join(bad)}")
+        return str(ckpt) if ckpt else None
+
+    found = group.agree(decide)
+    return (Path(found), read_checkpoint(found)) if found else (None, None)
 
 
 def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
           log: Callable[[str], None] = print) -> dict:
-    """Train ``cfg`` into run directory ``out``; returns the last epoch's metrics."""
+    """Train ``cfg`` into run directory ``out``; returns the last epoch's metrics.
+
+    Under ``torchrun`` every rank trains on its shard of each global batch (``cfg.batch_size``),
+    gradients are averaged before every ascent and step, BatchNorm running statistics are
+    averaged after every step, and rank 0 writes the run directory.
+    """
     cfg.validate()
     out = Path(out)
     device = resolve_device(cfg.device)
-    ckpt_path = newest_checkpoint(out) if resume else None
-    if not resume and out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} already holds files: pass --resume to continue that run, or choose another --out")
-    state = read_checkpoint(ckpt_path) if ckpt_path else None
-    if state is not None:
-        bad = _config_mismatch(state["config"], cfg)
-        if bad:
-            raise ValueError(f"cannot resume {out}: its run differs in {', '.join(bad)}")
+    joined = not dist.is_initialized()
+    group, rank_device = init_group(device.type)
+    try:
+        return _train(cfg, out, rank_device or device, group, resume, progress, log if group.is_main else lambda line: None)
+    finally:
+        if joined and group.world > 1:
+            close_group()
+
+
+def _train(cfg: TrainConfig, out: Path, device: torch.device, group: Group, resume: bool, progress: bool,
+           log: Callable[[str], None]) -> dict:
+    if cfg.batch_size % group.world:
+        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch: it must divide among {group.world} ranks")
+    ckpt_path, state = _start(cfg, out, resume, group)
+    main = group.is_main
 
     torch.manual_seed(cfg.seed)
     ds = load_dataset(cfg.dataset, cfg.data_root)
@@ -151,11 +186,14 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     corrupt = CorruptHalf(cfg.augment_corruption, parse_severities(cfg.augment_severity or "1-5")) \
         if cfg.augment_corruption else None
     train_loader = TensorLoader(ds.train_x, ds.train_y, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                augment=augment, transform=corrupt, seed=cfg.seed, **common)
+                                augment=augment, transform=corrupt, seed=cfg.seed, shard=(group.rank, group.world),
+                                **common)
     test_loader = TensorLoader(ds.test_x, ds.test_y, batch_size=cfg.eval_batch_size, **common)
 
     model_spec = {"name": cfg.model, "kwargs": _model_kwargs(cfg, ds)}
     model = create_model(cfg.model, **model_spec["kwargs"]).to(device)
+    if cfg.sync_bn:
+        model = convert_sync_batchnorm(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     _check_input(model, cfg, train_loader.normalize(ds.train_x[:2].to(device)))
@@ -163,6 +201,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
                            weight_decay=cfg.weight_decay)
     hparams = cfg.resolved_hparams()
     optimizer = build_method(cfg.method, model, base, seed=cfg.seed, bn_update=cfg.bn_update, **cfg.hparams)
+    optimizer.distribute(group, local_ascent=cfg.local_ascent)
+    bn_buffers = batchnorm_buffers(model)
 
     history: list[dict] = []
     start = 0
@@ -175,8 +215,9 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         history, start = list(state["metrics"]), state["epoch"]
         log(f"resuming {out} from {ckpt_path.name} (epoch {start}/{cfg.epochs})")
-    else:
-        write_json(out / "config.json", asdict(cfg))
+    elif main:
+        write_json(out / "config.json", {**asdict(cfg), "world_size": group.world,
+                                         "rank_batch_size": cfg.batch_size // group.world})
 
     def payload(epoch: int) -> dict:
         return {
@@ -191,37 +232,38 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     autocast = torch.bfloat16 if cfg.bf16 else None
     for epoch in range(start, cfg.epochs):
         lr = cfg.lr * lr_factor(cfg.schedule, epoch, cfg.epochs)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for g in optimizer.param_groups:
+            g["lr"] = lr
         tic = time.perf_counter()
         model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        seen = 0
-        bar = tqdm(train_loader, desc=f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen (this rank)
+        bar = tqdm(train_loader, desc=f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not (progress and main))
         for step, (x, y) in enumerate(bar):
             closure = BatchClosure(model, x, y, autocast_dtype=autocast)
-            loss_sum += optimizer.step(closure)
-            correct += closure.correct
-            seen += len(y)
+            totals[0] += optimizer.step(closure)
+            totals[1] += closure.correct
+            totals[2] += len(y)
+            group.mean_(bn_buffers)  # one set of running statistics, the ranks' mean
             if step % 20 == 19:
-                bar.set_postfix(loss=f"{loss_sum.item() / (step + 1):.4f}")
+                bar.set_postfix(loss=f"{totals[0].item() / (step + 1):.4f}")
+        group.sum_([totals])
         train_seconds = time.perf_counter() - tic
-        test = evaluate(model, test_loader)
-        row = {
-            "epoch": epoch + 1, "lr": lr, "train_loss": loss_sum.item() / len(train_loader),
-            "train_acc": 100.0 * correct.item() / seen, "test_error": test["error"], "test_nll": test["nll"],
-            "test_ece": test["ece"], "seconds": train_seconds,
-        }
-        history.append(row)
-        write_jsonl(out / "metrics.jsonl", history)
-        if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
-            save_checkpoint(out / "checkpoints" / f"epoch_{epoch + 1:03d}.pt", payload(epoch + 1))
-        log(f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}% | "
-            f"test error {row['test_error']:.2f}% nll {row['test_nll']:.4f} ece {row['test_ece']:.4f} | "
-            f"lr {lr:.4g} | {train_seconds:.1f}s")
-    save_checkpoint(out / "final.pt", payload(cfg.epochs))
-    return history[-1] if history else {}
+        if main:
+            test = evaluate(model, test_loader)
+            row = {
+                "epoch": epoch + 1, "lr": lr, "train_loss": totals[0].item() / group.world / len(train_loader),
+                "train_acc": 100.0 * totals[1].item() / totals[2].item(), "test_error": test["error"],
+                "test_nll": test["nll"], "test_ece": test["ece"], "seconds": train_seconds, "world_size": group.world,
+            }
+            history.append(row)
+            write_jsonl(out / "metrics.jsonl", history)
+            if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
+                save_checkpoint(out / "checkpoints" / f"epoch_{epoch + 1:03d}.pt", payload(epoch + 1))
+            log(f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc "
+                f"{row['train_acc']:.2f}% | test error {row['test_error']:.2f}% nll {row['test_nll']:.4f} ece "
+                f"{row['test_ece']:.4f} | lr {lr:.4g} | {train_seconds:.1f}s")
+    if main:
+        save_checkpoint(out / "final.pt", payload(cfg.epochs))
+    return group.broadcast(history[-1] if history else {})
 
-
-CONFIG_FIELDS = [f.name for f in fields(TrainConfig)]

@@ -6,6 +6,8 @@ import os
 import re
 import sys
 
+from trainers.distributed import lost_peer, stop_when_terminated, stopped_message
+
 from . import compare, demo, explore, hessian, plot, robustness, surface, sweep, train
 
 COMMANDS = [train, surface, hessian, sweep, robustness, plot, compare, explore, demo]
@@ -52,17 +54,26 @@ def join_negative_ranges(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(join_negative_ranges(sys.argv[1:] if argv is None else list(argv)))
+    raw = join_negative_ranges(sys.argv[1:] if argv is None else list(argv))
+    args = parser.parse_args(raw)
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
+    args.argv = raw
+    stop_when_terminated(args.command)
     try:
         return args.run(args) or 0
     except USER_ERRORS as e:
         if os.environ.get("LANDSCAPE_DEBUG"):
             raise
-        print(f"landscape {args.command}: error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank raises it: say it once
+            print(f"landscape {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if not lost_peer(e) or os.environ.get("LANDSCAPE_DEBUG"):
+            raise
+        print(stopped_message(args.command), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"landscape {args.command}: interrupted (finished results are saved; rerun with --resume)", file=sys.stderr)
         return 130

@@ -10,7 +10,7 @@ from landscape.jobs import hessian_analysis
 from landscape.store import read_analysis
 
 from .problem import problem_from_args
-from .surface import add_eval_args, check_output, eval_options, split_list
+from .surface import add_eval_args, check_output, eval_options, is_main_process, split_list
 
 EXAMPLES = """examples:
   landscape hessian runs/sam/final.pt --top-k 5 --samples 1000 --out sam_hessian.h5
@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
                 progress=not args.no_progress, **settings)
     else:
         hessian_analysis(args.checkpoint, args.out, eval_options(args), trace_matvecs=args.trace, **settings)
+    if not is_main_process():  # rank 0 wrote the file and reports
+        return 0
     out = args.out
     attrs, arrays = read_analysis(out, "hessian")
     if "eigenvalues" in arrays:

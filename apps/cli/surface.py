@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from landscape.directions import DIR_TYPES, IGNORES, NORMS
@@ -68,22 +69,30 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
                        data_root=args.data_root, compile=args.compile, progress=not args.no_progress)
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job (or the only process): the one that checks files and prints."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def check_output(args: argparse.Namespace) -> None:
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
-    if Path(args.out).exists() and not (args.resume or args.overwrite):
+    if is_main_process() and Path(args.out).exists() and not (args.resume or args.overwrite):
         raise ValueError(f"{args.out} exists: pass --resume to finish it or --overwrite to replace it")
 
 
 def output(args: argparse.Namespace, job) -> int:
-    """Run ``job(path)``, then convert to loss-landscape's layout if asked."""
+    """Run ``job(path)``, then convert to loss-landscape's layout if asked (rank 0 of a torchrun job)."""
     check_output(args)
     if args.format == "landscape":
         job(args.out)
-        print(f"wrote {args.out}")
+        if is_main_process():
+            print(f"wrote {args.out}")
         return 0
     partial = f"{args.out}.partial.h5"
     job(partial)
+    if not is_main_process():
+        return 0
     export_loss_landscape(read_surface(partial), read_directions(partial), args.out)
     Path(partial).unlink()
     print(f"wrote {args.out} (loss-landscape layout)")

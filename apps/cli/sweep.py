@@ -9,7 +9,7 @@ from landscape.perturbation import KINDS, SweepSettings, sweep
 from landscape.store import read_sweep
 
 from .problem import problem_from_args
-from .surface import add_eval_args, check_output, eval_options, split_list
+from .surface import add_eval_args, check_output, eval_options, is_main_process, split_list
 
 EXAMPLES = """examples:
   landscape sweep runs/sam/final.pt --radii 0:1:21 --samples 1000 --out sam_sweep.h5
@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         sweep_analysis(args.checkpoint, args.out, radii, eval_options(args), kinds=kinds, settings=settings,
                        resume=args.resume, overwrite=args.overwrite, log=print)
+    if not is_main_process():  # rank 0 wrote the file and reports
+        return 0
     out = args.out
     sw = read_sweep(out)
     print("radius  " + "  ".join(f"{k:>14s}" for k in sw.kinds) + "   (mean loss; sharpness = loss - loss at 0)")

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 
 from data import DATASETS
 from trainers import METHODS, MODELS, TrainConfig, train
@@ -16,6 +19,9 @@ EXAMPLES = """examples:
   landscape train --method sam --model resnet18 --dataset cifar10 --data-root ~/data \\
       --epochs 200 --nesterov --schedule step --bf16 --out runs/c10-sam
   landscape train --out runs/sam --method sam --resume      # continue after an interruption
+  landscape train --method sam --nproc 2 --out runs/sam2     # 2 processes (torchrun): the same run as one
+  torchrun --nproc_per_node=8 -m apps.cli train --method damp --model resnet18 --dataset cifar10 \
+      --data-root ~/data --sync-bn --out runs/c10-damp       # 8 GPUs, one noise draw per GPU (M = 8)
 
 method hyperparameters (defaults in brackets):
 """ + "\n".join(f"  {m.name:5s} {m.description}; {m.passes} forward+backward per step"
@@ -90,6 +96,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the training passes")
     r.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint every N epochs [%(default)s]")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train on N processes of this machine (launches torchrun; gloo on CPU, nccl on GPU) [1]")
+    r.add_argument("--sync-bn", action="store_true",
+                   help="several processes: BatchNorm statistics of the global batch (default: each rank its own)")
+    r.add_argument("--local-ascent", action="store_true",
+                   help="several processes, sam/asam/amp: each rank ascends with its own gradient (m-sharpness)")
     h = p.add_argument_group("method hyperparameters (default: the method's own)")
     for name, typ in _hparam_types().items():
         h.add_argument(f"--{name.replace('_', '-')}", dest=f"hp_{name}", type=typ, default=None,
@@ -111,10 +123,38 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
         device=args.device, bf16=args.bf16, save_every=args.save_every, crop_padding=args.crop_padding,
         hflip=args.hflip, bn_update=args.bn_update, augment_corruption=args.augment_corruption,
-        augment_severity=args.augment_severity, model_kwargs=dict(args.model_arg), hparams=hparams,
+        augment_severity=args.augment_severity, sync_bn=args.sync_bn, local_ascent=args.local_ascent,
+        model_kwargs=dict(args.model_arg), hparams=hparams,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    train(config_from_args(args), args.out, resume=args.resume, progress=not args.no_progress)
+    cfg = config_from_args(args)
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        cfg.validate()
+        return launch(args.nproc, without_nproc(args.argv))
+    train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     return 0
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """``torchrun --standalone --nproc_per_node=N -m apps.cli ARGV`` on this machine; its exit code."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "apps.cli",
+           *argv]
+    return subprocess.run(cmd, env=env).returncode

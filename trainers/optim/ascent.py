@@ -38,6 +38,7 @@ class AscentOptimizer(PerturbedOptimizer):
     def _step(self, closure: Closure) -> Tensor:
         self.zero_grad()
         loss = self._backward(closure)
+        self._sync_grads(ascent=True)
         params: list[Tensor] = []
         groups: Groups = []
         for group, ps in self._groups:
@@ -47,13 +48,15 @@ class AscentOptimizer(PerturbedOptimizer):
         clean = self._save_weights(params)
         saved_bn = self._bn.save() if self.bn_update == "once" else None
         offsets = None
-        for k in range(self._ascent_steps()):
+        steps = self._ascent_steps()
+        for k in range(steps):
             offsets = self._offsets(groups, params, clean, offsets)
             if k:
                 torch._foreach_copy_(params, clean)
             torch._foreach_add_(params, offsets)
             self.zero_grad()
             self._backward(closure)
+            self._sync_grads(ascent=k < steps - 1)  # the last gradient is the descent's: always averaged
         torch._foreach_copy_(params, clean)
         if saved_bn is not None:
             self._bn.restore(saved_bn)

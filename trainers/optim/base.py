@@ -18,7 +18,10 @@ which never evaluate the clean weights).
 
 Every method perturbs the weights in place, computes gradients there, restores the
 weights by copy and lets the base optimizer step (weight decay therefore acts at the
-clean weights). BatchNorm running statistics change once per step by default
+clean weights). Under ``torchrun``, :meth:`PerturbedOptimizer.distribute` averages the
+gradients over the ranks (each holding an equal shard of the global batch) before every
+ascent and every step, so the perturbation is the one a single process computes from the
+whole batch; ``local_ascent=True`` keeps the ascent gradients per rank (m-sharpness). BatchNorm running statistics change once per step by default
 (``bn_update="once"``); ``"every_pass"`` reproduces reference codes that let every
 pass update them (e.g. AMP's).
 """
@@ -32,6 +35,8 @@ import torch.nn as nn
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
+
+from ..distributed import Group, current_group
 
 Closure = Callable[[int, int], Tensor]
 Params = Union[nn.Module, Iterable[Tensor], Iterable[tuple[str, Tensor]]]
@@ -124,7 +129,31 @@ class PerturbedOptimizer(Optimizer):
         self._hyper = dict(defaults)
         self._names = {id(p): n for n, p in named}
         self._bn = BatchNormState(params if isinstance(params, nn.Module) else None)
+        self._dist = Group()
+        self.local_ascent = False
         self._link()
+
+    def distribute(self, group: Group | None = None, *, local_ascent: bool = False) -> None:
+        """Average gradients over the ranks of ``group`` (default: the torchrun job) before every ascent and every
+        step; with ``local_ascent`` each rank perturbs with its own gradient (SAM's m-sharpness), and only the
+        descent gradient is averaged."""
+        self._dist = group or current_group()
+        self.local_ascent = local_ascent
+
+    def _sync_grads(self, ascent: bool = False) -> None:
+        """The gradients' mean over the ranks (a no-op on one process, and for ascent gradients kept local)."""
+        if self._dist.world == 1 or (ascent and self.local_ascent):
+            return
+        params = [p for g in self.param_groups for p in g["params"]]
+        used = torch.tensor([float(p.grad is not None) for p in params])
+        self._dist.sum_([used])  # a parameter no rank used keeps grad None, as on one process
+        grads = []
+        for p, u in zip(params, used.tolist()):
+            if u:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                grads.append(p.grad)
+        self._dist.mean_(grads)
 
     def _link(self) -> None:
         base = self.base_optimizer
@@ -215,5 +244,6 @@ class ERM(PerturbedOptimizer):
     def _step(self, closure: Closure) -> Tensor:
         self.zero_grad()
         loss = self._backward(closure)
+        self._sync_grads()
         self.base_optimizer.step()
         return loss

@@ -5,15 +5,19 @@ noise draw, a forward/backward at the noisy weights (the gradient is taken with 
 to the noisy value, as in the references), and the weights are restored by copy. The
 averaged gradient drives the base optimizer at the clean weights.
 
-Noise comes from the optimizer's own ``torch.Generator`` (seeded, saved in
-``state_dict`` for exact resume): one flat draw (in the parameters' dtype) per sub-batch over the perturbed tensors
-in parameter order. BatchNorm: with ``bn_update="once"`` every sub-batch starts from the
+The noise of sub-batch ``j`` at step ``t`` is one flat draw (in the parameters' dtype, over
+the perturbed tensors in parameter order) from a generator seeded by ``(seed, t, j)``
+(:func:`noise_seed`): the draws depend on nothing else, so resume is exact (the step count
+is in ``state_dict``) and a run with M sub-batches draws the same noise on one process or
+on N ranks holding M/N sub-batches each (the DAMP reference's one draw per device is
+M = N; see :meth:`~trainers.optim.base.PerturbedOptimizer.distribute`). BatchNorm: with ``bn_update="once"`` every sub-batch starts from the
 same running statistics and the step keeps their mean (one update per step, the mean of
 the sub-batch statistics); batch statistics themselves are per sub-batch (ghost BN),
 whereas the DAMP reference pools them across its 8 GPUs with SyncBatchNorm.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -21,9 +25,16 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .ascent import check_nonneg
+from ..distributed import Group
 from .base import NO_SUB_BATCHES, Closure, Params, PerturbedOptimizer, WholeBatch, is_weight
 
 PERTURB = ("weights", "all")
+
+
+def noise_seed(seed: int, step: int, sub_batch: int) -> int:
+    """The seed of sub-batch ``sub_batch``'s noise at step ``step``: a 63-bit hash of the triple."""
+    digest = hashlib.blake2b(f"{seed}/{step}/{sub_batch}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 class NoiseOptimizer(PerturbedOptimizer):
@@ -36,7 +47,7 @@ class NoiseOptimizer(PerturbedOptimizer):
         self.num_splits = num_splits
         self.perturb = perturb
         self.seed = seed
-        self.generator: torch.Generator | None = None
+        self.steps = 0  # steps taken: with the sub-batch index, it keys the noise
         super().__init__(params, base_optimizer, defaults, bn_update=bn_update)
         if perturb == "weights" and all(n is None for n in self._names.values()):
             raise ValueError(f"{type(self).__name__} needs parameter names to tell weights from biases: "
@@ -46,24 +57,26 @@ class NoiseOptimizer(PerturbedOptimizer):
         """Move one group's ``params`` (now equal to ``clean``) by the noise built from the draw ``z``."""
         raise NotImplementedError
 
-    def _draw(self, numel: int, like: Tensor) -> Tensor:
-        return torch.randn(numel, generator=self._generator(like.device), device=like.device, dtype=like.dtype)
+    def distribute(self, group: Group | None = None, *, local_ascent: bool = False) -> None:
+        super().distribute(group, local_ascent=local_ascent)
+        if self.num_splits % self._dist.world:
+            raise ValueError(f"{type(self).__name__}: num_splits={self.num_splits} sub-batches do not divide among "
+                             f"{self._dist.world} ranks")
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if self.generator is None:
-            self.generator = torch.Generator(device=device).manual_seed(self.seed)
-        return self.generator
+    def _draw(self, numel: int, like: Tensor, g: torch.Generator) -> Tensor:
+        return torch.randn(numel, generator=g, device=like.device, dtype=like.dtype)
 
     def _extra_state(self) -> dict:
-        return {"generator": self.generator.get_state()} if self.generator is not None else {}
+        return {"seed": self.seed, "steps": self.steps}
 
     def _load_extra_state(self, state: dict) -> None:
-        if "generator" in state:
-            device = next(p for _, ps in self._groups for p in ps).device
-            self._generator(device).set_state(state["generator"].cpu())
+        self.seed = int(state.get("seed", self.seed))
+        self.steps = int(state.get("steps", 0))
 
-    def _apply_noise(self, groups: list[tuple[dict, list[Tensor]]], params: list[Tensor], clean: list[Tensor], numel: int) -> None:
-        flat = self._draw(numel, params[0])
+    def _apply_noise(self, groups: list[tuple[dict, list[Tensor]]], params: list[Tensor], clean: list[Tensor], numel: int,
+                     sub_batch: int) -> None:
+        g = torch.Generator(device=params[0].device).manual_seed(noise_seed(self.seed, self.steps, sub_batch))
+        flat = self._draw(numel, params[0], g)
         z = [v.view_as(w) for v, w in zip(flat.split([w.numel() for w in clean]), clean)]
         k = 0
         for group, ps in groups:
@@ -79,24 +92,27 @@ class NoiseOptimizer(PerturbedOptimizer):
         params = [p for _, ps in groups for p in ps]
         clean = self._save_weights(params)
         numel = sum(p.numel() for p in params)
-        once = self.bn_update == "once" and self.num_splits > 1 and self._bn.buffers
+        local = self.num_splits // self._dist.world  # this rank's sub-batches: global ones rank*local ...
+        once = self.bn_update == "once" and local > 1 and self._bn.buffers
         saved_bn = self._bn.save() if once else None
         bn_sum = None
         losses = []
-        for part in range(self.num_splits):
+        for part in range(local):
             if params:
-                self._apply_noise(groups, params, clean, numel)
+                self._apply_noise(groups, params, clean, numel, self._dist.rank * local + part)
             if saved_bn is not None and part:
                 self._bn.restore(saved_bn)
-            losses.append(self._backward(closure, part, self.num_splits))
+            losses.append(self._backward(closure, part, local))
             if saved_bn is not None:
                 bn_sum = [b.clone() for b in self._bn.floats] if bn_sum is None else torch._foreach_add(bn_sum, self._bn.floats)
             if params:
                 torch._foreach_copy_(params, clean)
         if bn_sum is not None:
-            torch._foreach_mul_(bn_sum, 1.0 / self.num_splits)
+            torch._foreach_mul_(bn_sum, 1.0 / local)
             torch._foreach_copy_(self._bn.floats, bn_sum)
+        self._sync_grads()
         self.base_optimizer.step()
+        self.steps += 1
         return torch.stack(losses).mean()
 
 
@@ -149,8 +165,8 @@ class RMP(NoiseOptimizer):
         super().__init__(params, base_optimizer, {"epsilon": epsilon}, num_splits=num_splits, perturb=perturb, seed=seed,
                          bn_update=bn_update)
 
-    def _draw(self, numel: int, like: Tensor) -> Tensor:
-        return torch.rand(numel, generator=self._generator(like.device), device=like.device, dtype=like.dtype)
+    def _draw(self, numel: int, like: Tensor, g: torch.Generator) -> Tensor:
+        return torch.rand(numel, generator=g, device=like.device, dtype=like.dtype)
 
     def _perturb(self, group: dict, params: list[Tensor], clean: list[Tensor], z: list[Tensor]) -> None:
         torch._foreach_mul_(z, 2.0)
