@@ -15,6 +15,8 @@ import functools
 import hashlib
 import multiprocessing
 import os
+import signal
+import sys
 import warnings
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -116,9 +118,21 @@ def corrupt_images(images: Tensor, name: str, severity: int, seed: int = 0, *, i
 def _pool(workers: int) -> ProcessPoolExecutor:
     """One pool per process, reused by every call: starting workers (spawn, as fork with torch's threads can
     hang) costs seconds, more than corrupting a small split."""
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent)
     atexit.register(pool.shutdown)
     return pool
+
+
+def die_with_parent() -> None:
+    """In a worker: be killed when the process that started it dies (Linux ``PR_SET_PDEATHSIG``), so a
+    ``kill -9`` of the job leaves no workers behind (nor the resource tracker they keep alive)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        if os.getppid() == 1:  # the parent died before the call took effect
+            os._exit(1)
 
 
 def cache_dir() -> Path:
@@ -134,9 +148,12 @@ def corrupted_split(images: Tensor, key: str, name: str, severity: int, seed: in
     """
     path = (cache or cache_dir()) / key / f"{name}_s{severity}_seed{seed}.npy"
     if path.is_file():
-        cached = np.load(path)
-        if cached.shape == tuple(images.shape) and cached.dtype == np.uint8:
-            return torch.from_numpy(cached)
+        try:
+            cached = np.load(path)
+            if cached.shape == tuple(images.shape) and cached.dtype == np.uint8:
+                return torch.from_numpy(cached)
+        except (ValueError, OSError, EOFError):  # a truncated or empty file (a killed writer): made again below
+            pass
     out = corrupt_images(images, name, severity, seed, indices=indices, workers=workers)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:

@@ -89,10 +89,19 @@ def read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray
             entry = _NumpyOnlyUnpickler(f, encoding="latin1").load()
         except (pickle.UnpicklingError, EOFError, ValueError) as e:
             raise ValueError(f"{path}: not a CIFAR python batch ({e})") from None
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path}: not a CIFAR python batch (a {type(entry).__name__}, not a dict)")
     entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
     if "data" not in entry or label_key not in entry:
         raise ValueError(f"{path}: CIFAR batch lacks 'data' or {label_key!r}")
-    return np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(entry[label_key], dtype=np.int64)
+    try:
+        images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(entry[label_key], dtype=np.int64).reshape(-1)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: malformed CIFAR batch ({str(e).splitlines()[0]})") from None
+    if len(images) != len(labels):
+        raise ValueError(f"{path}: malformed CIFAR batch ({len(images)} images, {len(labels)} labels)")
+    return images, labels
 
 
 def _cifar(name: str, folder: str, train: list[str], test: list[str], label_key: str, classes: int, root: Path) -> ImageDataset:

@@ -225,13 +225,22 @@ class Hessian:
         return out
 
 
-def read_hessian(path: str | Path) -> Hessian:
-    """A ``kind="hessian"`` file as a :class:`Hessian` (eigenvectors included)."""
+def read_hessian(path: str | Path, *, vectors: bool = True) -> Hessian:
+    """A ``kind="hessian"`` file as a :class:`Hessian` (with its eigenvectors unless ``vectors=False``), checked:
+    eigenvalues and residuals are vectors of one length, the trace a number, the density on its grid."""
     attrs, arrays = read_analysis(path, "hessian")
+    shapes = {"eigenvalues": 1, "residuals": 1, "trace_ci95": 1, "density_grid": 1, "density": 1, "slq_nodes": 2,
+              "slq_weights": 2}
+    for name, value in arrays.items():
+        if value.dtype.kind not in "fiub" or value.ndim != shapes.get(name, 0):
+            raise ValueError(f"{path}: {name!r} is not a {shapes.get(name, 0)}-D number array")
+    for a, b in (("eigenvalues", "residuals"), ("density_grid", "density")):
+        if a in arrays and b in arrays and arrays[a].shape != arrays[b].shape:
+            raise ValueError(f"{path}: {a!r} and {b!r} differ in length")
     plain = {k: (v.item() if np.ndim(v) == 0 else v) for k, v in arrays.items() if k in Hessian.__dataclass_fields__}
-    count = len(arrays["eigenvalues"]) if "eigenvalues" in arrays else 0
-    vectors = [read_direction_group(path, f"eigenvector_{i}") for i in range(count)]
-    return Hessian(**plain, eigenvectors=vectors, attrs=attrs, path=str(path))
+    count = len(arrays["eigenvalues"]) if "eigenvalues" in arrays and vectors else 0
+    eigenvectors = [read_direction_group(path, f"eigenvector_{i}") for i in range(count)]
+    return Hessian(**plain, eigenvectors=eigenvectors, attrs=attrs, path=str(path))
 
 
 def _counting(matvec: Callable[[Tensor], Tensor], bar: tqdm) -> Callable[[Tensor], Tensor]:
@@ -278,13 +287,16 @@ def hessian(problem: Problem, *, top_k: int = 5, which: str = "largest", tol: fl
             raise ValueError(f"{out} exists: pass overwrite=True to replace it")
 
     group.agree(free)
+    size = sum(p.numel() for p in problem.params())
+    if top_k > size:
+        raise ValueError(f"top_k {top_k} is more eigenpairs than the {size} analysed parameters have")
     result = Hessian()
     with problem.sharded(group), CurvatureOperator(problem, split, kind=curvature) as op, \
             tqdm(desc=curvature, unit=" products", disable=not (progress and group.is_main)) as bar:
         mv = _counting(op.matvec, bar)
         device = op.device
         if top_k:
-            eig = lanczos(mv, op.size, min(top_k, op.size), which=which, tol=tol, seed=seed, device=device)
+            eig = lanczos(mv, op.size, top_k, which=which, tol=tol, seed=seed, device=device)
             result.eigenvalues, result.residuals = eig.eigenvalues, eig.residuals
             result.eigen_matvecs, result.eigen_converged = eig.matvecs, eig.converged
             result.eigenvectors = [op.to_direction(eig.eigenvectors[:, i]) for i in range(eig.eigenvectors.shape[1])]

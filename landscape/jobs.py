@@ -2,10 +2,9 @@
 writes the file (surfaces also under torchrun); calibration and corruption robustness of classifiers."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -16,7 +15,7 @@ from data import load_dataset
 from data.corruptions import corrupted_split, split_key
 from data.formats import RELEASED_C, read_released_c
 from trainers import classification_metrics, load_checkpoint, predict
-from trainers.distributed import close_group, init_group
+from trainers.distributed import init_group
 from trainers.metrics import ECE_BINS, reliability
 from trainers.train import epoch_checkpoints, resolve_device
 
@@ -45,15 +44,11 @@ class EvalOptions:
     progress: bool = True
 
 
-@contextmanager
-def process_device(name: str) -> Iterator[torch.device]:
-    """This process's device; under ``torchrun`` it joins the job (a GPU per rank) and leaves it afterwards."""
+def process_device(name: str) -> torch.device:
+    """This process's device; under ``torchrun`` it joins the job (a GPU per rank) for the process's lifetime."""
     device = resolve_device(name)
     _, rank_device = init_group(device.type)
-    try:
-        yield rank_device or device
-    finally:
-        close_group()
+    return rank_device or device
 
 
 def checkpoint_problem(ckpt: str | Path, opts: EvalOptions, device: torch.device, extra: tuple[str, ...] = ()) -> Problem:
@@ -65,10 +60,10 @@ def checkpoint_problem(ckpt: str | Path, opts: EvalOptions, device: torch.device
 
 def _surface_job(ckpt: str | Path, out: str | Path, opts: EvalOptions, analysis: Callable[..., object],
                  extra: tuple[str, ...] = ()) -> Path:
-    with process_device(opts.device) as device:
-        problem = checkpoint_problem(ckpt, opts, device, extra + (("train",) if opts.bn == "recompute" else ()))
-        analysis(problem, splits=opts.splits, bn=opts.bn, bn_split="train", compile=opts.compile, progress=opts.progress,
-                 out=out)
+    device = process_device(opts.device)
+    problem = checkpoint_problem(ckpt, opts, device, extra + (("train",) if opts.bn == "recompute" else ()))
+    analysis(problem, splits=opts.splits, bn=opts.bn, bn_split="train", compile=opts.compile, progress=opts.progress,
+             out=out)
     return Path(out)
 
 
@@ -115,11 +110,11 @@ def hessian_analysis(ckpt: str | Path, out: str | Path, opts: EvalOptions, *, to
                      overwrite: bool = False) -> Path:
     """Top-k eigenpairs (with residuals), optionally the trace and the spectral density, of a checkpoint's loss
     over the first split of ``opts``, written to a ``kind="hessian"`` file (see :func:`landscape.hessian`)."""
-    with process_device(opts.device) as device:
-        problem = checkpoint_problem(ckpt, opts, device)
-        hessian(problem, top_k=top_k, which=which, tol=tol, trace=trace_matvecs, trace_method=trace_method,
-                density=density, density_probes=density_probes, density_steps=density_steps, curvature=curvature,
-                split=opts.splits[0], seed=seed, out=out, overwrite=overwrite, progress=opts.progress)
+    device = process_device(opts.device)
+    problem = checkpoint_problem(ckpt, opts, device)
+    hessian(problem, top_k=top_k, which=which, tol=tol, trace=trace_matvecs, trace_method=trace_method,
+            density=density, density_probes=density_probes, density_steps=density_steps, curvature=curvature,
+            split=opts.splits[0], seed=seed, out=out, overwrite=overwrite, progress=opts.progress)
     return Path(out)
 
 
@@ -137,10 +132,10 @@ def sweep_analysis(ckpt: str | Path, out: str | Path, radii: np.ndarray, opts: E
                    settings: SweepSettings | None = None, resume: bool = False, overwrite: bool = False, log=None) -> Path:
     """Loss/accuracy against perturbation radius for each kind, one point per (kind, radius), resumable."""
     s = settings or SweepSettings()
-    with process_device(opts.device) as device:
-        problem = checkpoint_problem(ckpt, opts, device)
-        sweep(problem, radii, kinds=kinds, trials=s.trials, steps=s.steps, normalize=s.normalize, eta=s.eta, seed=s.seed,
-              split=opts.splits[0], out=out, resume=resume, overwrite=overwrite, progress=opts.progress, log=log)
+    device = process_device(opts.device)
+    problem = checkpoint_problem(ckpt, opts, device)
+    sweep(problem, radii, kinds=kinds, trials=s.trials, steps=s.steps, normalize=s.normalize, eta=s.eta, seed=s.seed,
+          split=opts.splits[0], out=out, resume=resume, overwrite=overwrite, progress=opts.progress, log=log)
     return Path(out)
 
 

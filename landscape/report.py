@@ -17,7 +17,8 @@ from trainers.checkpoint import atomic_write, read_checkpoint
 from trainers.train import newest_checkpoint
 
 from .robustness import read_robustness
-from .store import Surface, Sweep, file_category, read_analysis, read_attrs, read_surface, read_sweep
+from .curvature import read_hessian
+from .store import Surface, Sweep, file_category, read_attrs, read_surface, read_sweep
 
 
 
@@ -35,7 +36,44 @@ class Run:
     ignored: list[tuple[str, Path]] = field(default_factory=list)  # (category, file) beyond the first
 
 
+NUMERIC = ("epoch", "lr", "train_loss", "train_acc", "test_error", "test_nll", "test_ece", "seconds", "world_size")
+
+
+def check_rows(rows: object, source: str | Path) -> list[dict]:
+    """Metric rows as training writes them: objects whose known fields are numbers (or null)."""
+    if not isinstance(rows, list):
+        raise ValueError(f"{source}: metrics are a {type(rows).__name__}, not a list of rows")
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise ValueError(f"{source}: row {i} is a JSON {type(row).__name__}, not an object")
+        for key in NUMERIC:
+            value = row.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{source}: row {i}: {key!r} is {value!r}, not a number")
+    return rows
+
+
+def read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not JSON ({getattr(e, 'msg', type(e).__name__)})") from None
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a ``metrics.jsonl``, checked (one line each)."""
+    rows = []
+    for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: line {i} is not JSON ({e.msg})") from None
+    return check_rows(rows, path)
+
+
 def find_run(path: str | Path, name: str | None = None) -> Run:
+    """What a run directory holds; a malformed file in it raises a ValueError naming the file and the problem."""
     path = Path(path)
     if not path.is_dir():
         raise NotADirectoryError(f"{str(path)!r} is not a run directory")
@@ -43,11 +81,13 @@ def find_run(path: str | Path, name: str | None = None) -> Run:
     history, source = [], None
     if (path / "metrics.jsonl").is_file():  # written every epoch: current even while the run trains
         source = path / "metrics.jsonl"
-        history = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+        history = read_metrics(source)
     elif ckpt is not None:
-        history, source = read_checkpoint(ckpt)["metrics"], ckpt
-    metrics = {**history[-1], "train_seconds": sum(row["seconds"] for row in history)} if history else {}
-    config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+        history, source = check_rows(read_checkpoint(ckpt).get("metrics", []), ckpt), ckpt
+    metrics = {**history[-1], "train_seconds": sum(row.get("seconds") or 0 for row in history)} if history else {}
+    config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path / 'config.json'}: a JSON {type(config).__name__}, not an object")
     run = Run(name or path.name, path, config, metrics, source, ckpt)
     for f in sorted(path.glob("*.h5")):
         category = file_category(f)
@@ -109,17 +149,18 @@ def columns(rho: float) -> list[Column]:
 
 def summary_row(run: Run, rho: float) -> dict:
     """The table's numbers for one run (None where the run lacks the file)."""
-    row = {"run": run.name, "method": run.config.get("method", ""), "model": run.config.get("model", ""),
-           "dataset": run.config.get("dataset", ""), "epochs": run.metrics.get("epoch", np.nan)}
+    row = {"run": run.name, **{k: str(run.config.get(k) or "") for k in ("method", "model", "dataset")},
+           "epochs": run.metrics.get("epoch", np.nan)}
     for key in ("test_error", "test_nll", "test_ece", "train_seconds"):
-        row[key] = float(run.metrics.get(key, np.nan))
+        value = run.metrics.get(key)
+        row[key] = float(value) if value is not None else float("nan")
     row["lambda_max"] = row["trace"] = float("nan")
     if "hessian" in run.files:
-        arrays = read_analysis(run.files["hessian"], "hessian")[1]
-        if "eigenvalues" in arrays and len(arrays["eigenvalues"]):
-            row["lambda_max"] = float(arrays["eigenvalues"][0])
-        if "trace" in arrays:
-            row["trace"] = float(arrays["trace"])
+        h = read_hessian(run.files["hessian"], vectors=False)
+        if h.eigenvalues is not None and len(h.eigenvalues):
+            row["lambda_max"] = float(h.eigenvalues[0])
+        if h.trace is not None:
+            row["trace"] = float(h.trace)
     row["sharpness"] = sharpness(read_sweep(run.files["sweep"]), rho) if "sweep" in run.files else float("nan")
     row["corruption_error"] = row["mce"] = float("nan")
     if "robustness" in run.files:
@@ -174,20 +215,18 @@ def robustness_tables(runs: list[Run]) -> list[tuple[str, list[str], list[list[s
 def overlay_figures(runs: list[Run], lib, *, log: bool = False, calibration: dict[str, dict] | None = None,
                     max_grid: int | None = None) -> dict[str, object]:
     """``{name: figure}`` of every overlay the runs' files support (``lib``: plot_mpl or plot_plotly);
-    ``max_grid`` downsamples 2-D surfaces for the browser."""
+    ``max_grid`` reads 2-D surfaces strided for the browser."""
     figs: dict[str, object] = {}
     slices = [(r.name, _slice(r)) for r in runs if "surface_1d" in r.files or "surface_2d" in r.files]
     if slices:
         figs["slices"] = lib.compare_slices(slices, log=log)
-    surfaces = [(r.name, read_surface(r.files["surface_2d"])) for r in runs if "surface_2d" in r.files]
-    if max_grid:
-        surfaces = [(name, s.downsample(max_grid)) for name, s in surfaces]
+    surfaces = [(r.name, read_surface(r.files["surface_2d"], max_points=max_grid)) for r in runs if "surface_2d" in r.files]
     if surfaces:
         figs["surfaces"] = lib.compare_surfaces(surfaces, log=log)
     sweeps = [(r.name, read_sweep(r.files["sweep"])) for r in runs if "sweep" in r.files]
     if sweeps:
         figs["sweeps"] = lib.compare_sweeps(sweeps, log=log)
-    spectra = [(r.name, read_analysis(r.files["hessian"], "hessian")[1]) for r in runs if "hessian" in r.files]
+    spectra = [(r.name, read_hessian(r.files["hessian"], vectors=False).arrays()) for r in runs if "hessian" in r.files]
     if spectra:
         figs["spectra"] = lib.compare_spectra(spectra)
     robust = [(r.name, read_robustness(r.files["robustness"])) for r in runs if "robustness" in r.files]

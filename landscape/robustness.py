@@ -82,6 +82,10 @@ class Robustness:
 
 
 def read_robustness(path) -> Robustness:
-    attrs, _, values = read_grid(path, "robustness")
+    attrs, arrays, values = read_grid(path, "robustness", {"models": 0})
+    corruptions, severities = attrs.get("corruptions"), attrs.get("severities")
+    if not (isinstance(corruptions, list) and isinstance(severities, list)
+            and 1 + len(corruptions) * len(severities) == arrays["computed"].shape[1]):
+        raise ValueError(f"{path}: its corruptions and severities do not match its conditions")
     return Robustness(str(path), list(attrs["corruptions"]), [int(s) for s in attrs["severities"]],
                       list(attrs["models"]), values, attrs)

@@ -15,6 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainers import TrainConfig, train  # noqa: E402
+from trainers.distributed import close_group  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 out = Path(sys.argv[1])
@@ -23,3 +24,4 @@ for spec in sys.argv[2:]:
     hparams = {k: int(v) for k, v in (o.split("=") for o in options)}
     train(TrainConfig(method=method, model="small_cnn", sync_bn=True, epochs=2, lr=0.1, hparams=hparams), out / method,
           progress=False, log=lambda line: None)
+close_group()

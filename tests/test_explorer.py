@@ -95,12 +95,17 @@ def test_views_draw_the_files_data(folder):
     assert "outside the served folder" in refused.layout.annotations[0].text and not refused.data
 
 
-def test_large_grids_are_downsampled_with_the_edges_kept():
-    from landscape.store import Surface
+def test_large_grids_are_read_strided_with_the_edges_kept(tmp_path):
+    import torch
+
+    from landscape.store import create_surface
 
     xs, ys = np.linspace(-1, 1, 401), np.linspace(-2, 2, 160)
     z = np.add.outer(ys, xs)
-    small = Surface("s.h5", xs, ys, {"train_loss": z}, np.ones(z.shape, bool)).downsample(views.MAX_GRID)
+    w = create_surface(tmp_path / "s.h5", xs, ys, ["train"], [{"w": torch.zeros(1)}] * 2, {})
+    w.write([(k, {"train_loss": float(z.flat[k]), "train_acc": 0.0}) for k in range(z.size)])
+    w.close()
+    small = views.load_surface(Catalog(tmp_path), "s.h5")
     assert len(small.xcoordinates) <= views.MAX_GRID and len(small.ycoordinates) <= views.MAX_GRID
     assert small.xcoordinates[[0, -1]].tolist() == [-1, 1] and small.ycoordinates[[0, -1]].tolist() == [-2, 2]
     np.testing.assert_array_equal(small.values["train_loss"], np.add.outer(small.ycoordinates, small.xcoordinates))

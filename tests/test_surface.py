@@ -219,7 +219,7 @@ def test_cli_loss_landscape_format(runs, tmp_path):
     (["--x", "1:-1:5"], "need MIN < MAX"),
     (["--dim", "2"], "--dim 2 needs --y"),
     (["--split", "val"], "--split must name train and/or test"),
-    (["--samples", "0"], "--samples must be >= 1"),
+    (["--samples", "0"], "argument --samples: must be >= 1, got 0"),
 ])
 def test_surface_bad_input(runs, tmp_path, capsys, argv, message):
     from apps.cli.__main__ import main

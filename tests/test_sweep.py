@@ -84,7 +84,7 @@ def test_resume_recomputes_only_missing_points_and_agrees(runs, tmp_path, capsys
 @pytest.mark.parametrize("argv,message", [
     (["--kind", "gaussian"], "unknown sweep kind gaussian"),
     (["--radii", "-1:1:3"], "--radii must be >= 0"),
-    (["--trials", "0"], "--trials and --steps must be >= 1"),
+    (["--trials", "0"], "argument --trials: must be >= 1, got 0"),
 ])
 def test_sweep_bad_input(runs, tmp_path, capsys, argv, message):
     from apps.cli.__main__ import main

@@ -121,10 +121,10 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--dataset", "cifar10"], "pass --data-root"),
     (["--dataset", "cifar10", "--data-root", "/nonexistent"], "data root '/nonexistent' is not a directory"),
-    (["--method", "sam", "--rho", "-0.1"], "Invalid rho: -0.1"),
+    (["--method", "sam", "--rho", "-0.1"], "argument --rho: must be >= 0, got -0.1"),
     (["--method", "damp", "--rho", "0.1"], "--rho does not apply to --method damp (it takes --sigma, --num-splits, --perturb)"),
     (["--model", "vgg16"], "needs images of at least 32x32; digits has 8x8 (use digits32)"),
-    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
     (["--nesterov", "--momentum", "0"], "Nesterov momentum requires a momentum"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, capsys, argv, message):

@@ -1,10 +1,14 @@
 """Versioned checkpoints of plain dicts and tensors, written atomically, read with ``weights_only=True``."""
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import re
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -15,29 +19,97 @@ FORMAT = "landscape-checkpoint"
 VERSION = 1
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a partial file."""
+SPACE_MARGIN = 1 << 20  # what HDF5 and torch.save add beyond the payload, and room to spare
+TEMP = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
+
+
+def ensure_space(folder: Path, nbytes: int) -> None:
+    """Refuse to start writing ``nbytes`` into ``folder`` when the disk cannot hold them (an HDF5 library that
+    runs out of space mid-file can crash the process instead of raising)."""
+    free = shutil.disk_usage(folder).free
+    if free < nbytes + SPACE_MARGIN:
+        raise OSError(errno.ENOSPC, f"not enough free space in {folder}: writing needs about "
+                                    f"{(nbytes + SPACE_MARGIN) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free")
+
+
+def atomic_write(path: Path, write: Callable[[Path], object], nbytes: int | None = None) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a partial file, a failed write
+    leaves no temporary file. ``nbytes``: the payload's size, checked against the free space first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if nbytes is not None:
+        ensure_space(path.parent, nbytes)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except RuntimeError as e:  # torch.save reports a failed write as a RuntimeError
+        if shutil.disk_usage(path.parent).free < SPACE_MARGIN:
+            raise OSError(errno.ENOSPC, f"no space left on the device writing {path}") from None
+        raise RuntimeError(f"writing {path} failed: {e}") from e
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files (``.NAME.tmpPID``) that writers killed mid-write left in ``folder``."""
+    removed = []
+    for p in Path(folder).glob(".*.tmp*"):
+        m = TEMP.match(p.name)
+        if m and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def strict(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None: strict JSON (no NaN or Infinity tokens)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+    text = json.dumps(strict(obj), indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text), nbytes=len(text))
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+    text = "".join(json.dumps(strict(r), allow_nan=False) + "\n" for r in rows)
+    atomic_write(path, lambda tmp: tmp.write_text(text), nbytes=len(text))
+
+
+def payload_bytes(obj: Any) -> int:
+    """The bytes of every tensor and array in a (nested) payload."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if hasattr(obj, "nbytes"):
+        return int(obj.nbytes)
+    if isinstance(obj, dict):
+        return sum(payload_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(payload_bytes(v) for v in obj)
+    return 0
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
     """Save ``payload`` (plain types and tensors only) with the format marker and version."""
-    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp))
+    full = {"format": FORMAT, "version": VERSION, **payload}
+    atomic_write(path, lambda tmp: torch.save(full, tmp), nbytes=payload_bytes(full))
 
 
 def read_checkpoint(path: str | Path) -> dict:

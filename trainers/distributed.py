@@ -6,9 +6,11 @@ Training and the analyses use the engine users already run: ``torch.distributed`
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -20,6 +22,9 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 T = TypeVar("T")
+# the differentiable all-reduce SyncBatchNorm needs; its suggested successor has no autograd support yet
+warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_reduce is deprecated",
+                        category=FutureWarning)
 
 
 @dataclass
@@ -101,8 +106,13 @@ def join_group(device_type: str) -> Group:
     return current_group() if dist.is_initialized() else init_group(device_type)[0]
 
 
-def close_group() -> None:
-    if dist.is_initialized():
+def close_group(wait: bool = True) -> None:
+    """Leave the torchrun job's process group; ``wait``: after every rank got here (a rank that leaves early can
+    abort the others' gloo threads at exit). Errors leave without waiting: the others may be in a collective."""
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            with contextlib.suppress(RuntimeError):
+                dist.barrier()
         dist.destroy_process_group()
 
 

@@ -8,6 +8,7 @@ bit for bit (model, optimizer, loader and RNG states are all checkpointed).
 from __future__ import annotations
 
 import inspect
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,14 +16,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
 from data import Augment, TensorLoader, dataset_info, load_dataset
 from data.corruptions import CorruptHalf, parse_severities
 
-from .checkpoint import read_checkpoint, save_checkpoint, write_json, write_jsonl
-from .distributed import Group, batchnorm_buffers, close_group, convert_sync_batchnorm, init_group
+from .checkpoint import read_checkpoint, remove_stale_temps, save_checkpoint, write_json, write_jsonl
+from .distributed import Group, batchnorm_buffers, convert_sync_batchnorm, init_group
 from .metrics import evaluate
 from .models import MODELS, create_model
 from .optim import BatchClosure, build_method, method_info
@@ -70,10 +70,18 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "momentum", "weight_decay"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"--{name.replace('_', '-')} must be finite and >= 0, got {value}")
+        splits = self.hparams.get("num_splits") or method_info(self.method).hparams.get("num_splits", 1)
+        if splits > self.batch_size:
+            raise ValueError(f"--num-splits {splits} is more sub-batches than the {self.batch_size} images of a batch")
         if self.augment_corruption is not None:
-            CorruptHalf(self.augment_corruption, parse_severities(self.augment_severity or "1-5"))
+            try:
+                severities = parse_severities(self.augment_severity or "1-5")
+            except ValueError as e:
+                raise ValueError(str(e).replace("--severities", "--augment-severity")) from None
+            CorruptHalf(self.augment_corruption, severities)
         elif self.augment_severity is not None:
             raise ValueError("--augment-severity needs --augment-corruption")
         if self.local_ascent and self.method not in ("sam", "asam", "amp"):
@@ -86,10 +94,16 @@ class TrainConfig:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA if there is one), ``cpu``, ``cuda`` or ``cuda:N``, checked against this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", str(name))
+    if m is None:
+        raise ValueError(f"device {name!r}: expected auto, cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        raise ValueError(f"device {name}: CUDA is not available on this machine")
+    if m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
+        raise ValueError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(name)
 
 
@@ -133,10 +147,22 @@ def _config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
     return [k for k in now if k not in ("epochs", "device", "save_every") and saved.get(k, default[k]) != now[k]]
 
 
+def _check_finite(loss: float, cfg: TrainConfig, epoch: int, out: Path) -> None:
+    """Stop a diverged run with a clear error; the epoch is not saved, the last good checkpoint stays."""
+    if not math.isfinite(loss):
+        last = newest_checkpoint(out)
+        raise ValueError(f"training diverged in epoch {epoch + 1}: the training loss is {loss} (--lr {cfg.lr:g} too "
+                         f"large?); nothing of this epoch was saved" + (f", the last good checkpoint is {last}" if last
+                                                                       else ""))
+
+
 def _start(cfg: TrainConfig, out: Path, resume: bool, group: Group) -> tuple[Path | None, dict | None]:
     """The checkpoint to resume from, decided on rank 0 before any rank writes."""
     def decide() -> str | None:
         ckpt = newest_checkpoint(out) if resume else None
+        if resume:  # a writer killed mid-write left its temporary file: nobody will finish it
+            remove_stale_temps(out)
+            remove_stale_temps(out / "checkpoints")
         if not resume and out.exists() and any(out.iterdir()):
             raise ValueError(f"{out} already holds files: pass --resume to continue that run, or choose another --out")
         if ckpt is not None:
@@ -160,19 +186,18 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     cfg.validate()
     out = Path(out)
     device = resolve_device(cfg.device)
-    joined = not dist.is_initialized()
-    group, rank_device = init_group(device.type)
-    try:
-        return _train(cfg, out, rank_device or device, group, resume, progress, log if group.is_main else lambda line: None)
-    finally:
-        if joined and group.world > 1:
-            close_group()
+    group, rank_device = init_group(device.type)  # joined for the process's lifetime: a group cannot be remade
+    return _train(cfg, out, rank_device or device, group, resume, progress, log if group.is_main else lambda line: None)
 
 
 def _train(cfg: TrainConfig, out: Path, device: torch.device, group: Group, resume: bool, progress: bool,
            log: Callable[[str], None]) -> dict:
     if cfg.batch_size % group.world:
         raise ValueError(f"--batch-size {cfg.batch_size} is the global batch: it must divide among {group.world} ranks")
+    splits = cfg.resolved_hparams().get("num_splits", 1)
+    if splits > cfg.batch_size // group.world:
+        raise ValueError(f"--num-splits {splits} is more sub-batches than the {cfg.batch_size // group.world} images "
+                         f"of a rank's batch")
     ckpt_path, state = _start(cfg, out, resume, group)
     main = group.is_main
 
@@ -191,7 +216,11 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, group: Group, resu
     test_loader = TensorLoader(ds.test_x, ds.test_y, batch_size=cfg.eval_batch_size, **common)
 
     model_spec = {"name": cfg.model, "kwargs": _model_kwargs(cfg, ds)}
-    model = create_model(cfg.model, **model_spec["kwargs"]).to(device)
+    try:
+        model = create_model(cfg.model, **model_spec["kwargs"]).to(device)
+    except (TypeError, ValueError, RuntimeError) as e:  # e.g. --model-arg width=-3
+        raise ValueError(f"model {cfg.model!r} cannot be built with {cfg.model_kwargs or 'its defaults'}: "
+                         f"{str(e).splitlines()[0]}") from None
     if cfg.sync_bn:
         model = convert_sync_batchnorm(model)
     if channels_last:
@@ -246,8 +275,12 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, group: Group, resu
             totals[2] += len(y)
             group.mean_(bn_buffers)  # one set of running statistics, the ranks' mean
             if step % 20 == 19:
-                bar.set_postfix(loss=f"{totals[0].item() / (step + 1):.4f}")
+                running = totals[0].item() / (step + 1)
+                if group.world == 1:
+                    _check_finite(running, cfg, epoch, out)
+                bar.set_postfix(loss=f"{running:.4f}")
         group.sum_([totals])
+        _check_finite(totals[0].item(), cfg, epoch, out)
         train_seconds = time.perf_counter() - tic
         if main:
             test = evaluate(model, test_loader)

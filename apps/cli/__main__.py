@@ -5,17 +5,25 @@ import argparse
 import os
 import re
 import sys
+from typing import NoReturn
 
-from trainers.distributed import lost_peer, stop_when_terminated, stopped_message
+from trainers.distributed import close_group, lost_peer, stop_when_terminated, stopped_message
 
 from . import compare, demo, explore, hessian, plot, robustness, surface, sweep, train
 
 COMMANDS = [train, surface, hessian, sweep, robustness, plot, compare, explore, demo]
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+USER_ERRORS = (ValueError, OSError)  # bad input, missing or unwritable files, a full disk: one line, exit 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other user mistake (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="landscape",
         description="Train flat-minima methods and analyse their loss landscapes.",
         epilog="examples:\n  landscape demo --out runs/demo\n  landscape train --method sam --epochs 10 --out runs/sam\n"
@@ -55,19 +63,25 @@ def join_negative_ranges(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     raw = join_negative_ranges(sys.argv[1:] if argv is None else list(argv))
-    args = parser.parse_args(raw)
+    try:
+        args = parser.parse_args(raw)
+    except SystemExit as e:  # --help, or a bad option (its one line is printed): the exit code, returned
+        return int(e.code or 0)
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
     args.argv = raw
     stop_when_terminated(args.command)
     try:
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        close_group()  # a torchrun job's process group: every rank is done
+        return code
     except USER_ERRORS as e:
         if os.environ.get("LANDSCAPE_DEBUG"):
             raise
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank raises it: say it once
-            print(f"landscape {args.command}: error: {e}", file=sys.stderr)
+            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"landscape {args.command}: error: {text}", file=sys.stderr)
         return 2
     except RuntimeError as e:
         if not lost_peer(e) or os.environ.get("LANDSCAPE_DEBUG"):
@@ -77,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"landscape {args.command}: interrupted (finished results are saved; rerun with --resume)", file=sys.stderr)
         return 130
+    finally:
+        close_group(wait=False)  # after an error (a no-op once closed)
 
 
 if __name__ == "__main__":

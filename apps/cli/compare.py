@@ -7,6 +7,8 @@ from pathlib import Path
 from landscape.jobs import EvalOptions, calibration
 from landscape.report import find_runs, write_report
 
+from .numbers import POSITIVE
+
 EXAMPLES = """examples:
   landscape compare runs/demo/erm runs/demo/sam runs/demo/amp --out runs/demo/report
   landscape compare runs/c10-* --out report/ --rho 0.05 --format png,pdf
@@ -26,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="folder for the report")
-    p.add_argument("--rho", type=float, default=0.1, help="radius of the sharpness column [%(default)s]")
+    p.add_argument("--rho", type=POSITIVE, default=0.1, help="radius of the sharpness column [%(default)s]")
     p.add_argument("--format", default="png", help="static figure formats, comma-separated: png, pdf, svg [%(default)s]")
     p.add_argument("--log", action="store_true", help="log-scale losses")
     p.add_argument("--no-calibration", action="store_true",

@@ -9,12 +9,27 @@ import numpy as np
 
 from apps.cli.explore import serve
 from data.corruptions import parse_corruptions, parse_severities
-from landscape.jobs import (EvalOptions, calibration, hessian_analysis, random_surface, robustness_analysis,
-                            sweep_analysis)
-from landscape.report import columns, find_runs, markdown_table, summary_row, summary_table, write_report
+from landscape.jobs import (
+    EvalOptions,
+    calibration,
+    hessian_analysis,
+    random_surface,
+    robustness_analysis,
+    sweep_analysis,
+)
 from landscape.perturbation import SweepSettings
+from landscape.report import (
+    columns,
+    find_runs,
+    markdown_table,
+    summary_row,
+    summary_table,
+    write_report,
+)
 from trainers import TrainConfig, read_checkpoint, train
 from trainers.train import newest_checkpoint
+
+from .numbers import COUNT, INDEX, PORT, number
 
 DEMO_METHODS = ("erm", "sam", "asam", "amp", "damp")
 SWEEP_RADII = np.linspace(0, 0.5, 6)
@@ -30,16 +45,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        epilog="examples:\n  landscape demo --out runs/demo\n  landscape demo --out runs/demo --epochs 5 "
                               "--methods erm,sam --no-serve", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="folder of the demo runs [%(default)s]")
-    p.add_argument("--epochs", type=int, default=15, help="[%(default)s]")
+    p.add_argument("--epochs", type=COUNT, default=15, help="[%(default)s]")
     p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated [%(default)s]")
-    p.add_argument("--seed", type=int, default=0, help="[%(default)s]")
-    p.add_argument("--surface-steps", type=int, default=15, help="2-D surface grid per method is N x N over [-1, 1] [%(default)s]")
-    p.add_argument("--surface-samples", type=int, default=500, help="training images evaluated per grid point [%(default)s]")
+    p.add_argument("--seed", type=INDEX, default=0, help="[%(default)s]")
+    p.add_argument("--surface-steps", type=number(int, least=2), default=15, help="2-D surface grid per method is N x N over [-1, 1] [%(default)s]")
+    p.add_argument("--surface-samples", type=COUNT, default=500, help="training images evaluated per grid point [%(default)s]")
     p.add_argument("--corruptions", default="all", help="robustness: corruptions evaluated [%(default)s]")
     p.add_argument("--severities", default="1-5", help="robustness: severities [%(default)s]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-serve", action="store_true", help="end after the report instead of serving the explorer")
-    p.add_argument("--port", type=int, default=8050, help="the explorer's port (on 127.0.0.1) [%(default)s]")
+    p.add_argument("--port", type=PORT, default=8050, help="the explorer's port (on 127.0.0.1) [%(default)s]")
     p.set_defaults(run=run)
 
 

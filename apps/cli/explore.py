@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import socket
 
+from .numbers import PORT, number
+
 EXAMPLES = """examples:
   landscape explore runs/demo                       # then open http://127.0.0.1:8050
   landscape explore runs --port 8060
@@ -21,8 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", metavar="ROOT", help="folder of runs")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind [%(default)s: this machine only]")
-    p.add_argument("--port", type=int, default=8050, help="[%(default)s]")
-    p.add_argument("--refresh", type=float, default=3.0, help="seconds between rescans of ROOT [%(default)s]")
+    p.add_argument("--port", type=PORT, default=8050, help="[%(default)s]")
+    p.add_argument("--refresh", type=number(float, least=0.2), default=3.0, help="seconds between rescans of ROOT [%(default)s]")
     p.set_defaults(run=run)
 
 

@@ -9,8 +9,15 @@ from landscape.curvature import hessian
 from landscape.jobs import hessian_analysis
 from landscape.store import read_analysis
 
+from .numbers import COUNT, INDEX, number
 from .problem import problem_from_args
-from .surface import add_eval_args, check_output, eval_options, is_main_process, split_list
+from .surface import (
+    add_eval_args,
+    check_output,
+    eval_options,
+    is_main_process,
+    split_list,
+)
 
 EXAMPLES = """examples:
   landscape hessian runs/sam/final.pt --top-k 5 --samples 1000 --out sam_hessian.h5
@@ -32,18 +39,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "spectral density (stochastic Lanczos quadrature).",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="?", help="a checkpoint of landscape train (or --problem)")
-    p.add_argument("--top-k", type=int, default=5, help="eigenpairs to compute (0: none) [%(default)s]")
+    p.add_argument("--top-k", type=INDEX, default=5, help="eigenpairs to compute (0: none) [%(default)s]")
     p.add_argument("--which", choices=("largest", "smallest"), default="largest", help="[%(default)s]")
-    p.add_argument("--tol", type=float, default=1e-3, help="relative residual to stop at [%(default)s]")
-    p.add_argument("--trace", type=int, nargs="?", const=99, default=0, metavar="MATVECS",
+    p.add_argument("--tol", type=number(float, above=0, most=1), default=1e-3, help="relative residual to stop at [%(default)s]")
+    p.add_argument("--trace", type=INDEX, nargs="?", const=99, default=0, metavar="MATVECS",
                    help="estimate the trace with MATVECS products (99 if given alone)")
     p.add_argument("--trace-method", choices=("hutch++", "hutchinson"), default="hutch++", help="[%(default)s]")
     p.add_argument("--density", action="store_true", help="spectral density by stochastic Lanczos quadrature")
-    p.add_argument("--density-probes", type=int, default=10, help="[%(default)s]")
-    p.add_argument("--density-steps", type=int, default=80, help="[%(default)s]")
+    p.add_argument("--density-probes", type=COUNT, default=10, help="[%(default)s]")
+    p.add_argument("--density-steps", type=number(int, least=2), default=80, help="[%(default)s]")
     p.add_argument("--curvature", choices=("hessian", "ggn"), default="hessian",
                    help="the Hessian, or the (PSD) generalized Gauss-Newton matrix [%(default)s]")
-    p.add_argument("--seed", type=int, default=0, help="start/probe vectors [%(default)s]")
+    p.add_argument("--seed", type=INDEX, default=0, help="start/probe vectors [%(default)s]")
     add_eval_args(p, problem=True)
     p.set_defaults(run=run)
 

@@ -8,10 +8,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from landscape import plot_mpl, plot_plotly
+from landscape.curvature import read_hessian
 from landscape.jobs import EvalOptions, calibration
 from landscape.robustness import read_robustness
-from landscape.store import read_analysis, read_surface, read_sweep
+from landscape.store import inspect_file, read_surface, read_sweep
 from landscape.vtp import surface_to_vtp
+
+from .numbers import number
 
 EXAMPLES = """examples:
   landscape plot runs/demo/sam/surface_2d.h5 --out figures/
@@ -36,15 +39,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="png", help="comma-separated: png, pdf, svg, html (interactive plotly) [%(default)s]")
     p.add_argument("--log", action="store_true", help="log-scale losses")
     p.add_argument("--vtp", action="store_true", help="also export 2-D surfaces as .vtp for ParaView")
-    p.add_argument("--zmax", type=float, default=None, help="with --vtp: clip heights at this value")
+    p.add_argument("--zmax", type=number(float), default=None, help="with --vtp: clip heights at this value")
     p.add_argument("--device", default="auto", help="for checkpoints' predictions [%(default)s]")
     p.set_defaults(run=run)
 
 
-def file_kind(path: Path) -> tuple[str, dict]:
-    """(kind, attributes); loss-landscape's files have no attributes and are surfaces."""
-    attrs = read_analysis(path)[0] if _ours(path) else {}
-    return attrs.get("kind", "surface"), attrs
+def file_kind(path: Path) -> str:
+    """The kind of an analysis file (``surface`` for 1-D and 2-D surfaces, ours or loss-landscape's)."""
+    category, reason = inspect_file(path)
+    if category is None:
+        raise ValueError(reason or f"{path}: not an analysis file (no kind, no xcoordinates)")
+    return "surface" if category.startswith("surface") else category
 
 
 def plot_data(path: Path, device: str = "auto") -> tuple[str, object]:
@@ -52,11 +57,15 @@ def plot_data(path: Path, device: str = "auto") -> tuple[str, object]:
     if path.suffix == ".pt":
         rel = calibration(path, EvalOptions(device=device, progress=False))[1]
         return "calibration", (f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem, rel)
-    kind, attrs = file_kind(path)
+    kind = file_kind(path)
     if kind == "surface":
-        return kind, read_surface(path)
+        s = read_surface(path)
+        if not np.isfinite(np.concatenate([v.ravel() for v in s.values.values()] or [np.zeros(0)])).any():
+            raise ValueError(f"{path}: no finite value to draw (every point diverged or is not computed yet)")
+        return kind, s
     if kind == "hessian":
-        return kind, (read_analysis(path, "hessian")[1], f"{attrs.get('method', '')} {path.stem}")
+        h = read_hessian(path, vectors=False)
+        return kind, (h.arrays(), f"{h.attrs.get('label') or h.attrs.get('method', '')} {path.stem}")
     if kind == "sweep":
         return kind, read_sweep(path)
     if kind == "robustness":
@@ -94,16 +103,6 @@ def figures_for(kind: str, data, log: bool, lib=plot_mpl) -> dict:
     return {"reliability": lib.reliability_diagram([(label, rel)], title=f"reliability: {label} (test)")}
 
 
-def _ours(path: Path) -> bool:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return "kind" in f.attrs
-    except OSError:
-        raise ValueError(f"{path}: not a readable HDF5 file") from None
-
-
 def run(args: argparse.Namespace) -> int:
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     bad = [f for f in formats if f not in ("png", "pdf", "svg", "html")]
@@ -114,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name in args.files:
         path = Path(name)
+        if path.is_dir():
+            raise IsADirectoryError(f"{name!r} is a folder: give the analysis files (.h5) or checkpoints (.pt) in it")
         if not path.is_file():
             raise FileNotFoundError(f"{name!r} does not exist")
         stem = f"{path.parent.name}_{path.stem}" if path.parent.name else path.stem

@@ -9,6 +9,7 @@ from data.corruptions import parse_corruptions, parse_severities
 from landscape.jobs import robustness_analysis
 from landscape.robustness import read_robustness
 
+from .numbers import COUNT, INDEX
 from .surface import add_eval_args, eval_options
 
 EXAMPLES = """examples:
@@ -36,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--severities", default="1-5", help="e.g. 1-5 or 1,3,5 [%(default)s]")
     p.add_argument("--source", choices=("generated", "released"), default="generated", help="[%(default)s]")
     p.add_argument("--c-root", default=None, help="folder holding CIFAR-10-C/, CIFAR-100-C/ or Tiny-ImageNet-C/")
-    p.add_argument("--corruption-seed", type=int, default=0, help="seed of the generated corruptions [%(default)s]")
-    p.add_argument("--workers", type=int, default=1, help="processes generating corruptions [%(default)s]")
+    p.add_argument("--corruption-seed", type=INDEX, default=0, help="seed of the generated corruptions [%(default)s]")
+    p.add_argument("--workers", type=COUNT, default=1, help="processes generating corruptions [%(default)s]")
     add_eval_args(p)
     p.set_defaults(run=run, split="test")
 

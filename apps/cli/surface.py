@@ -7,9 +7,17 @@ from pathlib import Path
 
 from landscape.directions import DIR_TYPES, IGNORES, NORMS
 from landscape.grid import BN_MODES, parse_range, surface
-from landscape.jobs import SPLITS, EvalOptions, hessian_surface, interpolation_surface, random_surface, trajectory_surface
+from landscape.jobs import (
+    SPLITS,
+    EvalOptions,
+    hessian_surface,
+    interpolation_surface,
+    random_surface,
+    trajectory_surface,
+)
 from landscape.store import export_loss_landscape, read_directions, read_surface
 
+from .numbers import COUNT, INDEX
 from .problem import problem_from_args
 
 SURFACE_EXAMPLES = """examples:
@@ -33,9 +41,9 @@ def add_eval_args(p: argparse.ArgumentParser, *, problem: bool = False) -> None:
                        help="instead of a checkpoint: your own landscape.Problem (or a zero-argument function returning "
                             "one) named NAME in FILE.py or in an importable module (runs that file's code)")
     g.add_argument("--split", default=None, help="train, test or train,test [train; with --problem: its splits]")
-    g.add_argument("--samples", type=int, default=None, help="a fixed seeded subset of N images per split (default: all)")
-    g.add_argument("--sample-seed", type=int, default=None, help="seed of that subset [0]")
-    g.add_argument("--batch-size", type=int, default=None, help="evaluation batch [1000]")
+    g.add_argument("--samples", type=COUNT, default=None, help="a fixed seeded subset of N images per split (default: all)")
+    g.add_argument("--sample-seed", type=INDEX, default=None, help="seed of that subset [0]")
+    g.add_argument("--batch-size", type=COUNT, default=None, help="evaluation batch [1000]")
     g.add_argument("--bn", choices=BN_MODES, default="eval",
                    help="BatchNorm at each point: the running statistics (eval), or statistics "
                         "recomputed on the training data at every point (recompute) [%(default)s]")
@@ -75,10 +83,19 @@ def is_main_process() -> bool:
 
 
 def check_output(args: argparse.Namespace) -> None:
+    """Before any work: the output file may be written (a full analysis must not end in 'cannot write')."""
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
-    if is_main_process() and Path(args.out).exists() and not (args.resume or args.overwrite):
+    if not is_main_process():
+        return
+    out = Path(args.out)
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {args.out} is a folder: give the file to write, e.g. {out / 'result.h5'}")
+    if out.exists() and not (args.resume or args.overwrite):
         raise ValueError(f"{args.out} exists: pass --resume to finish it or --overwrite to replace it")
+    folder = next(p for p in [out.parent, *out.parent.parents] if p.exists())  # the folder (made if missing)
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {args.out}: cannot write into {folder}")
 
 
 def output(args: argparse.Namespace, job) -> int:
@@ -110,7 +127,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--norm", choices=NORMS, default="filter", help="[%(default)s]")
     p.add_argument("--ignore", choices=IGNORES, default="biasbn", help="biasbn zeroes 1-D tensors [%(default)s]")
     p.add_argument("--dir-type", choices=DIR_TYPES, default="weights", help="states also moves BN statistics [%(default)s]")
-    p.add_argument("--seed", type=int, default=0, help="direction seed [%(default)s]")
+    p.add_argument("--seed", type=INDEX, default=0, help="direction seed [%(default)s]")
     p.add_argument("--orthogonal", action="store_true", help="make the second direction orthogonal to the first")
     p.add_argument("--directions", choices=("random", "hessian"), default="random",
                    help="random (normalized) or the top Hessian eigenvectors (unit norm) [%(default)s]")

@@ -8,8 +8,15 @@ from landscape.jobs import sweep_analysis
 from landscape.perturbation import KINDS, SweepSettings, sweep
 from landscape.store import read_sweep
 
+from .numbers import COUNT, INDEX, NONNEGATIVE
 from .problem import problem_from_args
-from .surface import add_eval_args, check_output, eval_options, is_main_process, split_list
+from .surface import (
+    add_eval_args,
+    check_output,
+    eval_options,
+    is_main_process,
+    split_list,
+)
 
 EXAMPLES = """examples:
   landscape sweep runs/sam/final.pt --radii 0:1:21 --samples 1000 --out sam_sweep.h5
@@ -33,11 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", default=",".join(KINDS), help="comma-separated subset of %(default)s")
     p.add_argument("--radii", default="0:1:11", help="MIN:MAX:NUM [%(default)s]")
     d = SweepSettings()
-    p.add_argument("--trials", type=int, default=d.trials, help="random draws per radius (random, multiplicative) [%(default)s]")
-    p.add_argument("--steps", type=int, default=d.steps, help="ascent steps (adversarial, adaptive) [%(default)s]")
+    p.add_argument("--trials", type=COUNT, default=d.trials, help="random draws per radius (random, multiplicative) [%(default)s]")
+    p.add_argument("--steps", type=COUNT, default=d.steps, help="ascent steps (adversarial, adaptive) [%(default)s]")
     p.add_argument("--normalize", choices=("none", "filter"), default=d.normalize, help="random directions [%(default)s]")
-    p.add_argument("--eta", type=float, default=d.eta, help="adaptive ball: T = |w| + eta [%(default)s]")
-    p.add_argument("--seed", type=int, default=d.seed, help="[%(default)s]")
+    p.add_argument("--eta", type=NONNEGATIVE, default=d.eta, help="adaptive ball: T = |w| + eta [%(default)s]")
+    p.add_argument("--seed", type=INDEX, default=d.seed, help="[%(default)s]")
     add_eval_args(p, problem=True)
     p.set_defaults(run=run)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 import os
 import subprocess
 import sys
@@ -9,6 +10,8 @@ import sys
 from data import DATASETS
 from trainers import METHODS, MODELS, TrainConfig, train
 from trainers.schedules import SCHEDULES
+
+from .numbers import COUNT, INDEX, NONNEGATIVE, number
 
 EXAMPLES = """examples:
   landscape train --method erm --epochs 10 --out runs/erm
@@ -39,11 +42,12 @@ HPARAM_HELP = {
 }
 
 
-def _hparam_types() -> dict[str, type]:
-    types: dict[str, type] = {}
+def _hparam_types() -> dict[str, Callable[[str], object]]:
+    """Each hyperparameter's parser: counts (inner_iter, num_splits) >= 1, numbers >= 0 and finite, names as text."""
+    types: dict[str, Callable[[str], object]] = {}
     for info in METHODS.values():
         for k, v in info.hparams.items():
-            types.setdefault(k, type(v))
+            types.setdefault(k, COUNT if isinstance(v, int) else NONNEGATIVE if isinstance(v, float) else str)
     return types
 
 
@@ -74,15 +78,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     g = p.add_argument_group("optimization")
-    g.add_argument("--epochs", type=int, default=d.epochs, help="[%(default)s]")
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help="[%(default)s]")
-    g.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size, help="[%(default)s]")
-    g.add_argument("--lr", type=float, default=d.lr, help="base SGD learning rate [%(default)s]")
-    g.add_argument("--momentum", type=float, default=d.momentum, help="[%(default)s]")
+    g.add_argument("--epochs", type=COUNT, default=d.epochs, help="[%(default)s]")
+    g.add_argument("--batch-size", type=COUNT, default=d.batch_size, help="[%(default)s]")
+    g.add_argument("--eval-batch-size", type=COUNT, default=d.eval_batch_size, help="[%(default)s]")
+    g.add_argument("--lr", type=NONNEGATIVE, default=d.lr, help="base SGD learning rate [%(default)s]")
+    g.add_argument("--momentum", type=number(float, least=0, most=1), default=d.momentum, help="[%(default)s]")
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="applied at the clean weights [%(default)s]")
+    g.add_argument("--weight-decay", type=NONNEGATIVE, default=d.weight_decay, help="applied at the clean weights [%(default)s]")
     g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="[%(default)s]")
-    g.add_argument("--crop-padding", type=int, default=None, help="random-crop padding (default: the dataset's)")
+    g.add_argument("--crop-padding", type=INDEX, default=None, help="random-crop padding (default: the dataset's)")
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips (default: the dataset's)")
     g.add_argument("--bn-update", choices=("once", "every_pass"), default=d.bn_update,
                    help="BatchNorm running statistics: updated once per step, or by every pass (AMP reference) [%(default)s]")
@@ -91,12 +95,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--augment-severity", default=None, metavar="S",
                    help="severities the corrupted images draw from uniformly, e.g. 3 or 1-5 (default 1-5)")
     r = p.add_argument_group("run")
-    r.add_argument("--seed", type=int, default=d.seed, help="[%(default)s]")
+    r.add_argument("--seed", type=INDEX, default=d.seed, help="[%(default)s]")
     r.add_argument("--device", default=d.device, help="auto, cpu or cuda [%(default)s]")
     r.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the training passes")
-    r.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint every N epochs [%(default)s]")
+    r.add_argument("--save-every", type=COUNT, default=d.save_every, help="checkpoint every N epochs [%(default)s]")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r.add_argument("--nproc", type=int, default=1, metavar="N",
+    r.add_argument("--nproc", type=COUNT, default=1, metavar="N",
                    help="train on N processes of this machine (launches torchrun; gloo on CPU, nccl on GPU) [1]")
     r.add_argument("--sync-bn", action="store_true",
                    help="several processes: BatchNorm statistics of the global batch (default: each rank its own)")

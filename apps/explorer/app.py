@@ -6,30 +6,38 @@ downloads (attachments, so no served page runs in the app's origin).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import plotly.graph_objects as go
 import dash_ag_grid as dag
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from flask import abort, send_file
+from werkzeug.routing import PathConverter
 
 from landscape.plot_plotly import SURFACE_2D_KINDS
 
 from . import views
 from .catalog import TABLE_COLUMNS, Catalog, resolve_under
 
-READ_ERRORS = (OSError, ValueError, KeyError, PermissionError, RuntimeError)
 SURFACES = ("surface_1d", "surface_2d")
 VIEWS = ("surface", "hessian", "sweep", "robustness", "compare")
 WIDE = {"width": "24em"}
+
+
+class AnyPath(PathConverter):
+    """werkzeug's ``path``, but a file name may hold a newline (sent percent-encoded by the download links)."""
+
+    regex = "[^/](?:.|\n)*?"
 
 
 def _guard(build, *args, **kwargs):
     """A view's figure(s), or a message saying why not (a file mid-write is shown again on the next scan)."""
     try:
         return build(*args, **kwargs)
-    except READ_ERRORS as e:
-        return views.message_figure(f"cannot show this yet: {str(e).splitlines()[0][:160]}")
+    except Exception as e:  # noqa: BLE001 - an untrusted or half-written file: say why, keep the app running
+        text = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        return views.message_figure(f"cannot show this: {text}")
 
 
 def _keep(value, options: list[dict]):
@@ -61,7 +69,7 @@ def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
         dcc.Tabs(id="tabs", value="runs", children=[
             dcc.Tab(label="Runs", value="runs", children=[
                 html.P("Tick runs to compare them in the Compare tab; click a header to sort, its menu to filter."),
-                table]),
+                table, html.Div(id="problems", className="problems")]),
             dcc.Tab(label="Surface", value="surface", children=[
                 _controls(dcc.Dropdown(id="surface-file", placeholder="surface file", clearable=False, style=WIDE),
                           dcc.RadioItems(id="surface-kind", options=list(SURFACE_2D_KINDS), value="contour", inline=True),
@@ -103,7 +111,9 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
     app.layout = layout(catalog, int(refresh_s * 1000))
     app.index_string = app.index_string.replace("</head>", f"<style>{CSS}</style></head>")
 
-    @app.server.route("/files/<path:rel>")
+    app.server.url_map.converters["anypath"] = AnyPath
+
+    @app.server.route("/files/<anypath:rel>")
     def download(rel: str):
         try:
             path = resolve_under(catalog.root, rel)
@@ -111,14 +121,18 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
             abort(403)
         if not path.is_file():
             abort(404)
-        return send_file(path, as_attachment=True)
+        return send_file(path, as_attachment=True, download_name=re.sub(r"[\x00-\x1f\x7f]", "_", path.name))
 
-    @app.callback(Output("snapshot", "data"), Output("status", "children"), Input("tick", "n_intervals"),
-                  State("snapshot", "data"))
+    @app.callback(Output("snapshot", "data"), Output("status", "children"), Output("problems", "children"),
+                  Input("tick", "n_intervals"), State("snapshot", "data"))
     def rescan(_, current):
         snap = catalog.scan()
-        status = f"{len(snap['runs'])} runs, {len(snap['files'])} analysis files (rescanned every {refresh_s:g} s)"
-        return (no_update if snap == current else snap), status
+        left_out = f"; {len(snap['problems'])} left out (listed under the runs table)" if snap["problems"] else ""
+        status = (f"{len(snap['runs'])} runs, {len(snap['files'])} analysis files{left_out} "
+                  f"(rescanned every {refresh_s:g} s)")
+        problems = [html.H4("Left out"), html.Ul([html.Li([html.Code(p["path"]), f": {p['reason']}"])
+                                                 for p in snap["problems"]])] if snap["problems"] else []
+        return (no_update if snap == current else snap), status, problems
 
     @app.callback(Output("runs-table", "rowData"), Output("surface-file", "options"), Output("surface-file", "value"),
                   Output("hessian-file", "options"), Output("hessian-file", "value"), Output("sweep-file", "options"),
@@ -153,7 +167,7 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
             return views.message_figure("no surface files under this folder yet"), [], ""
         drawn = _guard(views.surface_figure, catalog, rel, kind=kind, value=value, log=bool(log), levels=levels)
         fig, values = drawn if isinstance(drawn, tuple) else (drawn, [value])
-        return fig, values, f"/files/{rel}"
+        return fig, values, views.download_href(rel)
 
     @app.callback(Output("slice-graph", "figure"), Input("surface-graph", "clickData"), State("surface-file", "value"),
                   State("surface-value", "value"), State("surface-log", "value"), prevent_initial_call=True)
@@ -206,4 +220,5 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
 
 CSS = (".page{font-family:system-ui,sans-serif;margin:0 1.5em}.controls{display:flex;gap:1em;align-items:center;"
        "flex-wrap:wrap;margin:0.8em 0}.status{color:#555;margin-bottom:0.5em}"
+       ".problems li{color:#a33}"
        ".download{margin-left:1em}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from landscape.report import Run, columns, find_run, summary_row
-from landscape.store import file_category
+from landscape.store import inspect_file
 
 RUN_MARKERS = ("config.json", "metrics.jsonl", "final.pt")
 SHARPNESS_RHO = 0.1
@@ -41,20 +41,27 @@ class Catalog:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise NotADirectoryError(f"{str(root)!r} is not a folder")
-        self._kinds: dict[str, tuple[tuple[int, float], str | None]] = {}
+        self._kinds: dict[str, tuple[tuple[int, float], tuple[str | None, str | None]]] = {}
         self._runs: dict[str, tuple[tuple, dict]] = {}
 
-    def _category(self, path: Path, stat: os.stat_result) -> str | None:
+    def _category(self, path: Path, stat: os.stat_result) -> tuple[str | None, str | None]:
+        """(category, None), or (None, why it is refused); looked at again only when the file changes."""
         key = (stat.st_size, stat.st_mtime)
         cached = self._kinds.get(str(path))
-        if cached and cached[0] == key and cached[1] is not None:
+        if cached and cached[0] == key:
             return cached[1]
-        category = file_category(path)  # None while a file is still being created: asked again next scan
-        self._kinds[str(path)] = (key, category)
-        return category
+        try:
+            found = inspect_file(path)
+        except Exception as e:  # noqa: BLE001 - an untrusted file must never stop the scan
+            found = (None, f"{path.name}: {type(e).__name__}: {e}")
+        self._kinds[str(path)] = (key, found)
+        return found
 
     def scan(self) -> dict:
+        """``{"root", "files", "runs", "problems"}``: analysis files by kind, a row per run, and every file or run
+        left out with the reason (a bad file is listed there; everything else keeps working)."""
         files: list[Entry] = []
+        problems: list[dict] = []
         run_dirs: dict[str, list] = {}
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__pycache__")
@@ -70,29 +77,39 @@ class Catalog:
                 except OSError:
                     continue
                 if name.endswith(".h5"):
-                    category = self._category(path, stat)
+                    rel = (here / name).relative_to(self.root).as_posix()
+                    category, reason = self._category(path, stat)
                     if category:
-                        files.append(Entry((here / name).relative_to(self.root).as_posix(), category, rel_dir,
-                                           stat.st_mtime, stat.st_size))
+                        files.append(Entry(rel, category, rel_dir, stat.st_mtime, stat.st_size))
                         signature.append((name, stat.st_size, stat.st_mtime))
+                    elif reason:
+                        problems.append({"path": rel, "reason": reason})
                 elif name in RUN_MARKERS:
                     signature.append((name, stat.st_size, stat.st_mtime))
             if any(name in RUN_MARKERS for name in filenames) or any(f.run == rel_dir for f in files):
                 run_dirs[rel_dir] = signature
-        runs = [self._summary(rel, tuple(sig)) for rel, sig in run_dirs.items()]
-        return {"root": str(self.root), "files": [e.__dict__ for e in files], "runs": runs}
+        runs = []
+        for rel, sig in run_dirs.items():
+            row, reason = self._summary(rel, tuple(sig))
+            if row is not None:
+                runs.append(row)
+            else:
+                problems.append({"path": rel or ".", "reason": reason})
+        return {"root": str(self.root), "files": [e.__dict__ for e in files], "runs": runs, "problems": problems}
 
-    def _summary(self, rel: str, signature: tuple) -> dict:
+    def _summary(self, rel: str, signature: tuple) -> tuple[dict | None, str | None]:
+        """The run's table row, or (None, why it cannot be read); recomputed only when its files change."""
         cached = self._runs.get(rel)
         if cached and cached[0] == signature:
             return cached[1]
         try:
             run = find_run(self.root / rel, name=rel)
-            row = {**summary_row(run, SHARPNESS_RHO), "files": len(run.files)}
-        except (OSError, ValueError, KeyError, RuntimeError) as e:  # a file mid-write: shown, retried next scan
-            row = {"run": rel, "method": f"(unreadable: {str(e).splitlines()[0][:160]})"}
-        self._runs[rel] = (signature, row)
-        return row
+            found: tuple[dict | None, str | None] = ({**summary_row(run, SHARPNESS_RHO), "files": len(run.files)}, None)
+        except Exception as e:  # noqa: BLE001 - an untrusted (or half-written) file must never stop the scan
+            text = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            found = (None, text)
+        self._runs[rel] = (signature, found)
+        return found
 
     def run(self, rel: str) -> Run:
         return find_run(resolve_under(self.root, rel), name=rel)

@@ -6,13 +6,16 @@ The Dash callbacks in :mod:`apps.explorer.app` only route inputs to these; the f
 """
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import plotly.graph_objects as go
 
 from apps.cli.plot import figures_for
 from landscape import plot_plotly
 from landscape.report import overlay_figures
 from landscape.robustness import read_robustness
-from landscape.store import Surface, read_analysis, read_surface, read_sweep
+from landscape.curvature import read_hessian
+from landscape.store import Surface, read_surface, read_sweep, surface_progress
 
 from .catalog import TABLE_COLUMNS, Catalog, resolve_under
 
@@ -39,6 +42,11 @@ def version(snapshot: dict | None, *, files: list[str] = (), runs: list[str] = (
             + [r for r in snapshot["runs"] if r["run"] in runs])
 
 
+def download_href(rel: str) -> str:
+    """The link that downloads ``rel``: percent-encoded, so '#', '?', '%' or a newline stay part of the path."""
+    return f"/files/{quote(rel)}"
+
+
 def message_figure(text: str) -> go.Figure:
     """An empty figure that says why there is nothing to show (no file yet, file mid-write, bad choice)."""
     fig = go.Figure()
@@ -48,20 +56,20 @@ def message_figure(text: str) -> go.Figure:
 
 
 def load_surface(catalog: Catalog, rel: str) -> Surface:
-    return read_surface(resolve_under(catalog.root, rel)).downsample(MAX_GRID)
+    """The surface strided for the browser as it is read: a large grid is never read whole."""
+    return read_surface(resolve_under(catalog.root, rel), max_points=MAX_GRID)
 
 def surface_figure(catalog: Catalog, rel: str, *, kind: str, value: str, log: bool,
                    levels: int) -> tuple[go.Figure, list[str]]:
     """The surface drawn, and the values it holds (for the value menu): one read of the file."""
-    full = read_surface(resolve_under(catalog.root, rel))
-    s = full.downsample(MAX_GRID)
+    s = load_surface(catalog, rel)
     if value not in s.values:
         value = next(iter(s.values))
     fig = plot_plotly.surface_1d(s, log=log) if s.dim == 1 else \
         plot_plotly.surface_2d(s, kind, value=value, log=log, levels=levels)
-    done = int(full.computed.sum())  # counted on the full grid, not the strided one
-    if done < full.computed.size:
-        fig.add_annotation(text=f"{done} of {full.computed.size} points computed so far", xref="paper", yref="paper",
+    done, total = surface_progress(resolve_under(catalog.root, rel))  # on the full grid, not the strided one
+    if done < total:
+        fig.add_annotation(text=f"{done} of {total} points computed so far", xref="paper", yref="paper",
                            x=0, y=1.08, showarrow=False)
     fig.update_layout(uirevision=rel)  # keep zoom and camera while the file refreshes
     return fig, list(s.values)
@@ -75,11 +83,11 @@ def slices_figure(catalog: Catalog, rel: str, *, value: str, x: float, y: float,
 
 
 def hessian_figure(catalog: Catalog, rel: str) -> go.Figure:
-    attrs, arrays = read_analysis(resolve_under(catalog.root, rel), "hessian")
-    if "eigenvalues" not in arrays and "density" not in arrays:
-        return message_figure(f"{rel}: trace only ({arrays.get('trace', float('nan')):.4g}); no spectrum to draw")
-    return plot_plotly.hessian_spectrum(arrays.get("eigenvalues"), arrays.get("density_grid"), arrays.get("density"),
-                                        title=f"{attrs.get('method', '')} {rel}")
+    h = read_hessian(resolve_under(catalog.root, rel), vectors=False)
+    if h.eigenvalues is None and h.density is None:
+        return message_figure(f"{rel}: trace only ({h.trace if h.trace is not None else float('nan'):.4g}); no spectrum")
+    return plot_plotly.hessian_spectrum(h.eigenvalues, h.density_grid, h.density,
+                                        title=f"{h.attrs.get('label') or h.attrs.get('method', '')} {rel}")
 
 
 def sweep_figure(catalog: Catalog, rel: str, *, value: str, log: bool) -> go.Figure:
