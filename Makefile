@@ -37,6 +37,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/problem.py --dataset digits --width 16 --rounds 21
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/problem.py --rounds 7
 	$(BIN)/python bench/corruptions.py
+	$(BIN)/python bench/cli_latency.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -78,8 +78,10 @@ def corrupt_image(img: np.ndarray, name: str, severity: int, seed: int) -> np.nd
         hwc = hwc.repeat(factor, axis=0).repeat(factor, axis=1)
     np.random.seed(seed)  # the library draws from the global generator
     kwargs = {"seed": seed} if name in _SEEDED else {}
-    out = np.asarray(corrupt(hwc if c == 3 else hwc[..., 0], severity=severity, corruption_name=name, **kwargs),
-                     dtype=np.float64)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):  # the library's 0/0 on flat images: its own business
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = np.asarray(corrupt(hwc if c == 3 else hwc[..., 0], severity=severity, corruption_name=name, **kwargs),
+                         dtype=np.float64)
     out = out[: hwc.shape[0], : hwc.shape[1]]  # a few corruptions return a slightly larger canvas
     if c == 1:
         out = out.mean(axis=2, keepdims=True)  # grey in, grey out (the library makes it RGB)

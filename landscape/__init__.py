@@ -8,14 +8,34 @@
 """
 __version__ = "0.1.0"
 
-from .curvature import Hessian, hessian, read_hessian  # noqa: E402
-from .directions import normalize_direction, pca_directions, random_directions, target_tensors  # noqa: E402
-from .grid import interpolate, surface, trajectory  # noqa: E402
-from .jobs import EvalOptions, interpolation_surface, random_surface, trajectory_surface  # noqa: E402
-from .perturbation import sharpness, sweep  # noqa: E402
-from .problem import Problem  # noqa: E402
-from .snapshots import save_snapshot  # noqa: E402
-from .store import Surface, Sweep, read_directions, read_surface, read_sweep  # noqa: E402
+import importlib
+
+# name -> the module that defines it, imported on first use (PEP 562): ``import landscape`` and the CLI's
+# ``--help`` stay fast; ``landscape.hessian`` still loads what it needs when it is touched.
+_EXPORTS = {
+    "Hessian": "curvature", "hessian": "curvature", "read_hessian": "curvature",
+    "normalize_direction": "directions", "pca_directions": "directions", "random_directions": "directions",
+    "target_tensors": "directions",
+    "interpolate": "grid", "surface": "grid", "trajectory": "grid",
+    "EvalOptions": "jobs", "interpolation_surface": "jobs", "random_surface": "jobs", "trajectory_surface": "jobs",
+    "sharpness": "perturbation", "sweep": "perturbation",
+    "Problem": "problem",
+    "save_snapshot": "snapshots",
+    "Surface": "store", "Sweep": "store", "read_directions": "store", "read_surface": "store", "read_sweep": "store",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # once
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     # the problem and its analyses

@@ -1,52 +1,91 @@
-"""Paper-style matplotlib figures. Pure: data in, ``Figure`` out (no file I/O, no ``show``)."""
+"""Paper-style matplotlib figures. Pure: data in, ``Figure`` out (no file I/O, no ``show``).
+
+Every figure follows :mod:`landscape.style`: Okabe-Ito colours with a marker and a dash per
+method, human labels in real units, legends outside the data, equal aspect for 2-D surfaces,
+losses on log scales where they span decades, and sweeps as the loss increase over the
+unperturbed loss with each kind's own radius unit.
+"""
 from __future__ import annotations
 
 import matplotlib
 
 matplotlib.use("Agg")  # noqa: E402  (headless: figures are saved, never shown)
+matplotlib.rcParams.update({"svg.fonttype": "none", "pdf.fonttype": 42})  # text stays text: editable in SVG/PDF
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm, TwoSlopeNorm  # noqa: E402
+from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from trainers.metrics import ece_from_bins  # noqa: E402
 
-from .robustness import Robustness  # noqa: E402
+from .robustness import severity_curves  # noqa: E402
 from .store import Surface, Sweep  # noqa: E402
+from .style import (  # noqa: E402
+    DIVERGING,
+    PALETTE,
+    SEQUENTIAL,
+    SPLIT_DASHES,
+    band_limits,
+    human,
+    log_ticks,
+    radius_label,
+    series,
+    text_colour,
+)
 
 SURFACE_2D_KINDS = ("contour", "contourf", "heatmap", "surface3d")
-SPLIT_STYLE = {"train": "-", "test": "--"}  # any other split: dotted
+DECADES = 10.0  # a loss curve spanning more than this ratio is drawn on a log axis
 
 
-def _style(split: str) -> str:
-    return SPLIT_STYLE.get(split, ":")
+def _dash(split: str) -> str:
+    return SPLIT_DASHES.get(split, ":")
 
 
-def surface_1d(s: Surface, *, log: bool = False) -> Figure:
-    """Loss (left axis) and accuracy (right axis) along the direction, train solid and test dashed (Li et al.)."""
-    fig, ax = plt.subplots(figsize=(5, 3.6), layout="constrained")
+def _legend_outside(ax, source=None, **kw) -> None:
+    """The legend (of ``source``'s lines, default ``ax``'s) to the right of the axes, never over the data."""
+    handles, labels = (source or ax).get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize="small", **kw)
+
+
+def wants_log(*arrays: np.ndarray) -> bool:
+    """Whether positive values span more than :data:`DECADES` (then a log axis shows the basin)."""
+    finite = np.concatenate([np.asarray(a, float).ravel() for a in arrays])
+    finite = finite[np.isfinite(finite)]
+    return bool(finite.size) and float(finite.min()) > 0 and float(finite.max()) / float(finite.min()) > DECADES
+
+
+def surface_1d(s: Surface, *, log: bool | None = None) -> Figure:
+    """Loss (left axis) and accuracy (right axis) along the direction, train solid and test dashed (Li et al.);
+    the loss on a log axis when it spans decades (``log=None``), so the basin stays visible."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), layout="constrained")
     with_acc = [split for split in s.splits if s.has(split, "acc")]
     acc_ax = ax.twinx() if with_acc else None
     for split in s.splits:
-        ax.plot(s.xcoordinates, s.values[f"{split}_loss"], "b" + _style(split), label=f"{split} loss")
+        ax.plot(s.xcoordinates, s.values[f"{split}_loss"], color=PALETTE[0], linestyle=_dash(split),
+                label=human(f"{split}_loss"))
         if acc_ax is not None and split in with_acc:
-            acc_ax.plot(s.xcoordinates, s.values[f"{split}_acc"], "r" + _style(split), label=f"{split} accuracy")
-    if log:
+            acc_ax.plot(s.xcoordinates, s.values[f"{split}_acc"], color=PALETTE[1], linestyle=_dash(split),
+                        label=human(f"{split}_acc"))
+    if log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for sp in s.splits))):
         ax.set_yscale("log")
     ax.set_xlabel(_axis_label(s, "x"))
-    ax.set_ylabel("loss", color="b")
+    ax.set_ylabel("loss", color=PALETTE[0])
     if acc_ax is not None:
-        acc_ax.set_ylabel("accuracy (%)", color="r")
+        acc_ax.set_ylabel("accuracy (%)", color=PALETTE[1])
         acc_ax.set_ylim(0, 100)
     lines = ax.get_lines() + (acc_ax.get_lines() if acc_ax is not None else [])
-    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper center", fontsize="small")
+    fig.legend(lines, [ln.get_label() for ln in lines], loc="outside lower center", ncol=min(4, len(lines)),
+               fontsize="small")
     ax.set_title(_title(s))
     return fig
 
 
 def surface_2d(s: Surface, kind: str = "contour", *, value: str = "train_loss", log: bool = False,
                levels: int | np.ndarray = 30) -> Figure:
-    """A 2-D surface as labelled contour lines, filled contours, heat map or 3-D surface; trajectory overlaid if stored."""
+    """A 2-D surface as labelled contour lines, filled contours, heat map or 3-D surface, on equal axes;
+    trajectory overlaid if stored. Positive losses get log-spaced levels, labelled in real units."""
     if kind not in SURFACE_2D_KINDS:
         raise ValueError(f"unknown 2-D plot {kind!r}; choose from {', '.join(SURFACE_2D_KINDS)}")
     if s.dim != 2:
@@ -56,28 +95,40 @@ def surface_2d(s: Surface, kind: str = "contour", *, value: str = "train_loss", 
     X, Y = np.meshgrid(s.xcoordinates, s.ycoordinates)
     Z = np.ma.masked_invalid(s.values[value])
     levels, norm = _levels_and_norm(float(Z.min()), float(Z.max()), levels, log)
+    label = human(value)
     if kind == "surface3d":
         fig = plt.figure(figsize=(5.5, 4.5), layout="constrained")
         ax = fig.add_subplot(projection="3d")  # not Axes3D(fig): blank on matplotlib >= 3.6
-        ax.plot_surface(X, Y, np.log10(Z) if log else Z, cmap="viridis", linewidth=0, antialiased=True)
-        ax.set_zlabel(f"log10 {value}" if log else value)
+        logged = isinstance(norm, LogNorm)
+        ax.plot_surface(X, Y, np.log10(Z) if logged else Z, cmap=SEQUENTIAL, linewidth=0, antialiased=True)
+        if logged:  # heights are log10 values; the axis reads in real units
+            ax.zaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{10 ** v:.3g}"))
+        ax.set_zlabel(label + (" (log scale)" if logged else ""))
     else:
-        fig, ax = plt.subplots(figsize=(5, 4.2), layout="constrained")
+        fig, ax = plt.subplots(figsize=(5.4, 4.4), layout="constrained")
         if kind == "contour":
-            cs = ax.contour(X, Y, Z, levels=levels, cmap="viridis", norm=norm, linewidths=0.8)
+            cs = ax.contour(X, Y, Z, levels=levels, cmap=SEQUENTIAL, norm=norm, linewidths=0.8)
             ax.clabel(cs, cs.levels[::4], inline=True, fontsize=7, fmt="%.3g")
         elif kind == "contourf":
-            cs = ax.contourf(X, Y, Z, levels=levels, cmap="viridis", norm=norm)
-            fig.colorbar(cs, ax=ax, label=value, shrink=0.85, ticks=cs.levels[::5], format="%.3g")
+            cs = ax.contourf(X, Y, Z, levels=levels, cmap=SEQUENTIAL, norm=norm)
+            _colorbar(fig, cs, ax, label, norm)
         else:
-            mesh = ax.pcolormesh(X, Y, Z, cmap="viridis", norm=norm, shading="auto")
-            fig.colorbar(mesh, ax=ax, label=value, shrink=0.85)
-        ax.set_aspect("equal" if _similar_ranges(s) else "auto")
+            mesh = ax.pcolormesh(X, Y, Z, cmap=SEQUENTIAL, norm=norm, shading="auto")
+            _colorbar(fig, mesh, ax, label, norm)
+        ax.set_aspect("equal")  # one unit of x is one unit of y: the basin's true shape
         _trajectory(ax, s)
     ax.set_xlabel(_axis_label(s, "x"))
     ax.set_ylabel(_axis_label(s, "y"))
-    ax.set_title(_title(s) + f" - {value}")
+    ax.set_title(f"{_title(s)}: {label}")
     return fig
+
+
+def _colorbar(fig: Figure, mappable, ax, label: str, norm) -> None:
+    bar = fig.colorbar(mappable, ax=ax, label=label, shrink=0.85)
+    if isinstance(norm, LogNorm):  # round values in real units, not 10^x or a crowd of level labels
+        bar.set_ticks(log_ticks(norm.vmin, norm.vmax))
+        bar.set_ticklabels([f"{t:.3g}" for t in log_ticks(norm.vmin, norm.vmax)])
+        bar.minorticks_off()
 
 
 def hessian_spectrum(eigenvalues: np.ndarray | None, grid: np.ndarray | None = None, density: np.ndarray | None = None,
@@ -91,33 +142,24 @@ def hessian_spectrum(eigenvalues: np.ndarray | None, grid: np.ndarray | None = N
     if eigenvalues is not None:
         ax = axes[0, i]
         ranks = np.arange(1, len(eigenvalues) + 1)
-        ax.stem(ranks, eigenvalues)
-        ax.set_xticks(ranks)
-        ax.set_xlabel("rank")
-        ax.set_ylabel("eigenvalue")
-        ax.set_title("top Hessian eigenvalues")
+        ax.stem(ranks, eigenvalues, linefmt=PALETTE[0], markerfmt="o", basefmt=" ")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+        ax.set(xlabel="rank", ylabel="eigenvalue", title="top Hessian eigenvalues")
         i += 1
     if density is not None:
         ax = axes[0, i]
-        ax.semilogy(grid, np.maximum(density, 1e-12))
+        ax.semilogy(grid, np.maximum(density, 1e-12), color=PALETTE[0])
         ax.set_ylim(bottom=max(1e-8, float(np.max(density)) * 1e-8))
-        ax.set_xlabel("eigenvalue")
-        ax.set_ylabel("density (log scale)")
-        ax.set_title("spectral density (SLQ)")
+        ax.set(xlabel="eigenvalue", ylabel="density (log scale)", title="spectral density (SLQ)")
     if title:
         fig.suptitle(title)
     return fig
 
 
 def sweep_curves(sw: Sweep, *, value: str = "loss", log: bool = False) -> Figure:
-    """Mean loss (or accuracy) against perturbation radius, one line per kind, +-1 std band."""
-    fig, ax = plt.subplots(figsize=(5, 3.6), layout="constrained")
-    for kind in sw.kinds:
-        _band(ax, sw, kind, value, kind)
-    _sweep_axes(ax, value, log)
-    ax.legend(fontsize="small")
-    ax.set_title(f"{sw.attrs.get('method', '')} {sw.attrs.get('model', '')} ({sw.attrs.get('split', '')})".strip())
-    return fig
+    """One panel per perturbation kind, each with its radius unit and range: the loss increase over the
+    unperturbed loss (or the accuracy), mean over trials with its +-1 std band."""
+    return compare_sweeps([(_title_of(sw.attrs) or "sweep", sw)], value=value, log=log, legend=False)
 
 
 def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> Figure:
@@ -127,7 +169,7 @@ def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> F
     ``curves``: ``(label, bins)`` with ``bins`` from :func:`trainers.metrics.reliability`.
     """
     n = len(curves)
-    fig, axes = plt.subplots(2, n, figsize=(3.2 * n + 0.4, 4.6), height_ratios=(1, 3), sharex=True, sharey="row",
+    fig, axes = plt.subplots(2, n, figsize=(3.2 * n + 1.6, 4.6), height_ratios=(1, 3), sharex=True, sharey="row",
                              layout="constrained", squeeze=False)
     for (hist, ax), (label, rel) in zip(axes.T, curves):
         edges, full = rel["edges"], rel["count"] > 0
@@ -135,68 +177,126 @@ def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> F
         acc, conf = rel["accuracy"][full], rel["confidence"][full]
         hist.bar(left, rel["count"][full] / rel["count"].sum(), width, align="edge", color="0.6", edgecolor="k", linewidth=0.4)
         hist.set(yscale="log", title=label)
-        ax.plot([0, 1], [0, 1], color="0.4", linestyle=":", linewidth=1)
-        ax.bar(left, acc, width, align="edge", color="C0", edgecolor="k", linewidth=0.4, label="accuracy")
-        ax.bar(left, conf - acc, width, bottom=acc, align="edge", color="C3", alpha=0.35, hatch="//", edgecolor="C3",
-               linewidth=0.4, label="gap to confidence")
+        ax.plot([0, 1], [0, 1], color="0.4", linestyle=":", linewidth=1, label="perfect calibration")
+        ax.bar(left, acc, width, align="edge", color=PALETTE[0], edgecolor="k", linewidth=0.4, label="accuracy")
+        ax.bar(left, conf - acc, width, bottom=acc, align="edge", color=PALETTE[1], alpha=0.35, hatch="//",
+               edgecolor=PALETTE[1], linewidth=0.4, label="gap to confidence")
         ax.text(0.04, 0.93, f"ECE {ece_from_bins(rel):.4f}", transform=ax.transAxes, fontsize="small",
                 bbox={"facecolor": "white", "edgecolor": "0.7"})
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
     axes[0, 0].set_ylabel("share")
     axes[1, 0].set_ylabel("accuracy")
-    axes[1, 0].legend(fontsize="x-small", loc="center left")
+    _legend_outside(axes[1, -1])
     if title:
         fig.suptitle(title)
     return fig
 
 
-def compare_slices(items: list[tuple[str, Surface]], *, log: bool = False) -> Figure:
-    """1-D loss and accuracy of several runs on shared axes: one colour per run, train solid, test dashed."""
-    fig, (ax, acc_ax) = plt.subplots(1, 2, figsize=(9.5, 3.6), layout="constrained", sharex=True)
+def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None) -> Figure:
+    """1-D loss and accuracy of several runs (or groups: their mean, +-1 std over seeds as a band) on shared
+    axes: a colour and marker per run, train solid, test dashed; losses on a log axis when they span decades."""
+    fig, (ax, acc_ax) = plt.subplots(1, 2, figsize=(10.5, 3.8), layout="constrained", sharex=True)
     for i, (label, s) in enumerate(items):
+        style = series(i)
+        every = max(1, len(s.xcoordinates) // 8)
         for split in s.splits:
-            ax.plot(s.xcoordinates, s.values[f"{split}_loss"], f"C{i}" + _style(split), label=f"{label} {split}")
-            if s.has(split, "acc"):
-                acc_ax.plot(s.xcoordinates, s.values[f"{split}_acc"], f"C{i}" + _style(split), label=f"{label} {split}")
-    if log:
+            for axis, metric in ((ax, "loss"), (acc_ax, "acc")):
+                if not s.has(split, metric):
+                    continue
+                name = f"{split}_{metric}"
+                y = s.values[name]
+                line, = axis.plot(s.xcoordinates, y, color=style["color"], marker=style["marker"], markevery=every,
+                                  markersize=4, linestyle=_dash(split), label=f"{label}, {split}")
+                if name in s.spread:
+                    lo = y - s.spread[name]
+                    axis.fill_between(s.xcoordinates, np.maximum(lo, 1e-12 if metric == "loss" else 0.0),
+                                      y + s.spread[name], color=line.get_color(), alpha=0.18, linewidth=0)
+    if log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for _, s in items for sp in s.splits))):
         ax.set_yscale("log")
     ax.set(xlabel=_axis_label(items[0][1], "x"), ylabel="loss", title="loss along the x direction")
     acc_ax.set(xlabel=_axis_label(items[0][1], "x"), ylabel="accuracy (%)", ylim=(0, 100), title="accuracy")
-    ax.legend(fontsize="x-small")
+    _legend_outside(acc_ax)
     return fig
 
 
-def compare_sweeps(items: list[tuple[str, Sweep]], *, value: str = "loss", log: bool = False) -> Figure:
-    """One panel per perturbation kind (each its own y scale), one line per run with its +-1 std band."""
+TRAINING_PANELS = (("loss", ("train_loss", "test_loss")), ("error (%)", ("train_error", "test_error")),
+                   ("test ECE", ("test_ece",)))
+
+
+def training_curves(items: list[tuple[str, dict]]) -> Figure:
+    """Loss, error and ECE per epoch (``items``: label, :func:`landscape.groups.history_curves` or their mean over
+    seeds with ``*_std``): a colour and marker per run or group, train solid, test dashed, +-1 std bands."""
+    fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.5), layout="constrained")
+    for i, (label, c) in enumerate(items):
+        style = series(i)
+        for ax, (_, keys) in zip(axes, TRAINING_PANELS):
+            for key in keys:
+                if key not in c or not np.isfinite(c[key]).any():
+                    continue
+                split = key.split("_")[0]
+                line, = ax.plot(c["epoch"], c[key], color=style["color"], marker=style["marker"], markersize=3,
+                                markevery=max(1, len(c["epoch"]) // 8), linestyle=_dash(split), label=f"{label}, {split}")
+                if f"{key}_std" in c:
+                    ax.fill_between(c["epoch"], np.maximum(c[key] - c[f"{key}_std"], 0), c[key] + c[f"{key}_std"],
+                                    color=line.get_color(), alpha=0.18, linewidth=0)
+    for ax, (title, keys) in zip(axes, TRAINING_PANELS):
+        ax.set(xlabel="epoch", ylabel=title, title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        if keys[0] != "test_ece" and wants_log(*(c[k] for _, c in items for k in keys if k in c)):
+            ax.set_yscale("log")
+    _legend_outside(axes[-1], source=axes[0])  # the loss panel holds every run's train and test line
+    return fig
+
+
+def compare_sweeps(items: list[tuple[str, Sweep]], *, value: str = "loss", log: bool = False,
+                   legend: bool = True) -> Figure:
+    """One panel per perturbation kind, each with its own radius unit and range; one line per run (or group
+    mean): the loss increase over the unperturbed loss with a +-1 std band (over trials, or over seeds for a
+    group), clipped where the loss or accuracy would leave its range."""
     kinds = list(dict.fromkeys(k for _, sw in items for k in sw.kinds))
-    fig, axes = plt.subplots(1, len(kinds), figsize=(3.6 * len(kinds), 3.4), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.9 * len(kinds) + (1.6 if legend else 0.4), 3.5),
+                             layout="constrained", squeeze=False)
     for ax, kind in zip(axes[0], kinds):
-        for label, sw in items:
+        radii = None
+        for i, (label, sw) in enumerate(items):
             if kind in sw.kinds:
-                _band(ax, sw, kind, value, label)
-        _sweep_axes(ax, value, log)
+                _band(ax, sw, kind, value, label, series(i))
+                radii = sw.radii
+        if log:
+            ax.set_yscale("symlog" if value == "loss" else "log")
+        ax.set_xlabel(radius_label(kind, radii, items[0][1].attrs.get("normalize", "none")), fontsize="small")
+        ax.set_ylabel("loss increase L(w+δ) − L(w)" if value == "loss" else "accuracy (%)")
         ax.set_title(kind)
-    axes[0, 0].legend(fontsize="small")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+    if legend:
+        _legend_outside(axes[0, -1])
     return fig
 
 
 def compare_spectra(items: list[tuple[str, dict]]) -> Figure:
-    """Top Hessian eigenvalues by rank and, for the runs that have one, the spectral densities (log scale)."""
-    dens = [(label, a) for label, a in items if "density" in a]
-    fig, axes = plt.subplots(1, 1 + bool(dens), figsize=(4.8 * (1 + bool(dens)), 3.4), layout="constrained", squeeze=False)
+    """Top Hessian eigenvalues by rank (a group's mean with +-1 std over seeds) and, for the runs that have
+    one, the spectral densities (log scale)."""
+    dens = [(label, a) for label, a in items if a.get("density") is not None]
+    fig, axes = plt.subplots(1, 1 + bool(dens), figsize=(5.2 * (1 + bool(dens)) + 1.4, 3.5), layout="constrained",
+                             squeeze=False)
     ax = axes[0, 0]
-    for label, a in items:
-        if "eigenvalues" in a:
-            ax.plot(np.arange(1, len(a["eigenvalues"]) + 1), a["eigenvalues"], marker="o", label=label)
+    for i, (label, a) in enumerate(items):
+        if a.get("eigenvalues") is not None:
+            ranks = np.arange(1, len(a["eigenvalues"]) + 1)
+            style = series(i)
+            ax.errorbar(ranks, a["eigenvalues"], yerr=a.get("eigenvalues_std"), capsize=3, label=label, **style)
     ax.set(xlabel="rank", ylabel="eigenvalue", title="top Hessian eigenvalues")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize="small")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
     if dens:
-        ax = axes[0, 1]
-        for label, a in dens:
-            ax.semilogy(a["density_grid"], np.maximum(a["density"], 1e-12), label=label)
-        ax.set_ylim(bottom=max(1e-8, max(float(np.max(a["density"])) for _, a in dens) * 1e-8))
-        ax.set(xlabel="eigenvalue", ylabel="density (log scale)", title="spectral density (SLQ)")
+        ax2 = axes[0, 1]
+        for i, (label, a) in enumerate(items):
+            if a.get("density") is not None:
+                ax2.semilogy(a["density_grid"], np.maximum(a["density"], 1e-12), label=label, color=series(i)["color"],
+                             linestyle=series(i)["linestyle"])
+        ax2.set_ylim(bottom=max(1e-8, max(float(np.max(a["density"])) for _, a in dens) * 1e-8))
+        ax2.set(xlabel="eigenvalue", ylabel="density (log scale)", title="spectral density (SLQ)")
+    _legend_outside(axes[0, -1])
     return fig
 
 
@@ -205,15 +305,16 @@ def compare_surfaces(items: list[tuple[str, Surface]], *, value: str = "train_lo
     """2-D surfaces side by side as filled contours on one colour scale (same levels, one colour bar)."""
     zs = [np.ma.masked_invalid(s.values[value]) for _, s in items]
     levels, norm = _levels_and_norm(min(float(z.min()) for z in zs), max(float(z.max()) for z in zs), levels, log)
-    fig, axes = plt.subplots(1, len(items), figsize=(3.4 * len(items) + 1, 3.4), layout="constrained", squeeze=False,
+    fig, axes = plt.subplots(1, len(items), figsize=(3.4 * len(items) + 1.2, 3.6), layout="constrained", squeeze=False,
                              sharex=True, sharey=True)
     for ax, (label, s), z in zip(axes[0], items, zs):
-        cs = ax.contourf(s.xcoordinates, s.ycoordinates, z, levels=levels, cmap="viridis", norm=norm, extend="both")
+        cs = ax.contourf(s.xcoordinates, s.ycoordinates, z, levels=levels, cmap=SEQUENTIAL, norm=norm, extend="both")
         _trajectory(ax, s)
         ax.set(title=label, xlabel=_axis_label(s, "x"))
-        ax.set_aspect("equal" if _similar_ranges(s) else "auto")
+        ax.set_aspect("equal")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
     axes[0, 0].set_ylabel(_axis_label(items[0][1], "y"))
-    fig.colorbar(cs, ax=axes[0].tolist(), label=value, shrink=0.85, ticks=cs.levels[::5], format="%.3g")
+    _colorbar(fig, cs, axes[0].tolist(), human(value), norm)
     return fig
 
 
@@ -231,25 +332,27 @@ def _levels_and_norm(lo: float, hi: float, levels: int | np.ndarray, log: bool):
 
 def _trajectory(ax, s: Surface) -> None:
     if "proj_xcoord" in s.extras:
-        ax.plot(s.extras["proj_xcoord"], s.extras["proj_ycoord"], "r.-", markersize=4, linewidth=1, label="trajectory")
-        ax.legend(loc="upper right", fontsize="small")
+        ax.plot(s.extras["proj_xcoord"], s.extras["proj_ycoord"], color=PALETTE[1], marker=".", markersize=4,
+                linewidth=1, label="training trajectory")
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.06), fontsize="small", frameon=False)
 
 
-def _band(ax, sw: Sweep, kind: str, value: str, label: str) -> None:
+def _band(ax, sw: Sweep, kind: str, value: str, label: str, style: dict) -> None:
+    """The mean curve (its increase over radius 0 for the loss) and its +-1 std band, clipped to what it can be."""
     mean, std = sw.curve(kind, f"{value}_mean"), sw.curve(kind, f"{value}_std")
-    (line,) = ax.plot(sw.radii, mean, marker="o", markersize=3, label=label)
-    ax.fill_between(sw.radii, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    zero = np.flatnonzero(sw.radii == 0)
+    base = float(mean[zero[0]]) if value == "loss" and zero.size else 0.0
+    lo, hi = band_limits(mean, std, base, value)
+    line, = ax.plot(sw.radii, mean - base, label=label, markersize=4, **style)
+    ax.fill_between(sw.radii, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
 
 
-def _sweep_axes(ax, value: str, log: bool) -> None:
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("perturbation radius")
-    ax.set_ylabel("loss" if value == "loss" else "accuracy (%)")
+def _title_of(attrs: dict) -> str:
+    return f"{attrs.get('label') or attrs.get('method', '')} {attrs.get('model', '')} {attrs.get('dataset', '')}".strip()
 
 
 def _title(s: Surface) -> str:
-    return f"{s.attrs.get('method', '')} {s.attrs.get('model', '')} {s.attrs.get('dataset', '')}".strip() or s.path
+    return _title_of(s.attrs) or s.path
 
 
 def _axis_label(s: Surface, axis: str) -> str:
@@ -265,40 +368,51 @@ def _axis_label(s: Surface, axis: str) -> str:
     return f"{axis} direction"
 
 
-def _similar_ranges(s: Surface) -> bool:
-    rx = np.ptp(s.xcoordinates)
-    ry = np.ptp(s.ycoordinates)
-    return 0.5 < rx / ry < 2 if ry else False
-
-
-def robustness_by_severity(items: list[tuple[str, Robustness]]) -> Figure:
-    """Error and ECE per severity pooled over corruptions (0 = clean), one line per run (DAMP paper Fig. 3/4)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), layout="constrained")
-    for label, r in items:
-        sev = [0, *r.severities]
+def robustness_by_severity(items: list[tuple[str, object]]) -> Figure:
+    """Error and ECE per severity pooled over corruptions (0 = clean), one line per run or group (a group's mean
+    with +-1 std over seeds) — DAMP paper Fig. 3/4. Items hold a robustness file or :func:`severity_curves`."""
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.6), layout="constrained")
+    for i, (label, r) in enumerate(items):
+        c = r if isinstance(r, dict) else severity_curves(r)
         for ax, metric in zip(axes, ("error", "ece")):
-            ax.plot(sev, [r.clean(metric), *r.by_severity(metric)], marker="o", label=label)
+            ax.errorbar(c["severity"], c[metric], yerr=c.get(f"{metric}_std"), capsize=3, label=label, markersize=4,
+                        **series(i))
     for ax, name in zip(axes, ("error (%)", "ECE")):
         ax.set(xlabel="severity (0 = clean)", ylabel=name, title=f"{name} pooled over corruptions")
         ax.set_xticks(range(6))
-    axes[0].legend(fontsize="small")
+    _legend_outside(axes[1])
     return fig
 
 
 def corruption_table(labels: list[str], corruptions: list[str], values: np.ndarray, *, title: str,
                      center: float | None = None) -> Figure:
-    """A (rows x corruptions) heat map with the numbers written in: errors per severity, or CE per run
-    (DAMP paper Fig. 5; ``center=1`` colours CE below 1 blue, above 1 red)."""
-    fig, ax = plt.subplots(figsize=(0.55 * len(corruptions) + 2.5, 0.45 * len(labels) + 1.8), layout="constrained")
-    if center is not None:  # two slopes: ratios below and above 1 each use their half of the colour map
-        norm = TwoSlopeNorm(center, min(float(np.nanmin(values)), center - 1e-3), max(float(np.nanmax(values)), center + 1e-3))
-        mesh = ax.imshow(values, cmap="RdBu_r", norm=norm, aspect="auto")
+    """A (rows x corruptions) heat map with the numbers written in, each in black or white, whichever reads on
+    its cell: errors per severity, or ratios such as CE per run (DAMP paper Fig. 5; ``center=1``: on a log scale
+    symmetric about 1, so 0.63 is as blue as 1.59 is red)."""
+    fig, ax = plt.subplots(figsize=(0.55 * len(corruptions) + 2.8, 0.45 * len(labels) + 2.0), layout="constrained")
+    values = np.asarray(values, dtype=float)
+    if center is not None:
+        logs = np.log(np.where(values > 0, values, np.nan) / center)
+        reach = float(np.nanmax(np.abs(logs))) if np.isfinite(logs).any() else 1.0
+        norm = Normalize(-max(reach, 1e-3), max(reach, 1e-3))
+        mesh = ax.imshow(logs, cmap=DIVERGING, norm=norm, aspect="auto")
     else:
-        mesh = ax.imshow(values, cmap="viridis", aspect="auto")
+        norm = Normalize(float(np.nanmin(values)), float(np.nanmax(values)))
+        mesh = ax.imshow(values, cmap=SEQUENTIAL, norm=norm, aspect="auto")
+    cmap = plt.get_cmap(DIVERGING if center is not None else SEQUENTIAL)
+    shown = logs if center is not None else values
     for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, f"{v:.2f}" if center is not None else f"{v:.1f}", ha="center", va="center", fontsize=6.5)
+        cell = cmap(norm(shown[i, j])) if np.isfinite(shown[i, j]) else (1, 1, 1)
+        ax.text(j, i, f"{v:.2f}" if center is not None else f"{v:.1f}", ha="center", va="center", fontsize=6.5,
+                color=text_colour(cell))
     ax.set_xticks(range(len(corruptions)), corruptions, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    fig.colorbar(mesh, ax=ax, shrink=0.8)
+    bar = fig.colorbar(mesh, ax=ax, shrink=0.8)
+    if center is not None:  # ticks at ratios, placed on their log
+        reach = norm.vmax
+        ratios = [r for r in (0.25, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 4.0) if abs(np.log(r)) <= reach + 1e-9]
+        bar.set_ticks([np.log(r) for r in ratios])
+        bar.set_ticklabels([f"{r * center:g}" for r in ratios])
+        bar.set_label(f"ratio (log scale, centred at {center:g})")
     ax.set_title(title)
     return fig

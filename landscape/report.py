@@ -13,13 +13,25 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.checkpoint import atomic_write, read_checkpoint
+from trainers.checkpoint import atomic_write, read_checkpoint, write_json
 from trainers.train import newest_checkpoint
 
-from .robustness import read_robustness
 from .curvature import read_hessian
+from .groups import (
+    HISTORY,
+    Group,
+    describe,
+    group_runs,
+    history_curves,
+    mean_curves,
+    mean_spectrum,
+    mean_surface,
+    mean_sweep,
+    paired,
+    pooled_bins,
+)
+from .robustness import read_robustness, severity_curves
 from .store import Surface, Sweep, file_category, read_attrs, read_surface, read_sweep
-
 
 
 @dataclass
@@ -34,9 +46,11 @@ class Run:
     checkpoint: Path | None
     files: dict[str, Path] = field(default_factory=dict)
     ignored: list[tuple[str, Path]] = field(default_factory=list)  # (category, file) beyond the first
+    history: list[dict] = field(default_factory=list)  # one metrics row per epoch
 
 
-NUMERIC = ("epoch", "lr", "train_loss", "train_acc", "test_error", "test_nll", "test_ece", "seconds", "world_size")
+NUMERIC = ("epoch", "lr", "train_loss", "train_acc", "test_error", "test_nll", "test_ece", "seconds", "steps",
+           "world_size")
 
 
 def check_rows(rows: object, source: str | Path) -> list[dict]:
@@ -72,6 +86,14 @@ def read_metrics(path: Path) -> list[dict]:
     return check_rows(rows, path)
 
 
+def _cost(history: list[dict]) -> dict:
+    """Training time summed over epochs, and per optimizer step where the rows count their steps."""
+    seconds = sum(row.get("seconds") or 0 for row in history)
+    steps = [row.get("steps") for row in history]
+    per_step = 1000 * seconds / sum(steps) if steps and all(isinstance(n, int) and n > 0 for n in steps) else None
+    return {"train_seconds": seconds, "ms_per_step": per_step}
+
+
 def find_run(path: str | Path, name: str | None = None) -> Run:
     """What a run directory holds; a malformed file in it raises a ValueError naming the file and the problem."""
     path = Path(path)
@@ -84,11 +106,11 @@ def find_run(path: str | Path, name: str | None = None) -> Run:
         history = read_metrics(source)
     elif ckpt is not None:
         history, source = check_rows(read_checkpoint(ckpt).get("metrics", []), ckpt), ckpt
-    metrics = {**history[-1], "train_seconds": sum(row.get("seconds") or 0 for row in history)} if history else {}
+    metrics = {**history[-1], **_cost(history)} if history else {}
     config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
     if not isinstance(config, dict):
         raise ValueError(f"{path / 'config.json'}: a JSON {type(config).__name__}, not an object")
-    run = Run(name or path.name, path, config, metrics, source, ckpt)
+    run = Run(name or path.name, path, config, metrics, source, ckpt, history=history)
     for f in sorted(path.glob("*.h5")):
         category = file_category(f)
         if category is None:
@@ -134,24 +156,29 @@ class Column:
 
 
 def columns(rho: float) -> list[Column]:
+    """The comparison's columns: accuracy and calibration, the flatness measures, robustness, then the wall-clock
+    cost per step (machine-dependent: a note, not a headline)."""
     return [
         Column("test_error", "test error (%)", 2, "metrics"),
         Column("test_nll", "test NLL", 4, "metrics"),
         Column("test_ece", "test ECE", 4, "metrics"),
-        Column("train_seconds", "train time (s)", 1, "metrics"),
         Column("lambda_max", "top Hessian eigenvalue", 3, "hessian"),
         Column("trace", "Hessian trace", 2, "hessian"),
         Column("sharpness", f"sharpness (rho={rho:g})", 4, "sweep"),
         Column("corruption_error", "corruption error (%)", 2, "robustness"),
         Column("mce", "mCE", 3, "robustness"),
+        Column("ms_per_step", "ms/step (wall-clock)", 1, "metrics"),
     ]
+
+
+PAIRED = ("test_error", "sharpness", "lambda_max", "corruption_error")  # compared seed by seed with the baseline
 
 
 def summary_row(run: Run, rho: float) -> dict:
     """The table's numbers for one run (None where the run lacks the file)."""
     row = {"run": run.name, **{k: str(run.config.get(k) or "") for k in ("method", "model", "dataset")},
-           "epochs": run.metrics.get("epoch", np.nan)}
-    for key in ("test_error", "test_nll", "test_ece", "train_seconds"):
+           "seed": run.config.get("seed"), "epochs": run.metrics.get("epoch", np.nan)}
+    for key in ("test_error", "test_nll", "test_ece", "train_seconds", "ms_per_step"):
         value = run.metrics.get(key)
         row[key] = float(value) if value is not None else float("nan")
     row["lambda_max"] = row["trace"] = float("nan")
@@ -175,6 +202,21 @@ def _cell(value, digits: int) -> str:
     return "—" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
+def spread_cell(stat: dict, digits: int) -> str:
+    """``mean ± std`` (just the mean for one seed, — for none)."""
+    if stat["mean"] is None:
+        return "—"
+    return f"{stat['mean']:.{digits}f}" + (f" ± {stat['std']:.{digits}f}" if stat["std"] is not None else "")
+
+
+def paired_cell(p: dict, digits: int) -> str:
+    """``difference [95 % interval] (n)`` of a paired comparison."""
+    if p["mean"] is None:
+        return "—"
+    ci = f" [{p['ci95'][0]:+.{digits}f}, {p['ci95'][1]:+.{digits}f}]" if p["ci95"] else ""
+    return f"{p['mean']:+.{digits}f}{ci} (n={p['n']})"
+
+
 def markdown_table(head: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
@@ -188,59 +230,120 @@ def html_table(head: list[str], body: list[list[str]]) -> str:
             + "".join(f"<tr>{cells('td', row)}</tr>" for row in body) + "</tbody></table>")
 
 
-def summary_table(rows: list[dict], cols: list[Column]) -> tuple[list[str], list[list[str]]]:
-    """(header, formatted rows) of the comparison table."""
-    return (["run", "method"] + [c.header for c in cols],
-            [[r["run"], r["method"]] + [_cell(r[c.key], c.digits) for c in cols] for r in rows])
+def summary_table(rows: list[dict], cols: list[Column], group_of: dict[str, str] | None = None
+                  ) -> tuple[list[str], list[list[str]]]:
+    """(header, formatted rows) of the per-run table."""
+    group_of = group_of or {}
+    return (["run", "group" if group_of else "method", "seed"] + [c.header for c in cols],
+            [[r["run"], group_of.get(r["run"], r["method"]), "—" if r.get("seed") is None else str(r["seed"])]
+             + [_cell(r[c.key], c.digits) for c in cols] for r in rows])
 
 
-def robustness_tables(runs: list[Run]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """Per-severity error and ECE pooled over corruptions, one row per run with a robustness file: (title, head, body)."""
-    robust = [(r.name, read_robustness(r.files["robustness"])) for r in runs if "robustness" in r.files]
+def group_stats(groups: list[Group], rows: dict[str, dict], cols: list[Column]) -> list[dict]:
+    """Per group: name, method, n, seeds, runs, and ``{"mean", "std", "n", "values"}`` per column."""
+    return [{"group": g.name, "method": g.method, "n": len(g.runs), "seeds": g.seeds, "runs": [r.name for r in g.runs],
+             **{c.key: describe([rows[r.name].get(c.key) for r in g.runs]) for c in cols}} for g in groups]
+
+
+def grouped_table(stats: list[dict], cols: list[Column]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the main table: mean ± std over each group's seeds."""
+    return (["group", "n"] + [c.header for c in cols],
+            [[s["group"], str(s["n"])] + [spread_cell(s[c.key], c.digits) for c in cols] for s in stats])
+
+
+def pick_baseline(groups: list[Group], name: str | None = None) -> Group:
+    """The group named ``name`` (or whose method it is); by default ERM's, else the first."""
+    if name is not None:
+        found = [g for g in groups if name in (g.name, g.method)]
+        if not found:
+            raise ValueError(f"no group {name!r} to compare against (groups: {', '.join(g.name for g in groups)})")
+        return found[0]
+    return next((g for g in groups if g.method == "erm"), groups[0])
+
+
+def paired_stats(groups: list[Group], baseline: Group, rows: dict[str, dict]) -> list[dict]:
+    """Every other group against the baseline, seed by seed, for the :data:`PAIRED` columns."""
+    return [{"group": g.name, "baseline": baseline.name, **{k: paired(g, baseline, rows, k) for k in PAIRED}}
+            for g in groups if g is not baseline]
+
+
+def paired_table(pairs: list[dict], cols: list[Column]) -> tuple[list[str], list[list[str]]]:
+    by_key = {c.key: c for c in cols}
+    return (["group", *[f"Δ {by_key[k].header}" for k in PAIRED]],
+            [[p["group"], *[paired_cell(p[k], by_key[k].digits) for k in PAIRED]] for p in pairs])
+
+
+def robustness_tables(groups: list[Group]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Per-severity error and ECE pooled over corruptions, a row per group with robustness files (mean ± std over
+    its seeds): (title, head, body)."""
+    robust = [(g.name, [read_robustness(r.files["robustness"]) for r in g.runs if "robustness" in r.files]) for g in groups]
+    robust = [(name, rbs) for name, rbs in robust if rbs]
     if not robust:
         return []
-    severities = sorted({s for _, rb in robust for s in rb.severities})
+    severities = sorted({s for _, rbs in robust for rb in rbs for s in rb.severities})
     out = []
     for metric, title, digits in (("error", "test error (%)", 2), ("ece", "ECE", 4)):
         body = []
-        for name, rb in robust:
-            by = dict(zip(rb.severities, rb.by_severity(metric)))
-            body.append([name, _cell(rb.clean(metric), digits)] + [_cell(by.get(s), digits) for s in severities]
-                        + [_cell(rb.mean(metric), digits)])
+        for name, rbs in robust:
+            per = [dict(zip(rb.severities, rb.by_severity(metric))) for rb in rbs]
+            body.append([name, spread_cell(describe([rb.clean(metric) for rb in rbs]), digits)]
+                        + [spread_cell(describe([p.get(s) for p in per]), digits) for s in severities]
+                        + [spread_cell(describe([rb.mean(metric) for rb in rbs]), digits)])
         out.append((f"Robustness: {title} per severity, pooled over corruptions",
-                    ["run", "clean"] + [f"severity {s}" for s in severities] + ["all corrupted"], body))
+                    ["group", "clean"] + [f"severity {s}" for s in severities] + ["all corrupted"], body))
     return out
 
 
-def overlay_figures(runs: list[Run], lib, *, log: bool = False, calibration: dict[str, dict] | None = None,
-                    max_grid: int | None = None) -> dict[str, object]:
-    """``{name: figure}`` of every overlay the runs' files support (``lib``: plot_mpl or plot_plotly);
-    ``max_grid`` reads 2-D surfaces strided for the browser."""
+def overlay_figures(groups: list[Group], lib, *, log: bool = False, calibration: dict[str, dict] | None = None,
+                    max_grid: int | None = None, value: str = "train_loss") -> dict[str, object]:
+    """``{name: figure}`` of every overlay the groups' files support (``lib``: plot_mpl or plot_plotly): a group's
+    mean over its seeds with its spread; one 2-D surface per group (its first seed's). ``value`` is what the
+    surfaces show (train/test loss/acc; the sweeps show its loss or accuracy); ``max_grid`` reads 2-D surfaces
+    strided for the browser."""
     figs: dict[str, object] = {}
-    slices = [(r.name, _slice(r)) for r in runs if "surface_1d" in r.files or "surface_2d" in r.files]
+
+    def per_group(key: str, read, combine):
+        found = []
+        for g in groups:
+            items = [read(r) for r in g.runs if any(k in r.files for k in key.split("|"))]
+            if items:
+                found.append((g.name, combine(items)))
+        return found
+
+    histories = [(g.name, mean_curves([history_curves(r.history) for r in g.runs if r.history], "epoch", HISTORY))
+                 for g in groups if any(r.history for r in g.runs)]
+    if histories:
+        figs["training"] = lib.training_curves(histories)
+    slices = per_group("surface_1d|surface_2d", _slice, mean_surface)
     if slices:
-        figs["slices"] = lib.compare_slices(slices, log=log)
-    surfaces = [(r.name, read_surface(r.files["surface_2d"], max_points=max_grid)) for r in runs if "surface_2d" in r.files]
+        figs["slices"] = lib.compare_slices(slices, log=log or None)
+    surfaces = per_group("surface_2d", lambda r: read_surface(r.files["surface_2d"], max_points=max_grid), lambda s: s[0])
+    surfaces = [(n, s) for n, s in surfaces if value in s.values]
     if surfaces:
-        figs["surfaces"] = lib.compare_surfaces(surfaces, log=log)
-    sweeps = [(r.name, read_sweep(r.files["sweep"])) for r in runs if "sweep" in r.files]
+        figs["surfaces"] = lib.compare_surfaces(surfaces, value=value, log=log)
+    sweeps = per_group("sweep", lambda r: read_sweep(r.files["sweep"]), mean_sweep)
     if sweeps:
-        figs["sweeps"] = lib.compare_sweeps(sweeps, log=log)
-    spectra = [(r.name, read_hessian(r.files["hessian"], vectors=False).arrays()) for r in runs if "hessian" in r.files]
+        figs["sweeps"] = lib.compare_sweeps(sweeps, value="acc" if value.endswith("acc") else "loss", log=log)
+    spectra = per_group("hessian", lambda r: read_hessian(r.files["hessian"], vectors=False).arrays(), mean_spectrum)
     if spectra:
         figs["spectra"] = lib.compare_spectra(spectra)
-    robust = [(r.name, read_robustness(r.files["robustness"])) for r in runs if "robustness" in r.files]
+    robust = per_group("robustness", lambda r: read_robustness(r.files["robustness"]), list)
     if robust:
-        figs["robustness"] = lib.robustness_by_severity(robust)
-        rel = [(name, rb) for name, rb in robust if rb.has_baseline]
+        figs["robustness"] = lib.robustness_by_severity([(n, mean_curves([severity_curves(rb) for rb in rbs]))
+                                                          for n, rbs in robust])
+        rel = [(n, [rb for rb in rbs if rb.has_baseline]) for n, rbs in robust]
+        rel = [(n, rbs) for n, rbs in rel if rbs]
         if rel:
-            names = rel[0][1].corruptions
-            table = np.array([[*rb.ce(), rb.relative_clean_error(), rb.mce()] for _, rb in rel if rb.corruptions == names])
+            names = rel[0][1][0].corruptions
+            rows = [(n, np.mean([[*rb.ce(), rb.relative_clean_error(), rb.mce()] for rb in rbs if rb.corruptions == names],
+                                axis=0)) for n, rbs in rel if any(rb.corruptions == names for rb in rbs)]
             figs["corruption_errors"] = lib.corruption_table(
-                [name for name, rb in rel if rb.corruptions == names], [*names, "clean", "mCE"], table, center=1.0,
-                title=f"corruption error relative to the baseline ({rel[0][1].attrs.get('baseline_method', 'baseline')})")
+                [n for n, _ in rows], [*names, "clean", "mCE"], np.array([v for _, v in rows]), center=1.0,
+                title=f"corruption error relative to the baseline ({rel[0][1][0].attrs.get('baseline_method', 'baseline')})")
     if calibration:
-        figs["calibration"] = lib.reliability_diagram(list(calibration.items()), title="reliability (test predictions)")
+        pooled = [(g.name, pooled_bins([calibration[r.name] for r in g.runs if r.name in calibration])) for g in groups
+                  if any(r.name in calibration for r in g.runs)]
+        figs["calibration"] = lib.reliability_diagram(pooled, title="reliability (test predictions, seeds pooled)")
     return figs
 
 
@@ -250,68 +353,95 @@ def _slice(run: Run) -> Surface:
     return read_surface(run.files["surface_2d"]).slice("x", 0.0)
 
 
+SPREAD = " Groups of several seeds are drawn as their mean with ±1 std over the seeds."
 CAPTIONS = {
+    "training": "Training curves from metrics.jsonl: loss (train solid, test dashed), error and test ECE per epoch."
+                + SPREAD,
     "slices": "Loss and accuracy along the x direction through each minimum (1-D surface files, else the y=0 row of the "
-              "2-D surface); train solid, test dashed.",
-    "surfaces": "2-D loss surfaces, one colour scale for all runs (log-spaced levels).",
-    "sweeps": "Loss against perturbation radius, one panel per kind, ±1 std over trials.",
-    "spectra": "Top Hessian eigenvalues (and the SLQ spectral density where computed).",
+              "2-D surface); train solid, test dashed." + SPREAD,
+    "surfaces": "2-D loss surfaces (a group's first seed), one colour scale for all, log-spaced levels, equal axes.",
+    "sweeps": "Loss increase over the unperturbed loss against the perturbation radius, one panel per kind with its "
+              "unit; ±1 std over trials (one run) or over seeds (a group).",
+    "spectra": "Top Hessian eigenvalues by rank (and the SLQ spectral density where computed)." + SPREAD,
     "robustness": "Test error and ECE under corruption, pooled over corruptions per severity (0 = clean); the DAMP "
-                  "paper's evaluation.",
+                  "paper's evaluation." + SPREAD,
     "corruption_errors": "Corruption error CE_c = sum_s E(c,s) / sum_s E_baseline(c,s) per corruption, the clean error "
-                         "ratio, and mCE (mean CE over the common corruptions); below 1 (blue) is more robust than the "
-                         "baseline.",
-    "calibration": "Reliability diagram of the final checkpoints' test predictions (15 equal-width confidence bins).",
+                         "ratio, and mCE (mean CE over the common corruptions), a group's mean over its seeds; on a log "
+                         "scale centred at 1: below 1 (blue) is more robust than the baseline.",
+    "calibration": "Reliability diagram of the final checkpoints' test predictions (15 equal-width confidence bins; a "
+                   "group's seeds pooled).",
 }
 
 
 def write_report(runs: list[Run], out: str | Path, *, rho: float = 0.1, formats: tuple[str, ...] = ("png",),
-                 log: bool = False, calibration: dict[str, dict] | None = None, intro: str = "") -> Path:
-    """Write ``report.md`` (table + static figures), ``report.html`` (one self-contained page) and ``summary.json``."""
-    from . import plot_mpl, plot_plotly  # here: the table functions need no plotting libraries
+                 log: bool = False, calibration: dict[str, dict] | None = None, intro: str = "",
+                 baseline: str | None = None) -> Path:
+    """Write ``report.md`` (tables + static figures), ``report.html`` (one self-contained page) and ``summary.json``:
+    runs grouped by experiment (mean ± std over seeds), paired differences against ``baseline`` (default ERM's
+    group), and the per-seed rows."""
+    from . import (  # here: the table functions need no plotting libraries
+        plot_mpl,
+        plot_plotly,
+    )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cols = columns(rho)
-    rows = [summary_row(r, rho) for r in runs]
+    rows = {r.name: summary_row(r, rho) for r in runs}
+    groups = group_runs(runs)
+    base = pick_baseline(groups, baseline)
+    stats = group_stats(groups, rows, cols)
+    pairs = paired_stats(groups, base, rows)
+    group_of = {r.name: g.name for g in groups for r in g.runs}
     md_figs = []
-    for name, fig in overlay_figures(runs, plot_mpl, log=log, calibration=calibration).items():
+    for name, fig in overlay_figures(groups, plot_mpl, log=log, calibration=calibration).items():
         for fmt in formats:
             atomic_write(out / f"{name}.{fmt}", lambda tmp, fig=fig, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150))
         plot_mpl.plt.close(fig)
         md_figs.append(f"### {name}\n\n{CAPTIONS[name]}\n\n![{name}]({name}.{formats[0]})\n")
     sources = _sources(runs)
-    title = "Comparison of " + ", ".join(r.name for r in runs)
-    table = summary_table(rows, cols)
-    robust = robustness_tables(runs)
-    md = (f"# {title}\n\n{intro}\n\n{markdown_table(*table)}\n\n{_notes(rho)}\n\n"
+    title = "Comparison of " + ", ".join(g.name for g in groups)
+    main_table, per_seed = grouped_table(stats, cols), summary_table(list(rows.values()), cols, group_of)
+    pair_title = (f"Paired differences against {base.name} (seed by seed: mean [95 % interval], n pairs)"
+                  if pairs else "")
+    robust = robustness_tables(groups)
+    md = (f"# {title}\n\n{intro}\n\n**Mean ± std over seeds**\n\n{markdown_table(*main_table)}\n\n"
+          + (f"**{pair_title}**\n\n{markdown_table(*paired_table(pairs, cols))}\n\n" if pairs else "")
+          + f"{_notes(rho)}\n\n"
           + "".join(f"**{t}**\n\n{markdown_table(h, b)}\n\n" for t, h, b in robust)
+          + f"**Per seed**\n\n{markdown_table(*per_seed)}\n\n"
           + f"{_sources_md(sources)}\n\n## Figures\n\n" + "\n".join(md_figs))
     atomic_write(out / "report.md", lambda tmp: tmp.write_text(md))
     parts = []
-    for i, (name, fig) in enumerate(overlay_figures(runs, plot_plotly, log=log, calibration=calibration).items()):
+    for i, (name, fig) in enumerate(overlay_figures(groups, plot_plotly, log=log, calibration=calibration).items()):
         parts.append(f"<h3>{name}</h3><p>{html.escape(CAPTIONS[name])}</p>"
                      + fig.to_html(full_html=False, include_plotlyjs=i == 0, default_height=420))
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
-            f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>{html_table(*table)}"
-            f"<p>{html.escape(_notes(rho))}</p>"
+            f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"
+            f"<h3>Mean ± std over seeds</h3>{html_table(*main_table)}"
+            + (f"<h3>{html.escape(pair_title)}</h3>{html_table(*paired_table(pairs, cols))}" if pairs else "")
+            + f"<p>{html.escape(_notes(rho))}</p>"
             + "".join(f"<h3>{html.escape(t)}</h3>{html_table(h, b)}" for t, h, b in robust)
+            + f"<details><summary>Per seed ({len(rows)} runs)</summary>{html_table(*per_seed)}</details>"
             + f"<h2>Figures</h2>{''.join(parts)}</body></html>")
     atomic_write(out / "report.html", lambda tmp: tmp.write_text(page))
-    summary = {"rho": rho, "columns": {c.key: {"header": c.header, "from": c.source} for c in cols}, "rows": rows,
-               "sources": sources}
-    atomic_write(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    summary = {"rho": rho, "columns": {c.key: {"header": c.header, "from": c.source} for c in cols},
+               "rows": [{**row, "group": group_of[name]} for name, row in rows.items()], "groups": stats,
+               "baseline": base.name, "paired": pairs, "sources": sources}
+    write_json(out / "summary.json", summary)
     return out
 
 
 def _notes(rho: float) -> str:
-    return ("Test error, NLL and ECE (15 bins) are the last epoch's evaluation (metrics.jsonl), train time "
-            "the sum of its epochs' training time; the Hessian "
+    return ("Runs that differ only by their seed form a group (mean ± std over its seeds, n seeds); paired differences "
+            "match a group's runs with the baseline's of the same seed and give a Student-t 95 % interval. Test error, "
+            "NLL and ECE (15 bins) are the last epoch's evaluation (metrics.jsonl); the Hessian "
             "columns come from each run's Hessian file (Lanczos top eigenvalue, trace estimate) and sharpness from its "
             f"sweep file: adversarial loss at radius {rho:g} minus the loss at radius 0 (linearly interpolated between "
             "swept radii). Corruption error is the mean test error over every corruption and severity of the run's "
-            "robustness file, mCE its mean corruption error relative to the baseline stored there. — marks a number "
-            "the run has no file for.")
+            "robustness file, mCE its mean corruption error relative to the baseline stored there. ms/step is the "
+            "training's wall-clock time per optimizer step on the machine that trained it: a cost, not a result. "
+            "— marks a number the run has no file for.")
 
 
 def _sources(runs: list[Run]) -> dict[str, dict[str, str]]:
@@ -326,4 +456,5 @@ def _sources_md(sources: dict[str, dict[str, str]]) -> str:
 
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
        "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}"
-       "th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}")
+       "th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}details{margin:1em 0}"
+       "summary{cursor:pointer;color:#0072B2}")

@@ -16,6 +16,7 @@ from trainers.metrics import ece_from_sums
 
 from .store import read_grid
 
+
 def corruption_error(errors: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     """``CE_c = sum_s E_{s,c} / sum_s E^base_{s,c}`` (Hendrycks & Dietterich; DAMP eq. 27), rows = corruptions."""
     return np.sum(errors, axis=-1) / np.sum(baseline, axis=-1)
@@ -89,3 +90,9 @@ def read_robustness(path) -> Robustness:
         raise ValueError(f"{path}: its corruptions and severities do not match its conditions")
     return Robustness(str(path), list(attrs["corruptions"]), [int(s) for s in attrs["severities"]],
                       list(attrs["models"]), values, attrs)
+
+
+def severity_curves(r: Robustness) -> dict:
+    """Error and ECE per severity pooled over corruptions (0 = clean) of one robustness file."""
+    return {"severity": np.array([0, *r.severities]), "error": np.array([r.clean(), *r.by_severity()]),
+            "ece": np.array([r.clean("ece"), *r.by_severity("ece")])}

@@ -21,7 +21,12 @@ import h5py
 import numpy as np
 import torch
 
-from trainers.checkpoint import atomic_write, payload_bytes, remove_stale_temps
+from trainers.checkpoint import (
+    atomic_write,
+    changed_options,
+    payload_bytes,
+    remove_stale_temps,
+)
 
 from . import __version__
 from .directions import Direction
@@ -62,6 +67,7 @@ class Surface:
     layout: str = "landscape"  # or "loss-landscape"
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     directions: list[Direction] | None = None  # the axes, when computed in memory (files: read_directions)
+    spread: dict[str, np.ndarray] = field(default_factory=dict)  # a group's mean surface: the std over its seeds
 
     @property
     def dim(self) -> int:
@@ -91,7 +97,7 @@ class Surface:
         coords = self.xcoordinates if axis == "x" else self.ycoordinates
         attrs = {**self.attrs, "slice_axis": axis, "slice": f"{'y' if axis == 'x' else 'x'}={other[i]:.4g}"}
         return Surface(self.path, coords, None, {n: take(v) for n, v in self.values.items()}, take(self.computed), attrs,
-                       self.layout)
+                       self.layout, spread={n: take(v) for n, v in self.spread.items()})
 
 
 def _open(path: str | Path, mode: str = "r") -> h5py.File:
@@ -408,6 +414,14 @@ class MemoryWriter:
         self.attrs["complete"] = bool(self.computed.all())
 
 
+RESUME_OPTIONS = {  # a stored attribute -> what the user set it with
+    "grid": "another grid (--x/--y or --radii)", "checkpoint_sha256": "another checkpoint (its contents differ)",
+    "checkpoint_b_sha256": "another second checkpoint", "weights_sha256": "other model weights",
+    "params": "--params (other parameters analysed)", "values": "--split (other values stored)",
+    "index_order": "--y (1-D vs 2-D)", "kind": "another analysis (kind)", "models": "another --baseline",
+}
+
+
 def open_results(out: str | Path, create: Callable[[], ResultWriter], wanted: dict, same_grid: Callable[[ResultWriter], bool],
                  *, resume: bool, overwrite: bool) -> tuple[ResultWriter, bool]:
     """Create ``out``, or reopen it with ``resume`` after checking its settings; returns (writer, created)."""
@@ -417,11 +431,12 @@ def open_results(out: str | Path, create: Callable[[], ResultWriter], wanted: di
     if out.exists() and resume:
         remove_stale_temps(out.parent)  # left by a writer killed mid-write
         writer = ResultWriter(out)
-        stored = writer.attrs
-        diff = [k for k in wanted if _plain_seq(stored.get(k)) != _plain_seq(wanted[k])]
+        stored = {k: _plain_seq(writer.attrs.get(k)) for k in wanted}
+        diff = changed_options(stored, {k: _plain_seq(v) for k, v in wanted.items()}, RESUME_OPTIONS)
         if diff or not same_grid(writer):
             writer.close()
-            raise ValueError(f"cannot resume {out}: it was made with different {', '.join(diff or ['grid'])}")
+            raise ValueError(f"cannot resume {out}: it was made with {'; '.join(diff or [RESUME_OPTIONS['grid']])}; "
+                             f"use its options, or --overwrite to start again")
         return writer, False
     if out.exists():
         out.unlink()

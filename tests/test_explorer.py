@@ -73,19 +73,21 @@ def test_views_draw_the_files_data(folder):
     ll, _ = views.surface_figure(cat, "old/ll_surface.h5", kind="contour", value="train_loss", log=True, levels=20)
     np.testing.assert_allclose(np.array(ll.data[0].z, float), np.log10(s.values["train_loss"]), rtol=1e-6)
     cut = views.slices_figure(cat, "erm/surface_2d.h5", value="train_loss", x=0.4, y=-0.9, log=False)
-    along_x, along_y = [t for t in cut.data if t.name == "train_loss"]
+    along_x, along_y = [t for t in cut.data if t.name == "train loss"]
     np.testing.assert_allclose(along_x.y, s.values["train_loss"][0])  # y=-1 row, nearest to -0.9
     np.testing.assert_allclose(along_y.y, s.values["train_loss"][:, 3])  # x=0.5 column, nearest to 0.4
     h = read_analysis(folder / "sam" / "hessian.h5")[1]
     np.testing.assert_allclose(views.hessian_figure(cat, "sam/hessian.h5").data[0].y, h["eigenvalues"])
     sw = read_sweep(folder / "sam" / "sweep.h5")
+    adv = sw.curve("adversarial")
     np.testing.assert_allclose(views.sweep_figure(cat, "sam/sweep.h5", value="loss", log=False).data[1].y,
-                               sw.curve("adversarial"))
+                               adv - adv[sw.radii == 0][0])  # the increase over the unperturbed loss
     rob = read_robustness(folder / "sam" / "robustness.h5")
     by_sev, errors, ce = views.robustness_figures(cat, "sam/robustness.h5")
     np.testing.assert_allclose(by_sev.data[0].y, [rob.clean(), *rob.by_severity()])
     np.testing.assert_allclose(np.array(errors.data[0].z, float), rob.table().T)
-    np.testing.assert_allclose(np.array(ce.data[0].z, float)[0, :2], rob.ce())
+    np.testing.assert_allclose(np.exp(np.array(ce.data[0].z, float)[0, :2]), rob.ce())  # coloured by log ratio
+    assert [float(t) for t in ce.data[0].text[0][:2]] == [float(f"{v:.2f}") for v in rob.ce()]  # written as ratios
     figs = views.compare_figures(cat, ["erm", "sam"], log=False)
     assert [t.name for t in figs["robustness"].data if t.showlegend is not False] == ["erm", "sam"]
     assert [t.name for t in figs["sweeps"].data if t.showlegend is not False] == ["erm", "sam"]
@@ -232,25 +234,60 @@ def wait_for(predicate, timeout: float = 20.0):
     raise AssertionError("timed out")
 
 
+def second_seed(folder: Path, run: str, test_error: float) -> Path:
+    """A copy of ``run`` as its next seed, with another final test error: a group of two seeds."""
+    other = folder / f"{run}_seed1"
+    shutil.copytree(folder / run, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "seed": config["seed"] + 1}))
+    rows = [json.loads(line) for line in (other / "metrics.jsonl").read_text().splitlines()]
+    rows[-1]["test_error"] = test_error
+    (other / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return other
+
+
 def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
     erm = read_surface(folder / "erm" / "surface_2d.h5")
+    second_seed(folder, "erm", 7.5)
+    errors_erm = [summary_row(find_run(folder / r), 0.1)["test_error"] for r in ("erm", "erm_seed1")]
     with serving(folder) as url:
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url)
 
-        # the runs index: one row per run, numbers as in the run's files, sortable
+        # the groups: seeds of one experiment together, mean ± std as computed by hand; the flatness columns in view
+        page.wait_for_selector("#groups-table .ag-cell[col-id='group']", timeout=20000)
+        wait_for(lambda: "erm" in column(page, "groups-table", "group"))
+        cells = dict(zip(column(page, "groups-table", "group"), column(page, "groups-table", "test_error")))
+        assert cells["erm"] == f"{np.mean(errors_erm):.2f} ± {np.std(errors_erm, ddof=1):.2f}"
+        assert dict(zip(column(page, "groups-table", "group"), column(page, "groups-table", "n")))["erm"] == "2"
+        for col in ("test_error", "sharpness", "lambda_max", "trace", "mce"):
+            right = page.locator(f"#groups-table .ag-header-cell[col-id='{col}']").bounding_box()
+            assert right and right["x"] + right["width"] <= 1400, col  # no horizontal scrolling for these
+
+        # per seed, one click away: one row per run, numbers as in the run's files, sortable
+        page.locator("#runs-summary").click()
         page.wait_for_selector("#runs-table .ag-cell[col-id='run']", timeout=20000)
-        wait_for(lambda: len(column(page, "runs-table", "run")) == 3)
+        wait_for(lambda: len(column(page, "runs-table", "run")) == 4)
         shown = dict(zip(column(page, "runs-table", "run"), column(page, "runs-table", "test_error")))
-        expected = {r: f"{summary_row(find_run(folder / r), 0.1)['test_error']:.2f}".rstrip("0").rstrip(".") for r in ("erm", "sam")}
+        expected = {r: f"{summary_row(find_run(folder / r), 0.1)['test_error']:.2f}" for r in ("erm", "sam")}
         assert {r: shown[r] for r in expected} == expected
         page.locator("#runs-table .ag-header-cell[col-id='test_error'] .ag-header-cell-label").click()
         wait_for(lambda: [float(e) for e in column(page, "runs-table", "test_error") if e] ==
                  sorted(float(e) for e in column(page, "runs-table", "test_error") if e))
+        page.locator("#runs-table .ag-row[row-id='sam'] .ag-cell[col-id='run']").click()  # the run's configuration
+        detail = wait_for(lambda: page.locator("#run-detail").inner_text())
+        assert "rho\t0.05" in detail and "method\tsam" in detail and "file: sweep\tsam/sweep.h5" in detail
         page.screenshot(path=shots / "runs.png", full_page=True)
+
+        # training curves from metrics.jsonl
+        page.get_by_text("Training", exact=True).click()
+        history = [json.loads(line) for line in (folder / "erm" / "metrics.jsonl").read_text().splitlines()]
+        curve = wait_for(lambda: [t for t in figure(page, "training-graph") if t["name"] == "erm, train"])
+        np.testing.assert_allclose(curve[0]["y"], [r["train_loss"] for r in history])
+        np.testing.assert_allclose(curve[0]["x"], [r["epoch"] for r in history])
 
         # a 2-D surface: the contour holds the file's values (log10 by default), heat map and 3-D switch the trace
         page.get_by_text("Surface", exact=True).click()
@@ -259,7 +296,7 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         np.testing.assert_allclose(z, np.log10(erm.values["train_loss"]), rtol=1e-9)  # erm/surface_2d.h5 comes first
         page.mouse.move(*page.evaluate(DATA_TO_PAGE, ["#surface-graph", 0.5, 0.0]))
         page.mouse.click(*page.evaluate(DATA_TO_PAGE, ["#surface-graph", 0.5, 0.0]))  # the grid point x = 0.5, y = 0
-        cut = wait_for(lambda: [t for t in (page.evaluate(FULL_DATA, "#slice-graph") or []) if t["name"] == "train_loss"])
+        cut = wait_for(lambda: [t for t in (page.evaluate(FULL_DATA, "#slice-graph") or []) if t["name"] == "train loss"])
         np.testing.assert_allclose(cut[0]["y"], erm.values["train_loss"][1])  # along x through y = 0
         np.testing.assert_allclose(cut[1]["y"], erm.values["train_loss"][:, 3])  # along y through x = 0.5
         page.screenshot(path=shots / "surface_contour_and_slices.png", full_page=True)
@@ -280,33 +317,48 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         bars = wait_for(lambda: [t for t in figure(page, "hessian-graph") if t["type"] == "bar"])
         np.testing.assert_allclose(bars[0]["y"], read_analysis(folder / "erm" / "hessian.h5")[1]["eigenvalues"])
         page.get_by_text("Sweep", exact=True).click()
-        adv = wait_for(lambda: [t for t in figure(page, "sweep-graph") if t["name"] == "adversarial"])
-        np.testing.assert_allclose(adv[0]["y"], read_sweep(folder / "erm" / "sweep.h5").curve("adversarial"))
+        sw = read_sweep(folder / "erm" / "sweep.h5")
+        adv = wait_for(lambda: figure(page, "sweep-graph")[sw.kinds.index("adversarial")])  # a panel per kind
+        np.testing.assert_allclose(adv["y"], sw.curve("adversarial") - sw.curve("adversarial")[sw.radii == 0][0])
         page.get_by_text("Robustness", exact=True).click()
         rob = read_robustness(folder / "erm" / "robustness.h5")
         by_sev = wait_for(lambda: figure(page, "robustness-0"))
         np.testing.assert_allclose(by_sev[0]["y"], [rob.clean(), *rob.by_severity()])
         page.screenshot(path=shots / "robustness.png", full_page=True)
 
-        # compare: tick two runs in the index, their overlays and shared colour scale appear
+        # compare: tick two groups, their overlays (a group's mean over its seeds), grouped table, shared colour scale
         page.get_by_text("Runs", exact=True).click()
-        for run in ("erm", "sam"):
-            page.locator(f"#runs-table .ag-row[row-id='{run}'] input.ag-checkbox-input").first.check()
+        for group in ("erm", "sam"):
+            page.locator(f"#groups-table .ag-row[row-id='{group}'] input.ag-checkbox-input").first.check()
         page.get_by_text("Compare", exact=True).click()
         sweeps = wait_for(lambda: {t["name"] for t in figure(page, "compare-sweeps")} == {"erm", "sam"})
         assert sweeps
         surfaces = figure(page, "compare-surfaces")
         assert len(surfaces) == 2 and {t["coloraxis"] for t in surfaces} == {"coloraxis"}
-        wait_for(lambda: sorted(column(page, "compare-table", "run")) == ["erm", "sam"])
+        wait_for(lambda: sorted(column(page, "compare-table", "group")) == ["erm", "sam"])
+        assert dict(zip(column(page, "compare-table", "group"), column(page, "compare-table", "n"))) == {"erm": "2", "sam": "1"}
+        trained = {t["name"] for t in figure(page, "compare-training")}
+        assert {"erm, train", "erm, test", "sam, train", "sam, test"} <= trained
+        page.locator("#compare-value").click()  # any value, not only the train loss
+        page.locator(".dash-dropdown-option", has_text="test loss").click()
+        wait_for(lambda: page.evaluate("() => document.querySelector('#compare-surfaces .js-plotly-plot')"
+                                       ".layout.title.text") == "test loss")
         page.screenshot(path=shots / "compare.png", full_page=True)
+        page.get_by_text("svg", exact=True).click()  # export a figure, paper-style, as SVG
+        with page.expect_download() as download:
+            page.locator("#export-button").click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        text = saved.read_text()
+        assert saved.name == "sweeps.svg" and text.startswith("<?xml") and "<svg" in text and "adversarial" in text
 
         # a new file appears while the page is open
         shutil.copy(folder / "sam" / "sweep.h5", folder / "old" / "late_sweep.h5")
-        wait_for(lambda: "10 analysis files" in page.locator("#status").inner_text())
+        wait_for(lambda: "14 analysis files" in page.locator("#status").inner_text())
         page.get_by_text("Sweep", exact=True).click()
         page.locator("#sweep-file").click()
         page.locator(".dash-dropdown-option", has_text="old/late_sweep.h5").click()
-        wait_for(lambda: [t for t in figure(page, "sweep-graph") if t["name"] == "adversarial"])
+        wait_for(lambda: len(figure(page, "sweep-graph")) == len(sw.kinds))
         assert errors == [], errors
         page.close()
     print(f"screenshots in {shots}: {json.dumps(sorted(p.name for p in shots.iterdir()))}")
@@ -333,7 +385,7 @@ def test_views_draw_trajectories_and_1d_files(runs, folder):
     random_surface(runs / "erm" / "final.pt", folder / "erm" / "line.h5", np.linspace(-1, 1, 5), None, opts)
     cat = Catalog(folder)
     fig, _ = views.surface_figure(cat, "erm/trajectory.h5", kind="contour", value="train_loss", log=True, levels=10)
-    path_trace = next(t for t in fig.data if t.name == "trajectory")
+    path_trace = next(t for t in fig.data if t.name == "training trajectory")
     np.testing.assert_allclose(path_trace.x, read_surface(path).extras["proj_xcoord"])
     assert fig.layout.xaxis.title.text.startswith("PC1: ")
     line, _ = views.surface_figure(cat, "erm/line.h5", kind="contour", value="train_loss", log=False, levels=10)

@@ -268,6 +268,14 @@ def test_an_all_nan_surface_plots_to_one_line(tmp_path):
     (["demo", "--surface-steps", "0"], "argument --surface-steps: must be >= 2"),
     (["hessian", "{ckpt}", "--top-k", "100000", "--samples", "10", "--out", "{tmp}/h.h5"], "more eigenpairs than"),
     (["plot", "{tmp}", "--out", "{tmp}/fig"], "is a folder"),
+    (["surface", "{tmp}", "--x", "-1:1:3", "--out", "{tmp}/s.h5"], "is a folder"),  # a folder for the checkpoint
+    (["surface", "{ckpt}", "--x", "-1:1:3", "--y", "-1:1:3", "--dim", "1", "--out", "{tmp}/s.h5"],
+     "--y is for a 2-D surface"),
+    (["surface", "{ckpt}", "--x", "-1:1:3", "--orthogonal", "--out", "{tmp}/s.h5"], "--orthogonal makes the y"),
+    (["surface", "{ckpt}", "--x", "-1:1:3", "--directions", "hessian", "--norm", "layer", "--out", "{tmp}/s.h5"],
+     "--norm shape random directions; --directions hessian"),
+    (["trajectory", "{ckpt}", "--out", "{tmp}/t.h5"], "trajectory takes a run's folder"),
+    (["train", "--clip-grad-norm", "-1", "--out", "{tmp}/run"], "argument --clip-grad-norm: must be > 0"),
 ])
 def test_careless_input_gets_one_line(runs, tmp_path, args, message):
     args = [a.format(ckpt=runs / "erm" / "final.pt", tmp=tmp_path) for a in args]

@@ -225,3 +225,56 @@ def test_noise_is_keyed_by_step_and_sub_batch():
                                rtol=1e-12)
     assert opt.state_dict()["perturbation"] == {"seed": 4, "steps": 2}
     assert len({noise_seed(0, t, j) for t in range(50) for j in range(8)}) == 400
+
+
+def clipped(g, c):
+    return g * min(1.0, c / (np.linalg.norm(g) + 1e-6))
+
+
+@pytest.mark.parametrize("cls, kw", [(ERM, {}), (SAM, {"rho": 0.5}), (AMP, {"epsilon": 100.0, "inner_lr": 0.5})])
+def test_clip_grad_norm_clips_every_gradient_the_method_uses(cls, kw):
+    """As the AMP reference's clip_grad_norm_ inside its closure: the ascent sees the clipped gradient too."""
+    c = 0.5 * np.linalg.norm(grad(V0))  # active on both passes
+    g = clipped(grad(V0), c)
+    if cls is ERM:
+        expected = V0 - LR * g
+    elif cls is SAM:
+        expected = V0 - LR * clipped(grad(V0 + 0.5 * g / np.linalg.norm(g)), c)  # direction unchanged by clipping
+    else:
+        expected = V0 - LR * clipped(grad(V0 + 0.5 * g), c)  # Delta = inner_lr * clipped gradient
+    model = Quadratic()
+    opt = cls(model, torch.optim.SGD(model.parameters(), lr=LR), **kw) if cls is not AMP else None
+    if cls is AMP:
+        with pytest.warns(UserWarning, match="AMP: epsilon=100"):  # 100 is far beyond these weights' norm
+            opt = cls(model, torch.optim.SGD(model.parameters(), lr=LR), **kw)
+    opt.clip_gradients(c)
+    opt.step(lambda part, num_parts: model())
+    v = torch.cat([model.weight, model.bias]).detach().numpy()
+    np.testing.assert_allclose(v, expected, rtol=1e-6)
+    assert not np.allclose(v, run(cls, **kw)[0] if cls is not AMP else V0)  # clipping changed the step
+    with pytest.raises(ValueError, match="max_norm must be finite and > 0"):
+        opt.clip_gradients(0.0)
+
+
+def test_amp_warns_when_epsilon_is_large_for_the_model():
+    import warnings
+
+    from trainers.models import create_model
+
+    def build(model, **kw):
+        return AMP(model, torch.optim.SGD(model.parameters(), lr=LR), **kw)
+
+    class Small(nn.Module):  # examples/custom_cnn.py's network: epsilon 0.5 per tensor is 27 % of its weights
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1)
+            self.fc = nn.Linear(512, 10)
+
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match=r"of their norm .*smaller epsilon"):
+        build(Small())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build(Small(), epsilon=0.1)
+        build(create_model("resnet18", 10, 3))  # the reference's setting: about 3 %
+        build(create_model("small_cnn", 10, 1))

@@ -59,7 +59,7 @@ def test_2d_kinds(kind):
         assert cs.levels[0] == pytest.approx(0.1) and cs.levels[-1] == pytest.approx(0.1 + 1 + 3 * 0.25)  # min, max
         if kind == "contour":
             assert len(ax.texts) > 0  # labelled contour lines
-    assert ax.get_xlabel() == "x direction" and "train_loss" in ax.get_title()
+    assert ax.get_xlabel() == "x direction" and "train loss" in ax.get_title()  # human labels
     assert not_blank(fig)
 
 
@@ -68,7 +68,7 @@ def test_2d_trajectory_overlay_and_pca_labels():
                      "explained_variance_ratio_": np.array([0.9, 0.07])})
     s.attrs["directions"] = "pca"
     ax = plot_mpl.surface_2d(s, "contourf").axes[0]
-    path = [ln for ln in ax.get_lines() if ln.get_label() == "trajectory"][0]
+    path = [ln for ln in ax.get_lines() if ln.get_label() == "training trajectory"][0]
     np.testing.assert_array_equal(path.get_xdata(), [0.8, 0.3, 0.0])
     assert ax.get_xlabel() == "PC1: 90.0 %" and ax.get_ylabel() == "PC2: 7.0 %"
 
@@ -81,9 +81,10 @@ def test_spectrum_and_sweep():
     values = {"loss_mean": np.array([[0.1, 0.2, 0.4, 0.8], [0.1, 1, 2, 4]]), "loss_std": np.zeros((2, 4)),
               "acc_mean": np.full((2, 4), 90.0), "acc_std": np.zeros((2, 4))}
     sw = Sweep("s.h5", radii, ["random", "adversarial"], values, np.ones((2, 4), bool), {"method": "sam"})
-    ax = plot_mpl.sweep_curves(sw).axes[0]
-    assert [ln.get_label() for ln in ax.get_lines()] == ["random", "adversarial"]
-    np.testing.assert_array_equal(ax.get_lines()[1].get_ydata(), [0.1, 1, 2, 4])
+    fig = plot_mpl.sweep_curves(sw)
+    assert [ax.get_title() for ax in fig.axes] == ["random", "adversarial"]  # a panel per kind, its own unit
+    np.testing.assert_allclose(fig.axes[1].get_lines()[0].get_ydata(), [0, 0.9, 1.9, 3.9])  # increase over r = 0
+    assert "‖δ‖₂" in fig.axes[1].get_xlabel() and "0 to 1" in fig.axes[1].get_xlabel()
 
 
 def test_plot_cli_draws_every_kind(runs, tmp_path):
@@ -117,7 +118,7 @@ def test_plotly_figures_hold_the_data():
     xs = np.linspace(-1, 1, 5)
     line = Surface("l.h5", xs, None, {"train_loss": xs ** 2, "train_acc": 100 - xs}, np.ones(5, bool), {})
     fig = plot_plotly.surface_1d(line)
-    assert [t.name for t in fig.data] == ["train loss", "train accuracy"] and fig.data[1].yaxis == "y2"
+    assert [t.name for t in fig.data] == ["train loss", "train accuracy (%)"] and fig.data[1].yaxis == "y2"
 
 
 def test_plot_cli_writes_standalone_html_with_the_data(runs, tmp_path):
@@ -203,7 +204,7 @@ def test_compare_figures_overlay_every_run_on_one_scale():
 
     slices = [("erm", a.slice("x", 0.0)), ("sam", b.slice("x", 0.0))]
     loss_ax = plot_mpl.compare_slices(slices).axes[0]
-    assert [ln.get_label() for ln in loss_ax.get_lines()] == ["erm train", "sam train"]
+    assert [ln.get_label() for ln in loss_ax.get_lines()] == ["erm, train", "sam, train"]
     np.testing.assert_allclose(loss_ax.get_lines()[1].get_ydata(), b.values["train_loss"][2])  # the y=0 row
     radii = np.linspace(0, 1, 3)
     sweeps = [(name, Sweep("s.h5", radii, kinds, {"loss_mean": np.ones((len(kinds), 3)) * k, "loss_std": np.zeros((len(kinds), 3))},
@@ -247,3 +248,127 @@ def test_plot_cli_draws_checkpoints_and_robustness_files(analysed, tmp_path):
     y = next(t["y"] for t in traces if t.get("name") == "accuracy")
     acc = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"]) if isinstance(y, dict) else np.asarray(y)
     np.testing.assert_allclose(acc, rel["accuracy"][rel["count"] > 0])  # the page holds the bins' accuracies
+
+
+# --- paper standard: palette, contrast, real units, labels, layout -------------------------------------------------
+
+def lab(rgb, deuteranopia=False):
+    """CIELAB of an sRGB colour, optionally as a deuteranope sees it (Machado, Oliveira & Fernandes 2009, severity 1)."""
+    c = np.asarray(matplotlib.colors.to_rgb(rgb))
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    if deuteranopia:
+        linear = np.clip(np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                                   [-0.011820, 0.042940, 0.968881]]) @ linear, 0, 1)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ linear
+    t = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def min_distance(colours, deuteranopia):
+    labs = [lab(c, deuteranopia) for c in colours]
+    return min(np.linalg.norm(a - b) for i, a in enumerate(labs) for b in labs[i + 1:])
+
+
+def test_series_stay_distinct_under_simulated_deuteranopia():
+    from landscape.style import DASHES, MARKERS, PALETTE
+
+    seven = PALETTE[:7]  # every bundled method in one figure
+    assert min_distance(seven, True) > 15  # ΔE76; matplotlib's default tab10 falls to 7.3 (green vs red)
+    assert min_distance([matplotlib.colormaps["tab10"](i) for i in range(7)], True) < 10  # the check can fail
+    assert len(set(MARKERS[:7])) == 7 and len({str(d) for d in DASHES[:7]}) == 7  # and a marker and dash each
+
+
+def contrast(fg, bg) -> float:
+    from landscape.style import luminance
+
+    a, b = sorted((luminance(matplotlib.colors.to_rgb(fg)), luminance(matplotlib.colors.to_rgb(bg))))
+    return (b + 0.05) / (a + 0.05)
+
+
+def test_heat_map_text_contrasts_and_ratios_are_symmetric_about_one():
+    values = np.array([[0.63, 1.0, 1.5873], [0.8, 1.25, 0.9], [1.1, 0.5, 2.0]])
+    fig = plot_mpl.corruption_table(["erm", "sam", "damp"], ["fog", "snow", "blur"], values, title="CE", center=1.0)
+    ax = fig.axes[0]
+    image = ax.get_images()[0]
+    for text in ax.texts:
+        j, i = (round(v) for v in text.get_position())
+        cell = image.cmap(image.norm(image.get_array()[i, j]))
+        assert contrast(text.get_color(), cell) >= 4.5, text.get_text()  # WCAG AA for normal text
+    norm = image.norm
+    assert norm(np.log(0.63)) - 0.5 == pytest.approx(0.5 - norm(np.log(1 / 0.63)))  # 0.63 as far below 1 as 1.587 above
+    assert norm(np.log(1.0)) == pytest.approx(0.5)
+    assert fig.axes[1].get_yticklabels()[0].get_text() in {"0.5", "0.67"}  # the colour bar reads in ratios
+
+
+def test_plotly_log_surfaces_read_in_real_loss_units():
+    from landscape import plot_plotly
+
+    s = bowl()
+    for kind in plot_plotly.SURFACE_2D_KINDS:
+        trace = plot_plotly.surface_2d(s, kind, log=True).data[0]
+        np.testing.assert_allclose(np.array(trace.z, float), np.log10(s.values["train_loss"]))  # colours follow log10
+        np.testing.assert_allclose(np.array(trace.customdata, float), s.values["train_loss"])  # hover reads the loss
+        assert "%{customdata" in trace.hovertemplate and "%{z" not in trace.hovertemplate
+        bar = trace.colorbar
+        np.testing.assert_allclose(np.power(10, bar.tickvals), [float(t) for t in bar.ticktext], rtol=1e-9)
+        assert min(float(t) for t in bar.ticktext) >= 0.1 and max(float(t) for t in bar.ticktext) <= 1.85
+        if kind == "contour":
+            assert trace.contours.showlabels is False  # labels would print log10 values
+    lin = plot_plotly.surface_2d(s, "contour").data[0]
+    assert lin.contours.showlabels and np.array_equal(np.array(lin.z, float), s.values["train_loss"])
+
+
+def figure_texts(fig) -> list[str]:
+    fig.canvas.draw()
+    return [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text()]
+
+
+def overlapping_ticks(fig) -> list[str]:
+    renderer = fig.canvas.get_renderer()
+    bad = []
+    for ax in fig.axes:
+        for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+            boxes = [t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text()]
+            bad += [f"{ax.get_title()}: {a} / {b}" for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    return bad
+
+
+def test_every_comparison_figure_is_labelled_for_people(analysed):
+    from landscape.groups import group_runs
+    from landscape.report import find_runs, overlay_figures
+
+    groups = group_runs(find_runs([analysed / "erm", analysed / "sam"]))
+    rel = rel_bins()
+    figs = overlay_figures(groups, plot_mpl, calibration={"erm": rel, "sam": rel})
+    assert set(figs) == {"training", "slices", "surfaces", "sweeps", "spectra", "calibration", "robustness",
+                         "corruption_errors"}
+    for name, fig in figs.items():
+        texts = figure_texts(fig)
+        assert not [t for t in texts if "_" in t and not t.startswith("$")], name  # "train loss", not "train_loss"
+        assert not overlapping_ticks(fig), name
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            if legend is not None and name != "calibration":
+                box = legend.get_window_extent(renderer)
+                assert not box.overlaps(ax.get_window_extent(renderer)), f"{name}: legend over the data"
+        plot_mpl.plt.close(fig)
+    again = overlay_figures(groups, plot_mpl)
+    surfaces = again.pop("surfaces")
+    assert all(ax.get_aspect() == 1.0 for ax in surfaces.axes if ax.get_title() in ("erm", "sam"))  # equal axes
+    for fig in [surfaces, *again.values()]:
+        plot_mpl.plt.close(fig)
+    slices = figs["slices"].axes[0]
+    assert slices.get_yscale() == "log" or slices.get_ylim()[1] < 2 * max(
+        np.nanmax(ln.get_ydata()) for ln in slices.get_lines()[:1])  # the basins are visible
+
+
+def test_sweep_bands_are_clipped_at_zero():
+    radii = np.linspace(0, 1, 4)
+    values = {"loss_mean": np.array([[1.0, 1.01, 1.1, 1.5]]), "loss_std": np.array([[0.0, 0.2, 0.2, 0.2]])}
+    fig = plot_mpl.sweep_curves(Sweep("s.h5", radii, ["random"], values, np.ones((1, 4), bool), {}))
+    band = fig.axes[0].collections[0]
+    lows = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+    plot_mpl.plt.close(fig)
+    assert lows.min() >= 0 and lows.max() == pytest.approx(0.7)  # increase 0.5 + std 0.2

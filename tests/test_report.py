@@ -29,8 +29,9 @@ def test_compare_table_equals_source_files(analysed, tmp_path, capsys):
         (analysed / "sam" / "zz_extra.h5").unlink()
     assert "sam: ignoring zz_extra.h5 (one sweep file per run: using sweep.h5)" in capsys.readouterr().out
     md = (out / "report.md").read_text()
-    rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in md.splitlines())
-            if len(cells) == 11 and cells[0] in ("erm", "sam")}  # not the table of source files
+    lines = [[c.strip() for c in line.split("|")[1:-1]] for line in md.splitlines()]
+    grouped = {cells[0]: cells for cells in lines if len(cells) == 11 and cells[0] in ("erm", "sam")}  # group, n, 9
+    rows = {cells[0]: cells for cells in lines if len(cells) == 12 and cells[0] in ("erm", "sam")}  # run, group, seed, 9
     summary = json.loads((out / "summary.json").read_text())
     for method in ("erm", "sam"):
         run = analysed / method
@@ -40,27 +41,30 @@ def test_compare_table_equals_source_files(analysed, tmp_path, capsys):
         adv = sw.curve("adversarial")
         rob = read_robustness(run / "robustness.h5")
         expected = {"test_error": history[-1]["test_error"], "test_nll": history[-1]["test_nll"],
-                    "test_ece": history[-1]["test_ece"], "train_seconds": sum(r["seconds"] for r in history),
-                    "lambda_max": h["eigenvalues"][0], "trace": h["trace"],
+                    "test_ece": history[-1]["test_ece"], "lambda_max": h["eigenvalues"][0], "trace": h["trace"],
                     "sharpness": (adv[1] + (adv[2] - adv[1]) * (0.1 - 0.05) / 0.15) - adv[0],  # by hand: 0.1 in [0.05, 0.2]
                     "corruption_error": np.mean(rob.values["error"][0, 1:]),  # model row, corrupted conditions
-                    "mce": np.mean(np.sum(rob.table(), 1) / np.sum(rob.table(model="baseline"), 1))}
+                    "mce": np.mean(np.sum(rob.table(), 1) / np.sum(rob.table(model="baseline"), 1)),
+                    "ms_per_step": 1000 * sum(r["seconds"] for r in history) / sum(r["steps"] for r in history)}
         row = next(r for r in summary["rows"] if r["run"] == method)
-        cells = rows[method][2:]
+        cells, group_cells = rows[method][3:], grouped[method][2:]
         assert len(cells) == len(expected) == 9
-        for (key, value), cell, digits in zip(expected.items(), cells, (2, 4, 4, 1, 3, 2, 4, 2, 3)):
+        for (key, value), cell, group_cell, digits in zip(expected.items(), cells, group_cells,
+                                                         (2, 4, 4, 3, 2, 4, 2, 3, 1)):
             assert row[key] == pytest.approx(value, rel=1e-12), key
-            assert cell == f"{value:.{digits}f}", key
-        assert rows[method][1] == method and summary["sources"][method]["hessian"] == str(run / "hessian.h5")
+            assert cell == group_cell == f"{value:.{digits}f}", key  # a group of one seed: its value, no spread
+        assert rows[method][1] == method and grouped[method][1] == "1" and rows[method][2] == "1"  # group, n, seed
+        assert summary["sources"][method]["hessian"] == str(run / "hessian.h5")
     sev = [[c.strip() for c in line.split("|")[1:-1]] for line in md.split("**Robustness: test error")[1].splitlines()
            if line.startswith("| sam ")][0]
     rob = read_robustness(analysed / "sam" / "robustness.h5")
     assert sev[1:] == [f"{v:.2f}" for v in (rob.clean(), *rob.by_severity(), rob.mean())]
-    for name in ("slices", "surfaces", "sweeps", "spectra", "calibration", "robustness", "corruption_errors"):
+    assert "Paired differences against erm" in md and "Per seed" in md
+    for name in ("training", "slices", "surfaces", "sweeps", "spectra", "calibration", "robustness", "corruption_errors"):
         assert f"![{name}]({name}.png)" in md and (out / f"{name}.png").stat().st_size > 10_000
     page = (out / "report.html").read_text()
-    assert '<script src="http' not in page and page.count("Plotly.newPlot") == 7  # plotly.js inline once, 7 figures
-    assert "<td>erm</td>" in page and f"<td>{rows['sam'][4]}</td>" in page
+    assert '<script src="http' not in page and page.count("Plotly.newPlot") == 8  # plotly.js inline once, 8 figures
+    assert "<td>erm</td>" in page and f"<td>{rows['sam'][4]}</td>" in page and "<details><summary>Per seed" in page
     z = read_surface(analysed / "erm" / "surface_2d.h5").values["train_loss"]
     assert f"{z[1, 2]:.6f}"[:7] in page  # the surface data is in the page
 
@@ -77,7 +81,7 @@ def test_compare_handles_missing_files_and_bad_input(analysed, runs, tmp_path, c
     assert main(["compare", str(runs / "erm"), str(analysed / "sam"), "--out", str(out), "--no-calibration"]) == 0
     erm = next(r for r in json.loads((out / "summary.json").read_text())["rows"] if r["run"] == "erm")
     assert erm["lambda_max"] is None and erm["test_error"] is not None  # a run without analyses: its metrics only
-    assert re.search(r"\| erm \| erm \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| — \| — \| — \| — \| — \|",
+    assert re.search(r"\| erm \| 1 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| — \| — \| — \| — \| — \| [\d.]+ \|",
                      (out / "report.md").read_text())
     assert not (out / "calibration.png").exists()
     assert main(["compare", str(tmp_path / "nope"), "--out", str(out)]) == 2

@@ -239,7 +239,7 @@ def test_surface_file_errors(runs, tmp_path, capsys):
     assert main([*base, "--out", str(tmp_path / "a.h5")]) == 2
     assert "exists: pass --resume to finish it or --overwrite" in capsys.readouterr().err
     assert main([*base, "--seed", "5", "--out", str(tmp_path / "a.h5"), "--resume"]) == 2
-    assert "made with different seed" in capsys.readouterr().err
+    assert "made with --seed 0 (now 5)" in capsys.readouterr().err
     assert main(["interpolate", str(runs / "erm" / "final.pt"), str(tmp_path / "a.h5"), "--out", str(tmp_path / "b.h5")]) == 2
     assert "not a readable" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "a.h5"), "--overwrite"]) == 0
@@ -281,4 +281,4 @@ def test_mismatched_checkpoints_are_refused(runs, tmp_path, capsys):
     base = ["--x", "-1:1:3", "--samples", "20", "--no-progress", "--out", str(tmp_path / "s.h5")]
     assert main(["surface", str(runs / "erm" / "final.pt"), *base]) == 0
     assert main(["surface", str(runs / "sam" / "final.pt"), *base, "--resume"]) == 2  # another checkpoint
-    assert "made with different checkpoint_sha256" in capsys.readouterr().err
+    assert "made with another checkpoint (its contents differ)" in capsys.readouterr().err

@@ -141,7 +141,7 @@ def test_cli_refuses_to_overwrite_and_reports_truncated_resume(tmp_path):
     again = landscape("train", "--epochs", "1", "--out", str(run))
     assert again.returncode == 2 and "already holds files: pass --resume" in again.stderr and "Traceback" not in again.stderr
     other = landscape("train", "--epochs", "2", "--method", "sam", "--out", str(run), "--resume")
-    assert other.returncode == 2 and "cannot resume" in other.stderr and "differs in method" in other.stderr
+    assert other.returncode == 2 and "cannot resume" in other.stderr and "trained with --method erm (now sam);" in other.stderr
     ckpt = run / "checkpoints" / "epoch_001.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     broken = landscape("train", "--epochs", "2", "--out", str(run), "--resume")
@@ -154,6 +154,20 @@ def test_help_has_examples(command):
     assert out.returncode == 0 and "examples:" in out.stdout
 
 
+def test_version_and_help_load_only_what_they_need():
+    from landscape import __version__
+
+    version = landscape("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"landscape {__version__}" and version.stderr == ""
+    probe = ("import sys; from apps.cli.__main__ import main; code = main({argv}); "
+             "print(sorted(m for m in ('torch', 'matplotlib', 'scipy', 'dash') if m in sys.modules))")
+    bare = subprocess.run([sys.executable, "-c", probe.format(argv=["--help"])], capture_output=True, text=True, cwd=ROOT)
+    assert bare.stdout.strip().endswith("[]"), bare.stdout[-300:]  # the command list needs none of them
+    sub = subprocess.run([sys.executable, "-c", probe.format(argv=["compare", "--help"])], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert sub.stdout.strip().endswith("[]"), sub.stdout[-300:]  # its analyses load when it runs
+
+
 def test_demo_writes_the_comparison_report(tmp_path):
     import numpy as np
 
@@ -161,25 +175,33 @@ def test_demo_writes_the_comparison_report(tmp_path):
 
     out = tmp_path / "demo"
     fast = ("--corruptions", "contrast,fog", "--severities", "1,5", "--no-progress", "--no-serve")
-    r = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm,damp", "--surface-steps", "3",
-                  "--surface-samples", "50", *fast, env={"LANDSCAPE_CACHE": str(tmp_path / "cache")})
+    r = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm,damp", "--seeds", "0,1",
+                  "--surface-steps", "3", "--surface-samples", "50", *fast, env={"LANDSCAPE_CACHE": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr
-    assert f"comparison report: {out / 'report' / 'report.md'}" in r.stdout and "| damp | damp |" in r.stdout
+    assert f"comparison report: {out / 'report' / 'report.md'}" in r.stdout and "| damp | 2 |" in r.stdout
+    assert f"landscape explore {out}" in r.stdout and "RuntimeWarning" not in r.stderr
     from landscape.store import read_analysis
 
-    rows = json.loads((out / "report" / "summary.json").read_text())["rows"]
-    assert [row["run"] for row in rows] == ["erm", "damp"]
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    rows = summary["rows"]
+    assert [row["run"] for row in rows] == ["erm/seed0", "erm/seed1", "damp/seed0", "damp/seed1"]
     for row in rows:
         last = read_checkpoint(out / row["run"] / "final.pt")["metrics"][-1]
         h = read_analysis(out / row["run"] / "hessian.h5", "hessian")[1]
         assert row["test_error"] == last["test_error"] and row["lambda_max"] == h["eigenvalues"][0]
         assert row["trace"] == h["trace"] and np.isfinite(row["sharpness"])
         rob = read_robustness(out / row["run"] / "robustness.h5")
-        assert rob.models == ["model", "baseline"] and rob.attrs["baseline"] == str(out / "erm" / "final.pt")
+        baseline = out / "erm" / f"seed{row['seed']}" / "final.pt"  # ERM of the same seed
+        assert rob.models == ["model", "baseline"] and rob.attrs["baseline"] == str(baseline)
         assert row["corruption_error"] == rob.mean() and row["mce"] == rob.mce()
     assert rows[0]["mce"] == 1.0  # ERM against itself
-    assert all((out / "report" / f"{n}.png").exists()
-               for n in ("slices", "surfaces", "sweeps", "spectra", "calibration", "robustness", "corruption_errors"))
-    again = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm", "--surface-steps", "3",
-                      "--surface-samples", "50", *fast, env={"LANDSCAPE_CACHE": str(tmp_path / "cache")})
+    assert [(out / row["run"] / "surface_2d.h5").exists() for row in rows] == [True, False, True, False]  # seed 0's
+    damp = next(g for g in summary["groups"] if g["group"] == "damp")
+    errors = [row["test_error"] for row in rows[2:]]
+    assert damp["n"] == 2 and damp["test_error"]["mean"] == pytest.approx(np.mean(errors))
+    assert damp["test_error"]["std"] == pytest.approx(np.std(errors, ddof=1))
+    assert all((out / "report" / f"{n}.png").exists() for n in ("training", "slices", "surfaces", "sweeps", "spectra",
+                                                                 "calibration", "robustness", "corruption_errors"))
+    again = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm", "--seeds", "0", "--surface-steps",
+                      "3", "--surface-samples", "50", *fast, env={"LANDSCAPE_CACHE": str(tmp_path / "cache")})
     assert "reusing finished run" in again.stdout

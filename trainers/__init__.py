@@ -1,6 +1,11 @@
 """Trainers: models, flat-minima optimizers (ERM, SAM, ASAM, AMP, DAMP, DAAP, RMP) and the training loop."""
 from .checkpoint import load_checkpoint, read_checkpoint
-from .metrics import classification_metrics, evaluate, expected_calibration_error, predict
+from .metrics import (
+    classification_metrics,
+    evaluate,
+    expected_calibration_error,
+    predict,
+)
 from .models import MODELS, create_model
 from .optim import METHODS, build_method
 from .train import TrainConfig, train

@@ -93,6 +93,17 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text), nbytes=len(text))
 
 
+def changed_options(saved: dict, now: dict, names: dict[str, str] | None = None) -> list[str]:
+    """``--rho 0.05 (now 0.1)`` for every setting that differs, in the user's option names (``names`` overrides
+    the ``--key-name`` spelling; values too long to read are left out)."""
+    out = []
+    for key in (k for k in now if saved.get(k) != now[k]):
+        name = (names or {}).get(key, "--" + key.replace("_", "-"))
+        old, new = (v if isinstance(v, str) else json.dumps(v, default=str) for v in (saved.get(key), now[key]))
+        out.append(f"{name} {old} (now {new})" if len(old) + len(new) < 60 else name)
+    return out
+
+
 def payload_bytes(obj: Any) -> int:
     """The bytes of every tensor and array in a (nested) payload."""
     if isinstance(obj, torch.Tensor):
@@ -115,6 +126,10 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint dict; a clear ValueError for anything that is not one of ours."""
     path = Path(path)
+    if path.is_dir():
+        newest = sorted(path.glob("*.pt")) or sorted(path.glob("checkpoints/*.pt"))
+        hint = f" (e.g. {path / 'final.pt' if (path / 'final.pt').is_file() else newest[-1]})" if newest else ""
+        raise IsADirectoryError(f"{str(path)!r} is a folder: give a checkpoint file{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:

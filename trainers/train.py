@@ -21,7 +21,14 @@ from tqdm import tqdm
 from data import Augment, TensorLoader, dataset_info, load_dataset
 from data.corruptions import CorruptHalf, parse_severities
 
-from .checkpoint import read_checkpoint, remove_stale_temps, save_checkpoint, write_json, write_jsonl
+from .checkpoint import (
+    changed_options,
+    read_checkpoint,
+    remove_stale_temps,
+    save_checkpoint,
+    write_json,
+    write_jsonl,
+)
 from .distributed import Group, batchnorm_buffers, convert_sync_batchnorm, init_group
 from .metrics import evaluate
 from .models import MODELS, create_model
@@ -56,6 +63,7 @@ class TrainConfig:
     augment_severity: str | None = None  # severities drawn from, e.g. "1-5" (None: 1-5)
     sync_bn: bool = False  # BatchNorm statistics of the global batch across torchrun ranks
     local_ascent: bool = False  # SAM/ASAM/AMP under torchrun: each rank's own ascent gradient (m-sharpness)
+    clip_grad_norm: float | None = None  # every gradient (ascent and descent) clipped to this global L2 norm
     model_kwargs: dict = field(default_factory=dict)
     hparams: dict = field(default_factory=dict)  # the method's hyperparameters (unset ones take defaults)
 
@@ -69,6 +77,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "save_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.clip_grad_norm is not None and not (self.clip_grad_norm > 0 and math.isfinite(self.clip_grad_norm)):
+            raise ValueError(f"--clip-grad-norm must be finite and > 0, got {self.clip_grad_norm}")
         for name in ("lr", "momentum", "weight_decay"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -142,9 +152,17 @@ def _check_input(model: torch.nn.Module, cfg: TrainConfig, x: torch.Tensor) -> N
 
 
 def _config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
-    """Settings that differ from the saved run's (a setting newer than the run compares with its default)."""
+    """Settings that differ from the saved run's, as the options that set them (a setting newer than the run
+    compares with its default; a method's hyperparameters with the method's defaults filled in)."""
     now, default = asdict(cfg), asdict(TrainConfig())
-    return [k for k in now if k not in ("epochs", "device", "save_every") and saved.get(k, default[k]) != now[k]]
+    keys = [k for k in now if k not in ("epochs", "device", "save_every", "hparams")]
+    before = {k: saved.get(k, default[k]) for k in keys}
+    after = {k: now[k] for k in keys}
+    if before["method"] == cfg.method:  # another method's hyperparameters are not a difference of their own
+        before.update({**method_info(cfg.method).hparams,
+                       **{k: v for k, v in (saved.get("hparams") or {}).items() if v is not None}})
+        after.update(cfg.resolved_hparams())
+    return changed_options(before, after, {"model_kwargs": "--model-arg"})
 
 
 def _check_finite(loss: float, cfg: TrainConfig, epoch: int, out: Path) -> None:
@@ -168,7 +186,8 @@ def _start(cfg: TrainConfig, out: Path, resume: bool, group: Group) -> tuple[Pat
         if ckpt is not None:
             bad = _config_mismatch(read_checkpoint(ckpt)["config"], cfg)
             if bad:
-                raise ValueError(f"cannot resume {out}: its run differs in {', '.join(bad)}")
+                raise ValueError(f"cannot resume {out}: it was trained with {'; '.join(bad)}; use its options, or "
+                                 f"another --out to start a new run")
         return str(ckpt) if ckpt else None
 
     found = group.agree(decide)
@@ -229,7 +248,8 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, group: Group, resu
     base = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                            weight_decay=cfg.weight_decay)
     hparams = cfg.resolved_hparams()
-    optimizer = build_method(cfg.method, model, base, seed=cfg.seed, bn_update=cfg.bn_update, **cfg.hparams)
+    optimizer = build_method(cfg.method, model, base, seed=cfg.seed, bn_update=cfg.bn_update,
+                             clip_grad_norm=cfg.clip_grad_norm, **cfg.hparams)
     optimizer.distribute(group, local_ascent=cfg.local_ascent)
     bn_buffers = batchnorm_buffers(model)
 
@@ -287,7 +307,8 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, group: Group, resu
             row = {
                 "epoch": epoch + 1, "lr": lr, "train_loss": totals[0].item() / group.world / len(train_loader),
                 "train_acc": 100.0 * totals[1].item() / totals[2].item(), "test_error": test["error"],
-                "test_nll": test["nll"], "test_ece": test["ece"], "seconds": train_seconds, "world_size": group.world,
+                "test_nll": test["nll"], "test_ece": test["ece"], "seconds": train_seconds, "steps": len(train_loader),
+                "world_size": group.world,
             }
             history.append(row)
             write_jsonl(out / "metrics.jsonl", history)

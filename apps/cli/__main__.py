@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
 from typing import NoReturn
 
-from trainers.distributed import close_group, lost_peer, stop_when_terminated, stopped_message
+from landscape import __version__
 
-from . import compare, demo, explore, hessian, plot, robustness, surface, sweep, train
+from .commands import COMMANDS
 
-COMMANDS = [train, surface, hessian, sweep, robustness, plot, compare, explore, demo]
 USER_ERRORS = (ValueError, OSError)  # bad input, missing or unwritable files, a full disk: one line, exit 2
 
 
@@ -22,25 +22,40 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module (None: every command's) is imported, the other commands are listed
+    by name and help, so ``--help`` and option errors come back without loading torch for nothing."""
     parser = Parser(
         prog="landscape",
         description="Train flat-minima methods and analyse their loss landscapes.",
         epilog="examples:\n  landscape demo --out runs/demo\n  landscape train --method sam --epochs 10 --out runs/sam\n"
+               "  landscape train --method sam --seeds 0-2 --out runs/sam      # one run per seed\n"
                "  landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --out runs/sam/surface.h5\n"
                "  landscape surface --problem my_problem.py:problem --x -1:1:21 --out mine.h5     # your own model\n"
                "  landscape hessian runs/sam/final.pt --top-k 5 --trace 99 --out runs/sam/hessian.h5\n"
                "  landscape sweep runs/sam/final.pt --radii 0:1:11 --out runs/sam/sweep.h5\n"
                "  landscape robustness runs/sam/final.pt --baseline runs/erm/final.pt --out runs/sam/robustness.h5\n"
-               "  landscape compare runs/erm runs/sam --out report/\n"
+               "  landscape compare runs/erm/seed* runs/sam/seed* --out report/\n"
                "  landscape explore runs\n\n"
                "Run 'landscape COMMAND --help' for a command's options. Set LANDSCAPE_DEBUG=1 for tracebacks.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"landscape {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMANDS:
-        module.add_parser(sub)
+    wanted = {m for name, (m, _) in COMMANDS.items() if command is None or name == command}
+    for name, (module, text) in COMMANDS.items():
+        if name in sub.choices:
+            continue
+        if module in wanted:
+            importlib.import_module(f"apps.cli.{module}").add_parser(sub)  # adds every command of the module
+        else:
+            sub.add_parser(name, help=text)
     return parser
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand asked for: the first word that is not an option."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 RANGE_FLAGS = ("--x", "--y", "--radii")
@@ -61,8 +76,8 @@ def join_negative_ranges(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     raw = join_negative_ranges(sys.argv[1:] if argv is None else list(argv))
+    parser = build_parser(command_of(raw) or "")
     try:
         args = parser.parse_args(raw)
     except SystemExit as e:  # --help, or a bad option (its one line is printed): the exit code, returned
@@ -71,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     args.argv = raw
+    from trainers.distributed import (
+        close_group,
+        lost_peer,
+        stop_when_terminated,
+        stopped_message,
+    )
+
     stop_when_terminated(args.command)
     try:
         code = args.run(args) or 0

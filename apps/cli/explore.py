@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
 
+from .commands import help_of
 from .numbers import PORT, number
 
 EXAMPLES = """examples:
@@ -18,7 +20,7 @@ Only files under ROOT are served; nothing is unpickled."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("explore", help="browse a folder of runs in the browser (Dash)",
+    p = sub.add_parser("explore", help=help_of("explore"),
                        description="Serve an interactive explorer over every run and analysis file under ROOT.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", metavar="ROOT", help="folder of runs")
@@ -40,6 +42,7 @@ def serve(root: str, host: str = "127.0.0.1", port: int = 8050, refresh: float =
     except OSError as e:
         raise ValueError(f"cannot serve on {host}:{port}: {e.strerror or e} (choose another --port)") from None
     print(f"landscape explorer: serving {root} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request every few seconds
     app.run(host=host, port=port, debug=False)  # Ctrl-C: werkzeug stops and returns; exit status 0
 
 

@@ -5,10 +5,7 @@ import argparse
 
 import numpy as np
 
-from landscape.curvature import hessian
-from landscape.jobs import hessian_analysis
-from landscape.store import read_analysis
-
+from .commands import help_of
 from .numbers import COUNT, INDEX, number
 from .problem import problem_from_args
 from .surface import (
@@ -34,7 +31,7 @@ loss over its first split (or --split)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("hessian", help="Hessian eigenvalues, trace and spectral density",
+    p = sub.add_parser("hessian", help=help_of("hessian"),
                        description="Curvature of a checkpoint's loss: top-k eigenpairs (Lanczos), trace (Hutch++), "
                                    "spectral density (stochastic Lanczos quadrature).",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,6 +53,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from landscape.curvature import hessian
+    from landscape.jobs import hessian_analysis
+    from landscape.store import read_analysis
+
     if args.format != "landscape" or args.resume or args.bn != "eval" or args.compile:
         raise ValueError("hessian takes none of --format, --resume, --bn recompute, --compile")
     check_output(args)

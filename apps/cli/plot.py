@@ -14,6 +14,7 @@ from landscape.robustness import read_robustness
 from landscape.store import inspect_file, read_surface, read_sweep
 from landscape.vtp import surface_to_vtp
 
+from .commands import help_of
 from .numbers import number
 
 EXAMPLES = """examples:
@@ -31,7 +32,7 @@ test split's predictions. loss-landscape's own surface files work too."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plot", help="paper-style figures of analysis files",
+    p = sub.add_parser("plot", help=help_of("plot"),
                        description="Draw every figure an analysis file supports into --out.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE", help="analysis files (.h5) and checkpoints (.pt)")

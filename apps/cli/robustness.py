@@ -6,9 +6,8 @@ import argparse
 import numpy as np
 
 from data.corruptions import parse_corruptions, parse_severities
-from landscape.jobs import robustness_analysis
-from landscape.robustness import read_robustness
 
+from .commands import help_of
 from .numbers import COUNT, INDEX
 from .surface import add_eval_args, eval_options
 
@@ -27,7 +26,7 @@ CE_c = sum_s E(c,s) / sum_s E_baseline(c,s); mCE = mean CE over the common corru
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("robustness", help="error, NLL, ECE under image corruptions; CE and mCE vs a baseline",
+    p = sub.add_parser("robustness", help=help_of("robustness"),
                        description="Evaluate a checkpoint (and a baseline) on the clean test split and every "
                                    "corruption x severity.", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,6 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from landscape.jobs import robustness_analysis
+    from landscape.robustness import read_robustness
+
     if args.format != "landscape" or args.bn != "eval" or args.compile or args.split != "test":
         raise ValueError("robustness takes none of --format, --bn recompute, --compile, --split (it uses the test split)")
     if args.source == "released" and not args.c_root:

@@ -4,19 +4,15 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from landscape.directions import DIR_TYPES, IGNORES, NORMS
 from landscape.grid import BN_MODES, parse_range, surface
-from landscape.jobs import (
-    SPLITS,
-    EvalOptions,
-    hessian_surface,
-    interpolation_surface,
-    random_surface,
-    trajectory_surface,
-)
-from landscape.store import export_loss_landscape, read_directions, read_surface
 
+if TYPE_CHECKING:
+    from landscape.jobs import EvalOptions
+
+from .commands import help_of
 from .numbers import COUNT, INDEX
 from .problem import problem_from_args
 
@@ -65,6 +61,11 @@ def split_list(text: str | None) -> list[str] | None:
 
 def eval_options(args: argparse.Namespace) -> EvalOptions:
     """The checkpoint's evaluation options, each flag checked here (one-line errors in the flags' words)."""
+    from landscape.jobs import (  # here: the analyses' imports are not needed for --help
+        SPLITS,
+        EvalOptions,
+    )
+
     splits = split_list(args.split) or ["train"]
     bad = [s for s in splits if s not in SPLITS]
     if bad:
@@ -110,6 +111,8 @@ def output(args: argparse.Namespace, job) -> int:
     job(partial)
     if not is_main_process():
         return 0
+    from landscape.store import export_loss_landscape, read_directions, read_surface
+
     export_loss_landscape(read_surface(partial), read_directions(partial), args.out)
     Path(partial).unlink()
     print(f"wrote {args.out} (loss-landscape layout)")
@@ -117,16 +120,17 @@ def output(args: argparse.Namespace, job) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("surface", help="1D/2D loss surface along random directions",
+    p = sub.add_parser("surface", help=help_of("surface"),
                        description="Loss and accuracy of a checkpoint on a grid w + x*d1 (+ y*d2).",
                        epilog=SURFACE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="?", help="a checkpoint of landscape train (or --problem)")
     p.add_argument("--dim", type=int, choices=(1, 2), default=None, help="1 or 2 (default: 2 if --y is given)")
     p.add_argument("--x", default="-1:1:51", help="MIN:MAX:NUM [%(default)s]")
     p.add_argument("--y", default=None, help="MIN:MAX:NUM (2-D)")
-    p.add_argument("--norm", choices=NORMS, default="filter", help="[%(default)s]")
-    p.add_argument("--ignore", choices=IGNORES, default="biasbn", help="biasbn zeroes 1-D tensors [%(default)s]")
-    p.add_argument("--dir-type", choices=DIR_TYPES, default="weights", help="states also moves BN statistics [%(default)s]")
+    p.add_argument("--norm", choices=NORMS, default=None, help="random directions: scaled per filter, layer, ... [filter]")
+    p.add_argument("--ignore", choices=IGNORES, default=None, help="random directions: biasbn zeroes 1-D tensors [biasbn]")
+    p.add_argument("--dir-type", choices=DIR_TYPES, default=None, help="random directions: states also moves BN "
+                                                                       "statistics [weights]")
     p.add_argument("--seed", type=INDEX, default=0, help="direction seed [%(default)s]")
     p.add_argument("--orthogonal", action="store_true", help="make the second direction orthogonal to the first")
     p.add_argument("--directions", choices=("random", "hessian"), default="random",
@@ -136,7 +140,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_eval_args(p, problem=True)
     p.set_defaults(run=run_surface)
 
-    q = sub.add_parser("interpolate", help="loss along the line between two checkpoints",
+    q = sub.add_parser("interpolate", help=help_of("interpolate"),
                        description="1-D slice through checkpoint A (x=0) and B (x=1), direction B-A (not normalized).",
                        epilog="examples:\n  landscape interpolate runs/erm/final.pt runs/sam/final.pt --x -0.5:1.5:41 --out erm_sam.h5",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,7 +151,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_eval_args(q)
     q.set_defaults(run=run_interpolate)
 
-    t = sub.add_parser("trajectory", help="2-D surface on the PCA directions of a training run, with its path",
+    t = sub.add_parser("trajectory", help=help_of("trajectory"),
                        description="PCA of a run's saved checkpoints minus its final weights (Li et al. Sec. 7); the "
                                    "surface around final.pt on the top-2 components, the projected path and the "
                                    "explained variance stored with it.",
@@ -162,14 +166,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(run=run_trajectory)
 
 
-def run_surface(args: argparse.Namespace) -> int:
-    xs = parse_range(args.x, "--x")
+def check_modes(args: argparse.Namespace) -> None:
+    """Options that the chosen mode would ignore are errors, not silently dropped."""
     dim = args.dim or (2 if args.y else 1)
     if dim == 2 and not args.y:
         raise ValueError("--dim 2 needs --y MIN:MAX:NUM")
-    ys = parse_range(args.y, "--y") if dim == 2 else None
+    if dim == 1 and args.y:
+        raise ValueError("--y is for a 2-D surface: drop it, or use --dim 2")
+    if dim == 1 and args.orthogonal:
+        raise ValueError("--orthogonal makes the y direction orthogonal to x: it needs a 2-D surface (--y)")
     if args.hessian and args.directions != "hessian":
         raise ValueError("--hessian needs --directions hessian")
+    if args.directions == "hessian":
+        unused = [flag for flag, value in (("--norm", args.norm), ("--ignore", args.ignore),
+                                           ("--dir-type", args.dir_type), ("--orthogonal", args.orthogonal)) if value]
+        if unused:
+            raise ValueError(f"{', '.join(unused)} shape random directions; --directions hessian uses the Hessian's "
+                             f"eigenvectors as they are: drop {'it' if len(unused) == 1 else 'them'}")
+    args.norm, args.ignore, args.dir_type = args.norm or "filter", args.ignore or "biasbn", args.dir_type or "weights"
+
+
+def run_surface(args: argparse.Namespace) -> int:
+    from landscape.jobs import hessian_surface, random_surface
+
+    check_modes(args)
+    xs = parse_range(args.x, "--x")
+    ys = parse_range(args.y, "--y") if args.y else None
     problem = problem_from_args(args)
     if problem is not None:
         return output(args, lambda out: surface(
@@ -188,6 +210,8 @@ def run_surface(args: argparse.Namespace) -> int:
 
 
 def run_interpolate(args: argparse.Namespace) -> int:
+    from landscape.jobs import interpolation_surface
+
     xs = parse_range(args.x, "--x")
     opts = eval_options(args)
     return output(args, lambda out: interpolation_surface(args.checkpoint_a, args.checkpoint_b, out, xs, opts,
@@ -195,6 +219,12 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
 
 def run_trajectory(args: argparse.Namespace) -> int:
+    from landscape.jobs import trajectory_surface
+
+    run_dir = Path(args.run_dir)
+    if run_dir.is_file():
+        raise ValueError(f"trajectory takes a run's folder (the path through its checkpoints), not the file "
+                         f"{args.run_dir}: try landscape trajectory {run_dir.parent}")
     xs = parse_range(args.x, "--x") if args.x else None
     ys = parse_range(args.y, "--y") if args.y else None
     opts = eval_options(args)

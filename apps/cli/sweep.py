@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 
 from landscape.grid import parse_range
-from landscape.jobs import sweep_analysis
 from landscape.perturbation import KINDS, SweepSettings, sweep
-from landscape.store import read_sweep
 
+from .commands import help_of
 from .numbers import COUNT, INDEX, NONNEGATIVE
 from .problem import problem_from_args
 from .surface import (
@@ -33,7 +32,7 @@ sweep's loss at r = rho minus the loss at r = 0 (printed for every radius)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="loss against perturbation radius (the AMP poster's figure)",
+    p = sub.add_parser("sweep", help=help_of("sweep"),
                        description="Loss and accuracy of a checkpoint under perturbations of growing size.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="?", help="a checkpoint of landscape train (or --problem)")
@@ -50,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from landscape.jobs import sweep_analysis
+    from landscape.store import read_sweep
+
     if args.format != "landscape" or args.bn != "eval" or args.compile:
         raise ValueError("sweep takes none of --format, --bn recompute, --compile")
     check_output(args)

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable
 import os
 import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
 
 from data import DATASETS
 from trainers import METHODS, MODELS, TrainConfig, train
 from trainers.schedules import SCHEDULES
 
-from .numbers import COUNT, INDEX, NONNEGATIVE, number
+from .commands import help_of
+from .numbers import COUNT, INDEX, NONNEGATIVE, POSITIVE, number
 
 EXAMPLES = """examples:
   landscape train --method erm --epochs 10 --out runs/erm
@@ -23,6 +26,7 @@ EXAMPLES = """examples:
       --epochs 200 --nesterov --schedule step --bf16 --out runs/c10-sam
   landscape train --out runs/sam --method sam --resume      # continue after an interruption
   landscape train --method sam --nproc 2 --out runs/sam2     # 2 processes (torchrun): the same run as one
+  landscape train --method sam --seeds 0-2 --out runs/sam   # runs/sam/seed0..seed2, grouped by compare
   torchrun --nproc_per_node=8 -m apps.cli train --method damp --model resnet18 --dataset cifar10 \
       --data-root ~/data --sync-bn --out runs/c10-damp       # 8 GPUs, one noise draw per GPU (M = 8)
 
@@ -64,7 +68,7 @@ def _model_arg(text: str) -> tuple[str, object]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model with ERM, SAM, ASAM, AMP, DAMP, DAAP or RMP",
+    p = sub.add_parser("train", help=help_of("train"),
                        description="Train one method; writes config.json, metrics.jsonl, checkpoints/epoch_NNN.pt "
                                    "and final.pt into --out.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,6 +89,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--momentum", type=number(float, least=0, most=1), default=d.momentum, help="[%(default)s]")
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
     g.add_argument("--weight-decay", type=NONNEGATIVE, default=d.weight_decay, help="applied at the clean weights [%(default)s]")
+    g.add_argument("--clip-grad-norm", type=POSITIVE, default=None, metavar="C",
+                   help="clip every gradient the method uses, ascent and descent, to global L2 norm C after the ranks' "
+                        "average (the AMP reference clips at 50 inside its closure) [off]")
     g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="[%(default)s]")
     g.add_argument("--crop-padding", type=INDEX, default=None, help="random-crop padding (default: the dataset's)")
     g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips (default: the dataset's)")
@@ -96,6 +103,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="severities the corrupted images draw from uniformly, e.g. 3 or 1-5 (default 1-5)")
     r = p.add_argument_group("run")
     r.add_argument("--seed", type=INDEX, default=d.seed, help="[%(default)s]")
+    r.add_argument("--seeds", type=seed_list, default=None, metavar="LIST",
+                   help="one run per seed, e.g. 0,1,2 or 0-4: OUT/seed0, OUT/seed1, ... (grouped by compare and explore)")
     r.add_argument("--device", default=d.device, help="auto, cpu or cuda [%(default)s]")
     r.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the training passes")
     r.add_argument("--save-every", type=COUNT, default=d.save_every, help="checkpoint every N epochs [%(default)s]")
@@ -128,29 +137,58 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         device=args.device, bf16=args.bf16, save_every=args.save_every, crop_padding=args.crop_padding,
         hflip=args.hflip, bn_update=args.bn_update, augment_corruption=args.augment_corruption,
         augment_severity=args.augment_severity, sync_bn=args.sync_bn, local_ascent=args.local_ascent,
+        clip_grad_norm=args.clip_grad_norm,
         model_kwargs=dict(args.model_arg), hparams=hparams,
     )
 
 
+def seed_list(text: str) -> list[int]:
+    """``0,1,2`` or ``0-4`` (or both, ``0-2,7``): distinct seeds >= 0, in order."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 or 0-4, got {text!r}") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct seeds >= 0, got {text!r}")
+    return seeds
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    if args.nproc < 1:
-        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.seeds is not None:
+        if args.seed != TrainConfig().seed:
+            raise ValueError("--seed and --seeds exclude each other")
+        for seed in args.seeds:  # one run directory per seed, each resumable on its own
+            code = run_one(args, replace(cfg, seed=seed), str(Path(args.out) / f"seed{seed}"),
+                           ["--seed", str(seed), "--out", str(Path(args.out) / f"seed{seed}")])
+            if code:
+                return code
+        return 0
+    return run_one(args, cfg, args.out, [])
+
+
+def run_one(args: argparse.Namespace, cfg: TrainConfig, out: str, override: list[str]) -> int:
+    """Train one run, here or (``--nproc N``) under a torchrun launched on this machine."""
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         cfg.validate()
-        return launch(args.nproc, without_nproc(args.argv))
-    train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+        return launch(args.nproc, without(args.argv, ("--nproc", "--seeds", *(("--seed", "--out") if override else ())))
+                      + override)
+    train(cfg, out, resume=args.resume, progress=not args.no_progress)
     return 0
 
 
-def without_nproc(argv: list[str]) -> list[str]:
+def without(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """``argv`` less the given options and their values."""
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
-        elif a == "--nproc":
+        elif a in flags:
             skip = True
-        elif not a.startswith("--nproc="):
+        elif not a.startswith(tuple(f"{f}=" for f in flags)):
             out.append(a)
     return out
 

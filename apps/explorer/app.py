@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import plotly.graph_objects as go
 import dash_ag_grid as dag
+import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from flask import abort, send_file
 from werkzeug.routing import PathConverter
@@ -18,7 +18,7 @@ from werkzeug.routing import PathConverter
 from landscape.plot_plotly import SURFACE_2D_KINDS
 
 from . import views
-from .catalog import TABLE_COLUMNS, Catalog, resolve_under
+from .catalog import GROUP_COLUMNS, TABLE_COLUMNS, Catalog, resolve_under
 
 SURFACES = ("surface_1d", "surface_2d")
 VIEWS = ("surface", "hessian", "sweep", "robustness", "compare")
@@ -49,16 +49,30 @@ def _controls(*children) -> html.Div:
     return html.Div(children, className="controls")
 
 
-def grid(grid_id: str, **kwargs) -> dag.AgGrid:
-    """A runs table: one row per run (its id), numbers right-aligned, every column sortable and filterable."""
-    columns = [{"field": k, "headerName": h, "sortable": True, "filter": "agNumberColumnFilter" if d is not None else True,
-                **({"type": "numericColumn"} if d is not None else {})} for k, h, d in TABLE_COLUMNS]
-    return dag.AgGrid(id=grid_id, columnDefs=columns, rowData=[], getRowId="params.data.run", columnSize="autoSize",
-                      style={"height": "320px"} if "domLayout" not in kwargs.get("dashGridOptions", {}) else {}, **kwargs)
+def _column(key: str, header: str, digits: int | None, spread: bool = False) -> dict:
+    """A sortable, filterable column; a number printed with the report's digits (and ``± std`` in a groups table)."""
+    col = {"field": key, "headerName": header, "sortable": True, "filter": True, "width": 150 if digits is None else 80}
+    if digits is not None:
+        col.update(type="numericColumn", filter="agNumberColumnFilter")
+    if digits is not None and digits >= 0:
+        fixed = f"params.value.toFixed({digits})"
+        std = f"params.data['{key}_std'] == null ? '' : ' ± ' + params.data['{key}_std'].toFixed({digits})"
+        col["valueFormatter"] = {"function": f"params.value == null ? '' : {fixed}" + (f" + ({std})" if spread else "")}
+        col["width"] = 160 if spread else 112
+    return col
+
+
+def grid(grid_id: str, table: list[tuple], row_id: str, *, spread: bool = False, **kwargs) -> dag.AgGrid:
+    """A table of runs or groups: the flatness columns first, numbers right-aligned, every column sortable and
+    filterable, headers wrapped so the columns stay narrow."""
+    return dag.AgGrid(id=grid_id, columnDefs=[_column(k, h, d, spread) for k, h, d in table], rowData=[],
+                      getRowId=f"params.data.{row_id}",
+                      defaultColDef={"wrapHeaderText": True, "autoHeaderHeight": True, "resizable": True},
+                      style={"height": "300px"} if "domLayout" not in kwargs.get("dashGridOptions", {}) else {}, **kwargs)
 
 
 def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
-    table = grid("runs-table", dashGridOptions={"rowSelection": {"mode": "multiRow"}, "animateRows": False})
+    multi = {"rowSelection": {"mode": "multiRow"}, "animateRows": False}
     checkbox = {"options": [{"label": " log scale", "value": "log"}], "value": [], "inline": True}
     return html.Div([
         html.H2(["landscape explorer ", html.Small(str(catalog.root), style={"color": "#666"})]),
@@ -68,8 +82,17 @@ def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
         *[dcc.Store(id=f"{view}-version") for view in VIEWS],
         dcc.Tabs(id="tabs", value="runs", children=[
             dcc.Tab(label="Runs", value="runs", children=[
-                html.P("Tick runs to compare them in the Compare tab; click a header to sort, its menu to filter."),
-                table, html.Div(id="problems", className="problems")]),
+                html.P("Runs that differ only by their seed form a group: mean ± std over its seeds. Tick groups or "
+                       "runs to compare them in the Compare tab; click a header to sort, its menu to filter; click a "
+                       "run for its configuration."),
+                grid("groups-table", GROUP_COLUMNS, "group", spread=True, dashGridOptions=multi),
+                html.Details([html.Summary("Per seed: every run", id="runs-summary"),
+                              grid("runs-table", TABLE_COLUMNS, "run", dashGridOptions=multi)], id="runs-details"),
+                html.Div(id="run-detail", className="detail"),
+                html.Div(id="problems", className="problems")]),
+            dcc.Tab(label="Training", value="training", children=[
+                _controls(dcc.Dropdown(id="training-runs", multi=True, placeholder="runs", style={"width": "40em"})),
+                dcc.Graph(id="training-graph")]),
             dcc.Tab(label="Surface", value="surface", children=[
                 _controls(dcc.Dropdown(id="surface-file", placeholder="surface file", clearable=False, style=WIDE),
                           dcc.RadioItems(id="surface-kind", options=list(SURFACE_2D_KINDS), value="contour", inline=True),
@@ -98,11 +121,24 @@ def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
                 *[dcc.Graph(id=f"robustness-{i}") for i in range(3)]]),
             dcc.Tab(label="Compare", value="compare", children=[
                 _controls(dcc.Dropdown(id="compare-runs", multi=True, placeholder="runs to compare", style={"width": "40em"}),
+                          dcc.Dropdown(id="compare-value", options=[{"label": v, "value": k}
+                                                                    for k, v in views.COMPARE_VALUES.items()],
+                                       value="train_loss", clearable=False, style={"width": "11em"}),
                           dcc.Checklist(id="compare-log", **checkbox)),
-                grid("compare-table", dashGridOptions={"domLayout": "autoHeight"}),
+                _controls(html.Span("export"),
+                          dcc.Dropdown(id="export-figure", options=list(views.COMPARE_FIGURES), value="sweeps",
+                                       clearable=False, style={"width": "12em"}),
+                          dcc.RadioItems(id="export-format", options=list(views.EXPORT_TYPES), value="svg", inline=True),
+                          html.Button("export figure", id="export-button"), dcc.Download(id="export-download"),
+                          html.Span(id="export-status", className="problems")),
+                grid("compare-table", GROUP_COLUMNS, "group", spread=True, dashGridOptions={"domLayout": "autoHeight"}),
                 *[dcc.Graph(id=f"compare-{name}") for name in views.COMPARE_FIGURES]]),
         ]),
     ], className="page")
+
+
+def detail_table(rel: str, rows: list[tuple[str, str]]) -> html.Div:
+    return html.Div([html.H4(f"run {rel}"), html.Table([html.Tr([html.Th(k), html.Td(v)]) for k, v in rows])])
 
 
 def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
@@ -134,20 +170,39 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
                                                  for p in snap["problems"]])] if snap["problems"] else []
         return (no_update if snap == current else snap), status, problems
 
-    @app.callback(Output("runs-table", "rowData"), Output("surface-file", "options"), Output("surface-file", "value"),
+    @app.callback(Output("runs-table", "rowData"), Output("groups-table", "rowData"), Output("runs-summary", "children"),
+                  Output("surface-file", "options"), Output("surface-file", "value"),
                   Output("hessian-file", "options"), Output("hessian-file", "value"), Output("sweep-file", "options"),
                   Output("sweep-file", "value"), Output("robustness-file", "options"), Output("robustness-file", "value"),
-                  Output("compare-runs", "options"),
+                  Output("compare-runs", "options"), Output("training-runs", "options"), Output("training-runs", "value"),
                   Input("snapshot", "data"), State("surface-file", "value"), State("hessian-file", "value"),
-                  State("sweep-file", "value"), State("robustness-file", "value"))
+                  State("sweep-file", "value"), State("robustness-file", "value"), State("training-runs", "value"))
     def refresh(snap, *chosen):
         if not snap:
             return no_update
-        out = [views.table_rows(snap)]
-        for categories, value in zip((SURFACES, ("hessian",), ("sweep",), ("robustness",)), chosen):
+        names = [r["run"] for r in snap["runs"]]
+        out = [views.table_rows(snap), views.group_table_rows(snap), f"Per seed: all {len(names)} runs"]
+        for categories, value in zip((SURFACES, ("hessian",), ("sweep",), ("robustness",)), chosen[:4]):
             options = views.file_options(snap, categories)
             out += [options, _keep(value, options)]
-        return *out, [r["run"] for r in snap["runs"]]
+        training = [r for r in chosen[4] or [] if r in names] or names[:1]
+        return *out, names, names, training
+
+    @app.callback(Output("run-detail", "children"), Input("runs-table", "cellClicked"), prevent_initial_call=True)
+    def show_run(cell):
+        rel = (cell or {}).get("rowId")
+        if not rel:
+            return no_update
+        try:
+            return detail_table(rel, views.run_detail(catalog, rel))
+        except Exception as e:  # noqa: BLE001 - the run may have gone or be mid-write
+            return html.P(f"cannot show {rel}: {e}")
+
+    @app.callback(Output("training-graph", "figure"), Input("training-runs", "value"), Input("snapshot", "data"))
+    def show_training(runs, _):
+        if not runs:
+            return views.message_figure("choose runs")
+        return _guard(views.training_figure, catalog, runs)
 
     for view in VIEWS:  # each view redraws when its own files change, not on every rescan
         track = "compare-runs" if view == "compare" else f"{view}-file"
@@ -201,19 +256,35 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
         figs = _guard(views.robustness_figures, catalog, rel) if rel else views.message_figure("no robustness files yet")
         return figs if isinstance(figs, list) else [figs] * 3
 
-    @app.callback(Output("compare-runs", "value"), Input("runs-table", "selectedRows"), prevent_initial_call=True)
-    def select_runs(rows):
-        return [r["run"] for r in rows or []]
+    @app.callback(Output("compare-runs", "value"), Input("groups-table", "selectedRows"),
+                  Input("runs-table", "selectedRows"), prevent_initial_call=True)
+    def select_runs(groups, rows):
+        runs = [r for g in groups or [] for r in g["runs"]] + [r["run"] for r in rows or []]
+        return list(dict.fromkeys(runs))
 
     @app.callback(Output("compare-table", "rowData"), *[Output(f"compare-{n}", "figure") for n in views.COMPARE_FIGURES],
-                  Input("compare-runs", "value"), Input("compare-log", "value"), Input("compare-version", "data"),
-                  State("snapshot", "data"))
-    def show_compare(runs, log, _, snap):
+                  Input("compare-runs", "value"), Input("compare-value", "value"), Input("compare-log", "value"),
+                  Input("compare-version", "data"), State("snapshot", "data"))
+    def show_compare(runs, value, log, _, snap):
         if not runs or not snap:
             return [], *[views.message_figure("choose runs to compare") for _ in views.COMPARE_FIGURES]
-        rows = [r for r in views.table_rows(snap) if r["run"] in runs]
-        figs = _guard(views.compare_figures, catalog, runs, log=bool(log))
-        return rows, *([figs[n] for n in views.COMPARE_FIGURES] if isinstance(figs, dict) else [figs] * len(views.COMPARE_FIGURES))
+        rows = _guard(views.compare_groups, catalog, snap, runs)
+        figs = _guard(views.compare_figures, catalog, runs, log=bool(log), value=value)
+        return (rows if isinstance(rows, list) else []), \
+            *([figs[n] for n in views.COMPARE_FIGURES] if isinstance(figs, dict) else [figs] * len(views.COMPARE_FIGURES))
+
+    @app.callback(Output("export-download", "data"), Output("export-status", "children"),
+                  Input("export-button", "n_clicks"), State("compare-runs", "value"), State("export-figure", "value"),
+                  State("export-format", "value"), State("compare-value", "value"), State("compare-log", "value"),
+                  prevent_initial_call=True)
+    def export(_, runs, name, fmt, value, log):
+        if not runs:
+            return no_update, "choose runs to compare first"
+        try:
+            data = views.export_figure(catalog, runs, name, fmt, log=bool(log), value=value)
+        except Exception as e:  # noqa: BLE001 - say why in the page, keep the app running
+            return no_update, f"cannot export {name}: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}"
+        return dcc.send_bytes(data, f"{name}.{fmt}", type=views.EXPORT_TYPES[fmt]), ""
 
     return app
 
@@ -221,4 +292,6 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
 CSS = (".page{font-family:system-ui,sans-serif;margin:0 1.5em}.controls{display:flex;gap:1em;align-items:center;"
        "flex-wrap:wrap;margin:0.8em 0}.status{color:#555;margin-bottom:0.5em}"
        ".problems li{color:#a33}"
-       ".download{margin-left:1em}")
+       ".download{margin-left:1em}.detail table{border-collapse:collapse;font-size:90%}"
+       ".detail th{text-align:left;padding:2px 1em 2px 0;color:#444;font-weight:500}.detail td{font-family:monospace}"
+       "details summary{cursor:pointer;margin:0.6em 0}")

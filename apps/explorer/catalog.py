@@ -9,11 +9,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from landscape.report import Run, columns, find_run, summary_row
+from landscape.groups import group_runs, settings
+from landscape.report import Run, columns, find_run, group_stats, summary_row
 from landscape.store import inspect_file
 
 RUN_MARKERS = ("config.json", "metrics.jsonl", "final.pt")
 SHARPNESS_RHO = 0.1
+CONFIG_COLUMNS = ("lr", "batch_size", "rho", "eta", "epsilon", "sigma", "num_splits", "weight_decay")  # hparams shown
 
 
 def resolve_under(root: Path, rel: str) -> Path:
@@ -42,7 +44,7 @@ class Catalog:
         if not self.root.is_dir():
             raise NotADirectoryError(f"{str(root)!r} is not a folder")
         self._kinds: dict[str, tuple[tuple[int, float], tuple[str | None, str | None]]] = {}
-        self._runs: dict[str, tuple[tuple, dict]] = {}
+        self._runs: dict[str, tuple[tuple, tuple[dict | None, str | None], Run | None]] = {}
 
     def _category(self, path: Path, stat: os.stat_result) -> tuple[str | None, str | None]:
         """(category, None), or (None, why it is refused); looked at again only when the file changes."""
@@ -88,33 +90,65 @@ class Catalog:
                     signature.append((name, stat.st_size, stat.st_mtime))
             if any(name in RUN_MARKERS for name in filenames) or any(f.run == rel_dir for f in files):
                 run_dirs[rel_dir] = signature
-        runs = []
+        runs, found = [], []
         for rel, sig in run_dirs.items():
             row, reason = self._summary(rel, tuple(sig))
             if row is not None:
                 runs.append(row)
+                found.append(self._runs[rel][2])
             else:
                 problems.append({"path": rel or ".", "reason": reason})
-        return {"root": str(self.root), "files": [e.__dict__ for e in files], "runs": runs, "problems": problems}
+        groups = group_rows(group_stats(group_runs(found), {r["run"]: r for r in runs}, COLUMNS),
+                            {r["run"]: r for r in runs})
+        group_of = {name: g["group"] for g in groups for name in g["runs"]}
+        runs = [{**r, "group": group_of.get(r["run"], "")} for r in runs]
+        return {"root": str(self.root), "files": [e.__dict__ for e in files], "runs": runs, "groups": groups,
+                "problems": problems}
 
     def _summary(self, rel: str, signature: tuple) -> tuple[dict | None, str | None]:
         """The run's table row, or (None, why it cannot be read); recomputed only when its files change."""
         cached = self._runs.get(rel)
         if cached and cached[0] == signature:
             return cached[1]
+        run = None
         try:
             run = find_run(self.root / rel, name=rel)
-            found: tuple[dict | None, str | None] = ({**summary_row(run, SHARPNESS_RHO), "files": len(run.files)}, None)
+            config = settings(run.config)
+            found: tuple[dict | None, str | None] = ({**summary_row(run, SHARPNESS_RHO), "files": len(run.files),
+                                                     **{k: config.get(k) for k in CONFIG_COLUMNS}}, None)
         except Exception as e:  # noqa: BLE001 - an untrusted (or half-written) file must never stop the scan
             text = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             found = (None, text)
-        self._runs[rel] = (signature, found)
+        self._runs[rel] = (signature, found, run)
         return found
 
     def run(self, rel: str) -> Run:
         return find_run(resolve_under(self.root, rel), name=rel)
 
 
-TABLE_COLUMNS = [("run", "run", None), ("method", "method", None), ("model", "model", None),
-                 ("dataset", "dataset", None), ("epochs", "epochs", None)] + \
-                [(c.key, c.header, c.digits) for c in columns(SHARPNESS_RHO)] + [("files", "analysis files", None)]
+def group_rows(stats: list[dict], rows: dict[str, dict]) -> list[dict]:
+    """Groups-table rows: per column the mean over seeds and, as ``<key>_std``, the std; the first seed's settings."""
+    out = []
+    for g in stats:
+        first = rows[g["runs"][0]]
+        row = {"group": g["group"], "n": g["n"], "runs": g["runs"], "seeds": g["seeds"],
+               **{k: first.get(k) for k in ("method", "model", "dataset", "epochs", *CONFIG_COLUMNS)}}
+        for c in COLUMNS:
+            row[c.key], row[f"{c.key}_std"] = g[c.key]["mean"], g[c.key]["std"]
+        out.append(row)
+    return out
+
+
+COLUMNS = columns(SHARPNESS_RHO)
+FLATNESS = ("test_error", "sharpness", "lambda_max", "trace", "mce")  # first: visible without scrolling
+METRIC_COLUMNS = [c for k in FLATNESS for c in COLUMNS if c.key == k] + [c for c in COLUMNS if c.key not in FLATNESS]
+TEXT, NUMBER = None, -1  # no digits: a text column; -1: a number shown as it is
+TABLE_COLUMNS = ([("run", "run", TEXT), ("group", "group", TEXT), ("seed", "seed", NUMBER)]
+                 + [(c.key, c.header, c.digits) for c in METRIC_COLUMNS]
+                 + [("method", "method", TEXT), ("model", "model", TEXT), ("dataset", "dataset", TEXT),
+                    ("epochs", "epochs", NUMBER)] + [(k, k, NUMBER) for k in CONFIG_COLUMNS]
+                 + [("files", "analysis files", NUMBER)])
+GROUP_COLUMNS = ([("group", "group", TEXT), ("n", "n (seeds)", NUMBER)]
+                 + [(c.key, c.header, c.digits) for c in METRIC_COLUMNS]
+                 + [("method", "method", TEXT), ("model", "model", TEXT), ("dataset", "dataset", TEXT),
+                    ("epochs", "epochs", NUMBER)] + [(k, k, NUMBER) for k in CONFIG_COLUMNS])

@@ -6,27 +6,47 @@ The Dash callbacks in :mod:`apps.explorer.app` only route inputs to these; the f
 """
 from __future__ import annotations
 
+import io
 from urllib.parse import quote
 
 import plotly.graph_objects as go
 
 from apps.cli.plot import figures_for
 from landscape import plot_plotly
-from landscape.report import overlay_figures
-from landscape.robustness import read_robustness
 from landscape.curvature import read_hessian
+from landscape.groups import group_runs, history_curves, settings
+from landscape.report import group_stats, overlay_figures
+from landscape.robustness import read_robustness
 from landscape.store import Surface, read_surface, read_sweep, surface_progress
 
-from .catalog import TABLE_COLUMNS, Catalog, resolve_under
+from .catalog import (
+    COLUMNS,
+    GROUP_COLUMNS,
+    TABLE_COLUMNS,
+    Catalog,
+    group_rows,
+    resolve_under,
+)
 
 MAX_GRID = 151  # points per axis sent to the browser; larger grids are strided
 
 
+def _rounded(rows: list[dict], table: list[tuple]) -> list[dict]:
+    """Numbers rounded as the compare report prints them (a column's ``*_std`` as the column); None stays empty."""
+    digits = {key: d for key, _, d in table if d is not None and d >= 0}
+    digits.update({f"{k}_std": d for k, d in list(digits.items())})
+    return [{k: (round(v, digits[k]) if k in digits and isinstance(v, (int, float)) else v) for k, v in row.items()}
+            for row in rows]
+
+
 def table_rows(snapshot: dict) -> list[dict]:
-    """Runs-table rows: numbers rounded as the compare report prints them; None stays empty."""
-    digits = {key: d for key, _, d in TABLE_COLUMNS if d is not None}
-    return [{k: (round(v, digits[k]) if k in digits and v is not None else v) for k, v in run.items()}
-            for run in snapshot["runs"]]
+    """Per-seed table rows."""
+    return _rounded(snapshot["runs"], TABLE_COLUMNS)
+
+
+def group_table_rows(snapshot: dict) -> list[dict]:
+    """Groups-table rows: mean and ``*_std`` over each group's seeds."""
+    return _rounded(snapshot.get("groups", []), GROUP_COLUMNS)
 
 
 def file_options(snapshot: dict, categories: tuple[str, ...]) -> list[dict]:
@@ -102,11 +122,64 @@ def robustness_figures(catalog: Catalog, rel: str) -> list[go.Figure]:
     return [figs["by_severity"], figs["errors"], figs.get("ce") or message_figure("no baseline in this file: no CE")]
 
 
-COMPARE_FIGURES = ("slices", "sweeps", "spectra", "surfaces", "robustness", "corruption_errors")
+COMPARE_FIGURES = ("training", "slices", "sweeps", "spectra", "surfaces", "robustness", "corruption_errors")
+COMPARE_VALUES = {"train_loss": "train loss", "test_loss": "test loss", "train_acc": "train accuracy",
+                  "test_acc": "test accuracy"}
+EXPORT_TYPES = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 
 
-def compare_figures(catalog: Catalog, runs: list[str], *, log: bool) -> dict[str, go.Figure]:
-    """The compare report's overlays for the chosen runs, every name present (a message where none applies)."""
-    figs = overlay_figures([catalog.run(r) for r in runs], plot_plotly, log=log, max_grid=MAX_GRID)
+def compare_groups(catalog: Catalog, snapshot: dict, runs: list[str]) -> list[dict]:
+    """Groups-table rows of the chosen runs alone (a group is what of it was chosen)."""
+    rows = {r["run"]: r for r in snapshot["runs"] if r["run"] in runs}
+    chosen = [catalog.run(r) for r in runs if r in rows]
+    return _rounded(group_rows(group_stats(group_runs(chosen), rows, COLUMNS), rows), GROUP_COLUMNS)
+
+
+def compare_figures(catalog: Catalog, runs: list[str], *, log: bool, value: str = "train_loss") -> dict[str, go.Figure]:
+    """The compare report's overlays for the chosen runs, grouped by seed (a group's mean with its spread), every
+    name present (a message where none applies)."""
+    figs = overlay_figures(group_runs([catalog.run(r) for r in runs]), plot_plotly, log=log, max_grid=MAX_GRID,
+                           value=value)
     return {name: figs.get(name) or message_figure(f"none of the chosen runs has {name.replace('_', ' ')} data")
             for name in COMPARE_FIGURES}
+
+
+def export_figure(catalog: Catalog, runs: list[str], name: str, fmt: str, *, log: bool, value: str) -> bytes:
+    """One compare figure drawn by matplotlib (the report's paper-style version) as PNG, SVG or PDF bytes."""
+    from landscape import plot_mpl
+
+    if fmt not in EXPORT_TYPES:
+        raise ValueError(f"format {fmt!r}: one of {', '.join(EXPORT_TYPES)}")
+    figs = overlay_figures(group_runs([catalog.run(r) for r in runs]), plot_mpl, log=log, value=value)
+    try:
+        if name not in figs:
+            raise ValueError(f"none of the chosen runs has {name.replace('_', ' ')} data")
+        buf = io.BytesIO()
+        figs[name].savefig(buf, format=fmt, dpi=150)
+        return buf.getvalue()
+    finally:
+        for fig in figs.values():
+            plot_mpl.plt.close(fig)
+
+
+def training_figure(catalog: Catalog, runs: list[str]) -> go.Figure:
+    """Each chosen run's metrics.jsonl, epoch by epoch (no averaging: the Compare tab overlays the groups)."""
+    found = [(r, catalog.run(r)) for r in runs]
+    items = [(r, history_curves(run.history)) for r, run in found if run.history]
+    if not items:
+        return message_figure("none of the chosen runs has per-epoch metrics (metrics.jsonl)")
+    return plot_plotly.training_curves(items)
+
+
+def run_detail(catalog: Catalog, rel: str) -> list[tuple[str, str]]:
+    """(name, value) rows of a run's configuration (method hyperparameters with their defaults filled in), its
+    last epoch's metrics and its files."""
+    run = catalog.run(rel)
+    rows = [(k, _text(v)) for k, v in sorted(settings(run.config).items())]
+    rows += [(f"final {k}", _text(v)) for k, v in run.metrics.items()]
+    rows += [(f"file: {category}", path.relative_to(catalog.root).as_posix()) for category, path in run.files.items()]
+    return rows
+
+
+def _text(value: object) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

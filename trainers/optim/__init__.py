@@ -44,8 +44,9 @@ def method_info(name: str) -> MethodInfo:
 
 
 def build_method(name: str, model: nn.Module, base_optimizer: Optimizer, *, seed: int = 0, bn_update: str = "once",
-                 **hparams) -> PerturbedOptimizer:
-    """``METHODS[name]`` around ``base_optimizer`` for ``model``; unset hyperparameters take the defaults."""
+                 clip_grad_norm: float | None = None, **hparams) -> PerturbedOptimizer:
+    """``METHODS[name]`` around ``base_optimizer`` for ``model``; unset hyperparameters take the defaults;
+    ``clip_grad_norm`` clips every gradient it uses (:meth:`PerturbedOptimizer.clip_gradients`)."""
     info = method_info(name)
     wrong = sorted(set(hparams) - set(info.hparams))
     if wrong:
@@ -54,7 +55,9 @@ def build_method(name: str, model: nn.Module, base_optimizer: Optimizer, *, seed
     kwargs = {**info.hparams, **{k: v for k, v in hparams.items() if v is not None}}
     if issubclass(info.cls, NoiseOptimizer):
         kwargs["seed"] = seed
-    return info.cls(model, base_optimizer, bn_update=bn_update, **kwargs)
+    method = info.cls(model, base_optimizer, bn_update=bn_update, **kwargs)
+    method.clip_gradients(clip_grad_norm)
+    return method
 
 
 __all__ = [

@@ -28,6 +28,7 @@ pass update them (e.g. AMP's).
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Callable, Iterable, Union
 
 import torch
@@ -131,7 +132,15 @@ class PerturbedOptimizer(Optimizer):
         self._bn = BatchNormState(params if isinstance(params, nn.Module) else None)
         self._dist = Group()
         self.local_ascent = False
+        self.max_grad_norm: float | None = None
         self._link()
+
+    def clip_gradients(self, max_norm: float | None) -> None:
+        """Clip every gradient the method uses, ascent and descent alike, to a global L2 norm of ``max_norm`` (after
+        the ranks' average): the AMP reference's ``clip_grad_norm_(params, 50)`` inside its closure."""
+        if max_norm is not None and not (max_norm > 0 and math.isfinite(max_norm)):
+            raise ValueError(f"max_norm must be finite and > 0, got {max_norm}")
+        self.max_grad_norm = max_norm
 
     def distribute(self, group: Group | None = None, *, local_ascent: bool = False) -> None:
         """Average gradients over the ranks of ``group`` (default: the torchrun job) before every ascent and every
@@ -141,19 +150,21 @@ class PerturbedOptimizer(Optimizer):
         self.local_ascent = local_ascent
 
     def _sync_grads(self, ascent: bool = False) -> None:
-        """The gradients' mean over the ranks (a no-op on one process, and for ascent gradients kept local)."""
-        if self._dist.world == 1 or (ascent and self.local_ascent):
-            return
+        """The gradients' mean over the ranks (a no-op on one process, and for ascent gradients kept local), then
+        clipped (:meth:`clip_gradients`): every gradient a method uses passes through here."""
         params = [p for g in self.param_groups for p in g["params"]]
-        used = torch.tensor([float(p.grad is not None) for p in params])
-        self._dist.sum_([used])  # a parameter no rank used keeps grad None, as on one process
-        grads = []
-        for p, u in zip(params, used.tolist()):
-            if u:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                grads.append(p.grad)
-        self._dist.mean_(grads)
+        if not (self._dist.world == 1 or (ascent and self.local_ascent)):
+            used = torch.tensor([float(p.grad is not None) for p in params])
+            self._dist.sum_([used])  # a parameter no rank used keeps grad None, as on one process
+            grads = []
+            for p, u in zip(params, used.tolist()):
+                if u:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    grads.append(p.grad)
+            self._dist.mean_(grads)
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.max_grad_norm, foreach=True)
 
     def _link(self) -> None:
         base = self.base_optimizer

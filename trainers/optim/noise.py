@@ -24,9 +24,16 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .ascent import check_nonneg
 from ..distributed import Group
-from .base import NO_SUB_BATCHES, Closure, Params, PerturbedOptimizer, WholeBatch, is_weight
+from .ascent import check_nonneg
+from .base import (
+    NO_SUB_BATCHES,
+    Closure,
+    Params,
+    PerturbedOptimizer,
+    WholeBatch,
+    is_weight,
+)
 
 PERTURB = ("weights", "all")
 

@@ -1,0 +1,81 @@
+"""One look for every figure, matplotlib and plotly alike: a colour-blind-safe palette with a marker and a dash per
+series, human labels, the unit of each radius, and text that stays readable on any cell colour."""
+from __future__ import annotations
+
+import numpy as np
+
+# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency; yellow last (weak on white)
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+PLOTLY_MARKERS = ("circle", "square", "triangle-up", "diamond", "triangle-down", "cross", "x", "star")
+DASHES = ("-", "--", "-.", ":", (0, (6, 2, 1, 2, 1, 2)), (0, (10, 3)), (0, (1, 1)), (0, (4, 1, 1, 1)))
+PLOTLY_DASHES = ("solid", "dash", "dashdot", "dot", "longdashdot", "longdash", "2px,2px", "6px,2px,2px,2px")
+SPLIT_DASHES = {"train": "-", "test": "--"}  # any other split: dotted
+PLOTLY_SPLIT_DASHES = {"train": "solid", "test": "dash"}
+SEQUENTIAL = "viridis"  # perceptually uniform, readable in grey and with colour-vision deficiencies
+DIVERGING = "RdBu_r"  # blue below the centre, red above
+METRICS = {"loss": "loss", "acc": "accuracy (%)", "error": "error (%)", "nll": "NLL", "ece": "ECE"}
+RADIUS_UNITS = {"random": "‖δ‖₂", "random-filter": "× filter norms", "adversarial": "‖δ‖₂",
+                "multiplicative": "σ of δ = σ ξ ∘ w", "adaptive": "‖(|w| + η)⁻¹ δ‖₂"}
+
+
+def series(i: int) -> dict:
+    """The colour, marker and dash of the i-th series (method or run), for matplotlib."""
+    return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)], "linestyle": DASHES[i % len(DASHES)]}
+
+
+def plotly_series(i: int) -> dict:
+    """The same for plotly: ``line`` and ``marker`` arguments of a scatter trace."""
+    return {"line": {"color": PALETTE[i % len(PALETTE)], "dash": PLOTLY_DASHES[i % len(PLOTLY_DASHES)]},
+            "marker": {"symbol": PLOTLY_MARKERS[i % len(PLOTLY_MARKERS)], "color": PALETTE[i % len(PALETTE)]}}
+
+
+def human(name: str) -> str:
+    """``train_loss`` -> ``train loss``, ``test_acc`` -> ``test accuracy (%)``: labels for people, not keys."""
+    split, _, metric = name.rpartition("_")
+    if metric in METRICS and split:
+        return f"{split.replace('_', ' ')} {METRICS[metric]}"
+    return METRICS.get(name, name.replace("_", " "))
+
+
+def radius_label(kind: str, radii: np.ndarray, normalize: str = "none") -> str:
+    """The x label of a sweep: the radius, its unit for this kind of perturbation, and the swept range."""
+    unit = RADIUS_UNITS["random-filter" if kind == "random" and normalize == "filter" else kind]
+    return f"radius r = {unit}  ({float(np.min(radii)):.3g} to {float(np.max(radii)):.3g})"
+
+
+def luminance(rgb: tuple[float, ...]) -> float:
+    """WCAG relative luminance of an sRGB colour (components 0..1)."""
+    c = np.asarray(rgb[:3], dtype=float)
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return float(lin @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def text_colour(rgb: tuple[float, ...]) -> str:
+    """Black or white, whichever contrasts more with a cell of colour ``rgb``."""
+    lum = luminance(rgb)
+    return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
+
+
+def log_ticks(lo: float, hi: float) -> np.ndarray:
+    """Round values within ``[lo, hi]`` (> 0) for a log axis: 1-2-5 steps, powers of ten over many decades, and
+    evenly spaced round values where the range is too short for either."""
+    first, last = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
+    stride = max(1, (last - first) // 8)
+    mantissas = (1,) if last - first > 4 else (1, 2, 5)
+    ticks = [m * 10.0 ** k for k in range(first, last + 1, stride) for m in mantissas if lo <= m * 10.0 ** k <= hi]
+    if len(ticks) >= 3:
+        return np.array(ticks)
+    step = 10.0 ** np.floor(np.log10((hi - lo) / 4)) if hi > lo else max(lo, 1e-12)
+    step *= next((m for m in (1, 2, 5, 10) if (hi - lo) / (m * step) <= 6), 10)
+    return np.unique([float(f"{v:.6g}") for v in np.arange(np.ceil(lo / step) * step, hi * (1 + 1e-12), step)])
+
+
+def band_limits(mean: np.ndarray, std: np.ndarray, base: float, value: str) -> tuple[np.ndarray, np.ndarray]:
+    """The +-1 std band of a sweep curve drawn as an increase over `base` (the unperturbed loss), clipped to
+    what the quantity can be: the band of a loss increase stops at zero (or at the mean, where the mean
+    itself dips below), an accuracy band stays within 0..100 %."""
+    lo, hi = mean - std - base, mean + std - base
+    if value == "acc":
+        return np.maximum(lo, 0.0), np.minimum(hi, 100.0)
+    return np.maximum(lo, np.minimum(mean - base, 0.0)), hi
