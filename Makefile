@@ -7,9 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-torch-$(TORCH_VERSION)
 DEMO_ARGS ?=
 
-.PHONY: demo test browser bench clean
+.PHONY: demo test lint browser bench clean
 
-$(STAMP): setup.py requirements.txt
+$(STAMP): setup.py pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install -q -r requirements.txt -e .
@@ -19,8 +19,14 @@ $(STAMP): setup.py requirements.txt
 demo: $(STAMP)
 	$(BIN)/landscape demo --out runs/demo $(DEMO_ARGS)
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q tests
+
+# lint + format check (ruff) and types (mypy on landscape/ and trainers/), as CI runs them
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The explorer's browser tests use Debian's chromium; install it where we may (root + apt), else they skip.
 browser:

@@ -4,6 +4,7 @@ interleaved so both see the same machine load.
 
     python bench/cli_latency.py --before 39b9bc2      # writes bench/results/cli_latency.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from report import report  # noqa: E402
 
-COMMANDS = [["--help"], ["--version"], ["train", "--lr", "-1"], ["surface", "--help"], ["compare", "--help"],
-            ["explore", "--help"]]
+COMMANDS = [
+    ["--help"],
+    ["--version"],
+    ["train", "--lr", "-1"],
+    ["surface", "--help"],
+    ["compare", "--help"],
+    ["explore", "--help"],
+]
 
 
 def seconds(source: Path, argv: list[str]) -> float:
@@ -38,8 +45,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sources = {"now": ROOT}
         if args.before:
-            subprocess.run(["git", "worktree", "add", "--detach", tmp + "/before", args.before], cwd=ROOT, check=True,
-                           capture_output=True)
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", tmp + "/before", args.before],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
             sources["before"] = Path(tmp) / "before"
         try:
             times = {(name, " ".join(c)): [] for name in sources for c in COMMANDS}
@@ -51,8 +62,12 @@ def main() -> None:
             if args.before:
                 subprocess.run(["git", "worktree", "remove", "--force", tmp + "/before"], cwd=ROOT, capture_output=True)
     head = "| command | " + " | ".join(f"{n} (s)" for n in sources) + (" | before / now |" if args.before else " |")
-    lines = [f"median of {args.repeats} fresh processes (`python -m apps.cli ...`)", "", head,
-             "|---" * (len(sources) + 1 + bool(args.before)) + "|"]
+    lines = [
+        f"median of {args.repeats} fresh processes (`python -m apps.cli ...`)",
+        "",
+        head,
+        "|---" * (len(sources) + 1 + bool(args.before)) + "|",
+    ]
     for c in COMMANDS:
         key = " ".join(c)
         med = {n: statistics.median(times[(n, key)]) for n in sources}

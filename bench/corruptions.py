@@ -3,6 +3,7 @@
 
     python bench/corruptions.py                 # writes bench/results/corruptions.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from report import report  # noqa: E402
+from report import report
 
-from data import load_dataset  # noqa: E402
-from data.corruptions import ALL, corrupt_images  # noqa: E402
+from data import load_dataset
+from data.corruptions import ALL, corrupt_images
 
 
 def per_image_ms(images, name: str, severity: int) -> float:
@@ -46,9 +47,12 @@ def main() -> None:
         tic = time.perf_counter()
         corrupt_images(split, "glass_blur", 2, workers=workers)
         times.setdefault(workers, []).append(time.perf_counter() - tic)
-    lines += ["", f"glass_blur (the slowest) on the {len(split)} digits test images, best of 2: "
-              f"1 worker {min(times[1]):.2f} s, 2 workers {min(times[2]):.2f} s "
-              f"(ratio {min(times[1]) / min(times[2]):.2f})"]
+    lines += [
+        "",
+        f"glass_blur (the slowest) on the {len(split)} digits test images, best of 2: "
+        f"1 worker {min(times[1]):.2f} s, 2 workers {min(times[2]):.2f} s "
+        f"(ratio {min(times[1]) / min(times[2]):.2f})",
+    ]
     report(lines, args.out, "corruptions.md")
 
 

@@ -7,6 +7,7 @@ steps then timed steps, the layouts alternating for several rounds.
     python bench/distributed.py                                  # CPU
     python bench/distributed.py --device cuda --model resnet18 --width 64 --bf16    # every visible GPU
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from report import report  # noqa: E402
+from report import report
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -36,8 +37,18 @@ def worker(args: argparse.Namespace) -> None:
     cuda = device.type == "cuda"
     torch.manual_seed(0)
     ds = load_dataset(args.dataset)
-    loader = TensorLoader(ds.train_x, ds.train_y, mean=ds.mean, std=ds.std, batch_size=args.batch_size, shuffle=True,
-                          drop_last=True, shard=(group.rank, group.world), device=device, channels_last=cuda)
+    loader = TensorLoader(
+        ds.train_x,
+        ds.train_y,
+        mean=ds.mean,
+        std=ds.std,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        shard=(group.rank, group.world),
+        device=device,
+        channels_last=cuda,
+    )
     model = create_model(args.model, num_classes=10, in_channels=ds.in_channels, width=args.width).to(device).train()
     if cuda:
         model = model.to(memory_format=torch.channels_last)
@@ -67,11 +78,38 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def measure(ranks: int, args: argparse.Namespace) -> float:
-    common = ["--worker", "--method", args.method, "--model", args.model, "--width", str(args.width), "--dataset",
-              args.dataset, "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
-              "--device", args.device] + (["--bf16"] if args.bf16 else [])
-    cmd = [sys.executable, __file__, *common] if ranks == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", __file__, *common]
+    common = [
+        "--worker",
+        "--method",
+        args.method,
+        "--model",
+        args.model,
+        "--width",
+        str(args.width),
+        "--dataset",
+        args.dataset,
+        "--batch-size",
+        str(args.batch_size),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--device",
+        args.device,
+    ] + (["--bf16"] if args.bf16 else [])
+    cmd = (
+        [sys.executable, __file__, *common]
+        if ranks == 1
+        else [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={ranks}",
+            __file__,
+            *common,
+        ]
+    )
     threads = str(max(1, (os.cpu_count() or 1) // ranks)) if args.device == "cpu" else "4"
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     for attempt in (1, 2):  # a rendezvous can fail on a port just released by the previous run: once more
@@ -104,10 +142,14 @@ def main() -> None:
 
     ranks = torch.cuda.device_count() if args.device == "cuda" else 2
     where = f"{ranks} x {torch.cuda.get_device_name(0)}" if args.device == "cuda" else f"CPU, {os.cpu_count()} cores"
-    lines = [f"## {ranks} ranks vs 1 process: {args.model}(width={args.width}) on {args.dataset}, global batch "
-             f"{args.batch_size}{', bf16' if args.bf16 else ''}, {where}; median ms/step of {args.steps} steps, "
-             f"{args.rounds} alternating rounds", "",
-             f"| method | 1 process | {ranks} ranks | ratio ({ranks} ranks / 1 process) |", "|---|---|---|---|"]
+    lines = [
+        f"## {ranks} ranks vs 1 process: {args.model}(width={args.width}) on {args.dataset}, global batch "
+        f"{args.batch_size}{', bf16' if args.bf16 else ''}, {where}; median ms/step of {args.steps} steps, "
+        f"{args.rounds} alternating rounds",
+        "",
+        f"| method | 1 process | {ranks} ranks | ratio ({ranks} ranks / 1 process) |",
+        "|---|---|---|---|",
+    ]
     for method in args.methods.split(","):
         args.method = method
         one, many = [], []

@@ -6,6 +6,7 @@ one Hessian-vector product relative to one gradient.
 
     OMP_NUM_THREADS=1 python bench/hessian.py        # needs: pip install pyhessian==0.1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,13 +24,13 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from report import report  # noqa: E402
+from report import report
 
-from landscape.curvature import CurvatureOperator  # noqa: E402
-from landscape.evaluation import EvalSet  # noqa: E402
-from landscape.lanczos import lanczos  # noqa: E402
-from landscape.problem import Problem  # noqa: E402
-from trainers import TrainConfig, train  # noqa: E402
+from landscape.curvature import CurvatureOperator
+from landscape.evaluation import EvalSet
+from landscape.lanczos import lanczos
+from landscape.problem import Problem
+from trainers import TrainConfig, train
 
 
 def ours(model: nn.Module, data: EvalSet, k: int, seed: int) -> tuple[np.ndarray, int]:
@@ -75,8 +76,12 @@ def main() -> None:
     device = torch.device(args.device)
 
     with tempfile.TemporaryDirectory() as tmp:
-        train(TrainConfig(model="small_cnn", model_kwargs={"width": args.width}, epochs=10, device="cpu"), tmp,
-              progress=False, log=lambda line: None)
+        train(
+            TrainConfig(model="small_cnn", model_kwargs={"width": args.width}, epochs=10, device="cpu"),
+            tmp,
+            progress=False,
+            log=lambda line: None,
+        )
         problem = Problem.from_checkpoint(Path(tmp) / "final.pt", device=device)
     model, train_set = problem.model, problem.splits["train"].tensors
     data = EvalSet(train_set.x, train_set.y, batch_size=len(train_set))  # one batch, like PyHessian's data=
@@ -90,14 +95,18 @@ def main() -> None:
     rows: dict[str, list] = {}
     for rep in range(0 if args.hvp_only else args.reps):
         for k in (1, 5):
-            for name, fn in (("landscape Lanczos (tol 1e-3)", ours), ("PyHessian 0.1 eigenvalues (tol 1e-3)", pyhessian_eigs)):
+            for name, fn in (
+                ("landscape Lanczos (tol 1e-3)", ours),
+                ("PyHessian 0.1 eigenvalues (tol 1e-3)", pyhessian_eigs),
+            ):
                 tic = time.perf_counter()
                 vals, hvps = fn(model, data, k, 1000 + rep)
                 seconds = time.perf_counter() - tic
                 relerr = float(np.max(np.abs(np.sort(vals)[::-1] - ref[:k]) / np.abs(ref[:k])))
                 rows.setdefault(f"{name}|{k}", []).append((seconds, hvps, relerr))
 
-    # one HVP (graph cached) vs one gradient of the unmodified model (a copy: the operator patches BatchNorm), interleaved
+    # one HVP (graph cached) vs one gradient of the unmodified model (a copy: the operator patches BatchNorm),
+    # interleaved
     plain = copy.deepcopy(model)
     params = list(plain.parameters())
     grad_t, hvp_t = [], []
@@ -116,21 +125,34 @@ def main() -> None:
             sync(device)
             hvp_t.append(time.perf_counter() - tic)
 
-    lines = [f"## Hessian: small_cnn(width={args.width}) {n_params:,} params, {len(data)} digits training images, "
-             f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU {torch.get_num_threads()} thread(s)'}; "
-             f"reference top-5 {np.round(ref, 5).tolist()}", "",
-             "| solver | k | seconds (median) | HVPs (median [min-max]) | max rel. error (worst rep) |", "|---|---|---|---|---|"]
+    lines = [
+        f"## Hessian: small_cnn(width={args.width}) {n_params:,} params, {len(data)} digits training images, "
+        f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU {torch.get_num_threads()} thread(s)'}"
+        "; "
+        f"reference top-5 {np.round(ref, 5).tolist()}",
+        "",
+        "| solver | k | seconds (median) | HVPs (median [min-max]) | max rel. error (worst rep) |",
+        "|---|---|---|---|---|",
+    ]
     for key, vals in rows.items():
         name, k = key.split("|")
         secs, hvps, errs = zip(*vals)
-        lines.append(f"| {name} | {k} | {statistics.median(secs):.2f} | {int(statistics.median(hvps))} "
-                     f"[{min(hvps)}-{max(hvps)}] | {max(errs):.1e} |")
+        lines.append(
+            f"| {name} | {k} | {statistics.median(secs):.2f} | {int(statistics.median(hvps))} "
+            f"[{min(hvps)}-{max(hvps)}] | {max(errs):.1e} |"
+        )
     for k in (1, 5) if rows else ():
-        ratio = statistics.median(a[0] / b[0] for a, b in zip(rows[f"landscape Lanczos (tol 1e-3)|{k}"],
-                                                             rows[f"PyHessian 0.1 eigenvalues (tol 1e-3)|{k}"]))
+        ratio = statistics.median(
+            a[0] / b[0]
+            for a, b in zip(
+                rows[f"landscape Lanczos (tol 1e-3)|{k}"], rows[f"PyHessian 0.1 eigenvalues (tol 1e-3)|{k}"]
+            )
+        )
         lines.append(f"\ntop-{k}: our time / PyHessian time = {ratio:.2f} (median of per-rep ratios)")
-    lines.append(f"\none HVP (cached graph) / one gradient: {statistics.median(h / g for h, g in zip(hvp_t, grad_t)):.2f} "
-                 f"({1000 * statistics.median(hvp_t):.0f} ms vs {1000 * statistics.median(grad_t):.0f} ms)")
+    lines.append(
+        f"\none HVP (cached graph) / one gradient: {statistics.median(h / g for h, g in zip(hvp_t, grad_t)):.2f} "
+        f"({1000 * statistics.median(hvp_t):.0f} ms vs {1000 * statistics.median(grad_t):.0f} ms)"
+    )
     report(lines, args.out, f"hessian-{device.type}.md")
 
 

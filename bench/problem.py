@@ -12,6 +12,7 @@ One pass over the same images with the same model, interleaved rounds:
 
     OMP_NUM_THREADS=1 python bench/problem.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,11 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from report import report  # noqa: E402
+from report import report
 
-from data import load_dataset  # noqa: E402
-from landscape.problem import Problem  # noqa: E402
-from trainers import create_model  # noqa: E402
+from data import load_dataset
+from landscape.problem import Problem
+from trainers import create_model
 
 
 class Batches(Dataset):
@@ -78,14 +79,19 @@ def main() -> None:
         return float(total / len(y))
 
     loader = DataLoader(TensorDataset(x, y), batch_size=bs)
-    whole = DataLoader(Batches(x, y), batch_size=None, sampler=BatchSampler(SequentialSampler(range(len(y))), bs, False))
+    whole = DataLoader(
+        Batches(x, y), batch_size=None, sampler=BatchSampler(SequentialSampler(range(len(y))), bs, False)
+    )
     problems = {
         "Problem((x, y)): tensors on the device": Problem(model, (x, y), batch_size=bs),
         "Problem(DataLoader): cached on the device": Problem(model, loader),
         "Problem(DataLoader, cache=False): streamed": Problem(model, loader, cache=False),
         "Problem(DataLoader of whole batches, cache=False): streamed": Problem(model, whole, cache=False),
     }
-    variants = {"plain loop (no Problem)": plain, **{k: (lambda p=p: p.evaluate("train")["loss"]) for k, p in problems.items()}}
+    variants = {
+        "plain loop (no Problem)": plain,
+        **{k: (lambda p=p: p.evaluate("train")["loss"]) for k, p in problems.items()},
+    }
     times: dict[str, list[float]] = {k: [] for k in variants}
     values = {}
     for r in range(args.rounds):
@@ -96,9 +102,13 @@ def main() -> None:
             values[name] = variants[name]()
             times[name].append(time.perf_counter() - tic)
     base = times["Problem((x, y)): tensors on the device"]
-    lines = [f"## Problem evaluation: {args.model}(width={args.width}) {n_params:,} params, {len(y)} {args.dataset} images, "
-             f"batches of {bs}, CPU {torch.get_num_threads()} thread(s); median of {args.rounds} rounds in shuffled order", "",
-             "| data | ms per pass | x tensors on the device | loss |", "|---|---|---|---|"]
+    lines = [
+        f"## Problem evaluation: {args.model}(width={args.width}) {n_params:,} params, {len(y)} {args.dataset} images, "
+        f"batches of {bs}, CPU {torch.get_num_threads()} thread(s); median of {args.rounds} rounds in shuffled order",
+        "",
+        "| data | ms per pass | x tensors on the device | loss |",
+        "|---|---|---|---|",
+    ]
     for name, t in times.items():
         ratio = statistics.median(a / b for a, b in zip(t, base))
         lines.append(f"| {name} | {1000 * statistics.median(t):.1f} | {ratio:.3f} | {values[name]:.7f} |")

@@ -1,4 +1,5 @@
 """Where benchmark tables go: printed, and saved under the results folder."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -7,6 +7,7 @@ foreach, sync-free version saves.
     OMP_NUM_THREADS=1 python bench/step_cost.py                       # CPU, 1 thread
     python bench/step_cost.py --device cuda --model resnet18 --batch-size 128
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,11 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from report import report  # noqa: E402
+from report import report
 
-from data import load_dataset  # noqa: E402
-from trainers import create_model  # noqa: E402
-from trainers.optim import METHODS, BatchClosure, build_method  # noqa: E402
+from data import load_dataset
+from trainers import create_model
+from trainers.optim import METHODS, BatchClosure, build_method
 
 
 class LoopSAM(torch.optim.Optimizer):
@@ -39,8 +40,12 @@ class LoopSAM(torch.optim.Optimizer):
     @torch.no_grad()
     def first_step(self):
         shared = self.param_groups[0]["params"][0].device
-        norm = torch.norm(torch.stack([p.grad.norm(p=2).to(shared) for g in self.param_groups for p in g["params"]
-                                       if p.grad is not None]), p=2)
+        norm = torch.norm(
+            torch.stack(
+                [p.grad.norm(p=2).to(shared) for g in self.param_groups for p in g["params"] if p.grad is not None]
+            ),
+            p=2,
+        )
         for group in self.param_groups:
             scale = group["rho"] / (norm + 1e-12)
             for p in group["params"]:
@@ -119,15 +124,23 @@ def interleaved_times(steppers: dict, rounds: int, steps: int, device: torch.dev
 
 def table(times: dict[str, list[float]]) -> list[str]:
     passes = {k: v.passes for k, v in METHODS.items()} | {LOOP: "2", DAMP1: "1"}
-    lines = ["| method | F+B passes | ms/step (median) | ms/step (best) | x ERM (median of per-round ratios) | "
-             "x ERM (best / best) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| method | F+B passes | ms/step (median) | ms/step (best) | x ERM (median of per-round ratios) | "
+        "x ERM (best / best) |",
+        "|---|---|---|---|---|---|",
+    ]
     for k, v in times.items():
         ratios = [t / e for t, e in zip(v, times["erm"])]
-        lines.append(f"| {k} | {passes[k]} | {1000 * statistics.median(v):.2f} | {1000 * min(v):.2f} | "
-                     f"{statistics.median(ratios):.2f} | {min(v) / min(times['erm']):.2f} |")
+        lines.append(
+            f"| {k} | {passes[k]} | {1000 * statistics.median(v):.2f} | {1000 * min(v):.2f} | "
+            f"{statistics.median(ratios):.2f} | {min(v) / min(times['erm']):.2f} |"
+        )
     vs_loop = [a / b for a, b in zip(times["sam"], times[LOOP])]
-    return lines + ["", f"foreach SAM time / per-parameter-loop SAM time: median of per-round ratios "
-                        f"{statistics.median(vs_loop):.2f}, best / best {min(times['sam']) / min(times[LOOP]):.2f}"]
+    return lines + [
+        "",
+        f"foreach SAM time / per-parameter-loop SAM time: median of per-round ratios "
+        f"{statistics.median(vs_loop):.2f}, best / best {min(times['sam']) / min(times[LOOP]):.2f}",
+    ]
 
 
 LOOP = "sam (per-parameter loop)"
@@ -166,7 +179,9 @@ def main() -> None:
         return sum((p * p).sum() for p in model.parameters())
 
     model_times = interleaved_times(make_steppers(init, batch_loss, autocast), args.rounds, args.steps, device)
-    arith_times = interleaved_times(make_steppers(init, arithmetic_loss, autocast), args.rounds, 10 * args.steps, device)
+    arith_times = interleaved_times(
+        make_steppers(init, arithmetic_loss, autocast), args.rounds, 10 * args.steps, device
+    )
 
     n_params = sum(p.numel() for p in init.parameters())
     n_tensors = sum(1 for _ in init.parameters())
@@ -175,12 +190,19 @@ def main() -> None:
         f"## step cost: {args.model}(width={args.width}), {n_params:,} params in {n_tensors} tensors, {args.dataset} "
         f"batch {args.batch_size}, {dev}{', bf16 autocast' if args.bf16 else ''}",
         f"{args.rounds} interleaved rounds of {args.steps} step(s) per method (arithmetic: {10 * args.steps}); "
-        "'best' is the fastest round (least disturbed by other load)", "", "### full training step", "", *table(model_times), "",
+        "'best' is the fastest round (least disturbed by other load)",
+        "",
+        "### full training step",
+        "",
+        *table(model_times),
+        "",
         "### optimizer arithmetic alone (loss = sum of squared weights: forward/backward nearly free; "
-        "DAMP/DAAP still evaluate it once per sub-batch)", "",
+        "DAMP/DAAP still evaluate it once per sub-batch)",
+        "",
         *table(arith_times),
     ]
     report(lines, args.out, f"step_cost-{device.type}-{args.model}.md")
+
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ Checks that ours and the compiled path reproduce the plain loop's losses.
 
     OMP_NUM_THREADS=1 python bench/surface.py          # needs: pip install loss-landscapes==3.0.6
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,13 +24,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from report import report  # noqa: E402
+from report import report
 
-from data import load_dataset  # noqa: E402
-from landscape.directions import random_directions, target_tensors  # noqa: E402
-from landscape.grid import fill_surface  # noqa: E402
-from landscape.problem import Problem  # noqa: E402
-from trainers import TrainConfig, load_checkpoint, train  # noqa: E402
+from data import load_dataset
+from landscape.directions import random_directions, target_tensors
+from landscape.grid import fill_surface
+from landscape.problem import Problem
+from trainers import TrainConfig, load_checkpoint, train
 
 
 class Collect:
@@ -62,8 +63,14 @@ def main() -> None:
     x = ((ds.train_x[: args.samples].float() / 255 - 0.3) / 0.3).to(device)
     y = ds.train_y[: args.samples].to(device)
     with tempfile.TemporaryDirectory() as tmp:  # a trained model (loss-landscapes divides by zero on zero-init biases)
-        train(TrainConfig(model=args.model, model_kwargs={"width": args.width}, dataset=args.dataset, epochs=3, device="cpu"),
-              tmp, progress=False, log=lambda line: None)
+        train(
+            TrainConfig(
+                model=args.model, model_kwargs={"width": args.width}, dataset=args.dataset, epochs=3, device="cpu"
+            ),
+            tmp,
+            progress=False,
+            log=lambda line: None,
+        )
         model = load_checkpoint(Path(tmp) / "final.pt", device)[0]
     n_params = sum(p.numel() for p in model.parameters())
     d1, d2 = random_directions(target_tensors(model), count=2, seed=0)
@@ -78,8 +85,9 @@ def main() -> None:
     def loss_landscapes_plane():
         metric = loss_landscapes.metrics.Loss(F.cross_entropy, x, y)
         with torch.no_grad():
-            return loss_landscapes.random_plane(model, metric, distance=1, steps=args.steps, normalization="filter",
-                                                deepcopy_model=True)
+            return loss_landscapes.random_plane(
+                model, metric, distance=1, steps=args.steps, normalization="filter", deepcopy_model=True
+            )
 
     names = [n for n, _ in model.named_parameters()]
     w0 = [p.detach().clone() for p in model.parameters()]
@@ -99,8 +107,9 @@ def main() -> None:
 
     def ours(forward=None):
         sink = Collect()
-        fill_surface(problem, [d1, d2], [sink], coords, coords, list(range(len(grid))), ["train"], module=forward,
-                     progress=False)
+        fill_surface(
+            problem, [d1, d2], [sink], coords, coords, list(range(len(grid))), ["train"], module=forward, progress=False
+        )
         return np.array([sink.points[k]["train_loss"] for k in range(len(grid))])
 
     tic = time.perf_counter()
@@ -108,8 +117,12 @@ def main() -> None:
     ours(compiled)  # includes compilation
     compile_seconds = time.perf_counter() - tic
 
-    variants = {"loss-landscapes random_plane": loss_landscapes_plane, "plain in-place loop": plain_loop,
-                "landscape (eager)": ours, "landscape --compile": lambda: ours(compiled)}
+    variants = {
+        "loss-landscapes random_plane": loss_landscapes_plane,
+        "plain in-place loop": plain_loop,
+        "landscape (eager)": ours,
+        "landscape --compile": lambda: ours(compiled),
+    }
     times = {k: [] for k in variants}
     results = {}
     for _ in range(args.rounds):
@@ -122,17 +135,27 @@ def main() -> None:
 
     ref = results["plain in-place loop"]
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
-    lines = [f"## surface: {args.model}(width={args.width}) {n_params:,} params, {args.samples} {args.dataset} samples, "
-             f"{args.steps}x{args.steps} grid, {dev}; median of {args.rounds} interleaved rounds", "",
-             "| variant | points/s | x loss-landscapes | max rel. diff vs plain loop |", "|---|---|---|---|"]
+    lines = [
+        f"## surface: {args.model}(width={args.width}) {n_params:,} params, {args.samples} {args.dataset} samples, "
+        f"{args.steps}x{args.steps} grid, {dev}; median of {args.rounds} interleaved rounds",
+        "",
+        "| variant | points/s | x loss-landscapes | max rel. diff vs plain loop |",
+        "|---|---|---|---|",
+    ]
     base = times["loss-landscapes random_plane"]
     for name, t in times.items():
         speed = len(grid) / statistics.median(t)
         ratio = statistics.median(b / a for a, b in zip(t, base))
-        diff = "(own directions)" if name.startswith("loss-") else f"{np.max(np.abs(results[name] - ref) / np.abs(ref)):.1e}"
+        diff = (
+            "(own directions)"
+            if name.startswith("loss-")
+            else f"{np.max(np.abs(results[name] - ref) / np.abs(ref)):.1e}"
+        )
         lines.append(f"| {name} | {speed:.1f} | {ratio:.2f} | {diff} |")
-    lines.append(f"\ntorch.compile: first grid including compilation {compile_seconds:.1f} s "
-                 f"(eager grid: {statistics.median(times['landscape (eager)']):.1f} s)")
+    lines.append(
+        f"\ntorch.compile: first grid including compilation {compile_seconds:.1f} s "
+        f"(eager grid: {statistics.median(times['landscape (eager)']):.1f} s)"
+    )
     report(lines, args.out, f"surface-{device.type}-{args.model}.md")
 
 

@@ -7,6 +7,7 @@ images of at least 32x32: smaller ones (digits, MNIST) are upsampled (nearest) b
 corrupted, and area-averaged back. Note that its severity constants are ImageNet-C's, so generating
 "CIFAR-10-C" here does not reproduce the released files (read those with :mod:`data.formats`).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -27,8 +28,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-COMMON = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-          "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression")
+COMMON = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+)
 EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 ALL = COMMON + EXTRA
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -44,7 +60,9 @@ def parse_corruptions(spec: str) -> list[str]:
         names += groups.get(part, (part,))
     bad = [n for n in names if n not in ALL]
     if bad or not names:
-        raise ValueError(f"unknown corruption {', '.join(bad) or '(none)'}; choose from all, common, extra, {', '.join(ALL)}")
+        raise ValueError(
+            f"unknown corruption {', '.join(bad) or '(none)'}; choose from all, common, extra, {', '.join(ALL)}"
+        )
     return list(dict.fromkeys(names))
 
 
@@ -80,8 +98,9 @@ def corrupt_image(img: np.ndarray, name: str, severity: int, seed: int) -> np.nd
     kwargs = {"seed": seed} if name in _SEEDED else {}
     with warnings.catch_warnings(), np.errstate(all="ignore"):  # the library's 0/0 on flat images: its own business
         warnings.simplefilter("ignore", RuntimeWarning)
-        out = np.asarray(corrupt(hwc if c == 3 else hwc[..., 0], severity=severity, corruption_name=name, **kwargs),
-                         dtype=np.float64)
+        out = np.asarray(
+            corrupt(hwc if c == 3 else hwc[..., 0], severity=severity, corruption_name=name, **kwargs), dtype=np.float64
+        )
     out = out[: hwc.shape[0], : hwc.shape[1]]  # a few corruptions return a slightly larger canvas
     if c == 1:
         out = out.mean(axis=2, keepdims=True)  # grey in, grey out (the library makes it RGB)
@@ -93,12 +112,24 @@ def corrupt_image(img: np.ndarray, name: str, severity: int, seed: int) -> np.nd
 
 def _corrupt_chunk(args: tuple) -> np.ndarray:
     images, name, severity, seed, indices = args
-    return np.stack([corrupt_image(img, name, severity, image_seed(seed, name, severity, int(i)))
-                     for img, i in zip(images, indices)])
+    return np.stack(
+        [
+            corrupt_image(img, name, severity, image_seed(seed, name, severity, int(i)))
+            for img, i in zip(images, indices)
+        ]
+    )
 
 
-def corrupt_images(images: Tensor, name: str, severity: int, seed: int = 0, *, indices: Tensor | None = None,
-                   workers: int = 1, chunk: int = 64) -> Tensor:
+def corrupt_images(
+    images: Tensor,
+    name: str,
+    severity: int,
+    seed: int = 0,
+    *,
+    indices: Tensor | None = None,
+    workers: int = 1,
+    chunk: int = 64,
+) -> Tensor:
     """A uint8 (N, C, H, W) batch corrupted image by image. Image ``i`` is seeded by ``indices[i]`` (its index
     in the full split; default ``i``), so a subset gets the same corrupted images as the full split, whatever
     ``workers``."""
@@ -108,7 +139,7 @@ def corrupt_images(images: Tensor, name: str, severity: int, seed: int = 0, *, i
         raise ValueError(f"severity must be 1..5, got {severity}")
     x = images.cpu().numpy()
     ids = np.arange(len(x)) if indices is None else np.asarray(indices)
-    jobs = [(x[i:i + chunk], name, severity, seed, ids[i:i + chunk]) for i in range(0, len(x), chunk)]
+    jobs = [(x[i : i + chunk], name, severity, seed, ids[i : i + chunk]) for i in range(0, len(x), chunk)]
     if workers > 1 and len(jobs) > 1:
         parts = list(_pool(workers).map(_corrupt_chunk, jobs))
     else:
@@ -141,8 +172,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LANDSCAPE_CACHE", Path.home() / ".cache" / "landscape")) / "corruptions"
 
 
-def corrupted_split(images: Tensor, key: str, name: str, severity: int, seed: int = 0, *,
-                    indices: Tensor | None = None, cache: Path | None = None, workers: int = 1) -> Tensor:
+def corrupted_split(
+    images: Tensor,
+    key: str,
+    name: str,
+    severity: int,
+    seed: int = 0,
+    *,
+    indices: Tensor | None = None,
+    cache: Path | None = None,
+    workers: int = 1,
+) -> Tensor:
     """:func:`corrupt_images` cached on disk as ``<cache>/<key>/<name>_s<severity>_seed<seed>.npy``.
 
     ``key`` names the images (dataset, split and which indices); a cached file whose shape does not
@@ -194,10 +234,14 @@ class CorruptHalf:
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
         n = len(x)
         chosen = torch.randperm(n, generator=generator)[: n // 2]
-        severity = torch.tensor(self.severities)[torch.randint(len(self.severities), (len(chosen),), generator=generator)]
+        severity = torch.tensor(self.severities)[
+            torch.randint(len(self.severities), (len(chosen),), generator=generator)
+        ]
         seeds = torch.randint(2**31 - 1, (len(chosen),), generator=generator)
         images = x[chosen.to(x.device)].cpu().numpy()
-        out = np.stack([corrupt_image(img, self.name, int(s), int(seed)) for img, s, seed in zip(images, severity, seeds)])
+        out = np.stack(
+            [corrupt_image(img, self.name, int(s), int(seed)) for img, s, seed in zip(images, severity, seeds)]
+        )
         x = x.clone()
         x[chosen.to(x.device)] = torch.from_numpy(out).to(x.device)
         return x

@@ -1,4 +1,5 @@
 """The in-memory image dataset every loader and trainer works on, and the registry of names."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ class ImageDataset:
     def __post_init__(self) -> None:
         for split, x, y in (("train", self.train_x, self.train_y), ("test", self.test_x, self.test_y)):
             if x.dtype != torch.uint8 or x.dim() != 4:
-                raise ValueError(f"{self.name}: {split} images must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+                raise ValueError(
+                    f"{self.name}: {split} images must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}"
+                )
             if y.shape != (x.shape[0],):
                 raise ValueError(f"{self.name}: {split} labels {tuple(y.shape)} do not match {x.shape[0]} images")
             # standard strides: 1-channel images built as array[:, None] carry channels-last strides, which sent
@@ -136,10 +139,10 @@ def dataset_info(name: str) -> DatasetInfo:
 def load_dataset(name: str, root: str | Path | None = None) -> ImageDataset:
     """Load a registered dataset by name; on-disk ones read from ``root`` (never downloaded)."""
     info = dataset_info(name)
+    folder = None if root is None else Path(root)
     if info.needs_root:
-        if root is None:
+        if folder is None:
             raise ValueError(f"dataset {name!r} is read from disk: pass --data-root (the folder holding its files)")
-        root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"data root {str(root)!r} is not a directory")
-    return info.load(root)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"data root {str(folder)!r} is not a directory")
+    return info.load(folder)

@@ -1,4 +1,5 @@
 """The embedded default dataset: scikit-learn's handwritten digits (ships with the package)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,9 @@ def _digits_uint8() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 @register_dataset("digits", needs_root=False, description="sklearn digits, 1x8x8 grayscale, 1437 train / 360 test")
 def load_digits8(root: Path | None = None) -> ImageDataset:
     x_tr, x_te, y_tr, y_te = _digits_uint8()
-    return ImageDataset("digits", torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_te), torch.from_numpy(y_te), 10)
+    return ImageDataset(
+        "digits", torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_te), torch.from_numpy(y_te), 10
+    )
 
 
 def _to_rgb32(x: np.ndarray) -> torch.Tensor:
@@ -35,7 +38,13 @@ def _to_rgb32(x: np.ndarray) -> torch.Tensor:
     return up.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
 
 
-@register_dataset("digits32", needs_root=False, description="sklearn digits upsampled to 3x32x32 RGB (for image models and corruptions)")
+@register_dataset(
+    "digits32",
+    needs_root=False,
+    description="sklearn digits upsampled to 3x32x32 RGB (for image models and corruptions)",
+)
 def load_digits32(root: Path | None = None) -> ImageDataset:
     x_tr, x_te, y_tr, y_te = _digits_uint8()
-    return ImageDataset("digits32", _to_rgb32(x_tr), torch.from_numpy(y_tr), _to_rgb32(x_te), torch.from_numpy(y_te), 10)
+    return ImageDataset(
+        "digits32", _to_rgb32(x_tr), torch.from_numpy(y_tr), _to_rgb32(x_te), torch.from_numpy(y_te), 10
+    )

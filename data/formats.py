@@ -3,6 +3,7 @@
 Nothing here downloads: a user's existing ``--data-root`` is read with numpy/scipy only
 (torchvision is not a dependency). A missing file gives one error naming what was expected.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -25,10 +26,13 @@ def _find(root: Path, dataset: str, names: list[str], subdirs: list[str]) -> Pat
     for path in tried:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"{dataset}: expected {tried[0]} under --data-root (also looked for {len(tried) - 1} other spellings)")
+    raise FileNotFoundError(
+        f"{dataset}: expected {tried[0]} under --data-root (also looked for {len(tried) - 1} other spellings)"
+    )
 
 
 # --- MNIST family: idx files ------------------------------------------------------------------
+
 
 def read_idx(path: Path) -> np.ndarray:
     """Parse an idx file (optionally gzipped): big-endian magic, dims, then uint8 data."""
@@ -47,7 +51,15 @@ def _idx_dataset(name: str, folder: str, root: Path) -> ImageDataset:
     def part(stem: str) -> np.ndarray:
         return read_idx(_find(root, name, [stem, stem + ".gz"], [f"{folder}/raw", folder, "."]))
 
-    arrays = [part(s) for s in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
+    arrays = [
+        part(s)
+        for s in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    ]
     x_tr, y_tr, x_te, y_te = (torch.from_numpy(a.copy()) for a in arrays)
     return ImageDataset(name, x_tr[:, None], y_tr.long(), x_te[:, None], y_te.long(), 10)
 
@@ -68,6 +80,7 @@ def load_kmnist(root: Path) -> ImageDataset:
 
 
 # --- CIFAR: python pickles --------------------------------------------------------------------
+
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles the CIFAR batches without executing code: only numpy array rebuilding is allowed."""
@@ -104,25 +117,36 @@ def read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray
     return images, labels
 
 
-def _cifar(name: str, folder: str, train: list[str], test: list[str], label_key: str, classes: int, root: Path) -> ImageDataset:
+def _cifar(
+    name: str, folder: str, train: list[str], test: list[str], label_key: str, classes: int, root: Path
+) -> ImageDataset:
     def read(files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         parts = [read_cifar_batch(_find(root, name, [f], [folder, "."]), label_key) for f in files]
-        return torch.from_numpy(np.concatenate([p[0] for p in parts])), torch.from_numpy(np.concatenate([p[1] for p in parts]))
+        return torch.from_numpy(np.concatenate([p[0] for p in parts])), torch.from_numpy(
+            np.concatenate([p[1] for p in parts])
+        )
 
     return ImageDataset(name, *read(train), *read(test), classes)
 
 
-@register_dataset("cifar10", needs_root=True, description="CIFAR-10 python batches in ROOT/cifar-10-batches-py", augment=CIFAR_AUGMENT)
+@register_dataset(
+    "cifar10", needs_root=True, description="CIFAR-10 python batches in ROOT/cifar-10-batches-py", augment=CIFAR_AUGMENT
+)
 def load_cifar10(root: Path) -> ImageDataset:
-    return _cifar("cifar10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels", 10, root)
+    return _cifar(
+        "cifar10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels", 10, root
+    )
 
 
-@register_dataset("cifar100", needs_root=True, description="CIFAR-100 python files in ROOT/cifar-100-python", augment=CIFAR_AUGMENT)
+@register_dataset(
+    "cifar100", needs_root=True, description="CIFAR-100 python files in ROOT/cifar-100-python", augment=CIFAR_AUGMENT
+)
 def load_cifar100(root: Path) -> ImageDataset:
     return _cifar("cifar100", "cifar-100-python", ["train"], ["test"], "fine_labels", 100, root)
 
 
 # --- SVHN: MATLAB files -----------------------------------------------------------------------
+
 
 def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     from scipy.io import loadmat
@@ -138,7 +162,12 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-@register_dataset("svhn", needs_root=True, description="SVHN train_32x32.mat / test_32x32.mat in ROOT (or ROOT/svhn)", augment=Augment(crop_padding=2))
+@register_dataset(
+    "svhn",
+    needs_root=True,
+    description="SVHN train_32x32.mat / test_32x32.mat in ROOT (or ROOT/svhn)",
+    augment=Augment(crop_padding=2),
+)
 def load_svhn(root: Path) -> ImageDataset:
     def read(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = read_svhn_mat(_find(root, "svhn", [f"{split}_32x32.mat"], [".", "svhn", "SVHN"]))
@@ -152,7 +181,9 @@ def load_svhn(root: Path) -> ImageDataset:
 RELEASED_C = {"cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C", "tinyimagenet": "Tiny-ImageNet-C"}
 
 
-def read_released_c(root: str | Path, dataset: str, corruption: str, severity: int) -> tuple[torch.Tensor, torch.Tensor]:
+def read_released_c(
+    root: str | Path, dataset: str, corruption: str, severity: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (uint8 N, C, H, W) and labels of one corruption at one severity from Hendrycks & Dietterich's files.
 
     CIFAR-10/100-C: ``ROOT/CIFAR-10-C/<corruption>.npy`` is uint8 (5 n, 32, 32, 3), severity-major (rows
@@ -169,8 +200,10 @@ def read_released_c(root: str | Path, dataset: str, corruption: str, severity: i
     images = np.load(_find(root, folder, [f"{corruption}.npy"], [folder, "."]), mmap_mode="r")
     labels = np.load(_find(root, folder, ["labels.npy"], [folder, "."]), mmap_mode="r")
     if images.ndim != 4 or images.shape[0] % 5 or images.shape[3] not in (1, 3) or len(labels) != len(images):
-        raise ValueError(f"{folder}/{corruption}.npy: expected (5 n, H, W, C) images and 5 n labels, got "
-                         f"{images.shape} and {labels.shape}")
+        raise ValueError(
+            f"{folder}/{corruption}.npy: expected (5 n, H, W, C) images and 5 n labels, got "
+            f"{images.shape} and {labels.shape}"
+        )
     n = len(images) // 5
     rows = slice((severity - 1) * n, severity * n)
     x = torch.from_numpy(np.ascontiguousarray(images[rows].transpose(0, 3, 1, 2)).astype(np.uint8))

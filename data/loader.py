@@ -4,6 +4,7 @@ Shuffling, batching, augmentation and normalization are tensor ops on the device
 airbench recipe): no DataLoader, no workers, no per-sample Python. All randomness comes
 from one seeded CPU ``torch.Generator`` whose state is saved for exact resume.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Iterator, Sequence
@@ -92,10 +93,6 @@ class TensorLoader:
     def __len__(self) -> int:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.labels)
 
     def normalize(self, x: Tensor) -> Tensor:
         x = (x.float() / 255 - self.mean) / self.std

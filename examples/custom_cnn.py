@@ -8,6 +8,7 @@ analyses the final weights, and ``landscape compare`` puts the two runs side by 
     .venv/bin/python examples/custom_cnn.py            # runs/examples/cnn/{sgd,sam,report}
     .venv/bin/python examples/custom_cnn.py --quick    # a few seconds (the test suite runs this)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,9 @@ def digits() -> tuple[TensorDataset, TensorDataset]:
     return TensorDataset(x[perm[:1400]], y[perm[:1400]]), TensorDataset(x[perm[1400:]], y[perm[1400:]])
 
 
-def train(method: str, seed: int, train_set: TensorDataset, test_set: TensorDataset, epochs: int, run: Path
-          ) -> nn.Module:
+def train(
+    method: str, seed: int, train_set: TensorDataset, test_set: TensorDataset, epochs: int, run: Path
+) -> nn.Module:
     """A plain training loop; SAM only changes how the step is taken."""
     torch.manual_seed(seed)
     model = CNN()
@@ -77,31 +79,70 @@ def train(method: str, seed: int, train_set: TensorDataset, test_set: TensorData
         seconds = time.perf_counter() - tic
         landscape.save_snapshot(model, run / "snapshots", epoch + 1)  # for landscape.trajectory
         test = evaluate(model, test_loader)  # error (%), nll, ece
-        row = {"epoch": epoch + 1, "train_loss": total / len(train_set), "test_error": test["error"],
-               "test_nll": test["nll"], "test_ece": test["ece"], "seconds": seconds}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": total / len(train_set),
+            "test_error": test["error"],
+            "test_nll": test["nll"],
+            "test_ece": test["ece"],
+            "seconds": seconds,
+        }
         with open(run / "metrics.jsonl", "a") as f:  # what `landscape compare` reads
             f.write(json.dumps(row) + "\n")
     return model.eval()
 
 
-def analyse(model: nn.Module, method: str, train_set: TensorDataset, test_set: TensorDataset, run: Path,
-            quick: bool) -> dict:
-    problem = landscape.Problem(model, {"train": DataLoader(train_set, batch_size=700),
-                                        "test": DataLoader(test_set, batch_size=500)},
-                                nn.CrossEntropyLoss(), label=method)
+def analyse(
+    model: nn.Module, method: str, train_set: TensorDataset, test_set: TensorDataset, run: Path, quick: bool
+) -> dict:
+    problem = landscape.Problem(
+        model,
+        {"train": DataLoader(train_set, batch_size=700), "test": DataLoader(test_set, batch_size=500)},
+        nn.CrossEntropyLoss(),
+        label=method,
+    )
     steps = 5 if quick else 21
-    landscape.surface(problem, np.linspace(-1, 1, steps), np.linspace(-1, 1, steps), out=run / "surface_2d.h5",
-                      overwrite=True, progress=False)
-    h = landscape.hessian(problem, top_k=2 if quick else 5, trace=10 if quick else 60, out=run / "hessian.h5",
-                          overwrite=True, progress=False)
-    sw = landscape.sweep(problem, np.linspace(0, 0.5, 3 if quick else 11), kinds=("random", "adversarial"),
-                         trials=2 if quick else 5, steps=3 if quick else 10, out=run / "sweep.h5", overwrite=True,
-                         progress=False)
-    landscape.trajectory(problem, run / "snapshots", out=run / "trajectory.h5", overwrite=True, progress=False,
-                         x=np.linspace(-1, 1, 5) if quick else None, y=np.linspace(-1, 1, 5) if quick else None)
+    landscape.surface(
+        problem,
+        np.linspace(-1, 1, steps),
+        np.linspace(-1, 1, steps),
+        out=run / "surface_2d.h5",
+        overwrite=True,
+        progress=False,
+    )
+    h = landscape.hessian(
+        problem,
+        top_k=2 if quick else 5,
+        trace=10 if quick else 60,
+        out=run / "hessian.h5",
+        overwrite=True,
+        progress=False,
+    )
+    sw = landscape.sweep(
+        problem,
+        np.linspace(0, 0.5, 3 if quick else 11),
+        kinds=("random", "adversarial"),
+        trials=2 if quick else 5,
+        steps=3 if quick else 10,
+        out=run / "sweep.h5",
+        overwrite=True,
+        progress=False,
+    )
+    landscape.trajectory(
+        problem,
+        run / "snapshots",
+        out=run / "trajectory.h5",
+        overwrite=True,
+        progress=False,
+        x=np.linspace(-1, 1, 5) if quick else None,
+        y=np.linspace(-1, 1, 5) if quick else None,
+    )
     adversarial = sw.curve("adversarial")
-    return {"top eigenvalue": float(h.eigenvalues[0]), "trace": float(h.trace),
-            "sharpness (r=0.5)": float(adversarial[-1] - adversarial[0])}
+    return {
+        "top eigenvalue": float(h.eigenvalues[0]),
+        "trace": float(h.trace),
+        "sharpness (r=0.5)": float(adversarial[-1] - adversarial[0]),
+    }
 
 
 def main() -> None:
@@ -120,17 +161,24 @@ def main() -> None:
             run = out / (method if len(seeds) == 1 else f"{method}-seed{seed}")
             model = train(method, seed, train_set, test_set, epochs, run)
             test_error = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["test_error"]
-            rows[method].append({"test error (%)": test_error, **analyse(model, method, train_set, test_set, run,
-                                                                         args.quick)})
+            rows[method].append(
+                {"test error (%)": test_error, **analyse(model, method, train_set, test_set, run, args.quick)}
+            )
     columns = list(rows["sgd"][0])
     print(f"{len(seeds)} seed(s), mean ± std\n| method | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     for method, runs in rows.items():
         cells = [np.array([r[c] for r in runs]) for c in columns]
-        print(f"| {method} | " + " | ".join(f"{v.mean():.4g} ± {v.std(ddof=1) if len(v) > 1 else 0:.2g}"
-                                            for v in cells) + " |")
+        print(
+            f"| {method} | "
+            + " | ".join(f"{v.mean():.4g} ± {v.std(ddof=1) if len(v) > 1 else 0:.2g}" for v in cells)
+            + " |"
+        )
     dirs = sorted(p for p in out.iterdir() if (p / "metrics.jsonl").is_file())
-    subprocess.run([sys.executable, "-m", "apps.cli", "compare", *map(str, dirs), "--out", str(out / "report"), "--rho",
-                    "0.5"], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run(
+        [sys.executable, "-m", "apps.cli", "compare", *map(str, dirs), "--out", str(out / "report"), "--rho", "0.5"],
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
 
 
 if __name__ == "__main__":

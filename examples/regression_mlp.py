@@ -7,6 +7,7 @@ which the toolkit keeps on the device and cuts into batches of 128.
     .venv/bin/python examples/regression_mlp.py            # prints the spectra; writes runs/examples/mlp/
     .venv/bin/python examples/regression_mlp.py --quick
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,20 +60,30 @@ def main() -> None:
     problem = build(steps=100 if args.quick else 500)
     print(problem)
     print(f"train MSE {problem.evaluate('train')['loss']:.4f}")
-    h = landscape.hessian(problem, top_k=5, trace=True, density=True, out=out / "hessian.h5", overwrite=True,
-                          progress=False)
+    h = landscape.hessian(
+        problem, top_k=5, trace=True, density=True, out=out / "hessian.h5", overwrite=True, progress=False
+    )
     print("Hessian top-5:", np.array2string(h.eigenvalues, precision=4), f"({h.eigen_matvecs} products)")
     print(f"Hessian trace: {h.trace:.4f} (95% CI {h.trace_ci95[0]:.4f} .. {h.trace_ci95[1]:.4f})")
     g = landscape.hessian(problem, top_k=5, curvature="ggn", progress=False)
     print("Gauss-Newton top-5:", np.array2string(g.eigenvalues, precision=4))
-    s = landscape.surface(problem, "-1:1:21" if args.quick else "-1:1:41", out=out / "surface_1d.h5", overwrite=True,
-                          progress=False)
+    s = landscape.surface(
+        problem, "-1:1:21" if args.quick else "-1:1:41", out=out / "surface_1d.h5", overwrite=True, progress=False
+    )
     print(f"1-D slice: loss {s.values['train_loss'].min():.4f} .. {s.values['train_loss'].max():.4f}")
-    sw = landscape.sweep(problem, [0, 0.1, 0.2, 0.5, 1.0], kinds=("random", "adversarial"), out=out / "sweep.h5",
-                         overwrite=True, progress=False)
+    sw = landscape.sweep(
+        problem,
+        [0, 0.1, 0.2, 0.5, 1.0],
+        kinds=("random", "adversarial"),
+        out=out / "sweep.h5",
+        overwrite=True,
+        progress=False,
+    )
     for kind in sw.kinds:
-        print(f"{kind:12s} loss at r = {', '.join(f'{r:g}' for r in sw.radii)}: "
-              + ", ".join(f"{v:.4f}" for v in sw.curve(kind)))
+        print(
+            f"{kind:12s} loss at r = {', '.join(f'{r:g}' for r in sw.radii)}: "
+            + ", ".join(f"{v:.4f}" for v in sw.curve(kind))
+        )
     print(f"SAM sharpness at rho 0.1: {landscape.sharpness(problem, 0.1):.5f}")
 
 

@@ -9,6 +9,7 @@ the problem's loss is ``loss(model, batch) = model(**batch).loss``; batches are 
     .venv/bin/python examples/tiny_transformer.py           # writes runs/examples/lm/
     .venv/bin/python examples/tiny_transformer.py --quick
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,9 @@ TEXT = codecs.decode(this.s, "rot13")
 class TinyLM(nn.Module):
     """Token and position embeddings, one causal transformer block, a linear head."""
 
-    def __init__(self, vocab: int, context: int, width: int = 16, heads: int = 2, hidden: int = 32,
-                 dropout: float = 0.1) -> None:
+    def __init__(
+        self, vocab: int, context: int, width: int = 16, heads: int = 2, hidden: int = 32, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, width)
         self.position = nn.Parameter(torch.zeros(context, width))
@@ -67,8 +69,9 @@ def batches(windows: torch.Tensor, size: int) -> list[dict]:
     return [{"input_ids": w[:, :-1], "labels": w[:, 1:]} for w in windows.split(size)]
 
 
-def build(context: int = 32, width: int = 16, hidden: int = 32, steps: int = 300, limit: int | None = None
-          ) -> tuple[TinyLM, list[dict]]:
+def build(
+    context: int = 32, width: int = 16, hidden: int = 32, steps: int = 300, limit: int | None = None
+) -> tuple[TinyLM, list[dict]]:
     """A trained model and its data as a list of dict batches (the tests use a smaller one)."""
     torch.manual_seed(0)
     vocab, windows = sequences(context, context // 2, limit)
@@ -97,14 +100,24 @@ def main() -> None:
         landscape.Problem(model, data, lm_loss, mode="train")
     except ValueError as e:
         print(f"train mode is refused: {e}")
-    h = landscape.hessian(problem, top_k=3, trace=30 if args.quick else 99, out=out / "hessian.h5", overwrite=True,
-                          progress=False)
+    h = landscape.hessian(
+        problem, top_k=3, trace=30 if args.quick else 99, out=out / "hessian.h5", overwrite=True, progress=False
+    )
     print("whole model, top-3:", np.array2string(h.eigenvalues, precision=4), f"trace {h.trace:.3f}")
     attention = landscape.Problem(model, data, lm_loss, params=model.block.self_attn, label="tiny-lm attention")
     a = landscape.hessian(attention, top_k=3, out=out / "hessian_attention.h5", overwrite=True, progress=False)
-    print(f"attention block only ({a.attrs['num_params']} parameters), top-3:", np.array2string(a.eigenvalues, precision=4))
-    s = landscape.surface(problem, "-1:1:11" if args.quick else "-1:1:21", "-1:1:11" if args.quick else "-1:1:21",
-                          out=out / "surface_2d.h5", overwrite=True, progress=False)
+    print(
+        f"attention block only ({a.attrs['num_params']} parameters), top-3:",
+        np.array2string(a.eigenvalues, precision=4),
+    )
+    s = landscape.surface(
+        problem,
+        "-1:1:11" if args.quick else "-1:1:21",
+        "-1:1:11" if args.quick else "-1:1:21",
+        out=out / "surface_2d.h5",
+        overwrite=True,
+        progress=False,
+    )
     print(f"2-D surface: loss {np.nanmin(s.values['train_loss']):.4f} .. {np.nanmax(s.values['train_loss']):.4f}")
 
 

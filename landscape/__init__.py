@@ -1,11 +1,12 @@
 """Loss-landscape analysis of any PyTorch model: a :class:`Problem` (model, data, loss) and the analyses over it.
 
-    import landscape
-    problem = landscape.Problem(model, loader, nn.CrossEntropyLoss())
-    s = landscape.surface(problem, "-1:1:21", "-1:1:21", out="surface.h5")
-    h = landscape.hessian(problem, top_k=5, trace=True)
-    sw = landscape.sweep(problem, [0, 0.05, 0.1, 0.2])
+import landscape
+problem = landscape.Problem(model, loader, nn.CrossEntropyLoss())
+s = landscape.surface(problem, "-1:1:21", "-1:1:21", out="surface.h5")
+h = landscape.hessian(problem, top_k=5, trace=True)
+sw = landscape.sweep(problem, [0, 0.05, 0.1, 0.2])
 """
+
 __version__ = "0.1.0"
 
 import importlib
@@ -13,15 +14,29 @@ import importlib
 # name -> the module that defines it, imported on first use (PEP 562): ``import landscape`` and the CLI's
 # ``--help`` stay fast; ``landscape.hessian`` still loads what it needs when it is touched.
 _EXPORTS = {
-    "Hessian": "curvature", "hessian": "curvature", "read_hessian": "curvature",
-    "normalize_direction": "directions", "pca_directions": "directions", "random_directions": "directions",
+    "Hessian": "curvature",
+    "hessian": "curvature",
+    "read_hessian": "curvature",
+    "normalize_direction": "directions",
+    "pca_directions": "directions",
+    "random_directions": "directions",
     "target_tensors": "directions",
-    "interpolate": "grid", "surface": "grid", "trajectory": "grid",
-    "EvalOptions": "jobs", "interpolation_surface": "jobs", "random_surface": "jobs", "trajectory_surface": "jobs",
-    "sharpness": "perturbation", "sweep": "perturbation",
+    "interpolate": "grid",
+    "surface": "grid",
+    "trajectory": "grid",
+    "EvalOptions": "jobs",
+    "interpolation_surface": "jobs",
+    "random_surface": "jobs",
+    "trajectory_surface": "jobs",
+    "sharpness": "perturbation",
+    "sweep": "perturbation",
     "Problem": "problem",
     "save_snapshot": "snapshots",
-    "Surface": "store", "Sweep": "store", "read_directions": "store", "read_surface": "store", "read_sweep": "store",
+    "Surface": "store",
+    "Sweep": "store",
+    "read_directions": "store",
+    "read_surface": "store",
+    "read_sweep": "store",
 }
 
 
@@ -39,11 +54,30 @@ def __dir__() -> list[str]:
 
 __all__ = [
     # the problem and its analyses
-    "Problem", "surface", "interpolate", "trajectory", "hessian", "sweep", "sharpness", "save_snapshot",
+    "Problem",
+    "surface",
+    "interpolate",
+    "trajectory",
+    "hessian",
+    "sweep",
+    "sharpness",
+    "save_snapshot",
     # results and their files
-    "Surface", "Sweep", "Hessian", "read_surface", "read_sweep", "read_hessian", "read_directions",
+    "Surface",
+    "Sweep",
+    "Hessian",
+    "read_surface",
+    "read_sweep",
+    "read_hessian",
+    "read_directions",
     # directions
-    "normalize_direction", "pca_directions", "random_directions", "target_tensors",
+    "normalize_direction",
+    "pca_directions",
+    "random_directions",
+    "target_tensors",
     # checkpoint jobs (the CLI's)
-    "EvalOptions", "interpolation_surface", "random_surface", "trajectory_surface",
+    "EvalOptions",
+    "interpolation_surface",
+    "random_surface",
+    "trajectory_surface",
 ]

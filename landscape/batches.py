@@ -8,6 +8,7 @@ many times, so a split that fits the device budget is kept there as a list of ba
 every pass. Either way each batch carries its weight ``n`` (its size), so means over the
 whole split are exact however the batches are cut.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,11 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
     if isinstance(batch, Mapping):
         return {k: to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(v, device) for v in batch) if not hasattr(batch, "_fields") else \
-            type(batch)(*(to_device(v, device) for v in batch))
+        return (
+            type(batch)(to_device(v, device) for v in batch)
+            if not hasattr(batch, "_fields")
+            else type(batch)(*(to_device(v, device) for v in batch))
+        )
     return batch
 
 
@@ -59,8 +63,10 @@ def unpack(batch: Batch) -> tuple[tuple, dict, Any]:
     """
     if isinstance(batch, Mapping):
         if TARGET_KEY not in batch:
-            raise ValueError(f"data: a dict batch needs its targets under {TARGET_KEY!r} (it has {', '.join(map(str, batch))}), "
-                             "or pass loss(model, batch)")
+            raise ValueError(
+                f"data: a dict batch needs its targets under {TARGET_KEY!r} (it has {', '.join(map(str, batch))}), "
+                "or pass loss(model, batch)"
+            )
         return (), {k: v for k, v in batch.items() if k != TARGET_KEY}, batch[TARGET_KEY]
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return (batch[0],), {}, batch[1]
@@ -103,20 +109,28 @@ def device_budget(device: torch.device) -> int:
 def check_reiterable(data: Any, name: str) -> None:
     """Refuse data that cannot give the same batches twice, naming the cause."""
     if isinstance(data, DataLoader):
-        sampler = data.batch_sampler.sampler if data.batch_sampler is not None else data.sampler
+        sampler = getattr(data.batch_sampler, "sampler", data.sampler)
         if isinstance(sampler, RandomSampler):
-            raise ValueError(f"data[{name!r}]: the DataLoader shuffles (shuffle=True): every pass would see other "
-                             "batches; use shuffle=False for analysis")
+            raise ValueError(
+                f"data[{name!r}]: the DataLoader shuffles (shuffle=True): every pass would see other "
+                "batches; use shuffle=False for analysis"
+            )
         return
     if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-        raise ValueError(f"data[{name!r}]: a {type(data).__name__} (a Dataset) yields single samples; wrap it in "
-                         "DataLoader(dataset, batch_size=...)")
+        raise ValueError(
+            f"data[{name!r}]: a {type(data).__name__} (a Dataset) yields single samples; wrap it in "
+            "DataLoader(dataset, batch_size=...)"
+        )
     if not isinstance(data, Iterable) or isinstance(data, (Tensor, str, bytes)):
-        raise ValueError(f"data[{name!r}]: expected a DataLoader, a list of batches or (inputs, targets) tensors, "
-                         f"got {type(data).__name__}")
+        raise ValueError(
+            f"data[{name!r}]: expected a DataLoader, a list of batches or (inputs, targets) tensors, "
+            f"got {type(data).__name__}"
+        )
     if iter(data) is data:
-        raise ValueError(f"data[{name!r}]: a {type(data).__name__} is an iterator, good for one pass only; pass a "
-                         "DataLoader, a list of batches or (inputs, targets) tensors")
+        raise ValueError(
+            f"data[{name!r}]: a {type(data).__name__} is an iterator, good for one pass only; pass a "
+            "DataLoader, a list of batches or (inputs, targets) tensors"
+        )
 
 
 class Split:
@@ -132,12 +146,21 @@ class Split:
         visit: called with ``(batch, n)`` for every batch of the first pass (evaluated while at hand).
     """
 
-    def __init__(self, name: str, data: Any, device: torch.device, *, size_fn: SizeFn | None = None,
-                 cache: bool | None = None, batch_size: int = 1000, visit: Visit | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        data: Any,
+        device: torch.device,
+        *,
+        size_fn: SizeFn | None = None,
+        cache: bool | None = None,
+        batch_size: int = 1000,
+        visit: Visit | None = None,
+    ) -> None:
         self.name, self.device = name, device
         self.size_fn = size_fn or default_size
         self.cached: list[tuple[Batch, float | Tensor]] | None = None  # the batches kept on the device
-        self.source: Iterable | None = None  # the user's loader
+        self.source: Iterable = ()  # the user's loader
         self.tensors: EvalSet | None = None  # or a pair of tensors, sliced into batches
         self.prints: list[tuple] | None = None  # the first pass's fingerprints (loaders only)
         self.streamed = False  # True: every pass moves the data to the device again
@@ -151,8 +174,9 @@ class Split:
             if len(data) == 0:
                 raise ValueError(f"data[{name!r}] is empty")
             self._from_tensors(data, cache)
-            for batch, n in (self if visit else ()):
-                visit(batch, n)
+            if visit is not None:
+                for batch, n in self:
+                    visit(batch, n)
         else:
             check_reiterable(data, name)
             self.source = data
@@ -181,7 +205,7 @@ class Split:
         budget = math.inf if cache else (0 if cache is False else device_budget(self.device))
         kept: list | None = [] if cache is not False else None
         prints, total, nbytes = [], 0.0, 0
-        for batch in self.source:  # type: ignore[union-attr]
+        for batch in self.source:
             batch = to_device(batch, self.device)
             n = self._weight(batch)
             prints.append(fingerprint(batch))
@@ -191,8 +215,11 @@ class Split:
             if kept is not None:
                 nbytes += sum(t.numel() * t.element_size() for t in leaves(batch))
                 if nbytes > budget:
-                    warnings.warn(f"data[{self.name!r}]: more than {budget / 2**30:.1f} GiB, half the free memory of "
-                                  f"{self.device}: streamed from the loader on every pass", stacklevel=4)
+                    warnings.warn(
+                        f"data[{self.name!r}]: more than {budget / 2**30:.1f} GiB, half the free memory of "
+                        f"{self.device}: streamed from the loader on every pass",
+                        stacklevel=4,
+                    )
                     kept = None
                 else:
                     kept.append((batch, n))
@@ -221,7 +248,7 @@ class Split:
         elif self.cached is not None:
             yield from self.cached[rank::world]
         else:
-            for i, batch in enumerate(self.source):  # type: ignore[union-attr]
+            for i, batch in enumerate(self.source):
                 if i % world == rank:
                     batch = to_device(batch, self.device)
                     yield batch, self._weight(batch)
@@ -236,26 +263,37 @@ class Split:
             yield from self
             return
         count = 0
-        for i, batch in enumerate(self.source):  # type: ignore[union-attr]
+        for i, batch in enumerate(self.source):
             batch = to_device(batch, self.device)
             if i >= len(self.prints) or fingerprint(batch) != self.prints[i]:
-                cause = ("more batches" if i >= len(self.prints) else
-                         "shuffled order" if fingerprint(batch) in self.prints else "random augmentation or sampling")
-                raise ValueError(f"data[{self.name!r}]: a second pass gave other batches (first at batch {i}: "
-                                 f"{cause}); analysis needs the same data on every pass")
+                cause = (
+                    "more batches"
+                    if i >= len(self.prints)
+                    else "shuffled order"
+                    if fingerprint(batch) in self.prints
+                    else "random augmentation or sampling"
+                )
+                raise ValueError(
+                    f"data[{self.name!r}]: a second pass gave other batches (first at batch {i}: "
+                    f"{cause}); analysis needs the same data on every pass"
+                )
             count += 1
             yield batch, self._weight(batch)
         if count != len(self.prints):
-            raise ValueError(f"data[{self.name!r}]: two passes gave {len(self.prints)} and {count} batches "
-                             "(drop_last with a changing dataset?); analysis needs the same data on every pass")
+            raise ValueError(
+                f"data[{self.name!r}]: two passes gave {len(self.prints)} and {count} batches "
+                "(drop_last with a changing dataset?); analysis needs the same data on every pass"
+            )
 
 
 def as_splits(data: Any) -> dict[str, Any]:
     """``{split name: data}``: a mapping of named splits, or one unnamed split called ``train``."""
     if isinstance(data, Mapping):
         if any(isinstance(v, Tensor) for v in data.values()):
-            raise ValueError("data: a dict is read as named splits ({'train': loader, 'test': ...}); its values here are "
-                             "tensors: pass a DataLoader, a list of batches or an (inputs, targets) pair")
+            raise ValueError(
+                "data: a dict is read as named splits ({'train': loader, 'test': ...}); its values here are "
+                "tensors: pass a DataLoader, a list of batches or an (inputs, targets) pair"
+            )
         bad = [k for k in data if not (isinstance(k, str) and k.isidentifier() and "_" not in k)]
         if bad or not data:
             raise ValueError(f"data: split names must be letters and digits (no '_'), got {bad or 'no splits'}")

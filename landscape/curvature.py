@@ -9,6 +9,7 @@ zero rows. Products use double backward on a gradient graph built once and kept
 (``cache_graph=True``, the fastest option measured here: ~1.9x a gradient per HVP), or rebuilt
 per product to save memory.
 """
+
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
@@ -34,10 +35,10 @@ from .directions import Direction
 from .lanczos import WHICH, lanczos
 from .problem import Problem
 from .store import base_attrs, read_analysis, read_direction_group, write_analysis
-from .trace import METHODS as TRACE_METHODS
+from .trace import TRACE_METHODS
 from .trace import trace as estimate_trace
 
-KINDS = ("hessian", "ggn")
+CURVATURE_KINDS = ("hessian", "ggn")
 DEFAULT_TRACE_MATVECS = 99
 
 
@@ -52,7 +53,7 @@ def affine_batchnorm(model: nn.Module) -> Iterator[None]:
     patched = []
     for m in model.modules():
         if isinstance(m, _BatchNorm) and not m.training and m.track_running_stats and m.running_var is not None:
-            m.forward = _affine_forward(m)
+            setattr(m, "forward", _affine_forward(m))  # an instance attribute shadows the class's forward
             patched.append(m)
     try:
         yield
@@ -62,11 +63,14 @@ def affine_batchnorm(model: nn.Module) -> Iterator[None]:
 
 
 def _affine_forward(m: _BatchNorm) -> Callable[[Tensor], Tensor]:
+    assert m.running_var is not None and m.running_mean is not None  # only tracked statistics are patched
+    mean, var = m.running_mean, m.running_var
+
     def forward(x: Tensor) -> Tensor:
-        scale = torch.rsqrt(m.running_var + m.eps)
+        scale = torch.rsqrt(var + m.eps)
         if m.weight is not None:
             scale = scale * m.weight
-        shift = -m.running_mean * scale + (m.bias if m.bias is not None else 0)
+        shift = -mean * scale + (m.bias if m.bias is not None else 0)
         shape = (1, -1) + (1,) * (x.dim() - 2)
         return x * scale.view(shape) + shift.view(shape)
 
@@ -84,13 +88,15 @@ class CurvatureOperator:
         cache_graph: keep the gradient graphs between products (Hessian only).
     """
 
-    def __init__(self, problem: Problem, split: str | None = None, *, kind: str = "hessian",
-                 cache_graph: bool = True) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"unknown curvature {kind!r}; expected one of {KINDS}")
+    def __init__(
+        self, problem: Problem, split: str | None = None, *, kind: str = "hessian", cache_graph: bool = True
+    ) -> None:
+        if kind not in CURVATURE_KINDS:
+            raise ValueError(f"unknown curvature {kind!r}; expected one of {CURVATURE_KINDS}")
         if kind == "ggn" and problem.model_loss:
-            raise ValueError("the Gauss-Newton matrix needs a loss(outputs, targets); this problem's loss takes "
-                             "(model, batch)")
+            raise ValueError(
+                "the Gauss-Newton matrix needs a loss(outputs, targets); this problem's loss takes (model, batch)"
+            )
         self.split = split or next(iter(problem.splits))
         if self.split not in problem.splits:
             raise ValueError(f"no split {self.split!r} in the problem (it has {', '.join(problem.splits)})")
@@ -126,16 +132,19 @@ class CurvatureOperator:
 
     def _batch_grads(self, batch: Any, n: float | Tensor) -> list[Tensor]:
         loss = self.problem.terms(batch, metrics=False)["loss"] * (n / self.total)
-        return list(torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True, materialize_grads=True))
+        return list(
+            torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True, materialize_grads=True)
+        )
 
     def _hvp(self, vs: list[Tensor]) -> list[Tensor]:
         if self.cache_graph and self._graphs is None:
             self._graphs = [self._batch_grads(b, n) for b, n in self._batches()]
         out = [torch.zeros_like(p) for p in self.params]
-        graphs = self._graphs if self.cache_graph else (self._batch_grads(b, n) for b, n in self._batches())
+        graphs = (self._graphs or []) if self.cache_graph else (self._batch_grads(b, n) for b, n in self._batches())
         for grads in graphs:
-            hv = torch.autograd.grad(grads, self.params, vs, retain_graph=self.cache_graph, allow_unused=True,
-                                     materialize_grads=True)
+            hv = torch.autograd.grad(
+                grads, self.params, vs, retain_graph=self.cache_graph, allow_unused=True, materialize_grads=True
+            )
             torch._foreach_add_(out, [h.detach() for h in hv])
         return out
 
@@ -151,13 +160,15 @@ class CurvatureOperator:
             def outputs_of(*ps: Tensor) -> Tensor:
                 return functional_call(self.model, {**others, **buffers, **dict(zip(self.names, ps))}, args, kwargs)
 
-            outputs, jv = jvp(outputs_of, primals, tuple(vs))
+            outputs, jv = jvp(outputs_of, primals, tuple(vs))[:2]
             if not isinstance(outputs, Tensor):
-                raise ValueError(f"the Gauss-Newton matrix needs the model to return a tensor, not {type(outputs).__name__}")
+                raise ValueError(
+                    f"the Gauss-Newton matrix needs the model to return a tensor, not {type(outputs).__name__}"
+                )
             o = outputs.detach().requires_grad_(True)
             g = torch.autograd.grad(self.problem.loss(o, targets) * (n / self.total), o, create_graph=True)[0]
             hjv = torch.autograd.grad(g, o, jv)[0]  # the loss's Hessian in the outputs, times J v
-            _, pullback = vjp(outputs_of, *primals)
+            pullback = vjp(outputs_of, *primals)[1]
             torch._foreach_add_(out, list(pullback(hjv)))
         return out
 
@@ -175,6 +186,7 @@ class CurvatureOperator:
 
     def to_scipy(self) -> LinearOperator:
         """A float64 SciPy operator (for ``scipy.sparse.linalg.eigsh`` and friends)."""
+
         def mv(v: np.ndarray) -> np.ndarray:
             return self.matvec(torch.from_numpy(np.asarray(v).reshape(-1))).double().cpu().numpy()
 
@@ -184,7 +196,8 @@ class CurvatureOperator:
         return dict(zip(self.names, self._split(v)))
 
     def to_direction(self, v: Tensor) -> Direction:
-        """A flat vector as a direction over every parameter of the model (zero outside the analysed ones), on the CPU."""
+        """A flat vector as a direction over every parameter of the model (zero outside the analysed ones), on the
+        CPU."""
         parts = self.flat_to_dict(v.to(self.dtype))
         return {n: parts.get(n, torch.zeros_like(p)).detach().cpu() for n, p in self.model.named_parameters()}
 
@@ -217,11 +230,17 @@ class Hessian:
         for name in ("eigenvalues", "residuals", "trace_ci95", "density_grid", "density", "slq_nodes", "slq_weights"):
             if getattr(self, name) is not None:
                 out[name] = np.asarray(getattr(self, name))
-        for name, cast in (("eigen_matvecs", np.int64), ("eigen_converged", np.bool_), ("trace", np.float64),
-                           ("trace_stderr", np.float64), ("trace_matvecs", np.int64), ("density_sigma", np.float64),
-                           ("density_matvecs", np.int64)):
+        for name, kind in (
+            ("eigen_matvecs", np.int64),
+            ("eigen_converged", np.bool_),
+            ("trace", np.float64),
+            ("trace_stderr", np.float64),
+            ("trace_matvecs", np.int64),
+            ("density_sigma", np.float64),
+            ("density_matvecs", np.int64),
+        ):
             if getattr(self, name) is not None:
-                out[name] = cast(getattr(self, name))
+                out[name] = np.asarray(kind(getattr(self, name)))
         return out
 
 
@@ -229,15 +248,24 @@ def read_hessian(path: str | Path, *, vectors: bool = True) -> Hessian:
     """A ``kind="hessian"`` file as a :class:`Hessian` (with its eigenvectors unless ``vectors=False``), checked:
     eigenvalues and residuals are vectors of one length, the trace a number, the density on its grid."""
     attrs, arrays = read_analysis(path, "hessian")
-    shapes = {"eigenvalues": 1, "residuals": 1, "trace_ci95": 1, "density_grid": 1, "density": 1, "slq_nodes": 2,
-              "slq_weights": 2}
+    shapes = {
+        "eigenvalues": 1,
+        "residuals": 1,
+        "trace_ci95": 1,
+        "density_grid": 1,
+        "density": 1,
+        "slq_nodes": 2,
+        "slq_weights": 2,
+    }
     for name, value in arrays.items():
         if value.dtype.kind not in "fiub" or value.ndim != shapes.get(name, 0):
             raise ValueError(f"{path}: {name!r} is not a {shapes.get(name, 0)}-D number array")
     for a, b in (("eigenvalues", "residuals"), ("density_grid", "density")):
         if a in arrays and b in arrays and arrays[a].shape != arrays[b].shape:
             raise ValueError(f"{path}: {a!r} and {b!r} differ in length")
-    plain = {k: (v.item() if np.ndim(v) == 0 else v) for k, v in arrays.items() if k in Hessian.__dataclass_fields__}
+    plain: dict[str, Any] = {
+        k: (v.item() if np.ndim(v) == 0 else v) for k, v in arrays.items() if k in Hessian.__dataclass_fields__
+    }
     count = len(arrays["eigenvalues"]) if "eigenvalues" in arrays and vectors else 0
     eigenvectors = [read_direction_group(path, f"eigenvector_{i}") for i in range(count)]
     return Hessian(**plain, eigenvectors=eigenvectors, attrs=attrs, path=str(path))
@@ -252,10 +280,25 @@ def _counting(matvec: Callable[[Tensor], Tensor], bar: tqdm) -> Callable[[Tensor
     return wrapped
 
 
-def hessian(problem: Problem, *, top_k: int = 5, which: str = "largest", tol: float = 1e-3, trace: bool | int = False,
-            trace_method: str = "hutch++", density: bool = False, density_probes: int = 10, density_steps: int = 80,
-            curvature: str = "hessian", split: str | None = None, seed: int = 0, out: str | Path | None = None,
-            overwrite: bool = False, progress: bool = True, attrs: dict | None = None) -> Hessian:
+def hessian(
+    problem: Problem,
+    *,
+    top_k: int = 5,
+    which: str = "largest",
+    tol: float = 1e-3,
+    trace: bool | int = False,
+    trace_method: str = "hutch++",
+    density: bool = False,
+    density_probes: int = 10,
+    density_steps: int = 80,
+    curvature: str = "hessian",
+    split: str | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    attrs: dict | None = None,
+) -> Hessian:
     """Top-k eigenpairs (with residuals), optionally the trace and the spectral density, of the problem's loss.
 
     Args:
@@ -291,8 +334,11 @@ def hessian(problem: Problem, *, top_k: int = 5, which: str = "largest", tol: fl
     if top_k > size:
         raise ValueError(f"top_k {top_k} is more eigenpairs than the {size} analysed parameters have")
     result = Hessian()
-    with problem.sharded(group), CurvatureOperator(problem, split, kind=curvature) as op, \
-            tqdm(desc=curvature, unit=" products", disable=not (progress and group.is_main)) as bar:
+    with (
+        problem.sharded(group),
+        CurvatureOperator(problem, split, kind=curvature) as op,
+        tqdm(desc=curvature, unit=" products", disable=not (progress and group.is_main)) as bar,
+    ):
         mv = _counting(op.matvec, bar)
         device = op.device
         if top_k:
@@ -306,16 +352,37 @@ def hessian(problem: Problem, *, top_k: int = 5, which: str = "largest", tol: fl
             result.trace_ci95, result.trace_matvecs = np.array(tr.ci95), tr.matvecs
         if density:
             d = spectral_density(mv, op.size, num_probes=density_probes, steps=density_steps, seed=seed, device=device)
-            result.density_grid, result.density, result.slq_nodes, result.slq_weights = d.grid, d.density, d.nodes, d.weights
+            result.density_grid, result.density, result.slq_nodes, result.slq_weights = (
+                d.grid,
+                d.density,
+                d.nodes,
+                d.weights,
+            )
             result.density_sigma, result.density_matvecs = d.sigma, d.matvecs
         size, chosen = op.size, op.split
-    result.attrs = {"kind": "hessian", **base_attrs(), **problem.file_attrs(), "split": chosen, "curvature": curvature,
-                    "which": which, "tol": tol, "seed": seed, "num_params": size, "trace_method": trace_method,
-                    "params": problem.params_attr(), **(attrs or {})}
+    result.attrs = {
+        "kind": "hessian",
+        **base_attrs(),
+        **problem.file_attrs(),
+        "split": chosen,
+        "curvature": curvature,
+        "which": which,
+        "tol": tol,
+        "seed": seed,
+        "num_params": size,
+        "trace_method": trace_method,
+        "params": problem.params_attr(),
+        **(attrs or {}),
+    }
     if out is not None and group.is_main:
         skip = ("kind", "schema_version", "toolkit_version", "created")
-        write_analysis(out, "hessian", result.arrays(), {k: v for k, v in result.attrs.items() if k not in skip},
-                       {f"eigenvector_{i}": d for i, d in enumerate(result.eigenvectors)})
+        write_analysis(
+            out,
+            "hessian",
+            result.arrays(),
+            {k: v for k, v in result.attrs.items() if k not in skip},
+            {f"eigenvector_{i}": d for i, d in enumerate(result.eigenvectors)},
+        )
         return read_hessian(out)
     return result
 
@@ -328,8 +395,11 @@ def hessian_directions(problem: Problem, count: int, source: Any = None, *, seed
         with CurvatureOperator(problem, split) as op:
             eig = lanczos(op.matvec, op.size, count, seed=seed, device=op.device)
             return [op.to_direction(eig.eigenvectors[:, i]) for i in range(count)]
-    vectors = source.eigenvectors if isinstance(source, Hessian) else [
-        read_direction_group(source, f"eigenvector_{i}") for i in range(count)]
+    vectors = (
+        source.eigenvectors
+        if isinstance(source, Hessian)
+        else [read_direction_group(source, f"eigenvector_{i}") for i in range(count)]
+    )
     if len(vectors) < count:
         raise ValueError(f"the Hessian result holds {len(vectors)} eigenvectors; the surface needs {count}")
     return list(vectors[:count])

@@ -7,6 +7,7 @@ keeps only three vectors (no stored basis, unlike PyHessian's ``density``), so m
 O(n) whatever ``steps`` is; loss of orthogonality only duplicates converged nodes,
 which the quadrature weights absorb.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ class Density:
     matvecs: int
 
 
-def slq_nodes(matvec: Callable[[Tensor], Tensor], n: int, steps: int, g: torch.Generator, device) -> tuple[np.ndarray, np.ndarray]:
+def slq_nodes(
+    matvec: Callable[[Tensor], Tensor], n: int, steps: int, g: torch.Generator, device
+) -> tuple[np.ndarray, np.ndarray]:
     v = torch.randn(n, generator=g, dtype=torch.float64).to(device)
     v /= v.norm()
     v_prev = torch.zeros_like(v)
@@ -48,8 +51,17 @@ def slq_nodes(matvec: Callable[[Tensor], Tensor], n: int, steps: int, g: torch.G
     return theta, s[0] ** 2
 
 
-def spectral_density(matvec: Callable[[Tensor], Tensor], n: int, *, num_probes: int = 10, steps: int = 80, seed: int = 0,
-                     num_grid: int = 2000, sigma: float | None = None, device: torch.device | str = "cpu") -> Density:
+def spectral_density(
+    matvec: Callable[[Tensor], Tensor],
+    n: int,
+    *,
+    num_probes: int = 10,
+    steps: int = 80,
+    seed: int = 0,
+    num_grid: int = 2000,
+    sigma: float | None = None,
+    device: torch.device | str = "cpu",
+) -> Density:
     """The smoothed eigenvalue density of a symmetric operator (``num_probes * steps`` products)."""
     if num_probes < 1 or steps < 1:
         raise ValueError(f"need num_probes >= 1 and steps >= 1, got {num_probes}, {steps}")

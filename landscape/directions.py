@@ -5,18 +5,22 @@ for ``dir_type="weights"``, ``state_dict`` keys for ``"states"``, which adds the
 running statistics). Functions here are pure: they return new dicts and never touch a
 model.
 """
+
 from __future__ import annotations
 
-from typing import Literal
+from typing import Iterable, Literal, get_args
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 Direction = dict[str, Tensor]
-NORMS = ("filter", "layer", "model", "none")
-IGNORES = ("biasbn", "none")
-DIR_TYPES = ("weights", "states")
+NormMode = Literal["filter", "layer", "model", "none"]
+IgnoreMode = Literal["biasbn", "none"]
+DirType = Literal["weights", "states"]
+NORMS: tuple[NormMode, ...] = get_args(NormMode)
+IGNORES: tuple[IgnoreMode, ...] = get_args(IgnoreMode)
+DIR_TYPES: tuple[DirType, ...] = get_args(DirType)
 
 
 def target_tensors(model: nn.Module, dir_type: str = "weights") -> Direction:
@@ -31,12 +35,16 @@ def target_tensors(model: nn.Module, dir_type: str = "weights") -> Direction:
 def random_direction(weights: Direction, generator: torch.Generator) -> Direction:
     """N(0, 1) entries of the weights' shapes from an explicit generator (zeros for integer tensors)."""
     return {
-        n: torch.randn(w.shape, generator=generator, dtype=torch.float32).to(w) if w.is_floating_point() else torch.zeros_like(w)
+        n: torch.randn(w.shape, generator=generator, dtype=torch.float32).to(w)
+        if w.is_floating_point()
+        else torch.zeros_like(w)
         for n, w in weights.items()
     }
 
 
-def normalize_direction(direction: Direction, weights: Direction, norm: str = "filter", ignore: str = "biasbn") -> Direction:
+def normalize_direction(
+    direction: Direction, weights: Direction, norm: str = "filter", ignore: str = "biasbn"
+) -> Direction:
     """Scale ``direction`` to the weights, exactly as loss-landscape's ``net_plotter`` does.
 
     - ``filter``: every slice ``k`` along dim 0 of a tensor with ``dim > 1`` becomes
@@ -67,14 +75,26 @@ def normalize_direction(direction: Direction, weights: Direction, norm: str = "f
             out[name] = d.clone()
     if norm == "model":
         moved = [n for n in out if direction[n].dim() > 1 and direction[n].is_floating_point()]
-        scale = torch.sqrt(sum(weights[n].double().pow(2).sum() for n in moved)) / torch.sqrt(
-            sum(out[n].double().pow(2).sum() for n in moved))
+        scale = torch.sqrt(square_sum(weights, moved)) / torch.sqrt(square_sum(out, moved))
         out.update({n: out[n] * scale.to(out[n].dtype) for n in moved})
     return out
 
 
+def tensor_sum(terms: Iterable[Tensor]) -> Tensor:
+    """Python's ``sum`` of 0-d tensors, added in order (the same bits), but a float64 zero tensor when empty."""
+    total = torch.zeros((), dtype=torch.float64)
+    for t in terms:
+        total = total + t
+    return total
+
+
+def square_sum(d: Direction, names: list[str]) -> Tensor:
+    """``sum ||d[n]||^2`` over ``names``, in float64."""
+    return tensor_sum(d[n].double().pow(2).sum() for n in names)
+
+
 def dot(a: Direction, b: Direction) -> Tensor:
-    return sum((a[n].double() * b[n].double()).sum() for n in a if a[n].is_floating_point())
+    return tensor_sum((a[n].double() * b[n].double()).sum() for n in a if a[n].is_floating_point())
 
 
 def orthogonalize(d: Direction, against: Direction) -> Direction:
@@ -83,8 +103,9 @@ def orthogonalize(d: Direction, against: Direction) -> Direction:
     return {n: d[n] - coef.to(d[n].dtype) * against[n] if d[n].is_floating_point() else d[n] for n in d}
 
 
-def random_directions(weights: Direction, *, count: int, seed: int, norm: str = "filter", ignore: str = "biasbn",
-                      orthogonal: bool = False) -> list[Direction]:
+def random_directions(
+    weights: Direction, *, count: int, seed: int, norm: str = "filter", ignore: str = "biasbn", orthogonal: bool = False
+) -> list[Direction]:
     """``count`` normalized random directions from one generator seeded with ``seed``.
 
     With ``orthogonal=True`` the second is made orthogonal to the first after normalization
@@ -102,15 +123,20 @@ def difference(a: Direction, b: Direction) -> Direction:
     """``b - a`` (interpolation from ``a`` at 0 to ``b`` at 1); the two must have the same tensors and shapes."""
     if a.keys() != b.keys():
         missing = sorted(set(a) ^ set(b))[:3]
-        raise ValueError(f"the two models differ in their tensors (e.g. {', '.join(missing)}): not the same architecture")
+        raise ValueError(
+            f"the two models differ in their tensors (e.g. {', '.join(missing)}): not the same architecture"
+        )
     bad = [n for n in a if a[n].shape != b[n].shape]
     if bad:
-        raise ValueError(f"the two models differ in shape at {bad[0]}: {tuple(a[bad[0]].shape)} vs {tuple(b[bad[0]].shape)}")
+        raise ValueError(
+            f"the two models differ in shape at {bad[0]}: {tuple(a[bad[0]].shape)} vs {tuple(b[bad[0]].shape)}"
+        )
     return {n: (b[n] - a[n]) if a[n].is_floating_point() else torch.zeros_like(a[n]) for n in a}
 
 
-def pca_directions(trajectory: list[Direction], final: Direction, ignore: Literal["biasbn", "none"] = "biasbn"
-                   ) -> tuple[list[Direction], Tensor, Tensor]:
+def pca_directions(
+    trajectory: list[Direction], final: Direction, ignore: IgnoreMode = "biasbn"
+) -> tuple[list[Direction], Tensor, Tensor]:
     """Top-2 principal directions of ``theta_e - theta_final`` over a training trajectory (Li et al. Sec. 7).
 
     Returns the two unit-norm directions, their explained-variance ratios (of the centred
@@ -119,7 +145,9 @@ def pca_directions(trajectory: list[Direction], final: Direction, ignore: Litera
     Uses the T x T Gram matrix, so memory is one (T, P) float64 matrix.
     """
     if len(trajectory) < 2:
-        raise ValueError(f"PCA of a trajectory needs at least 2 checkpoints besides the final one, got {len(trajectory)}")
+        raise ValueError(
+            f"PCA of a trajectory needs at least 2 checkpoints besides the final one, got {len(trajectory)}"
+        )
     names = [n for n, w in final.items() if w.is_floating_point() and (w.dim() > 1 or ignore == "none")]
     rows = torch.stack([torch.cat([(t[n].double() - final[n].double()).flatten() for n in names]) for t in trajectory])
     centred = rows - rows.mean(0)
@@ -137,7 +165,7 @@ def pca_directions(trajectory: list[Direction], final: Direction, ignore: Litera
         d, offset = {}, 0
         for n, w in final.items():
             if n in names:
-                d[n] = v[offset:offset + w.numel()].view_as(w).to(w.dtype)
+                d[n] = v[offset : offset + w.numel()].view_as(w).to(w.dtype)
                 offset += w.numel()
             else:
                 d[n] = torch.zeros_like(w)

@@ -3,6 +3,7 @@
 Every analysis evaluates the same fixed tensors at many weights, so the set is built
 once (normalized as in training, optionally a seeded subset) and kept on the device.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,11 +30,19 @@ class EvalSet:
 
     def batches(self):
         for i in range(0, len(self.y), self.batch_size):
-            yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
+            yield self.x[i : i + self.batch_size], self.y[i : i + self.batch_size]
 
 
-def eval_sets(dataset_spec: dict, splits: list[str], *, samples: int | None = None, seed: int = 0,
-              data_root: str | None = None, device: torch.device | str = "cpu", batch_size: int = 1000) -> dict[str, EvalSet]:
+def eval_sets(
+    dataset_spec: dict,
+    splits: list[str],
+    *,
+    samples: int | None = None,
+    seed: int = 0,
+    data_root: str | None = None,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1000,
+) -> dict[str, EvalSet]:
     """The evaluation sets of a checkpoint's dataset, normalized with the statistics it was trained with.
 
     ``samples`` picks a fixed subset per split (the first ``samples`` of a permutation seeded
@@ -72,15 +81,15 @@ def recompute_bn_statistics(model: nn.Module, forward_pass: Callable[[], None]) 
     if not bns:
         return
     momenta = [m.momentum for m in bns]
-    modes = [(m, m.training) for m in model.modules()]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
+    modes = [(module, module.training) for module in model.modules()]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
     model.train()
     try:
         forward_pass()
     finally:
-        for m, momentum in zip(bns, momenta):
-            m.momentum = momentum
-        for m, training in modes:
-            m.training = training
+        for bn, momentum in zip(bns, momenta):
+            bn.momentum = momentum
+        for module, training in modes:
+            module.training = training

@@ -8,12 +8,13 @@ restored exactly afterwards. Points are evaluated in rounds, each rank of a ``to
 taking its share; rank 0 writes every round to the file and flushes, so a killed job
 resumes with no finished point recomputed.
 """
+
 from __future__ import annotations
 
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from .directions import (
     IGNORES,
     NORMS,
     Direction,
+    IgnoreMode,
     difference,
     pca_directions,
     random_directions,
@@ -83,13 +85,16 @@ class Displacement:
     analysis may change, BatchNorm statistics and modes, :meth:`Problem.session` restores.)
     """
 
-    def __init__(self, model: nn.Module, directions: list[Direction], dir_type: str = "weights",
-                 names: list[str] | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, directions: list[Direction], dir_type: str = "weights", names: list[str] | None = None
+    ) -> None:
         live = target_tensors(model, dir_type)
         missing = [n for d in directions for n in d if n not in live]
         if missing or any(set(d) != set(live) for d in directions):
-            raise ValueError(f"directions do not match the model's {dir_type} "
-                             f"(e.g. {(missing or sorted(set(live) - set(directions[0])))[:3]})")
+            raise ValueError(
+                f"directions do not match the model's {dir_type} "
+                f"(e.g. {(missing or sorted(set(live) - set(directions[0])))[:3]})"
+            )
         self.names = [n for n, t in live.items() if t.is_floating_point() and (names is None or n in names)]
         self.live = [live[n] for n in self.names]
         self.dirs = [[d[n].to(live[n].device, live[n].dtype) for n in self.names] for d in directions]
@@ -121,31 +126,45 @@ def point_coords(k: int, xs: np.ndarray, ys: np.ndarray | None) -> tuple[float, 
     return (float(xs[k]),) if ys is None else (float(xs[k % len(xs)]), float(ys[k // len(xs)]))
 
 
-def evaluate_point(problem: Problem, splits: list[str], bn: str = "eval", bn_split: str | None = None,
-                   module: nn.Module | None = None) -> dict[str, float]:
+def evaluate_point(
+    problem: Problem, splits: list[str], bn: str = "eval", bn_split: str | None = None, module: nn.Module | None = None
+) -> dict[str, float]:
     """``{f"{split}_{metric}": value}`` at the model's current weights."""
     if bn == "recompute":
         recompute_bn_statistics(problem.model, lambda: problem.forward_all(bn_split or splits[0]))
     return {f"{split}_{k}": v for split in splits for k, v in problem.evaluate(split, module).items()}
 
 
-def fill_surface(problem: Problem, directions: list[Direction], writers: list, xs: np.ndarray, ys: np.ndarray | None,
-                 todo: list[int], splits: list[str], *, dir_type: str = "weights", bn: str = "eval",
-                 bn_split: str | None = None, group: Group = Group(), round_size: int = 8, module: nn.Module | None = None,
-                 progress: bool = True) -> None:
+def fill_surface(
+    problem: Problem,
+    directions: list[Direction],
+    writers: list,
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    todo: list[int],
+    splits: list[str],
+    *,
+    dir_type: str = "weights",
+    bn: str = "eval",
+    bn_split: str | None = None,
+    group: Group = Group(),
+    round_size: int = 8,
+    module: nn.Module | None = None,
+    progress: bool = True,
+) -> None:
     """Evaluate the grid points ``todo`` (flat indices) and hand every round to each of ``writers``.
 
     ``module`` is the module actually called (e.g. ``torch.compile(model)``); it must share
     the model's tensors. Each round every rank evaluates up to ``round_size`` of its points
     (rank r takes ``todo[r::world]``); all ranks receive all points of the round.
     """
-    mine = todo[group.rank::group.world]
+    mine = todo[group.rank :: group.world]
     rounds = math.ceil(math.ceil(len(todo) / group.world) / round_size) if todo else 0
     bar = tqdm(total=len(todo), desc="surface", unit="pt", disable=not (progress and group.is_main))
     with problem.session(), Displacement(problem.model, directions, dir_type) as disp:
         for r in range(rounds):
             done = []
-            for k in mine[r * round_size:(r + 1) * round_size]:
+            for k in mine[r * round_size : (r + 1) * round_size]:
                 disp.move(point_coords(k, xs, ys))
                 done.append((k, evaluate_point(problem, splits, bn, bn_split, module)))
             gathered = [p for part in group.gather(done) for p in part]
@@ -155,8 +174,23 @@ def fill_surface(problem: Problem, directions: list[Direction], writers: list, x
     bar.close()
 
 
-CHECKED = ("kind", "index_order", "directions", "norm", "ignore", "dir_type", "seed", "samples", "sample_seed", "bn",
-           "checkpoint_sha256", "checkpoint_b_sha256", "weights_sha256", "params", "values")
+CHECKED = (
+    "kind",
+    "index_order",
+    "directions",
+    "norm",
+    "ignore",
+    "dir_type",
+    "seed",
+    "samples",
+    "sample_seed",
+    "bn",
+    "checkpoint_sha256",
+    "checkpoint_b_sha256",
+    "weights_sha256",
+    "params",
+    "values",
+)
 
 
 def restrict(direction: Direction, problem: Problem) -> Direction:
@@ -167,10 +201,25 @@ def restrict(direction: Direction, problem: Problem) -> Direction:
     return {n: t if n in keep else torch.zeros_like(t) for n, t in direction.items()}
 
 
-def run_grid(problem: Problem, make_directions: Callable[[], list[Direction]], xs: np.ndarray, ys: np.ndarray | None,
-             attrs: dict, *, splits: Sequence[str] | None, dir_type: str, bn: str, bn_split: str | None, compile: bool,
-             out: str | Path | None, resume: bool, overwrite: bool, progress: bool, log: Callable[[str], None] | None,
-             extras: dict[str, np.ndarray] | None = None) -> Surface | None:
+def run_grid(
+    problem: Problem,
+    make_directions: Callable[[], list[Direction]],
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    attrs: dict,
+    *,
+    splits: Sequence[str] | None,
+    dir_type: str,
+    bn: str,
+    bn_split: str | None,
+    compile: bool,
+    out: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    log: Callable[[str], None] | None,
+    extras: dict[str, np.ndarray] | None = None,
+) -> Surface | None:
     """Evaluate a grid around the problem's weights; the shared body of :func:`surface` and friends."""
     splits = list(splits or problem.splits)
     unknown = [s for s in splits if s not in problem.splits]
@@ -192,16 +241,30 @@ def run_grid(problem: Problem, make_directions: Callable[[], list[Direction]], x
 
     def prepare() -> tuple[list[Direction], list[int]]:
         nonlocal writer
-        directions, todo, writer = _prepare(out, make_directions, xs, ys, splits, names, attrs, resume, overwrite,
-                                            extras, log)
+        directions, todo, writer = _prepare(
+            out, make_directions, xs, ys, splits, names, attrs, resume, overwrite, extras, log
+        )
         return directions, todo
 
     with problem.session():
         directions, todo = group.agree(prepare)  # rank 0 owns the file; the ranks split the points
         try:
-            module = torch.compile(problem.model) if compile else None
-            fill_surface(problem, directions, [memory] + ([writer] if writer else []), xs, ys, todo, splits,
-                         dir_type=dir_type, bn=bn, bn_split=bn_split, group=group, module=module, progress=progress)
+            module = cast(nn.Module, torch.compile(problem.model)) if compile else None
+            fill_surface(
+                problem,
+                directions,
+                [memory] + ([writer] if writer else []),
+                xs,
+                ys,
+                todo,
+                splits,
+                dir_type=dir_type,
+                bn=bn,
+                bn_split=bn_split,
+                group=group,
+                module=module,
+                progress=progress,
+            )
             for w in [memory] + ([writer] if writer else []):
                 w.finish()
         finally:
@@ -226,11 +289,15 @@ def _prepare(out, make_directions, xs, ys, splits, names, attrs, resume, overwri
 
     def same_grid(w: ResultWriter) -> bool:
         old_y = w.dataset("ycoordinates")
-        return np.array_equal(w.dataset("xcoordinates"), xs) and (ys is None) == (old_y is None) and (
-            ys is None or np.array_equal(old_y, ys))
+        return (
+            np.array_equal(w.dataset("xcoordinates"), xs)  # type: ignore[arg-type]
+            and (ys is None) == (old_y is None)
+            and (ys is None or np.array_equal(old_y, ys))  # type: ignore[arg-type]
+        )
 
-    writer, created = open_results(out, create, {k: wanted[k] for k in CHECKED if k in wanted}, same_grid,
-                                   resume=resume, overwrite=overwrite)
+    writer, created = open_results(
+        out, create, {k: wanted[k] for k in CHECKED if k in wanted}, same_grid, resume=resume, overwrite=overwrite
+    )
     computed = writer.computed_flat()
     if resume and computed.any() and log:
         log(f"resuming: {int(computed.sum())} of {computed.size} points already computed")
@@ -241,11 +308,29 @@ def _grid_args(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return coordinates(x, "x"), (None if y is None else coordinates(y, "y"))
 
 
-def surface(problem: Problem, x: Any, y: Any = None, *, directions: str | Sequence[Direction] = "random",
-            hessian: Any = None, norm: str = "filter", ignore: str = "biasbn", seed: int = 0, dir_type: str = "weights",
-            orthogonal: bool = False, splits: Sequence[str] | None = None, bn: str = "eval", bn_split: str | None = None,
-            compile: bool = False, out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-            progress: bool = True, log: Callable[[str], None] | None = None, attrs: dict | None = None) -> Surface | None:
+def surface(
+    problem: Problem,
+    x: Any,
+    y: Any = None,
+    *,
+    directions: str | Sequence[Direction] = "random",
+    hessian: Any = None,
+    norm: str = "filter",
+    ignore: str = "biasbn",
+    seed: int = 0,
+    dir_type: str = "weights",
+    orthogonal: bool = False,
+    splits: Sequence[str] | None = None,
+    bn: str = "eval",
+    bn_split: str | None = None,
+    compile: bool = False,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    attrs: dict | None = None,
+) -> Surface | None:
     """Loss (and metrics) of every split on the grid ``w0 + x*d1 (+ y*d2)`` around the problem's weights.
 
     Args:
@@ -271,9 +356,16 @@ def surface(problem: Problem, x: Any, y: Any = None, *, directions: str | Sequen
     if norm not in NORMS or ignore not in IGNORES:
         raise ValueError(f"norm must be one of {NORMS} and ignore one of {IGNORES}")
     if isinstance(directions, str) and directions == "random":
+
         def make() -> list[Direction]:
-            dirs = random_directions(target_tensors(problem.model, dir_type), count=count, seed=seed, norm=norm,
-                                     ignore=ignore, orthogonal=orthogonal)
+            dirs = random_directions(
+                target_tensors(problem.model, dir_type),
+                count=count,
+                seed=seed,
+                norm=norm,
+                ignore=ignore,
+                orthogonal=orthogonal,
+            )
             return [restrict(d, problem) for d in dirs]
 
         meta = {"directions": "random", "norm": norm, "ignore": ignore, "seed": seed, "orthogonal": orthogonal}
@@ -285,8 +377,13 @@ def surface(problem: Problem, x: Any, y: Any = None, *, directions: str | Sequen
         def make() -> list[Direction]:
             return hessian_directions(problem, count, hessian, seed=seed)
 
-        meta = {"directions": "hessian", "norm": "none", "ignore": "none", "seed": seed,
-                "hessian_file": str(hessian) if isinstance(hessian, (str, Path)) else ""}
+        meta = {
+            "directions": "hessian",
+            "norm": "none",
+            "ignore": "none",
+            "seed": seed,
+            "hessian_file": str(hessian) if isinstance(hessian, (str, Path)) else "",
+        }
     elif isinstance(directions, str):
         raise ValueError(f"directions must be 'random', 'hessian' or a list of direction dicts, got {directions!r}")
     else:
@@ -298,9 +395,23 @@ def surface(problem: Problem, x: Any, y: Any = None, *, directions: str | Sequen
             return [complete(d, problem, dir_type) for d in given]
 
         meta = {"directions": "custom", "norm": "none", "ignore": "none", "seed": -1}
-    return run_grid(problem, make, xs, ys, {**meta, **(attrs or {})}, splits=splits, dir_type=dir_type, bn=bn,
-                    bn_split=bn_split, compile=compile, out=out, resume=resume, overwrite=overwrite, progress=progress,
-                    log=log)
+    return run_grid(
+        problem,
+        make,
+        xs,
+        ys,
+        {**meta, **(attrs or {})},
+        splits=splits,
+        dir_type=dir_type,
+        bn=bn,
+        bn_split=bn_split,
+        compile=compile,
+        out=out,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+        log=log,
+    )
 
 
 def complete(direction: Direction, problem: Problem, dir_type: str) -> Direction:
@@ -311,16 +422,39 @@ def complete(direction: Direction, problem: Problem, dir_type: str) -> Direction
         raise ValueError(f"direction names {unknown[0]!r}, which is not in the model's {dir_type}")
     bad = [n for n, t in direction.items() if tuple(t.shape) != tuple(live[n].shape)]
     if bad:
-        raise ValueError(f"direction {bad[0]!r} has shape {tuple(direction[bad[0]].shape)}, the model "
-                         f"{tuple(live[bad[0]].shape)}")
-    return restrict({n: (torch.as_tensor(direction[n]).detach().cpu().to(t.dtype) if n in direction
-                         else torch.zeros_like(t, device="cpu")) for n, t in live.items()}, problem)
+        raise ValueError(
+            f"direction {bad[0]!r} has shape {tuple(direction[bad[0]].shape)}, the model {tuple(live[bad[0]].shape)}"
+        )
+    return restrict(
+        {
+            n: (
+                torch.as_tensor(direction[n]).detach().cpu().to(t.dtype)
+                if n in direction
+                else torch.zeros_like(t, device="cpu")
+            )
+            for n, t in live.items()
+        },
+        problem,
+    )
 
 
-def interpolate(problem: Problem, other: Any, x: Any, *, dir_type: str = "states", splits: Sequence[str] | None = None,
-                bn: str = "eval", bn_split: str | None = None, compile: bool = False, out: str | Path | None = None,
-                resume: bool = False, overwrite: bool = False, progress: bool = True,
-                log: Callable[[str], None] | None = None, attrs: dict | None = None) -> Surface | None:
+def interpolate(
+    problem: Problem,
+    other: Any,
+    x: Any,
+    *,
+    dir_type: str = "states",
+    splits: Sequence[str] | None = None,
+    bn: str = "eval",
+    bn_split: str | None = None,
+    compile: bool = False,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    attrs: dict | None = None,
+) -> Surface | None:
     """The line from the problem's weights (x=0) to ``other``'s (x=1) and beyond: direction ``other - w0``,
     not normalized. ``other``: a model of the same architecture, its state dict, or a file of either kind."""
     xs = coordinates(x, "x")
@@ -334,11 +468,31 @@ def interpolate(problem: Problem, other: Any, x: Any, *, dir_type: str = "states
         return [restrict(difference(here, {k: state[k].detach().cpu() for k in here}), problem)]
 
     digest = sha256(other) if isinstance(other, (str, Path)) else weights_sha256(state)
-    meta = {"directions": "interpolation", "checkpoint_b": str(other) if isinstance(other, (str, Path)) else "(in memory)",
-            "checkpoint_b_sha256": digest, "norm": "none", "ignore": "none", "seed": -1}
-    return run_grid(problem, make, xs, None, {**meta, **(attrs or {})}, splits=splits, dir_type=dir_type, bn=bn,
-                    bn_split=bn_split, compile=compile, out=out, resume=resume, overwrite=overwrite, progress=progress,
-                    log=log)
+    meta = {
+        "directions": "interpolation",
+        "checkpoint_b": str(other) if isinstance(other, (str, Path)) else "(in memory)",
+        "checkpoint_b_sha256": digest,
+        "norm": "none",
+        "ignore": "none",
+        "seed": -1,
+    }
+    return run_grid(
+        problem,
+        make,
+        xs,
+        None,
+        {**meta, **(attrs or {})},
+        splits=splits,
+        dir_type=dir_type,
+        bn=bn,
+        bn_split=bn_split,
+        compile=compile,
+        out=out,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+        log=log,
+    )
 
 
 def auto_range(values: np.ndarray, num: int = 21, margin: float = 0.25) -> np.ndarray:
@@ -348,10 +502,24 @@ def auto_range(values: np.ndarray, num: int = 21, margin: float = 0.25) -> np.nd
     return np.linspace(lo - margin * span, hi + margin * span, num)
 
 
-def trajectory(problem: Problem, snapshots: Any, x: Any = None, y: Any = None, *, ignore: str = "biasbn",
-               splits: Sequence[str] | None = None, bn: str = "eval", bn_split: str | None = None, compile: bool = False,
-               out: str | Path | None = None, resume: bool = False, overwrite: bool = False, progress: bool = True,
-               log: Callable[[str], None] | None = None, attrs: dict | None = None) -> Surface | None:
+def trajectory(
+    problem: Problem,
+    snapshots: Any,
+    x: Any = None,
+    y: Any = None,
+    *,
+    ignore: str = "biasbn",
+    splits: Sequence[str] | None = None,
+    bn: str = "eval",
+    bn_split: str | None = None,
+    compile: bool = False,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    attrs: dict | None = None,
+) -> Surface | None:
     """A 2-D surface around the problem's weights (the end of training) on the top-2 PCA directions of
     ``theta_t - theta_final`` over ``snapshots`` (Li et al. Sec. 7), with the projected path.
 
@@ -372,13 +540,32 @@ def trajectory(problem: Problem, snapshots: Any, x: Any = None, y: Any = None, *
             raise ValueError(f"a snapshot has no {missing[0]!r}: not the model's state dict")
         path.append({n: state[n].detach().cpu().to(center[n].dtype) for n in center})
     keep = set(problem.param_names)
-    dirs, ratio, coords = pca_directions([{n: (t if n in keep else center[n]) for n, t in p.items()} for p in path],
-                                         center, ignore)  # type: ignore[arg-type]
+    dirs, ratio, coords = pca_directions(
+        [{n: (t if n in keep else center[n]) for n, t in p.items()} for p in path], center, cast(IgnoreMode, ignore)
+    )
     xs = auto_range(coords[:, 0].numpy()) if x is None else coordinates(x, "x")
     ys = auto_range(coords[:, 1].numpy()) if y is None else coordinates(y, "y")
-    extras = {"proj_xcoord": coords[:, 0].numpy(), "proj_ycoord": coords[:, 1].numpy(),
-              "explained_variance_ratio_": ratio.numpy()}
+    extras = {
+        "proj_xcoord": coords[:, 0].numpy(),
+        "proj_ycoord": coords[:, 1].numpy(),
+        "explained_variance_ratio_": ratio.numpy(),
+    }
     meta = {"directions": "pca", "norm": "none", "ignore": ignore, "seed": -1, "snapshots": len(items)}
-    return run_grid(problem, lambda: dirs, xs, ys, {**meta, **(attrs or {})}, splits=splits, dir_type="weights", bn=bn,
-                    bn_split=bn_split, compile=compile, out=out, resume=resume, overwrite=overwrite, progress=progress,
-                    log=log, extras=extras)
+    return run_grid(
+        problem,
+        lambda: dirs,
+        xs,
+        ys,
+        {**meta, **(attrs or {})},
+        splits=splits,
+        dir_type="weights",
+        bn=bn,
+        bn_split=bn_split,
+        compile=compile,
+        out=out,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+        log=log,
+        extras=extras,
+    )

@@ -6,6 +6,7 @@ configurations agree in everything but the seed and the settings that do not cha
 checkpoint frequency, data folder, number of processes); a user's own run (no ``config.json``) groups by the label,
 model and data its analysis files record.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,14 +58,18 @@ def group_runs(runs: list[Run]) -> list[Group]:
     keyed: dict[str, list[Run]] = {}
     for run in runs:
         keyed.setdefault(group_key(run), []).append(run)
-    groups = [sorted(members, key=lambda r: (run_seed(r) is None, run_seed(r) or 0, r.name)) for members in keyed.values()]
+    groups = [
+        sorted(members, key=lambda r: (run_seed(r) is None, run_seed(r) or 0, r.name)) for members in keyed.values()
+    ]
     methods = [str(g[0].config.get("method") or g[0].name) for g in groups]
     names = list(methods)
     for i, g in enumerate(groups):
         if methods.count(methods[i]) > 1:
             own = settings(g[0].config)
             others = [settings(h[0].config) for j, h in enumerate(groups) if j != i and methods[j] == methods[i]]
-            differ = sorted(k for k in {*own, *(k for o in others for k in o)} if any(o.get(k) != own.get(k) for o in others))
+            differ = sorted(
+                k for k in {*own, *(k for o in others for k in o)} if any(o.get(k) != own.get(k) for o in others)
+            )
             detail = ", ".join(f"{k}={_short(own[k]) if k in own else 'default'}" for k in differ[:3])
             names[i] = f"{methods[i]} ({detail})" if detail else f"{methods[i]} ({g[0].name})"
     return [Group(name, members) for name, members in zip(names, groups)]
@@ -73,7 +78,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
 def settings(config: dict) -> dict:
     """A run's settings that tell experiments apart, one level flat (``hparams: {rho: 0.2}`` -> ``rho: 0.2``), the
     method's defaults filled in: ``--rho 0.05`` and no ``--rho`` are one experiment for SAM."""
-    info = METHODS.get(config.get("method"))
+    info = METHODS.get(str(config.get("method")))
     flat = dict(info.hparams) if info is not None else {}
     for k, v in config.items():
         if k in SEEDLESS:
@@ -94,8 +99,12 @@ def describe(values: list[float | None]) -> dict:
     """``{"mean", "std", "n", "values"}`` over the finite values (std with n - 1; None below 2 values)."""
     finite = [float(v) for v in values if v is not None and np.isfinite(v)]
     n = len(finite)
-    return {"mean": float(np.mean(finite)) if n else None, "std": float(np.std(finite, ddof=1)) if n > 1 else None,
-            "n": n, "values": [None if v is None or not np.isfinite(v) else float(v) for v in values]}
+    return {
+        "mean": float(np.mean(finite)) if n else None,
+        "std": float(np.std(finite, ddof=1)) if n > 1 else None,
+        "n": n,
+        "values": [None if v is None or not np.isfinite(v) else float(v) for v in values],
+    }
 
 
 def interval95(diffs: list[float]) -> tuple[float, float] | None:
@@ -110,31 +119,53 @@ def interval95(diffs: list[float]) -> tuple[float, float] | None:
 def paired(group: Group, baseline: Group, rows: dict[str, dict], key: str) -> dict:
     """``group - baseline`` for one column, run by run with the same seed (by position where seeds are unknown):
     ``{"mean", "ci95", "n", "diffs"}``."""
+
     def by_seed(g: Group) -> dict:
         if all(s is not None for s in g.seeds):
             return {s: rows[r.name].get(key) for s, r in zip(g.seeds, g.runs)}
         return {i: rows[r.name].get(key) for i, r in enumerate(g.runs)}
 
     a, b = by_seed(group), by_seed(baseline)
-    diffs = [float(a[s]) - float(b[s]) for s in a if s in b and a[s] is not None and b[s] is not None
-             and np.isfinite(a[s]) and np.isfinite(b[s])]
-    return {"mean": float(np.mean(diffs)) if diffs else None, "ci95": interval95(diffs), "n": len(diffs), "diffs": diffs}
+    diffs = [
+        float(a[s]) - float(b[s])
+        for s in a
+        if s in b and a[s] is not None and b[s] is not None and np.isfinite(a[s]) and np.isfinite(b[s])
+    ]
+    return {
+        "mean": float(np.mean(diffs)) if diffs else None,
+        "ci95": interval95(diffs),
+        "n": len(diffs),
+        "diffs": diffs,
+    }
 
 
 def mean_surface(surfaces: list[Surface]) -> Surface:
     """The mean over seeds of surfaces on one grid (values and, as ``spread``, their std); the first surface alone
     where the grids differ."""
     first = surfaces[0]
-    same = [s for s in surfaces if np.array_equal(s.xcoordinates, first.xcoordinates) and set(s.values) == set(first.values)
-            and (s.ycoordinates is None) == (first.ycoordinates is None)
-            and (s.ycoordinates is None or np.array_equal(s.ycoordinates, first.ycoordinates))]
+    same = [
+        s
+        for s in surfaces
+        if np.array_equal(s.xcoordinates, first.xcoordinates)
+        and set(s.values) == set(first.values)
+        and (s.ycoordinates is None) == (first.ycoordinates is None)
+        and (s.ycoordinates is None or np.array_equal(s.ycoordinates, first.ycoordinates))  # type: ignore[arg-type]
+    ]
     if len(same) < 2:
         return first
     values = {n: np.mean([s.values[n] for s in same], axis=0) for n in first.values}
     spread = {n: np.std([s.values[n] for s in same], axis=0, ddof=1) for n in first.values}
     computed = np.logical_and.reduce([s.computed for s in same])
-    return Surface(first.path, first.xcoordinates, first.ycoordinates, values, computed,
-                   {**first.attrs, "seeds": len(same)}, first.layout, spread=spread)
+    return Surface(
+        first.path,
+        first.xcoordinates,
+        first.ycoordinates,
+        values,
+        computed,
+        {**first.attrs, "seeds": len(same)},
+        first.layout,
+        spread=spread,
+    )
 
 
 def mean_sweep(sweeps: list[Sweep]) -> Sweep:
@@ -151,8 +182,14 @@ def mean_sweep(sweeps: list[Sweep]) -> Sweep:
         means = np.array([s.values[f"{metric}_mean"] for s in same])
         spread = means - means[..., zero[:1]] if metric == "loss" and zero.size else means
         values[f"{metric}_mean"], values[f"{metric}_std"] = means.mean(axis=0), spread.std(axis=0, ddof=1)
-    return Sweep(first.path, first.radii, first.kinds, values, np.logical_and.reduce([s.computed for s in same]),
-                 {**first.attrs, "seeds": len(same)})
+    return Sweep(
+        first.path,
+        first.radii,
+        first.kinds,
+        values,
+        np.logical_and.reduce([s.computed for s in same]),
+        {**first.attrs, "seeds": len(same)},
+    )
 
 
 def mean_spectrum(spectra: list[dict]) -> dict:
@@ -185,12 +222,18 @@ HISTORY = ("train_loss", "test_loss", "train_error", "test_error", "test_ece")
 
 def history_curves(rows: list[dict]) -> dict:
     """A run's metrics.jsonl rows as per-epoch arrays of :data:`HISTORY` (errors in %, test loss = test NLL)."""
+
     def column(key: str, transform=lambda v: v) -> np.ndarray:
         return np.array([transform(r[key]) if isinstance(r.get(key), (int, float)) else np.nan for r in rows], float)
 
-    return {"epoch": column("epoch"), "train_loss": column("train_loss"), "test_loss": column("test_nll"),
-            "train_error": column("train_acc", lambda a: 100.0 - a), "test_error": column("test_error"),
-            "test_ece": column("test_ece")}
+    return {
+        "epoch": column("epoch"),
+        "train_loss": column("train_loss"),
+        "test_loss": column("test_nll"),
+        "train_error": column("train_acc", lambda a: 100.0 - a),
+        "test_error": column("test_error"),
+        "test_ece": column("test_ece"),
+    }
 
 
 def pooled_bins(bins: list[dict]) -> dict:

@@ -1,5 +1,6 @@
 """Checkpoint jobs behind the CLI: a checkpoint becomes a :class:`Problem`, the Python API analyses it and
 writes the file (surfaces also under torchrun); calibration and corruption robustness of classifiers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,36 +52,92 @@ def process_device(name: str) -> torch.device:
     return rank_device or device
 
 
-def checkpoint_problem(ckpt: str | Path, opts: EvalOptions, device: torch.device, extra: tuple[str, ...] = ()) -> Problem:
+def checkpoint_problem(
+    ckpt: str | Path, opts: EvalOptions, device: torch.device, extra: tuple[str, ...] = ()
+) -> Problem:
     """The checkpoint as a :class:`Problem` over the splits of ``opts`` (and ``extra`` ones)."""
     splits = list(opts.splits) + [s for s in extra if s not in opts.splits]
-    return Problem.from_checkpoint(ckpt, splits, samples=opts.samples, sample_seed=opts.sample_seed,
-                                   batch_size=opts.batch_size, data_root=opts.data_root, device=device)
+    return Problem.from_checkpoint(
+        ckpt,
+        splits,
+        samples=opts.samples,
+        sample_seed=opts.sample_seed,
+        batch_size=opts.batch_size,
+        data_root=opts.data_root,
+        device=device,
+    )
 
 
-def _surface_job(ckpt: str | Path, out: str | Path, opts: EvalOptions, analysis: Callable[..., object],
-                 extra: tuple[str, ...] = ()) -> Path:
+def _surface_job(
+    ckpt: str | Path, out: str | Path, opts: EvalOptions, analysis: Callable[..., object], extra: tuple[str, ...] = ()
+) -> Path:
     device = process_device(opts.device)
     problem = checkpoint_problem(ckpt, opts, device, extra + (("train",) if opts.bn == "recompute" else ()))
-    analysis(problem, splits=opts.splits, bn=opts.bn, bn_split="train", compile=opts.compile, progress=opts.progress,
-             out=out)
+    analysis(
+        problem, splits=opts.splits, bn=opts.bn, bn_split="train", compile=opts.compile, progress=opts.progress, out=out
+    )
     return Path(out)
 
 
-def random_surface(ckpt: str | Path, out: str | Path, xs: np.ndarray, ys: np.ndarray | None, opts: EvalOptions, *,
-                   norm: str = "filter", ignore: str = "biasbn", seed: int = 0, dir_type: str = "weights",
-                   orthogonal: bool = False, resume: bool = False, overwrite: bool = False, log=None) -> Path:
+def random_surface(
+    ckpt: str | Path,
+    out: str | Path,
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    opts: EvalOptions,
+    *,
+    norm: str = "filter",
+    ignore: str = "biasbn",
+    seed: int = 0,
+    dir_type: str = "weights",
+    orthogonal: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    log=None,
+) -> Path:
     """Loss/accuracy along 1 or 2 normalized random directions around a checkpoint (Li et al. 2018)."""
-    return _surface_job(ckpt, out, opts, lambda p, **kw: surface(
-        p, xs, ys, norm=norm, ignore=ignore, seed=seed, dir_type=dir_type, orthogonal=orthogonal, resume=resume,
-        overwrite=overwrite, log=log, **kw))
+    return _surface_job(
+        ckpt,
+        out,
+        opts,
+        lambda p, **kw: surface(
+            p,
+            xs,
+            ys,
+            norm=norm,
+            ignore=ignore,
+            seed=seed,
+            dir_type=dir_type,
+            orthogonal=orthogonal,
+            resume=resume,
+            overwrite=overwrite,
+            log=log,
+            **kw,
+        ),
+    )
 
 
-def interpolation_surface(ckpt_a: str | Path, ckpt_b: str | Path, out: str | Path, xs: np.ndarray, opts: EvalOptions, *,
-                          dir_type: str = "states", resume: bool = False, overwrite: bool = False, log=None) -> Path:
+def interpolation_surface(
+    ckpt_a: str | Path,
+    ckpt_b: str | Path,
+    out: str | Path,
+    xs: np.ndarray,
+    opts: EvalOptions,
+    *,
+    dir_type: str = "states",
+    resume: bool = False,
+    overwrite: bool = False,
+    log=None,
+) -> Path:
     """The 1-D line from checkpoint A (x=0) to checkpoint B (x=1) and beyond, un-normalized."""
-    return _surface_job(ckpt_a, out, opts, lambda p, **kw: interpolate(
-        p, ckpt_b, xs, dir_type=dir_type, resume=resume, overwrite=overwrite, log=log, **kw))
+    return _surface_job(
+        ckpt_a,
+        out,
+        opts,
+        lambda p, **kw: interpolate(
+            p, ckpt_b, xs, dir_type=dir_type, resume=resume, overwrite=overwrite, log=log, **kw
+        ),
+    )
 
 
 def trajectory_checkpoints(run_dir: str | Path) -> tuple[list[Path], Path]:
@@ -90,61 +147,171 @@ def trajectory_checkpoints(run_dir: str | Path) -> tuple[list[Path], Path]:
     if not final.is_file():
         raise FileNotFoundError(f"{run_dir} has no final.pt (is it a finished run directory?)")
     if len(found) < 2:
-        raise ValueError(f"{run_dir} has {len(found)} epoch checkpoints; PCA of a trajectory needs >= 2 (train with --save-every 1)")
+        raise ValueError(
+            f"{run_dir} has {len(found)} epoch checkpoints; PCA of a trajectory needs >= 2 (train with --save-every 1)"
+        )
     return found, final
 
 
-def trajectory_surface(run_dir: str | Path, out: str | Path, xs: np.ndarray | None, ys: np.ndarray | None,
-                       opts: EvalOptions, *, ignore: str = "biasbn", resume: bool = False, overwrite: bool = False,
-                       log=None) -> Path:
+def trajectory_surface(
+    run_dir: str | Path,
+    out: str | Path,
+    xs: np.ndarray | None,
+    ys: np.ndarray | None,
+    opts: EvalOptions,
+    *,
+    ignore: str = "biasbn",
+    resume: bool = False,
+    overwrite: bool = False,
+    log=None,
+) -> Path:
     """A 2-D surface around a run's final weights on its top-2 PCA directions, with the projected path."""
     snapshots, final = trajectory_checkpoints(run_dir)
-    return _surface_job(final, out, opts, lambda p, **kw: trajectory(
-        p, snapshots, xs, ys, ignore=ignore, resume=resume, overwrite=overwrite, log=log, attrs={"run_dir": str(run_dir)},
-        **kw))
+    return _surface_job(
+        final,
+        out,
+        opts,
+        lambda p, **kw: trajectory(
+            p,
+            snapshots,
+            xs,
+            ys,
+            ignore=ignore,
+            resume=resume,
+            overwrite=overwrite,
+            log=log,
+            attrs={"run_dir": str(run_dir)},
+            **kw,
+        ),
+    )
 
 
-def hessian_analysis(ckpt: str | Path, out: str | Path, opts: EvalOptions, *, top_k: int = 5, which: str = "largest",
-                     tol: float = 1e-3, trace_matvecs: int = 0, trace_method: str = "hutch++", density: bool = False,
-                     density_probes: int = 10, density_steps: int = 80, curvature: str = "hessian", seed: int = 0,
-                     overwrite: bool = False) -> Path:
+def hessian_analysis(
+    ckpt: str | Path,
+    out: str | Path,
+    opts: EvalOptions,
+    *,
+    top_k: int = 5,
+    which: str = "largest",
+    tol: float = 1e-3,
+    trace_matvecs: int = 0,
+    trace_method: str = "hutch++",
+    density: bool = False,
+    density_probes: int = 10,
+    density_steps: int = 80,
+    curvature: str = "hessian",
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
     """Top-k eigenpairs (with residuals), optionally the trace and the spectral density, of a checkpoint's loss
     over the first split of ``opts``, written to a ``kind="hessian"`` file (see :func:`landscape.hessian`)."""
     device = process_device(opts.device)
     problem = checkpoint_problem(ckpt, opts, device)
-    hessian(problem, top_k=top_k, which=which, tol=tol, trace=trace_matvecs, trace_method=trace_method,
-            density=density, density_probes=density_probes, density_steps=density_steps, curvature=curvature,
-            split=opts.splits[0], seed=seed, out=out, overwrite=overwrite, progress=opts.progress)
+    hessian(
+        problem,
+        top_k=top_k,
+        which=which,
+        tol=tol,
+        trace=trace_matvecs,
+        trace_method=trace_method,
+        density=density,
+        density_probes=density_probes,
+        density_steps=density_steps,
+        curvature=curvature,
+        split=opts.splits[0],
+        seed=seed,
+        out=out,
+        overwrite=overwrite,
+        progress=opts.progress,
+    )
     return Path(out)
 
 
-def hessian_surface(ckpt: str | Path, out: str | Path, xs: np.ndarray, ys: np.ndarray | None, opts: EvalOptions, *,
-                    hessian_file: str | Path | None = None, seed: int = 0, resume: bool = False, overwrite: bool = False,
-                    log=None) -> Path:
+def hessian_surface(
+    ckpt: str | Path,
+    out: str | Path,
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    opts: EvalOptions,
+    *,
+    hessian_file: str | Path | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    overwrite: bool = False,
+    log=None,
+) -> Path:
     """A surface whose axes are the top Hessian eigenvectors (unit norm), read from ``hessian_file`` or computed
     on the training split."""
-    return _surface_job(ckpt, out, opts, lambda p, **kw: surface(
-        p, xs, ys, directions="hessian", hessian=hessian_file, seed=seed, resume=resume, overwrite=overwrite, log=log,
-        **kw), extra=() if hessian_file else ("train",))
+    return _surface_job(
+        ckpt,
+        out,
+        opts,
+        lambda p, **kw: surface(
+            p,
+            xs,
+            ys,
+            directions="hessian",
+            hessian=hessian_file,
+            seed=seed,
+            resume=resume,
+            overwrite=overwrite,
+            log=log,
+            **kw,
+        ),
+        extra=() if hessian_file else ("train",),
+    )
 
 
-def sweep_analysis(ckpt: str | Path, out: str | Path, radii: np.ndarray, opts: EvalOptions, *, kinds: list[str],
-                   settings: SweepSettings | None = None, resume: bool = False, overwrite: bool = False, log=None) -> Path:
+def sweep_analysis(
+    ckpt: str | Path,
+    out: str | Path,
+    radii: np.ndarray,
+    opts: EvalOptions,
+    *,
+    kinds: list[str],
+    settings: SweepSettings | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    log=None,
+) -> Path:
     """Loss/accuracy against perturbation radius for each kind, one point per (kind, radius), resumable."""
     s = settings or SweepSettings()
     device = process_device(opts.device)
     problem = checkpoint_problem(ckpt, opts, device)
-    sweep(problem, radii, kinds=kinds, trials=s.trials, steps=s.steps, normalize=s.normalize, eta=s.eta, seed=s.seed,
-          split=opts.splits[0], out=out, resume=resume, overwrite=overwrite, progress=opts.progress, log=log)
+    sweep(
+        problem,
+        radii,
+        kinds=kinds,
+        trials=s.trials,
+        steps=s.steps,
+        normalize=s.normalize,
+        eta=s.eta,
+        seed=s.seed,
+        split=opts.splits[0],
+        out=out,
+        resume=resume,
+        overwrite=overwrite,
+        progress=opts.progress,
+        log=log,
+    )
     return Path(out)
 
 
-def calibration(ckpt: str | Path, opts: EvalOptions, split: str = "test") -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def calibration(
+    ckpt: str | Path, opts: EvalOptions, split: str = "test"
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Error/NLL/ECE and the reliability-diagram bins of a checkpoint's predictions on one split (eval mode)."""
     if split not in SPLITS:
         raise ValueError(f"split must be train or test, got {split!r}")
-    problem = Problem.from_checkpoint(ckpt, split, samples=opts.samples, sample_seed=opts.sample_seed,
-                                      batch_size=opts.batch_size, data_root=opts.data_root, device=opts.device)
+    problem = Problem.from_checkpoint(
+        ckpt,
+        split,
+        samples=opts.samples,
+        sample_seed=opts.sample_seed,
+        batch_size=opts.batch_size,
+        data_root=opts.data_root,
+        device=opts.device,
+    )
     return _predictive_metrics(problem.model, problem.splits[split].inputs())
 
 
@@ -153,29 +320,65 @@ def _predictive_metrics(model: nn.Module, batches) -> tuple[dict[str, float], di
     return classification_metrics(logits, labels), reliability(logits.double().softmax(1), labels)
 
 
-ROBUSTNESS_CHECKED = ("kind", "corruptions", "severities", "source", "corruption_seed", "samples", "sample_seed",
-                      "checkpoint_sha256", "baseline_sha256")
+ROBUSTNESS_CHECKED = (
+    "kind",
+    "corruptions",
+    "severities",
+    "source",
+    "corruption_seed",
+    "samples",
+    "sample_seed",
+    "checkpoint_sha256",
+    "baseline_sha256",
+)
 
 
-def _condition_images(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, total: int, condition: tuple[str, int], *,
-                      source: str, dataset: str, c_root: str | None, seed: int, workers: int):
+def _condition_images(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    idx: torch.Tensor,
+    total: int,
+    condition: tuple[str, int],
+    *,
+    source: str,
+    dataset: str,
+    c_root: str | None,
+    seed: int,
+    workers: int,
+):
     """Test images and labels of one condition: clean, generated with the corruption suite (cached on disk),
     or read from a released -C set (the same subset of rows)."""
     name, severity = condition
     if name == "clean":
         return x, y
     if source == "generated":
-        return corrupted_split(x, split_key(dataset, "test", total, idx), name, severity, seed, indices=idx,
-                               workers=workers), y
+        return corrupted_split(
+            x, split_key(dataset, "test", total, idx), name, severity, seed, indices=idx, workers=workers
+        ), y
+    if c_root is None:
+        raise ValueError("--source released needs --c-root (the folder holding the released *-C files)")
     cx, cy = read_released_c(c_root, dataset, name, severity)
     if len(cy) != total:
         raise ValueError(f"{dataset}-C {name} severity {severity} has {len(cy)} images, the test split {total}")
     return cx[idx], cy[idx]
 
 
-def robustness_analysis(ckpt: str | Path, out: str | Path, corruptions: list[str], severities: list[int], opts: EvalOptions,
-                        *, baseline: str | Path | None = None, source: str = "generated", c_root: str | None = None,
-                        seed: int = 0, workers: int = 1, resume: bool = False, overwrite: bool = False, log=None) -> Path:
+def robustness_analysis(
+    ckpt: str | Path,
+    out: str | Path,
+    corruptions: list[str],
+    severities: list[int],
+    opts: EvalOptions,
+    *,
+    baseline: str | Path | None = None,
+    source: str = "generated",
+    c_root: str | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    resume: bool = False,
+    overwrite: bool = False,
+    log=None,
+) -> Path:
     """Error/NLL/ECE (and reliability-bin sums) of a checkpoint, and of a baseline checkpoint, on the clean test
     split and every corruption x severity; one resumable point per (model, condition)."""
     if source not in ("generated", "released"):
@@ -185,51 +388,110 @@ def robustness_analysis(ckpt: str | Path, out: str | Path, corruptions: list[str
     device = resolve_device(opts.device)
     model, meta = load_checkpoint(ckpt, device)
     models = [model]
-    attrs = {**checkpoint_info(ckpt, meta, opts.samples, opts.sample_seed), "bn": opts.bn, "kind": "robustness", "corruptions": list(corruptions),
-             "severities": [int(s) for s in severities], "source": source, "corruption_seed": seed,
-             "models": ["model"], "baseline": "", "baseline_sha256": "", "split": "test"}
+    attrs = {
+        **checkpoint_info(ckpt, meta, opts.samples, opts.sample_seed),
+        "bn": opts.bn,
+        "kind": "robustness",
+        "corruptions": list(corruptions),
+        "severities": [int(s) for s in severities],
+        "source": source,
+        "corruption_seed": seed,
+        "models": ["model"],
+        "baseline": "",
+        "baseline_sha256": "",
+        "split": "test",
+    }
     if baseline is not None:
         base_model, base_meta = load_checkpoint(baseline, device)
         if base_meta["dataset"]["name"] != meta["dataset"]["name"]:
-            raise ValueError(f"baseline {baseline} was trained on {base_meta['dataset']['name']}, not {meta['dataset']['name']}")
-        attrs.update(models=["model", "baseline"], baseline=str(baseline), baseline_sha256=sha256(baseline),
-                     baseline_method=base_meta["method"]["name"])
+            raise ValueError(
+                f"baseline {baseline} was trained on {base_meta['dataset']['name']}, not {meta['dataset']['name']}"
+            )
+        attrs.update(
+            models=["model", "baseline"],
+            baseline=str(baseline),
+            baseline_sha256=sha256(baseline),
+            baseline_method=base_meta["method"]["name"],
+        )
         if attrs["baseline_sha256"] != attrs["checkpoint_sha256"]:  # the baseline itself (ERM in the demo): once
             models.append(base_model)
     dataset = meta["dataset"]["name"]
     if source == "released" and dataset not in RELEASED_C:
-        raise ValueError(f"no released corruption benchmark for {dataset!r} (known: {', '.join(RELEASED_C)}); "
-                         f"use generated corruptions (--source generated)")
+        raise ValueError(
+            f"no released corruption benchmark for {dataset!r} (known: {', '.join(RELEASED_C)}); "
+            f"use generated corruptions (--source generated)"
+        )
     ds = load_dataset(dataset, opts.data_root or meta["config"].get("data_root"))
     x, y = ds.split("test")
     total = len(y)
     idx = subset(total, opts.samples, opts.sample_seed)
     x, y = x[idx], y[idx]
     conditions = [("clean", 0)] + [(c, int(s)) for c in corruptions for s in severities]
-    values = {"error": (), "nll": (), "ece": (), "bin_count": (ECE_BINS,), "bin_correct": (ECE_BINS,),
-              "bin_confidence": (ECE_BINS,)}
+    values = {
+        "error": (),
+        "nll": (),
+        "ece": (),
+        "bin_count": (ECE_BINS,),
+        "bin_correct": (ECE_BINS,),
+        "bin_confidence": (ECE_BINS,),
+    }
     grid = (len(attrs["models"]), len(conditions))
     writer, created = open_results(
-        out, lambda: ResultWriter.create(out, "robustness", grid, values,
-                                         {"condition_severity": np.array([s for _, s in conditions])},
-                                         {k: v for k, v in attrs.items() if k != "kind"}, {}),
-        {k: attrs[k] for k in ROBUSTNESS_CHECKED}, lambda w: tuple(w.shape) == grid, resume=resume, overwrite=overwrite)
+        out,
+        lambda: ResultWriter.create(
+            out,
+            "robustness",
+            grid,
+            values,
+            {"condition_severity": np.array([s for _, s in conditions])},
+            {k: v for k, v in attrs.items() if k != "kind"},
+            {},
+        ),
+        {k: attrs[k] for k in ROBUSTNESS_CHECKED},
+        lambda w: tuple(w.shape) == grid,
+        resume=resume,
+        overwrite=overwrite,
+    )
     try:
         done = writer.computed_flat().reshape(grid)
         if not created and log and done.any():
             log(f"resuming: {int(done.all(axis=0).sum())} of {len(conditions)} conditions already evaluated")
-        for p in tqdm([p for p in range(len(conditions)) if not done[:, p].all()], desc="robustness", unit="condition",
-                      disable=not opts.progress):
-            images, labels = _condition_images(x, y, idx, total, conditions[p], source=source, dataset=dataset,
-                                               c_root=c_root, seed=seed, workers=workers)
+        for p in tqdm(
+            [p for p in range(len(conditions)) if not done[:, p].all()],
+            desc="robustness",
+            unit="condition",
+            disable=not opts.progress,
+        ):
+            images, labels = _condition_images(
+                x,
+                y,
+                idx,
+                total,
+                conditions[p],
+                source=source,
+                dataset=dataset,
+                c_root=c_root,
+                seed=seed,
+                workers=workers,
+            )
             data = EvalSet(normalize(images, meta["dataset"]).to(device), labels.to(device), opts.batch_size)
             results = [_predictive_metrics(net, data.batches()) for net in models]
             points = []
             for m in range(grid[0]):
                 metrics, rel = results[min(m, len(results) - 1)]
-                points.append((m * len(conditions) + p, {
-                    "error": metrics["error"], "nll": metrics["nll"], "ece": metrics["ece"], "bin_count": rel["count"],
-                    "bin_correct": rel["correct"], "bin_confidence": rel["confidence_sum"]}))
+                points.append(
+                    (
+                        m * len(conditions) + p,
+                        {
+                            "error": metrics["error"],
+                            "nll": metrics["nll"],
+                            "ece": metrics["ece"],
+                            "bin_count": rel["count"],
+                            "bin_correct": rel["correct"],
+                            "bin_confidence": rel["confidence_sum"],
+                        },
+                    )
+                )
             writer.write(points)
         writer.finish()
     finally:

@@ -7,6 +7,7 @@ residuals: a bound on the error, unlike a "relative change" rule (PyHessian's po
 iteration), and it needs far fewer products (about 5 for the top eigenvalue and 13 for
 the top 5 on the CNN of shared/research/env_baselines.md, against 43-58 for PyHessian).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,17 @@ def _ritz(alpha: list[float], beta: list[float], k: int, which: str) -> tuple[np
     return theta[idx], s[:, idx], idx
 
 
-def lanczos(matvec: Callable[[Tensor], Tensor], n: int, k: int = 1, *, which: str = "largest", tol: float = 1e-3,
-            max_iter: int | None = None, seed: int = 0, device: torch.device | str = "cpu") -> EigenResult:
+def lanczos(
+    matvec: Callable[[Tensor], Tensor],
+    n: int,
+    k: int = 1,
+    *,
+    which: str = "largest",
+    tol: float = 1e-3,
+    max_iter: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> EigenResult:
     """Top-``k`` (``which="largest"``) or bottom-``k`` (``"smallest"``) eigenpairs of a symmetric operator.
 
     Krylov vectors are kept in float64 on ``device`` (``max_iter`` x ``n`` numbers; the

@@ -16,6 +16,7 @@ For each radius ``r`` the analysed parameters move by ``delta`` (the problem's m
 DAMP use; pass ``is_weight=`` to change it. This draws the AMP poster's "loss values with
 varying perturbation size" for any model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,12 +31,12 @@ from tqdm import tqdm
 from trainers.distributed import join_group
 from trainers.optim import is_weight as default_is_weight
 
-from .directions import normalize_direction
+from .directions import normalize_direction, tensor_sum
 from .grid import Displacement, coordinates
 from .problem import Problem
 from .store import MemoryWriter, ResultWriter, Sweep, open_results, read_sweep
 
-KINDS = ("random", "adversarial", "multiplicative", "adaptive")
+SWEEP_KINDS = ("random", "adversarial", "multiplicative", "adaptive")
 SHARPNESS = {"sam": "adversarial", "adaptive": "adaptive", "average": "random"}
 NORMALIZE = ("none", "filter")
 WeightRule = Callable[[str], bool]
@@ -59,14 +60,20 @@ class SweepSettings:
 
 
 def _norm(xs: list[Tensor]) -> Tensor:
-    return torch.sqrt(sum((x.double() ** 2).sum() for x in xs))
+    return torch.sqrt(tensor_sum((x.double() ** 2).sum() for x in xs))
 
 
 class Sweeper:
     """Evaluates one (kind, radius) point at a time on a model moved in place (use as a context manager)."""
 
-    def __init__(self, problem: Problem, split: str | None = None, settings: SweepSettings = SweepSettings(), *,
-                 is_weight: WeightRule | None = None) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        split: str | None = None,
+        settings: SweepSettings = SweepSettings(),
+        *,
+        is_weight: WeightRule | None = None,
+    ) -> None:
         settings.validate()
         self.split = split or next(iter(problem.splits))
         if self.split not in problem.splits:
@@ -81,7 +88,7 @@ class Sweeper:
         self.disp.__enter__()
         live = dict(self.problem.model.named_parameters())
         self.names, self.origin = self.disp.names, self.disp.origin
-        self.params = [live[n] for n in self.names]  # the Parameters themselves: gradients are taken w.r.t. them
+        self.params: list[Tensor] = [live[n] for n in self.names]  # the Parameters themselves: gradients w.r.t. them
         self.weight_mask = [bool(self.rule(n)) for n in self.names]
         return self
 
@@ -91,7 +98,7 @@ class Sweeper:
 
     def _generator(self, kind: str, radius_index: int) -> torch.Generator:
         # a stable seed per (kind, radius): a resumed or re-run sweep draws the same perturbations
-        return torch.Generator().manual_seed(self.s.seed * 1_000_003 + KINDS.index(kind) * 10_007 + radius_index)
+        return torch.Generator().manual_seed(self.s.seed * 1_000_003 + SWEEP_KINDS.index(kind) * 10_007 + radius_index)
 
     def _values(self, values: dict[str, float]) -> tuple[float, float]:
         return values["loss"], values.get("acc", float("nan"))
@@ -103,18 +110,26 @@ class Sweeper:
     def _random(self, r: float, g: torch.Generator) -> list[Tensor]:
         z = [torch.randn(w.shape, generator=g, dtype=torch.float32).to(w) for w in self.origin]
         if self.s.normalize == "filter":
-            z = list(normalize_direction(dict(zip(self.names, z)), dict(zip(self.names, self.origin)), "filter",
-                                         "biasbn").values())
+            z = list(
+                normalize_direction(
+                    dict(zip(self.names, z)), dict(zip(self.names, self.origin)), "filter", "biasbn"
+                ).values()
+            )
             return [r * d for d in z]
         scale = r / float(_norm(z))
         return [scale * d for d in z]
 
     def _multiplicative(self, r: float, g: torch.Generator) -> list[Tensor]:
-        return [r * torch.randn(w.shape, generator=g, dtype=torch.float32).to(w) * w if m else torch.zeros_like(w)
-                for w, m in zip(self.origin, self.weight_mask)]
+        return [
+            r * torch.randn(w.shape, generator=g, dtype=torch.float32).to(w) * w if m else torch.zeros_like(w)
+            for w, m in zip(self.origin, self.weight_mask)
+        ]
 
     def _ascent(self, r: float, adaptive: bool) -> tuple[float, float]:
-        t = [(w.abs() + self.s.eta) if (adaptive and m) else torch.ones_like(w) for w, m in zip(self.origin, self.weight_mask)]
+        t = [
+            (w.abs() + self.s.eta) if (adaptive and m) else torch.ones_like(w)
+            for w, m in zip(self.origin, self.weight_mask)
+        ]
         z = [torch.zeros_like(w) for w in self.origin]
         step = 2.5 * r / self.s.steps
         best = (-np.inf, 0.0)
@@ -137,8 +152,8 @@ class Sweeper:
     def point(self, kind: str, r: float, radius_index: int = 0) -> dict[str, object]:
         """``{"loss_mean", "loss_std", "acc_mean", "acc_std", "losses", "accs"}`` at radius ``r``
         (accuracies are NaN for a problem without an ``acc`` metric)."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown sweep kind {kind!r}; choose from {', '.join(KINDS)}")
+        if kind not in SWEEP_KINDS:
+            raise ValueError(f"unknown sweep kind {kind!r}; choose from {', '.join(SWEEP_KINDS)}")
         if r == 0:
             results = [self._evaluate([torch.zeros_like(w) for w in self.origin])] * self.s.trials
         elif kind in ("adversarial", "adaptive"):
@@ -149,18 +164,52 @@ class Sweeper:
             results = [self._evaluate(draw(r, g)) for _ in range(self.s.trials)]
         losses = np.array([lo for lo, _ in results])
         accs = np.array([a for _, a in results])
-        return {"loss_mean": losses.mean(), "loss_std": losses.std(), "acc_mean": accs.mean(), "acc_std": accs.std(),
-                "losses": losses, "accs": accs}
+        return {
+            "loss_mean": losses.mean(),
+            "loss_std": losses.std(),
+            "acc_mean": accs.mean(),
+            "acc_std": accs.std(),
+            "losses": losses,
+            "accs": accs,
+        }
 
 
-CHECKED = ("kind", "kinds", "split", "samples", "sample_seed", "checkpoint_sha256", "weights_sha256", "params", "trials",
-           "steps", "normalize", "eta", "seed")
+CHECKED = (
+    "kind",
+    "kinds",
+    "split",
+    "samples",
+    "sample_seed",
+    "checkpoint_sha256",
+    "weights_sha256",
+    "params",
+    "trials",
+    "steps",
+    "normalize",
+    "eta",
+    "seed",
+)
 
 
-def sweep(problem: Problem, radii: Sequence[float] | np.ndarray | str, *, kinds: Sequence[str] = KINDS, trials: int = 5,
-          steps: int = 10, normalize: str = "none", eta: float = 0.01, seed: int = 0, is_weight: WeightRule | None = None,
-          split: str | None = None, out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, log: Callable[[str], None] | None = None, attrs: dict | None = None) -> Sweep:
+def sweep(
+    problem: Problem,
+    radii: Sequence[float] | np.ndarray | str,
+    *,
+    kinds: Sequence[str] = SWEEP_KINDS,
+    trials: int = 5,
+    steps: int = 10,
+    normalize: str = "none",
+    eta: float = 0.01,
+    seed: int = 0,
+    is_weight: WeightRule | None = None,
+    split: str | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    attrs: dict | None = None,
+) -> Sweep:
     """Loss and accuracy against perturbation radius for each kind (module docstring), one point per
     (kind, radius); with ``out=`` written point by point to a resumable ``kind="sweep"`` file.
 
@@ -173,15 +222,25 @@ def sweep(problem: Problem, radii: Sequence[float] | np.ndarray | str, *, kinds:
     settings = SweepSettings(trials=trials, steps=steps, normalize=normalize, eta=eta, seed=seed)
     settings.validate()
     kinds = list(kinds)
-    bad = [k for k in kinds if k not in KINDS]
+    bad = [k for k in kinds if k not in SWEEP_KINDS]
     if bad or not kinds:
-        raise ValueError(f"unknown sweep kind {', '.join(bad) or '(none)'}; choose from {', '.join(KINDS)}")
+        raise ValueError(f"unknown sweep kind {', '.join(bad) or '(none)'}; choose from {', '.join(SWEEP_KINDS)}")
     radii = coordinates(radii, "radii")
     if np.any(radii < 0):
         raise ValueError("radii must be >= 0")
     sweeper = Sweeper(problem, split, settings, is_weight=is_weight)
-    attrs = {**problem.file_attrs(), "split": sweeper.split, "kinds": kinds, "trials": trials, "steps": steps,
-             "normalize": normalize, "eta": eta, "seed": seed, "params": problem.params_attr(), **(attrs or {})}
+    attrs = {
+        **problem.file_attrs(),
+        "split": sweeper.split,
+        "kinds": kinds,
+        "trials": trials,
+        "steps": steps,
+        "normalize": normalize,
+        "eta": eta,
+        "seed": seed,
+        "params": problem.params_attr(),
+        **(attrs or {}),
+    }
     values = {"loss_mean": (), "loss_std": (), "acc_mean": (), "acc_std": (), "losses": (trials,), "accs": (trials,)}
     grid = (len(kinds), len(radii))
     memory = MemoryWriter("sweep", grid, values, attrs)
@@ -193,9 +252,13 @@ def sweep(problem: Problem, radii: Sequence[float] | np.ndarray | str, *, kinds:
         if out is None:
             return list(range(grid[0] * grid[1]))
         writer, created = open_results(
-            out, lambda: ResultWriter.create(out, "sweep", grid, values, {"radii": radii}, attrs, {}),
+            out,
+            lambda: ResultWriter.create(out, "sweep", grid, values, {"radii": radii}, attrs, {}),
             {k: v for k, v in {"kind": "sweep", **attrs}.items() if k in CHECKED},
-            lambda w: np.array_equal(w.dataset("radii"), radii), resume=resume, overwrite=overwrite)
+            lambda w: np.array_equal(w.dataset("radii"), radii),  # type: ignore[arg-type]
+            resume=resume,
+            overwrite=overwrite,
+        )
         done = writer.computed_flat()
         if not created and log and done.any():
             log(f"resuming: {int(done.sum())} of {done.size} points already computed")
@@ -220,8 +283,18 @@ def sweep(problem: Problem, radii: Sequence[float] | np.ndarray | str, *, kinds:
     return Sweep("" if out is None else str(out), radii, kinds, memory.arrays, memory.computed, memory.attrs)
 
 
-def sharpness(problem: Problem, rho: float, kind: str = "sam", *, steps: int = 10, trials: int = 5, eta: float = 0.01,
-              seed: int = 0, is_weight: WeightRule | None = None, split: str | None = None) -> float:
+def sharpness(
+    problem: Problem,
+    rho: float,
+    kind: str = "sam",
+    *,
+    steps: int = 10,
+    trials: int = 5,
+    eta: float = 0.01,
+    seed: int = 0,
+    is_weight: WeightRule | None = None,
+    split: str | None = None,
+) -> float:
     """``L(w + delta) - L(w)`` at radius ``rho``: the worst case in the L2 ball (``sam``), in ASAM's ball
     (``adaptive``), or the mean over random directions on the sphere (``average``)."""
     if kind not in SHARPNESS:
@@ -230,5 +303,5 @@ def sharpness(problem: Problem, rho: float, kind: str = "sam", *, steps: int = 1
         raise ValueError(f"rho must be >= 0, got {rho}")
     settings = SweepSettings(trials=trials, steps=steps, eta=eta, seed=seed)
     with Sweeper(problem, split, settings, is_weight=is_weight) as sw:
-        clean = sw.point("random", 0.0)["loss_mean"]
-        return float(sw.point(SHARPNESS[kind], rho)["loss_mean"] - clean)
+        clean = float(sw.point("random", 0.0)["loss_mean"])  # type: ignore[arg-type]
+        return float(sw.point(SHARPNESS[kind], rho)["loss_mean"]) - clean  # type: ignore[arg-type]

@@ -5,23 +5,23 @@ method, human labels in real units, legends outside the data, equal aspect for 2
 losses on log scales where they span decades, and sweeps as the loss increase over the
 unperturbed loss with each kind's own radius unit.
 """
+
 from __future__ import annotations
 
+from typing import IO, Any, Literal
+
 import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-matplotlib.use("Agg")  # noqa: E402  (headless: figures are saved, never shown)
-matplotlib.rcParams.update({"svg.fonttype": "none", "pdf.fonttype": 42})  # text stays text: editable in SVG/PDF
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm, Normalize  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+from trainers.metrics import ece_from_bins
 
-from trainers.metrics import ece_from_bins  # noqa: E402
-
-from .robustness import severity_curves  # noqa: E402
-from .store import Surface, Sweep  # noqa: E402
-from .style import (  # noqa: E402
+from .robustness import Robustness, severity_curves
+from .store import Surface, Sweep
+from .style import (
     DIVERGING,
     PALETTE,
     SEQUENTIAL,
@@ -38,6 +38,30 @@ SURFACE_2D_KINDS = ("contour", "contourf", "heatmap", "surface3d")
 DECADES = 10.0  # a loss curve spanning more than this ratio is drawn on a log axis
 
 
+TEXT_AS_TEXT: dict[str, Any] = {
+    "svg.fonttype": "none",
+    "pdf.fonttype": 42,
+}  # SVG/PDF text stays text: editable, searchable
+
+
+def _figure(figsize: tuple[float, float], layout: Literal["constrained", "tight"] = "constrained") -> Figure:
+    """A figure of its own Agg canvas, outside pyplot: no global backend switch, no figure manager to close."""
+    fig = Figure(figsize=figsize, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _subplots(*grid: int, figsize: tuple[float, float], layout: Literal["constrained", "tight"] = "constrained", **kw):
+    fig = _figure(figsize, layout)
+    return fig, fig.subplots(*grid, **kw)
+
+
+def save(fig: Figure, target: str | IO[bytes], fmt: str, dpi: int = 150) -> None:
+    """Write ``fig`` as PNG, SVG or PDF to a path or a binary file (the one way every caller saves a figure)."""
+    with matplotlib.rc_context(TEXT_AS_TEXT):  # type: ignore[arg-type]
+        fig.savefig(target, format=fmt, dpi=dpi)
+
+
 def _dash(split: str) -> str:
     return SPLIT_DASHES.get(split, ":")
 
@@ -46,7 +70,9 @@ def _legend_outside(ax, source=None, **kw) -> None:
     """The legend (of ``source``'s lines, default ``ax``'s) to the right of the axes, never over the data."""
     handles, labels = (source or ax).get_legend_handles_labels()
     if handles:
-        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize="small", **kw)
+        ax.legend(
+            handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize="small", **kw
+        )
 
 
 def wants_log(*arrays: np.ndarray) -> bool:
@@ -59,15 +85,25 @@ def wants_log(*arrays: np.ndarray) -> bool:
 def surface_1d(s: Surface, *, log: bool | None = None) -> Figure:
     """Loss (left axis) and accuracy (right axis) along the direction, train solid and test dashed (Li et al.);
     the loss on a log axis when it spans decades (``log=None``), so the basin stays visible."""
-    fig, ax = plt.subplots(figsize=(5.6, 3.6), layout="constrained")
+    fig, ax = _subplots(figsize=(5.6, 3.6), layout="constrained")
     with_acc = [split for split in s.splits if s.has(split, "acc")]
     acc_ax = ax.twinx() if with_acc else None
     for split in s.splits:
-        ax.plot(s.xcoordinates, s.values[f"{split}_loss"], color=PALETTE[0], linestyle=_dash(split),
-                label=human(f"{split}_loss"))
+        ax.plot(
+            s.xcoordinates,
+            s.values[f"{split}_loss"],
+            color=PALETTE[0],
+            linestyle=_dash(split),
+            label=human(f"{split}_loss"),
+        )
         if acc_ax is not None and split in with_acc:
-            acc_ax.plot(s.xcoordinates, s.values[f"{split}_acc"], color=PALETTE[1], linestyle=_dash(split),
-                        label=human(f"{split}_acc"))
+            acc_ax.plot(
+                s.xcoordinates,
+                s.values[f"{split}_acc"],
+                color=PALETTE[1],
+                linestyle=_dash(split),
+                label=human(f"{split}_acc"),
+            )
     if log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for sp in s.splits))):
         ax.set_yscale("log")
     ax.set_xlabel(_axis_label(s, "x"))
@@ -76,19 +112,21 @@ def surface_1d(s: Surface, *, log: bool | None = None) -> Figure:
         acc_ax.set_ylabel("accuracy (%)", color=PALETTE[1])
         acc_ax.set_ylim(0, 100)
     lines = ax.get_lines() + (acc_ax.get_lines() if acc_ax is not None else [])
-    fig.legend(lines, [ln.get_label() for ln in lines], loc="outside lower center", ncol=min(4, len(lines)),
-               fontsize="small")
+    fig.legend(
+        lines, [ln.get_label() for ln in lines], loc="outside lower center", ncol=min(4, len(lines)), fontsize="small"
+    )
     ax.set_title(_title(s))
     return fig
 
 
-def surface_2d(s: Surface, kind: str = "contour", *, value: str = "train_loss", log: bool = False,
-               levels: int | np.ndarray = 30) -> Figure:
+def surface_2d(
+    s: Surface, kind: str = "contour", *, value: str = "train_loss", log: bool = False, levels: int | np.ndarray = 30
+) -> Figure:
     """A 2-D surface as labelled contour lines, filled contours, heat map or 3-D surface, on equal axes;
     trajectory overlaid if stored. Positive losses get log-spaced levels, labelled in real units."""
     if kind not in SURFACE_2D_KINDS:
         raise ValueError(f"unknown 2-D plot {kind!r}; choose from {', '.join(SURFACE_2D_KINDS)}")
-    if s.dim != 2:
+    if s.ycoordinates is None:
         raise ValueError(f"{s.path} is a 1-D surface")
     if value not in s.values:
         raise ValueError(f"{s.path} has no {value!r} (it has {', '.join(s.values)})")
@@ -97,15 +135,15 @@ def surface_2d(s: Surface, kind: str = "contour", *, value: str = "train_loss", 
     levels, norm = _levels_and_norm(float(Z.min()), float(Z.max()), levels, log)
     label = human(value)
     if kind == "surface3d":
-        fig = plt.figure(figsize=(5.5, 4.5), layout="constrained")
+        fig = _figure(figsize=(5.5, 4.5))
         ax = fig.add_subplot(projection="3d")  # not Axes3D(fig): blank on matplotlib >= 3.6
         logged = isinstance(norm, LogNorm)
         ax.plot_surface(X, Y, np.log10(Z) if logged else Z, cmap=SEQUENTIAL, linewidth=0, antialiased=True)
         if logged:  # heights are log10 values; the axis reads in real units
-            ax.zaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{10 ** v:.3g}"))
+            ax.zaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{10**v:.3g}"))
         ax.set_zlabel(label + (" (log scale)" if logged else ""))
     else:
-        fig, ax = plt.subplots(figsize=(5.4, 4.4), layout="constrained")
+        fig, ax = _subplots(figsize=(5.4, 4.4), layout="constrained")
         if kind == "contour":
             cs = ax.contour(X, Y, Z, levels=levels, cmap=SEQUENTIAL, norm=norm, linewidths=0.8)
             ax.clabel(cs, cs.levels[::4], inline=True, fontsize=7, fmt="%.3g")
@@ -126,18 +164,24 @@ def surface_2d(s: Surface, kind: str = "contour", *, value: str = "train_loss", 
 def _colorbar(fig: Figure, mappable, ax, label: str, norm) -> None:
     bar = fig.colorbar(mappable, ax=ax, label=label, shrink=0.85)
     if isinstance(norm, LogNorm):  # round values in real units, not 10^x or a crowd of level labels
-        bar.set_ticks(log_ticks(norm.vmin, norm.vmax))
-        bar.set_ticklabels([f"{t:.3g}" for t in log_ticks(norm.vmin, norm.vmax)])
+        ticks = [float(t) for t in log_ticks(float(norm.vmin or 0), float(norm.vmax or 0))]  # vmin, vmax set
+        bar.set_ticks(ticks)
+        bar.set_ticklabels([f"{t:.3g}" for t in ticks])
         bar.minorticks_off()
 
 
-def hessian_spectrum(eigenvalues: np.ndarray | None, grid: np.ndarray | None = None, density: np.ndarray | None = None,
-                     *, title: str = "") -> Figure:
+def hessian_spectrum(
+    eigenvalues: np.ndarray | None,
+    grid: np.ndarray | None = None,
+    density: np.ndarray | None = None,
+    *,
+    title: str = "",
+) -> Figure:
     """Top eigenvalues (stems) and, when given, the spectral density on a log scale."""
     panels = (eigenvalues is not None) + (density is not None)
     if not panels:
         raise ValueError("nothing to plot: no eigenvalues and no density")
-    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.4), layout="constrained", squeeze=False)
+    fig, axes = _subplots(1, panels, figsize=(4.5 * panels, 3.4), layout="constrained", squeeze=False)
     i = 0
     if eigenvalues is not None:
         ax = axes[0, i]
@@ -169,20 +213,53 @@ def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> F
     ``curves``: ``(label, bins)`` with ``bins`` from :func:`trainers.metrics.reliability`.
     """
     n = len(curves)
-    fig, axes = plt.subplots(2, n, figsize=(3.2 * n + 1.6, 4.6), height_ratios=(1, 3), sharex=True, sharey="row",
-                             layout="constrained", squeeze=False)
+    fig, axes = _subplots(
+        2,
+        n,
+        figsize=(3.2 * n + 1.6, 4.6),
+        height_ratios=(1, 3),
+        sharex=True,
+        sharey="row",
+        layout="constrained",
+        squeeze=False,
+    )
     for (hist, ax), (label, rel) in zip(axes.T, curves):
         edges, full = rel["edges"], rel["count"] > 0
         left, width = edges[:-1][full], np.diff(edges)[full]
         acc, conf = rel["accuracy"][full], rel["confidence"][full]
-        hist.bar(left, rel["count"][full] / rel["count"].sum(), width, align="edge", color="0.6", edgecolor="k", linewidth=0.4)
+        hist.bar(
+            left,
+            rel["count"][full] / rel["count"].sum(),
+            width,
+            align="edge",
+            color="0.6",
+            edgecolor="k",
+            linewidth=0.4,
+        )
         hist.set(yscale="log", title=label)
         ax.plot([0, 1], [0, 1], color="0.4", linestyle=":", linewidth=1, label="perfect calibration")
         ax.bar(left, acc, width, align="edge", color=PALETTE[0], edgecolor="k", linewidth=0.4, label="accuracy")
-        ax.bar(left, conf - acc, width, bottom=acc, align="edge", color=PALETTE[1], alpha=0.35, hatch="//",
-               edgecolor=PALETTE[1], linewidth=0.4, label="gap to confidence")
-        ax.text(0.04, 0.93, f"ECE {ece_from_bins(rel):.4f}", transform=ax.transAxes, fontsize="small",
-                bbox={"facecolor": "white", "edgecolor": "0.7"})
+        ax.bar(
+            left,
+            conf - acc,
+            width,
+            bottom=acc,
+            align="edge",
+            color=PALETTE[1],
+            alpha=0.35,
+            hatch="//",
+            edgecolor=PALETTE[1],
+            linewidth=0.4,
+            label="gap to confidence",
+        )
+        ax.text(
+            0.04,
+            0.93,
+            f"ECE {ece_from_bins(rel):.4f}",
+            transform=ax.transAxes,
+            fontsize="small",
+            bbox={"facecolor": "white", "edgecolor": "0.7"},
+        )
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence")
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
     axes[0, 0].set_ylabel("share")
@@ -196,7 +273,7 @@ def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> F
 def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None) -> Figure:
     """1-D loss and accuracy of several runs (or groups: their mean, +-1 std over seeds as a band) on shared
     axes: a colour and marker per run, train solid, test dashed; losses on a log axis when they span decades."""
-    fig, (ax, acc_ax) = plt.subplots(1, 2, figsize=(10.5, 3.8), layout="constrained", sharex=True)
+    fig, (ax, acc_ax) = _subplots(1, 2, figsize=(10.5, 3.8), layout="constrained", sharex=True)
     for i, (label, s) in enumerate(items):
         style = series(i)
         every = max(1, len(s.xcoordinates) // 8)
@@ -206,12 +283,26 @@ def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None)
                     continue
                 name = f"{split}_{metric}"
                 y = s.values[name]
-                line, = axis.plot(s.xcoordinates, y, color=style["color"], marker=style["marker"], markevery=every,
-                                  markersize=4, linestyle=_dash(split), label=f"{label}, {split}")
+                (line,) = axis.plot(
+                    s.xcoordinates,
+                    y,
+                    color=style["color"],
+                    marker=style["marker"],
+                    markevery=every,
+                    markersize=4,
+                    linestyle=_dash(split),
+                    label=f"{label}, {split}",
+                )
                 if name in s.spread:
                     lo = y - s.spread[name]
-                    axis.fill_between(s.xcoordinates, np.maximum(lo, 1e-12 if metric == "loss" else 0.0),
-                                      y + s.spread[name], color=line.get_color(), alpha=0.18, linewidth=0)
+                    axis.fill_between(
+                        s.xcoordinates,
+                        np.maximum(lo, 1e-12 if metric == "loss" else 0.0),
+                        y + s.spread[name],
+                        color=line.get_color(),
+                        alpha=0.18,
+                        linewidth=0,
+                    )
     if log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for _, s in items for sp in s.splits))):
         ax.set_yscale("log")
     ax.set(xlabel=_axis_label(items[0][1], "x"), ylabel="loss", title="loss along the x direction")
@@ -220,14 +311,17 @@ def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None)
     return fig
 
 
-TRAINING_PANELS = (("loss", ("train_loss", "test_loss")), ("error (%)", ("train_error", "test_error")),
-                   ("test ECE", ("test_ece",)))
+TRAINING_PANELS = (
+    ("loss", ("train_loss", "test_loss")),
+    ("error (%)", ("train_error", "test_error")),
+    ("test ECE", ("test_ece",)),
+)
 
 
 def training_curves(items: list[tuple[str, dict]]) -> Figure:
     """Loss, error and ECE per epoch (``items``: label, :func:`landscape.groups.history_curves` or their mean over
     seeds with ``*_std``): a colour and marker per run or group, train solid, test dashed, +-1 std bands."""
-    fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.5), layout="constrained")
+    fig, axes = _subplots(1, 3, figsize=(12.5, 3.5), layout="constrained")
     for i, (label, c) in enumerate(items):
         style = series(i)
         for ax, (_, keys) in zip(axes, TRAINING_PANELS):
@@ -235,11 +329,25 @@ def training_curves(items: list[tuple[str, dict]]) -> Figure:
                 if key not in c or not np.isfinite(c[key]).any():
                     continue
                 split = key.split("_")[0]
-                line, = ax.plot(c["epoch"], c[key], color=style["color"], marker=style["marker"], markersize=3,
-                                markevery=max(1, len(c["epoch"]) // 8), linestyle=_dash(split), label=f"{label}, {split}")
+                (line,) = ax.plot(
+                    c["epoch"],
+                    c[key],
+                    color=style["color"],
+                    marker=style["marker"],
+                    markersize=3,
+                    markevery=max(1, len(c["epoch"]) // 8),
+                    linestyle=_dash(split),
+                    label=f"{label}, {split}",
+                )
                 if f"{key}_std" in c:
-                    ax.fill_between(c["epoch"], np.maximum(c[key] - c[f"{key}_std"], 0), c[key] + c[f"{key}_std"],
-                                    color=line.get_color(), alpha=0.18, linewidth=0)
+                    ax.fill_between(
+                        c["epoch"],
+                        np.maximum(c[key] - c[f"{key}_std"], 0),
+                        c[key] + c[f"{key}_std"],
+                        color=line.get_color(),
+                        alpha=0.18,
+                        linewidth=0,
+                    )
     for ax, (title, keys) in zip(axes, TRAINING_PANELS):
         ax.set(xlabel="epoch", ylabel=title, title=title)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
@@ -249,20 +357,21 @@ def training_curves(items: list[tuple[str, dict]]) -> Figure:
     return fig
 
 
-def compare_sweeps(items: list[tuple[str, Sweep]], *, value: str = "loss", log: bool = False,
-                   legend: bool = True) -> Figure:
+def compare_sweeps(
+    items: list[tuple[str, Sweep]], *, value: str = "loss", log: bool = False, legend: bool = True
+) -> Figure:
     """One panel per perturbation kind, each with its own radius unit and range; one line per run (or group
     mean): the loss increase over the unperturbed loss with a +-1 std band (over trials, or over seeds for a
     group), clipped where the loss or accuracy would leave its range."""
     kinds = list(dict.fromkeys(k for _, sw in items for k in sw.kinds))
-    fig, axes = plt.subplots(1, len(kinds), figsize=(3.9 * len(kinds) + (1.6 if legend else 0.4), 3.5),
-                             layout="constrained", squeeze=False)
+    fig, axes = _subplots(
+        1, len(kinds), figsize=(3.9 * len(kinds) + (1.6 if legend else 0.4), 3.5), layout="constrained", squeeze=False
+    )
     for ax, kind in zip(axes[0], kinds):
-        radii = None
+        radii = next(sw.radii for _, sw in items if kind in sw.kinds)
         for i, (label, sw) in enumerate(items):
             if kind in sw.kinds:
                 _band(ax, sw, kind, value, label, series(i))
-                radii = sw.radii
         if log:
             ax.set_yscale("symlog" if value == "loss" else "log")
         ax.set_xlabel(radius_label(kind, radii, items[0][1].attrs.get("normalize", "none")), fontsize="small")
@@ -278,8 +387,9 @@ def compare_spectra(items: list[tuple[str, dict]]) -> Figure:
     """Top Hessian eigenvalues by rank (a group's mean with +-1 std over seeds) and, for the runs that have
     one, the spectral densities (log scale)."""
     dens = [(label, a) for label, a in items if a.get("density") is not None]
-    fig, axes = plt.subplots(1, 1 + bool(dens), figsize=(5.2 * (1 + bool(dens)) + 1.4, 3.5), layout="constrained",
-                             squeeze=False)
+    fig, axes = _subplots(
+        1, 1 + bool(dens), figsize=(5.2 * (1 + bool(dens)) + 1.4, 3.5), layout="constrained", squeeze=False
+    )
     ax = axes[0, 0]
     for i, (label, a) in enumerate(items):
         if a.get("eigenvalues") is not None:
@@ -292,21 +402,34 @@ def compare_spectra(items: list[tuple[str, dict]]) -> Figure:
         ax2 = axes[0, 1]
         for i, (label, a) in enumerate(items):
             if a.get("density") is not None:
-                ax2.semilogy(a["density_grid"], np.maximum(a["density"], 1e-12), label=label, color=series(i)["color"],
-                             linestyle=series(i)["linestyle"])
+                ax2.semilogy(
+                    a["density_grid"],
+                    np.maximum(a["density"], 1e-12),
+                    label=label,
+                    color=series(i)["color"],
+                    linestyle=series(i)["linestyle"],
+                )
         ax2.set_ylim(bottom=max(1e-8, max(float(np.max(a["density"])) for _, a in dens) * 1e-8))
         ax2.set(xlabel="eigenvalue", ylabel="density (log scale)", title="spectral density (SLQ)")
     _legend_outside(axes[0, -1])
     return fig
 
 
-def compare_surfaces(items: list[tuple[str, Surface]], *, value: str = "train_loss", log: bool = False,
-                     levels: int = 30) -> Figure:
+def compare_surfaces(
+    items: list[tuple[str, Surface]], *, value: str = "train_loss", log: bool = False, levels: int = 30
+) -> Figure:
     """2-D surfaces side by side as filled contours on one colour scale (same levels, one colour bar)."""
     zs = [np.ma.masked_invalid(s.values[value]) for _, s in items]
     levels, norm = _levels_and_norm(min(float(z.min()) for z in zs), max(float(z.max()) for z in zs), levels, log)
-    fig, axes = plt.subplots(1, len(items), figsize=(3.4 * len(items) + 1.2, 3.6), layout="constrained", squeeze=False,
-                             sharex=True, sharey=True)
+    fig, axes = _subplots(
+        1,
+        len(items),
+        figsize=(3.4 * len(items) + 1.2, 3.6),
+        layout="constrained",
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
     for ax, (label, s), z in zip(axes[0], items, zs):
         cs = ax.contourf(s.xcoordinates, s.ycoordinates, z, levels=levels, cmap=SEQUENTIAL, norm=norm, extend="both")
         _trajectory(ax, s)
@@ -332,8 +455,15 @@ def _levels_and_norm(lo: float, hi: float, levels: int | np.ndarray, log: bool):
 
 def _trajectory(ax, s: Surface) -> None:
     if "proj_xcoord" in s.extras:
-        ax.plot(s.extras["proj_xcoord"], s.extras["proj_ycoord"], color=PALETTE[1], marker=".", markersize=4,
-                linewidth=1, label="training trajectory")
+        ax.plot(
+            s.extras["proj_xcoord"],
+            s.extras["proj_ycoord"],
+            color=PALETTE[1],
+            marker=".",
+            markersize=4,
+            linewidth=1,
+            label="training trajectory",
+        )
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.06), fontsize="small", frameon=False)
 
 
@@ -343,12 +473,14 @@ def _band(ax, sw: Sweep, kind: str, value: str, label: str, style: dict) -> None
     zero = np.flatnonzero(sw.radii == 0)
     base = float(mean[zero[0]]) if value == "loss" and zero.size else 0.0
     lo, hi = band_limits(mean, std, base, value)
-    line, = ax.plot(sw.radii, mean - base, label=label, markersize=4, **style)
+    (line,) = ax.plot(sw.radii, mean - base, label=label, markersize=4, **style)
     ax.fill_between(sw.radii, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
 
 
 def _title_of(attrs: dict) -> str:
-    return f"{attrs.get('label') or attrs.get('method', '')} {attrs.get('model', '')} {attrs.get('dataset', '')}".strip()
+    return (
+        f"{attrs.get('label') or attrs.get('method', '')} {attrs.get('model', '')} {attrs.get('dataset', '')}".strip()
+    )
 
 
 def _title(s: Surface) -> str:
@@ -368,15 +500,16 @@ def _axis_label(s: Surface, axis: str) -> str:
     return f"{axis} direction"
 
 
-def robustness_by_severity(items: list[tuple[str, object]]) -> Figure:
+def robustness_by_severity(items: list[tuple[str, Robustness | dict]]) -> Figure:
     """Error and ECE per severity pooled over corruptions (0 = clean), one line per run or group (a group's mean
     with +-1 std over seeds) — DAMP paper Fig. 3/4. Items hold a robustness file or :func:`severity_curves`."""
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.6), layout="constrained")
+    fig, axes = _subplots(1, 2, figsize=(10.5, 3.6), layout="constrained")
     for i, (label, r) in enumerate(items):
         c = r if isinstance(r, dict) else severity_curves(r)
         for ax, metric in zip(axes, ("error", "ece")):
-            ax.errorbar(c["severity"], c[metric], yerr=c.get(f"{metric}_std"), capsize=3, label=label, markersize=4,
-                        **series(i))
+            ax.errorbar(
+                c["severity"], c[metric], yerr=c.get(f"{metric}_std"), capsize=3, label=label, markersize=4, **series(i)
+            )
     for ax, name in zip(axes, ("error (%)", "ECE")):
         ax.set(xlabel="severity (0 = clean)", ylabel=name, title=f"{name} pooled over corruptions")
         ax.set_xticks(range(6))
@@ -384,12 +517,13 @@ def robustness_by_severity(items: list[tuple[str, object]]) -> Figure:
     return fig
 
 
-def corruption_table(labels: list[str], corruptions: list[str], values: np.ndarray, *, title: str,
-                     center: float | None = None) -> Figure:
+def corruption_table(
+    labels: list[str], corruptions: list[str], values: np.ndarray, *, title: str, center: float | None = None
+) -> Figure:
     """A (rows x corruptions) heat map with the numbers written in, each in black or white, whichever reads on
     its cell: errors per severity, or ratios such as CE per run (DAMP paper Fig. 5; ``center=1``: on a log scale
     symmetric about 1, so 0.63 is as blue as 1.59 is red)."""
-    fig, ax = plt.subplots(figsize=(0.55 * len(corruptions) + 2.8, 0.45 * len(labels) + 2.0), layout="constrained")
+    fig, ax = _subplots(figsize=(0.55 * len(corruptions) + 2.8, 0.45 * len(labels) + 2.0), layout="constrained")
     values = np.asarray(values, dtype=float)
     if center is not None:
         logs = np.log(np.where(values > 0, values, np.nan) / center)
@@ -399,17 +533,24 @@ def corruption_table(labels: list[str], corruptions: list[str], values: np.ndarr
     else:
         norm = Normalize(float(np.nanmin(values)), float(np.nanmax(values)))
         mesh = ax.imshow(values, cmap=SEQUENTIAL, norm=norm, aspect="auto")
-    cmap = plt.get_cmap(DIVERGING if center is not None else SEQUENTIAL)
+    cmap = matplotlib.colormaps.get_cmap(DIVERGING if center is not None else SEQUENTIAL)
     shown = logs if center is not None else values
     for (i, j), v in np.ndenumerate(values):
         cell = cmap(norm(shown[i, j])) if np.isfinite(shown[i, j]) else (1, 1, 1)
-        ax.text(j, i, f"{v:.2f}" if center is not None else f"{v:.1f}", ha="center", va="center", fontsize=6.5,
-                color=text_colour(cell))
+        ax.text(
+            j,
+            i,
+            f"{v:.2f}" if center is not None else f"{v:.1f}",
+            ha="center",
+            va="center",
+            fontsize=6.5,
+            color=text_colour(cell),
+        )
     ax.set_xticks(range(len(corruptions)), corruptions, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     bar = fig.colorbar(mesh, ax=ax, shrink=0.8)
     if center is not None:  # ticks at ratios, placed on their log
-        reach = norm.vmax
+        reach = float(norm.vmax or 0.0)
         ratios = [r for r in (0.25, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 4.0) if abs(np.log(r)) <= reach + 1e-9]
         bar.set_ticks([np.log(r) for r in ratios])
         bar.set_ticklabels([f"{r * center:g}" for r in ratios])

@@ -3,6 +3,7 @@
 The same conventions (:mod:`landscape.style`): colour-blind-safe series, human labels, equal aspect for
 2-D surfaces, and log-scale surfaces drawn on log10 values but labelled and hovered in real loss units.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,7 @@ from plotly.subplots import make_subplots
 from trainers.metrics import ece_from_bins
 
 from .plot_mpl import TRAINING_PANELS, _axis_label, _title, _title_of, wants_log
-from .robustness import severity_curves
+from .robustness import Robustness, severity_curves
 from .store import Surface, Sweep
 from .style import (
     PALETTE,
@@ -30,7 +31,8 @@ TEMPLATE = "plotly_white"
 
 def _clean(a: np.ndarray) -> list:
     """JSON-safe values: NaN/inf (not computed / diverged) become gaps."""
-    return np.where(np.isfinite(a), a, None).tolist()
+    a = np.asarray(a, dtype=float)
+    return [float(v) if np.isfinite(v) else None for v in a.ravel()] if a.ndim == 1 else [_clean(row) for row in a]
 
 
 def _dash(split: str) -> str:
@@ -39,18 +41,32 @@ def _dash(split: str) -> str:
 
 def _log_colorbar(lo: float, hi: float, title: str) -> dict:
     """A colour bar for log10 values whose ticks read in real units."""
-    ticks = log_ticks(10 ** lo, 10 ** hi)
+    ticks = log_ticks(10**lo, 10**hi)
     return {"title": title, "tickvals": np.log10(ticks).tolist(), "ticktext": [f"{t:.3g}" for t in ticks]}
 
 
 def surface_1d(s: Surface, *, log: bool | None = None) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     for split in s.splits:
-        fig.add_trace(go.Scatter(x=s.xcoordinates, y=_clean(s.values[f"{split}_loss"]), name=human(f"{split}_loss"),
-                                 line={"color": PALETTE[0], "dash": _dash(split)}), secondary_y=False)
+        fig.add_trace(
+            go.Scatter(
+                x=s.xcoordinates,
+                y=_clean(s.values[f"{split}_loss"]),
+                name=human(f"{split}_loss"),
+                line={"color": PALETTE[0], "dash": _dash(split)},
+            ),
+            secondary_y=False,
+        )
         if s.has(split, "acc"):
-            fig.add_trace(go.Scatter(x=s.xcoordinates, y=_clean(s.values[f"{split}_acc"]), name=human(f"{split}_acc"),
-                                     line={"color": PALETTE[1], "dash": _dash(split)}), secondary_y=True)
+            fig.add_trace(
+                go.Scatter(
+                    x=s.xcoordinates,
+                    y=_clean(s.values[f"{split}_acc"]),
+                    name=human(f"{split}_acc"),
+                    line={"color": PALETTE[1], "dash": _dash(split)},
+                ),
+                secondary_y=True,
+            )
     logged = log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for sp in s.splits)))
     fig.update_xaxes(title_text=_axis_label(s, "x"))
     fig.update_yaxes(title_text="loss", type="log" if logged else "linear", secondary_y=False)
@@ -59,8 +75,9 @@ def surface_1d(s: Surface, *, log: bool | None = None) -> go.Figure:
     return fig
 
 
-def surface_2d(s: Surface, kind: str = "contour", *, value: str = "train_loss", log: bool = False,
-               levels: int = 30) -> go.Figure:
+def surface_2d(
+    s: Surface, kind: str = "contour", *, value: str = "train_loss", log: bool = False, levels: int = 30
+) -> go.Figure:
     """Contour, heat map or 3-D surface on equal axes; with ``log`` (positive losses) the colours follow log10 of
     the loss, while the colour bar, the 3-D axis and every hover read in real loss units."""
     if kind not in SURFACE_2D_KINDS:
@@ -72,20 +89,53 @@ def surface_2d(s: Surface, kind: str = "contour", *, value: str = "train_loss", 
     hover = f"x %{{x:.3g}}<br>y %{{y:.3g}}<br>{label} %{{customdata:.4g}}<extra></extra>"
     bar = _log_colorbar(float(np.nanmin(shown)), float(np.nanmax(shown)), label) if logged else {"title": label}
     if kind == "surface3d":
-        fig = go.Figure(go.Surface(x=s.xcoordinates, y=s.ycoordinates, z=_clean(shown), colorscale="Viridis",
-                                   colorbar=bar, customdata=_clean(z), hovertemplate=hover))
+        fig = go.Figure(
+            go.Surface(
+                x=s.xcoordinates,
+                y=s.ycoordinates,
+                z=_clean(shown),
+                colorscale="Viridis",
+                colorbar=bar,
+                customdata=_clean(z),
+                hovertemplate=hover,
+            )
+        )
         zaxis = {"title": label, **({"tickvals": bar["tickvals"], "ticktext": bar["ticktext"]} if logged else {})}
-        fig.update_layout(scene={"xaxis_title": _axis_label(s, "x"), "yaxis_title": _axis_label(s, "y"), "zaxis": zaxis,
-                                 "aspectmode": "manual", "aspectratio": {"x": 1, "y": 1, "z": 0.7}})
+        fig.update_layout(
+            scene={
+                "xaxis_title": _axis_label(s, "x"),
+                "yaxis_title": _axis_label(s, "y"),
+                "zaxis": zaxis,
+                "aspectmode": "manual",
+                "aspectratio": {"x": 1, "y": 1, "z": 0.7},
+            }
+        )
     else:
         trace = go.Contour if kind == "contour" else go.Heatmap
         # contour labels would print log10 values: the colour bar and the hover carry the real ones instead
         extra = {"contours": {"showlabels": not logged}, "ncontours": levels} if kind == "contour" else {}
-        fig = go.Figure(trace(x=s.xcoordinates, y=s.ycoordinates, z=_clean(shown), colorscale="Viridis", colorbar=bar,
-                              customdata=_clean(z), hovertemplate=hover, **extra))
+        fig = go.Figure(
+            trace(
+                x=s.xcoordinates,
+                y=s.ycoordinates,
+                z=_clean(shown),
+                colorscale="Viridis",
+                colorbar=bar,
+                customdata=_clean(z),
+                hovertemplate=hover,
+                **extra,
+            )
+        )
         if "proj_xcoord" in s.extras:
-            fig.add_trace(go.Scatter(x=s.extras["proj_xcoord"], y=s.extras["proj_ycoord"], mode="lines+markers",
-                                     name="training trajectory", line={"color": PALETTE[1]}))
+            fig.add_trace(
+                go.Scatter(
+                    x=s.extras["proj_xcoord"],
+                    y=s.extras["proj_ycoord"],
+                    mode="lines+markers",
+                    name="training trajectory",
+                    line={"color": PALETTE[1]},
+                )
+            )
         fig.update_xaxes(title_text=_axis_label(s, "x"))
         fig.update_yaxes(title_text=_axis_label(s, "y"), scaleanchor="x", scaleratio=1)
     fig.update_layout(title=f"{_title(s)}: {label}", template=TEMPLATE)
@@ -95,41 +145,66 @@ def surface_2d(s: Surface, kind: str = "contour", *, value: str = "train_loss", 
 def cross_sections(s: Surface, x: float, y: float, *, value: str = "train_loss", log: bool = False) -> go.Figure:
     """The two 1-D slices of a 2-D surface through the grid point nearest ``(x, y)``, that point marked."""
     along_x, along_y = s.slice("x", y), s.slice("y", x)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"along x at {along_x.attrs['slice']}",
-                                                        f"along y at {along_y.attrs['slice']}"])
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=[f"along x at {along_x.attrs['slice']}", f"along y at {along_y.attrs['slice']}"]
+    )
     metric = value.rpartition("_")[2]
     for col, (cut, at) in enumerate(((along_x, x), (along_y, y)), 1):
         for i, split in enumerate(cut.splits):
             if cut.has(split, metric):
                 name = f"{split}_{metric}"
-                fig.add_trace(go.Scatter(x=cut.xcoordinates, y=_clean(cut.values[name]), name=human(name),
-                                         legendgroup=name, showlegend=col == 1,
-                                         line={"dash": _dash(split), "color": PALETTE[i % len(PALETTE)]}), row=1, col=col)
-        fig.add_vline(x=float(cut.xcoordinates[np.argmin(np.abs(cut.xcoordinates - at))]), line={"dash": "dot",
-                      "color": "gray"}, row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=cut.xcoordinates,
+                        y=_clean(cut.values[name]),
+                        name=human(name),
+                        legendgroup=name,
+                        showlegend=col == 1,
+                        line={"dash": _dash(split), "color": PALETTE[i % len(PALETTE)]},
+                    ),
+                    row=1,
+                    col=col,
+                )
+        fig.add_vline(
+            x=float(cut.xcoordinates[np.argmin(np.abs(cut.xcoordinates - at))]),
+            line={"dash": "dot", "color": "gray"},
+            row=1,
+            col=col,
+        )
         fig.update_xaxes(title_text=_axis_label(cut, "x"), row=1, col=col)
     fig.update_yaxes(title_text=human(metric), type="log" if log else "linear")
     fig.update_layout(template=TEMPLATE, title=f"slices through the clicked point: {human(value)}")
     return fig
 
 
-def hessian_spectrum(eigenvalues: np.ndarray | None, grid: np.ndarray | None = None, density: np.ndarray | None = None,
-                     *, title: str = "") -> go.Figure:
+def hessian_spectrum(
+    eigenvalues: np.ndarray | None,
+    grid: np.ndarray | None = None,
+    density: np.ndarray | None = None,
+    *,
+    title: str = "",
+) -> go.Figure:
     cols = (eigenvalues is not None) + (density is not None)
     if not cols:
         raise ValueError("nothing to plot: no eigenvalues and no density")
-    names = (["top Hessian eigenvalues"] if eigenvalues is not None else []) + (["spectral density (SLQ)"] if density is not None else [])
+    names = (["top Hessian eigenvalues"] if eigenvalues is not None else []) + (
+        ["spectral density (SLQ)"] if density is not None else []
+    )
     fig = make_subplots(rows=1, cols=cols, subplot_titles=names)
     col = 1
     if eigenvalues is not None:
-        fig.add_trace(go.Bar(x=np.arange(1, len(eigenvalues) + 1), y=eigenvalues, name="eigenvalues",
-                             marker_color=PALETTE[0]), row=1, col=col)
+        fig.add_trace(
+            go.Bar(x=np.arange(1, len(eigenvalues) + 1), y=eigenvalues, name="eigenvalues", marker_color=PALETTE[0]),
+            row=1,
+            col=col,
+        )
         fig.update_xaxes(title_text="rank", dtick=1, row=1, col=col)
         fig.update_yaxes(title_text="eigenvalue", row=1, col=col)
         col += 1
     if density is not None:
-        fig.add_trace(go.Scatter(x=grid, y=np.maximum(density, 1e-12), name="density", line={"color": PALETTE[0]}),
-                      row=1, col=col)
+        fig.add_trace(
+            go.Scatter(x=grid, y=np.maximum(density, 1e-12), name="density", line={"color": PALETTE[0]}), row=1, col=col
+        )
         fig.update_yaxes(type="log", title_text="density (log scale)", row=1, col=col)
         fig.update_xaxes(title_text="eigenvalue", row=1, col=col)
     fig.update_layout(title=title, template=TEMPLATE, showlegend=False)
@@ -147,26 +222,78 @@ def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> g
     """One column per model: share of predictions per confidence bin (top), accuracy bars with the gap to the
     bin's mean confidence (bottom); the dotted diagonal is perfect calibration."""
     n = len(curves)
-    fig = make_subplots(rows=2, cols=n, row_heights=[0.25, 0.75], shared_xaxes=True, shared_yaxes=True,
-                        vertical_spacing=0.05, horizontal_spacing=0.03,
-                        subplot_titles=[f"{label} (ECE {ece_from_bins(rel):.4f})" for label, rel in curves])
+    fig = make_subplots(
+        rows=2,
+        cols=n,
+        row_heights=[0.25, 0.75],
+        shared_xaxes=True,
+        shared_yaxes=True,
+        vertical_spacing=0.05,
+        horizontal_spacing=0.03,
+        subplot_titles=[f"{label} (ECE {ece_from_bins(rel):.4f})" for label, rel in curves],
+    )
     for col, (label, rel) in enumerate(curves, 1):
         full = rel["count"] > 0
         centres = ((rel["edges"][:-1] + rel["edges"][1:]) / 2)[full]
         width = np.diff(rel["edges"])[full]
         acc, conf = rel["accuracy"][full], rel["confidence"][full]
         first = col == 1
-        fig.add_trace(go.Bar(x=centres, y=rel["count"][full] / rel["count"].sum(), width=width, name="share",
-                             marker_color="gray", showlegend=False, customdata=rel["count"][full],
-                             hovertemplate="%{customdata:.0f} predictions"), row=1, col=col)
-        fig.add_trace(go.Bar(x=centres, y=acc, width=width, name="accuracy", legendgroup="accuracy", showlegend=first,
-                             marker_color=PALETTE[0], customdata=conf,
-                             hovertemplate="accuracy %{y:.3f}<br>confidence %{customdata:.3f}"), row=2, col=col)
-        fig.add_trace(go.Bar(x=centres, y=conf - acc, base=acc, width=width, name="gap to confidence", legendgroup="gap",
-                             showlegend=first, marker={"color": "rgba(213,94,0,0.35)", "pattern": {"shape": "/"}}),
-                      row=2, col=col)
-        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", legendgroup="diag",
-                                 showlegend=first, line={"color": "gray", "dash": "dot"}), row=2, col=col)
+        fig.add_trace(
+            go.Bar(
+                x=centres,
+                y=rel["count"][full] / rel["count"].sum(),
+                width=width,
+                name="share",
+                marker_color="gray",
+                showlegend=False,
+                customdata=rel["count"][full],
+                hovertemplate="%{customdata:.0f} predictions",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Bar(
+                x=centres,
+                y=acc,
+                width=width,
+                name="accuracy",
+                legendgroup="accuracy",
+                showlegend=first,
+                marker_color=PALETTE[0],
+                customdata=conf,
+                hovertemplate="accuracy %{y:.3f}<br>confidence %{customdata:.3f}",
+            ),
+            row=2,
+            col=col,
+        )
+        fig.add_trace(
+            go.Bar(
+                x=centres,
+                y=conf - acc,
+                base=acc,
+                width=width,
+                name="gap to confidence",
+                legendgroup="gap",
+                showlegend=first,
+                marker={"color": "rgba(213,94,0,0.35)", "pattern": {"shape": "/"}},
+            ),
+            row=2,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                name="perfect calibration",
+                legendgroup="diag",
+                showlegend=first,
+                line={"color": "gray", "dash": "dot"},
+            ),
+            row=2,
+            col=col,
+        )
         fig.update_xaxes(range=[0, 1], row=1, col=col)
         fig.update_xaxes(range=[0, 1], title_text="confidence", row=2, col=col)
     shares = np.concatenate([rel["count"][rel["count"] > 0] / rel["count"].sum() for _, rel in curves])
@@ -186,12 +313,26 @@ def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None)
             for col, metric in ((1, "loss"), (2, "acc")):
                 if s.has(split, metric):
                     name = f"{split}_{metric}"
-                    err = {"error_y": {"type": "data", "array": _clean(s.spread[name]), "thickness": 1}} \
-                        if name in s.spread else {}
-                    fig.add_trace(go.Scatter(x=s.xcoordinates, y=_clean(s.values[name]), name=f"{label}, {split}",
-                                             legendgroup=f"{label} {split}", showlegend=col == 1, mode="lines+markers",
-                                             line={**style["line"], "dash": _dash(split)}, marker=style["marker"],
-                                             **err), row=1, col=col)
+                    err = (
+                        {"error_y": {"type": "data", "array": _clean(s.spread[name]), "thickness": 1}}
+                        if name in s.spread
+                        else {}
+                    )
+                    fig.add_trace(
+                        go.Scatter(
+                            x=s.xcoordinates,
+                            y=_clean(s.values[name]),
+                            name=f"{label}, {split}",
+                            legendgroup=f"{label} {split}",
+                            showlegend=col == 1,
+                            mode="lines+markers",
+                            line={**style["line"], "dash": _dash(split)},
+                            marker=style["marker"],
+                            **err,
+                        ),
+                        row=1,
+                        col=col,
+                    )
     logged = log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for _, s in items for sp in s.splits)))
     fig.update_xaxes(title_text=_axis_label(items[0][1], "x"))
     fig.update_yaxes(type="log" if logged else "linear", title_text="loss", row=1, col=1)
@@ -208,12 +349,26 @@ def training_curves(items: list[tuple[str, dict]]) -> go.Figure:
         for col, (_, keys) in enumerate(TRAINING_PANELS, 1):
             for key in (k for k in keys if k in c and np.isfinite(c[k]).any()):
                 split = key.split("_")[0]
-                err = {"error_y": {"type": "data", "array": _clean(c[f"{key}_std"]), "thickness": 1}} \
-                    if f"{key}_std" in c else {}
-                fig.add_trace(go.Scatter(x=c["epoch"], y=_clean(c[key]), name=f"{label}, {split}",
-                                         legendgroup=f"{label} {split}", showlegend=col == 1,
-                                         mode="lines+markers", line={**style["line"], "dash": _dash(split)},
-                                         marker=style["marker"], **err), row=1, col=col)
+                err = (
+                    {"error_y": {"type": "data", "array": _clean(c[f"{key}_std"]), "thickness": 1}}
+                    if f"{key}_std" in c
+                    else {}
+                )
+                fig.add_trace(
+                    go.Scatter(
+                        x=c["epoch"],
+                        y=_clean(c[key]),
+                        name=f"{label}, {split}",
+                        legendgroup=f"{label} {split}",
+                        showlegend=col == 1,
+                        mode="lines+markers",
+                        line={**style["line"], "dash": _dash(split)},
+                        marker=style["marker"],
+                        **err,
+                    ),
+                    row=1,
+                    col=col,
+                )
     for col, (title, keys) in enumerate(TRAINING_PANELS, 1):
         logged = keys[0] != "test_ece" and wants_log(*(c[k] for _, c in items for k in keys if k in c))
         fig.update_yaxes(title_text=title, type="log" if logged else "linear", row=1, col=col)
@@ -228,13 +383,16 @@ def compare_sweeps(items: list[tuple[str, Sweep]], *, value: str = "loss", log: 
     kinds = list(dict.fromkeys(k for _, sw in items for k in sw.kinds))
     fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=kinds)
     for col, kind in enumerate(kinds, 1):
-        radii = None
+        radii = next(sw.radii for _, sw in items if kind in sw.kinds)
         for i, (label, sw) in enumerate(items):
             if kind in sw.kinds:
                 fig.add_trace(_band(sw, kind, value, label, plotly_series(i), col == 1), row=1, col=col)
-                radii = sw.radii
-        fig.update_xaxes(title_text=radius_label(kind, radii, items[0][1].attrs.get("normalize", "none")), row=1,
-                         col=col, title_font={"size": 11})
+        fig.update_xaxes(
+            title_text=radius_label(kind, radii, items[0][1].attrs.get("normalize", "none")),
+            row=1,
+            col=col,
+            title_font={"size": 11},
+        )
     fig.update_yaxes(title_text="loss increase L(w+δ) − L(w)" if value == "loss" else "accuracy (%)", row=1, col=1)
     if log:
         fig.update_yaxes(type="log")
@@ -244,18 +402,45 @@ def compare_sweeps(items: list[tuple[str, Sweep]], *, value: str = "loss", log: 
 
 def compare_spectra(items: list[tuple[str, dict]]) -> go.Figure:
     dens = [(label, a) for label, a in items if a.get("density") is not None]
-    fig = make_subplots(rows=1, cols=1 + bool(dens),
-                        subplot_titles=["top Hessian eigenvalues"] + (["spectral density (SLQ)"] if dens else []))
+    fig = make_subplots(
+        rows=1,
+        cols=1 + bool(dens),
+        subplot_titles=["top Hessian eigenvalues"] + (["spectral density (SLQ)"] if dens else []),
+    )
     for i, (label, a) in enumerate(items):
         style = plotly_series(i)
         if a.get("eigenvalues") is not None:
-            err = {"error_y": {"type": "data", "array": _clean(a["eigenvalues_std"])}} \
-                if a.get("eigenvalues_std") is not None else {}
-            fig.add_trace(go.Scatter(x=np.arange(1, len(a["eigenvalues"]) + 1), y=a["eigenvalues"], name=label,
-                                     legendgroup=label, mode="lines+markers", **style, **err), row=1, col=1)
+            err = (
+                {"error_y": {"type": "data", "array": _clean(a["eigenvalues_std"])}}
+                if a.get("eigenvalues_std") is not None
+                else {}
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=np.arange(1, len(a["eigenvalues"]) + 1),
+                    y=a["eigenvalues"],
+                    name=label,
+                    legendgroup=label,
+                    mode="lines+markers",
+                    **style,
+                    **err,
+                ),
+                row=1,
+                col=1,
+            )
         if a.get("density") is not None:
-            fig.add_trace(go.Scatter(x=a["density_grid"], y=np.maximum(a["density"], 1e-12), name=label, legendgroup=label,
-                                     showlegend=False, line=style["line"]), row=1, col=2)
+            fig.add_trace(
+                go.Scatter(
+                    x=a["density_grid"],
+                    y=np.maximum(a["density"], 1e-12),
+                    name=label,
+                    legendgroup=label,
+                    showlegend=False,
+                    line=style["line"],
+                ),
+                row=1,
+                col=2,
+            )
     fig.update_xaxes(title_text="rank", dtick=1, row=1, col=1)
     fig.update_yaxes(title_text="eigenvalue", row=1, col=1)
     if dens:
@@ -269,22 +454,36 @@ def compare_surfaces(items: list[tuple[str, Surface]], *, value: str = "train_lo
     """Contours side by side on one colour axis (same limits for every run); positive values are coloured by
     their log10, as the matplotlib version spaces its levels, with the colour bar and hover in real units."""
     log = log or all(np.nanmin(s.values[value]) > 0 for _, s in items)
-    zs = [np.log10(np.where(s.values[value] > 0, s.values[value], np.nan)) if log else s.values[value] for _, s in items]
+    zs = [
+        np.log10(np.where(s.values[value] > 0, s.values[value], np.nan)) if log else s.values[value] for _, s in items
+    ]
     lo, hi = float(np.nanmin([np.nanmin(z) for z in zs])), float(np.nanmax([np.nanmax(z) for z in zs]))
     levels = {"showlabels": not log, "start": lo, "end": hi, "size": (hi - lo) / 20 or 1}  # the same in every panel
     fig = make_subplots(rows=1, cols=len(items), subplot_titles=[label for label, _ in items], shared_yaxes=True)
     label = human(value)
     for col, ((name, s), z) in enumerate(zip(items, zs), 1):
-        fig.add_trace(go.Contour(x=s.xcoordinates, y=s.ycoordinates, z=_clean(z), coloraxis="coloraxis", name=name,
-                                 contours=levels, autocontour=False, customdata=_clean(s.values[value]),
-                                 hovertemplate=f"x %{{x:.3g}}<br>y %{{y:.3g}}<br>{label} %{{customdata:.4g}}"
-                                               "<extra></extra>"), row=1, col=col)
+        fig.add_trace(
+            go.Contour(
+                x=s.xcoordinates,
+                y=s.ycoordinates,
+                z=_clean(z),
+                coloraxis="coloraxis",
+                name=name,
+                contours=levels,
+                autocontour=False,
+                customdata=_clean(s.values[value]),
+                hovertemplate=f"x %{{x:.3g}}<br>y %{{y:.3g}}<br>{label} %{{customdata:.4g}}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
         fig.update_xaxes(title_text=_axis_label(s, "x"), row=1, col=col)
         fig.update_yaxes(scaleanchor=f"x{col if col > 1 else ''}", scaleratio=1, row=1, col=col)
     fig.update_yaxes(title_text=_axis_label(items[0][1], "y"), row=1, col=1)
     bar = _log_colorbar(lo, hi, label) if log else {"title": label}
-    fig.update_layout(template=TEMPLATE, title=label, coloraxis={"colorscale": "Viridis", "cmin": lo, "cmax": hi,
-                                                                 "colorbar": bar})
+    fig.update_layout(
+        template=TEMPLATE, title=label, coloraxis={"colorscale": "Viridis", "cmin": lo, "cmax": hi, "colorbar": bar}
+    )
     return fig
 
 
@@ -293,27 +492,54 @@ def _band(sw: Sweep, kind: str, value: str, name: str, style: dict, legend: bool
     zero = np.flatnonzero(sw.radii == 0)
     base = float(mean[zero[0]]) if value == "loss" and zero.size else 0.0
     lo, hi = band_limits(mean, std, base, value)
-    return go.Scatter(x=sw.radii, y=_clean(mean - base), name=name, legendgroup=name, showlegend=legend,
-                      mode="lines+markers", **style,
-                      error_y={"type": "data", "symmetric": False, "array": _clean(hi - (mean - base)),
-                               "arrayminus": _clean(mean - base - lo), "visible": True})
+    return go.Scatter(
+        x=sw.radii,
+        y=_clean(mean - base),
+        name=name,
+        legendgroup=name,
+        showlegend=legend,
+        mode="lines+markers",
+        **style,
+        error_y={
+            "type": "data",
+            "symmetric": False,
+            "array": _clean(hi - (mean - base)),
+            "arrayminus": _clean(mean - base - lo),
+            "visible": True,
+        },
+    )
 
 
-def robustness_by_severity(items: list[tuple[str, object]]) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["error (%) pooled over corruptions", "ECE pooled over corruptions"])
+def robustness_by_severity(items: list[tuple[str, Robustness | dict]]) -> go.Figure:
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=["error (%) pooled over corruptions", "ECE pooled over corruptions"]
+    )
     for i, (label, r) in enumerate(items):
         c = r if isinstance(r, dict) else severity_curves(r)
         for col, metric in enumerate(("error", "ece"), 1):
             err = {"error_y": {"type": "data", "array": _clean(c[f"{metric}_std"])}} if f"{metric}_std" in c else {}
-            fig.add_trace(go.Scatter(x=c["severity"], y=c[metric], name=label, legendgroup=label, showlegend=col == 1,
-                                     mode="lines+markers", **plotly_series(i), **err), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=c["severity"],
+                    y=c[metric],
+                    name=label,
+                    legendgroup=label,
+                    showlegend=col == 1,
+                    mode="lines+markers",
+                    **plotly_series(i),
+                    **err,
+                ),
+                row=1,
+                col=col,
+            )
     fig.update_xaxes(title_text="severity (0 = clean)", dtick=1)
     fig.update_layout(template=TEMPLATE, title="corruption robustness")
     return fig
 
 
-def corruption_table(labels: list[str], corruptions: list[str], values: np.ndarray, *, title: str,
-                     center: float | None = None) -> go.Figure:
+def corruption_table(
+    labels: list[str], corruptions: list[str], values: np.ndarray, *, title: str, center: float | None = None
+) -> go.Figure:
     """Heat map with the numbers written in; ratios (``center``) are coloured by their log, symmetric about the
     centre, with the colour bar ticked in ratios."""
     values = np.asarray(values, dtype=float)
@@ -321,12 +547,29 @@ def corruption_table(labels: list[str], corruptions: list[str], values: np.ndarr
         logs = np.log(np.where(values > 0, values, np.nan) / center)
         reach = max(float(np.nanmax(np.abs(logs))) if np.isfinite(logs).any() else 1.0, 1e-3)
         ratios = [r for r in (0.25, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 4.0) if abs(np.log(r)) <= reach + 1e-9]
-        extra = {"colorscale": "RdBu_r", "zmin": -reach, "zmax": reach, "zmid": 0, "z": _clean(logs),
-                 "colorbar": {"tickvals": [float(np.log(r)) for r in ratios], "ticktext": [f"{r * center:g}" for r in ratios],
-                              "title": "ratio"}}
+        extra = {
+            "colorscale": "RdBu_r",
+            "zmin": -reach,
+            "zmax": reach,
+            "zmid": 0,
+            "z": _clean(logs),
+            "colorbar": {
+                "tickvals": [float(np.log(r)) for r in ratios],
+                "ticktext": [f"{r * center:g}" for r in ratios],
+                "title": "ratio",
+            },
+        }
     else:
         extra = {"colorscale": "Viridis", "z": _clean(values)}
-    fig = go.Figure(go.Heatmap(x=corruptions, y=labels, text=[[f"{v:.2f}" for v in row] for row in values],
-                               texttemplate="%{text}", hovertemplate="%{y}, %{x}: %{text}<extra></extra>", **extra))
+    fig = go.Figure(
+        go.Heatmap(
+            x=corruptions,
+            y=labels,
+            text=[[f"{v:.2f}" for v in row] for row in values],
+            texttemplate="%{text}",
+            hovertemplate="%{y}, %{x}: %{text}<extra></extra>",
+            **extra,
+        )
+    )
     fig.update_layout(template=TEMPLATE, title=title, yaxis={"autorange": "reversed"}, xaxis={"tickangle": -45})
     return fig

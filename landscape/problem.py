@@ -7,6 +7,7 @@ the whole data, each batch weighted by its size. Our own checkpoints are one way
 (:meth:`Problem.from_checkpoint`). Analyses run inside :meth:`Problem.session`, which
 leaves the model exactly as it found it.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -14,6 +15,7 @@ import hashlib
 import inspect
 from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
@@ -37,7 +39,8 @@ RANDOM_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaD
 
 
 def takes_model(fn: Callable) -> bool:
-    """Whether ``fn`` is ``f(model, batch)`` (its first parameter is named ``model``) rather than ``f(outputs, targets)``."""
+    """Whether ``fn`` is ``f(model, batch)`` (its first parameter is named ``model``) rather than
+    ``f(outputs, targets)``."""
     if isinstance(fn, nn.Module):
         return False
     try:
@@ -58,15 +61,17 @@ def accuracy(outputs: Tensor, targets: Tensor) -> Tensor:
 
 def model_device(model: nn.Module) -> torch.device:
     first = next(iter(model.parameters()), None)
-    if first is None:
-        first = next(iter(model.buffers()), None)
-    return first.device if first is not None else torch.device("cpu")
+    if first is not None:
+        return first.device
+    buffer = next(iter(model.buffers()), None)
+    return buffer.device if buffer is not None else torch.device("cpu")
 
 
 @contextmanager
 def preserved(model: nn.Module) -> Iterator[None]:
     """The model leaves exactly as it came: weights, buffers (non-persistent ones too), each module's train/eval
     mode, ``requires_grad``."""
+
     def live() -> dict[str, Tensor]:  # looked up again on exit: moving a model replaces its buffer objects
         return {**{f"p:{n}": t for n, t in model.named_parameters()}, **{f"b:{n}": t for n, t in model.named_buffers()}}
 
@@ -112,7 +117,9 @@ def select_params(model: nn.Module, params: Any) -> list[str]:
     for item in params:
         name = by_id.get(id(item)) if isinstance(item, Tensor) else item
         if name not in names:
-            raise ValueError(f"params: {item if isinstance(item, str) else 'a tensor'!r} is not a parameter of the model")
+            raise ValueError(
+                f"params: {item if isinstance(item, str) else 'a tensor'!r} is not a parameter of the model"
+            )
         wanted.append(name)
     if not wanted:
         raise ValueError("params: empty selection")
@@ -161,10 +168,22 @@ class Problem:
         check: check once that two passes over the data give the same batches and the same loss.
     """
 
-    def __init__(self, model: nn.Module, data: Any, loss: Callable | None = None, *,
-                 metrics: Mapping[str, Callable] | None = None, params: Any = None, device: str | torch.device | None = None,
-                 mode: Mode = "eval", batch_size: int = 1000, batch_size_fn: SizeFn | None = None,
-                 cache: bool | None = None, label: str = "", check: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Any,
+        loss: Callable | None = None,
+        *,
+        metrics: Mapping[str, Callable] | None = None,
+        params: Any = None,
+        device: str | torch.device | None = None,
+        mode: Mode = "eval",
+        batch_size: int = 1000,
+        batch_size_fn: SizeFn | None = None,
+        cache: bool | None = None,
+        label: str = "",
+        check: bool = True,
+    ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if mode not in MODES:
@@ -177,11 +196,14 @@ class Problem:
             raise ValueError(f"loss: expected a callable, got {type(self.loss).__name__}")
         reduction = getattr(self.loss, "reduction", "mean")
         if reduction != "mean":
-            raise ValueError(f"loss: {type(self.loss).__name__}(reduction={reduction!r}); the analyses need "
-                             "reduction='mean' (batches are weighted by their size)")
+            raise ValueError(
+                f"loss: {type(self.loss).__name__}(reduction={reduction!r}); the analyses need "
+                "reduction='mean' (batches are weighted by their size)"
+            )
         self.model_loss = takes_model(self.loss)
-        self.metrics = dict(metrics) if metrics is not None else (
-            {"acc": accuracy} if is_cross_entropy(self.loss) else {})
+        self.metrics = (
+            dict(metrics) if metrics is not None else ({"acc": accuracy} if is_cross_entropy(self.loss) else {})
+        )
         for name, fn in self.metrics.items():
             if not (isinstance(name, str) and name.isidentifier()) or name == "loss" or not callable(fn):
                 raise ValueError(f"metrics: {name!r} must be an identifier other than 'loss', mapped to a function")
@@ -198,15 +220,31 @@ class Problem:
         with self.session() if check else nullcontext():
             for name, d in as_splits(data).items():
                 first = self._sums()
-                self.splits[name] = Split(name, d, self.device, size_fn=batch_size_fn, cache=cache, batch_size=batch_size,
-                                          visit=(lambda b, n, s=first: self._accumulate(s, b, n)) if check else None)
+                self.splits[name] = Split(
+                    name,
+                    d,
+                    self.device,
+                    size_fn=batch_size_fn,
+                    cache=cache,
+                    batch_size=batch_size,
+                    visit=partial(self._accumulate, first) if check else None,
+                )
                 if check:
                     self._check(name, first)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, split: str | list[str] = "train", *, samples: int | None = None,
-                        sample_seed: int = 0, batch_size: int = 1000, data_root: str | None = None,
-                        device: str | torch.device = "auto", params: Any = None) -> Problem:
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        split: str | list[str] = "train",
+        *,
+        samples: int | None = None,
+        sample_seed: int = 0,
+        batch_size: int = 1000,
+        data_root: str | None = None,
+        device: str | torch.device = "auto",
+        params: Any = None,
+    ) -> Problem:
         """A checkpoint of ``landscape train`` on its dataset's ``split`` (``"train"``, ``"test"`` or both),
         normalized as in training, optionally a fixed seeded subset of ``samples`` per split."""
         names = split_names(split)
@@ -215,10 +253,25 @@ class Problem:
             raise ValueError(f"split must name train and/or test, got {','.join(names) or 'nothing'}")
         device = resolve_device(str(device))
         model, meta = load_checkpoint(path, device)
-        sets = eval_sets(meta["dataset"], names, samples=samples, seed=sample_seed, batch_size=batch_size,
-                         data_root=data_root or meta["config"].get("data_root"), device=device)
-        problem = cls(model, sets, nn.CrossEntropyLoss(), params=params, device=device, batch_size=batch_size,
-                      label=meta["method"]["name"], check=False)  # fixed tensors and a deterministic model
+        sets = eval_sets(
+            meta["dataset"],
+            names,
+            samples=samples,
+            seed=sample_seed,
+            batch_size=batch_size,
+            data_root=data_root or meta["config"].get("data_root"),
+            device=device,
+        )
+        problem = cls(
+            model,
+            sets,
+            nn.CrossEntropyLoss(),
+            params=params,
+            device=device,
+            batch_size=batch_size,
+            label=meta["method"]["name"],
+            check=False,
+        )  # fixed tensors and a deterministic model
         problem.meta = meta
         problem.info = checkpoint_info(path, meta, samples, sample_seed)
         return problem
@@ -263,7 +316,7 @@ class Problem:
     def terms(self, batch: Batch, module: nn.Module | None = None, *, metrics: bool = True) -> dict[str, Tensor]:
         """``{"loss": mean loss of the batch, metric: ...}`` (module: e.g. a compiled model sharing the weights)."""
         module = module or self.model
-        fns = self.metrics if metrics else {}
+        fns: dict[str, Callable[..., Tensor]] = self.metrics if metrics else {}
         try:
             if self.model_loss:
                 loss = self.loss(module, batch)
@@ -277,7 +330,7 @@ class Problem:
                 out = {"loss": loss, **{k: fn(outputs, targets) for k, fn in fns.items()}}
         except ValueError:
             raise
-        except Exception as e:  # noqa: BLE001 - the user's model or loss: one line naming where it failed
+        except Exception as e:
             text = str(e).strip().splitlines()[0] if str(e).strip() else "no detail"
             raise ValueError(f"model/loss failed on a batch: {type(e).__name__}: {text[:300]}") from e
         if not isinstance(loss, Tensor) or loss.numel() != 1:
@@ -302,8 +355,9 @@ class Problem:
             for batch, n in self.splits[split]:
                 with torch.enable_grad():
                     values = self.terms(batch)
-                    g = torch.autograd.grad(values["loss"] * (n / total), params, allow_unused=True,
-                                            materialize_grads=True)
+                    g = torch.autograd.grad(
+                        values["loss"] * (n / total), params, allow_unused=True, materialize_grads=True
+                    )
                 torch._foreach_add_(grads, list(g))
                 sums.add(values, n)
         self.group.sum_(grads)
@@ -347,11 +401,16 @@ class Problem:
             self._accumulate(second, batch, n)
         a, b = first.means()["loss"], second.means()["loss"]
         if not (a == b or (a != a and b != b) or abs(a - b) <= CHECK_RTOL * max(abs(a), abs(b))):
-            raise ValueError(f"model: the same data[{name!r}] gave the loss {a:.8g}, then {b:.8g}: {self._random_cause()}")
+            raise ValueError(
+                f"model: the same data[{name!r}] gave the loss {a:.8g}, then {b:.8g}: {self._random_cause()}"
+            )
 
     def _random_cause(self) -> str:
-        found = [f"{type(m).__name__} at {n!r}" for n, m in self.model.named_modules()
-                 if isinstance(m, RANDOM_LAYERS) and getattr(m, "p", 0) > 0]
+        found = [
+            f"{type(m).__name__} at {n!r}"
+            for n, m in self.model.named_modules()
+            if isinstance(m, RANDOM_LAYERS) and getattr(m, "p", 0) > 0
+        ]
         if found and self.mode == "train":
             return f"dropout is active in train mode ({', '.join(found[:3])}); use mode='eval' (the default)"
         return f"something in the model is random in {self.mode} mode; analyses need a deterministic loss"
@@ -360,24 +419,39 @@ class Problem:
         """What result files record about the problem (checkpoint provenance, or the user's model)."""
         if self.info:
             return dict(self.info)
-        return {"source": "python", "label": self.label, "model": type(self.model).__name__,
-                "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
-                "num_params": sum(p.numel() for p in self.model.parameters()),
-                "loss": getattr(self.loss, "__name__", type(self.loss).__name__), "mode": self.mode,
-                "data_size": [split.total for split in self.splits.values()], "weights_sha256": weights_sha256(self.model.state_dict())}
+        return {
+            "source": "python",
+            "label": self.label,
+            "model": type(self.model).__name__,
+            "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
+            "num_params": sum(p.numel() for p in self.model.parameters()),
+            "loss": getattr(self.loss, "__name__", type(self.loss).__name__),
+            "mode": self.mode,
+            "data_size": [split.total for split in self.splits.values()],
+            "weights_sha256": weights_sha256(self.model.state_dict()),
+        }
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}: {s.total:g}{' streamed' if s.streamed else ''}" for k, s in self.splits.items())
         n = sum(p.numel() for p in self.params())
-        return (f"Problem({type(self.model).__name__}, {n} analysed parameters, loss "
-                f"{getattr(self.loss, '__name__', type(self.loss).__name__)}, data {{{sizes}}}, {self.device}, {self.mode})")
+        return (
+            f"Problem({type(self.model).__name__}, {n} analysed parameters, loss "
+            f"{getattr(self.loss, '__name__', type(self.loss).__name__)}, data {{{sizes}}}, {self.device}, {self.mode})"
+        )
 
 
 def checkpoint_info(path: str | Path, meta: dict, samples: int | None, sample_seed: int) -> dict:
     """What result files record about a checkpoint and the data subset it was evaluated on."""
-    return {"source": "checkpoint", "method": meta["method"]["name"], "model": meta["model"]["name"],
-            "dataset": meta["dataset"]["name"], "checkpoint": str(path), "checkpoint_sha256": sha256(path),
-            "samples": -1 if samples is None else samples, "sample_seed": sample_seed}
+    return {
+        "source": "checkpoint",
+        "method": meta["method"]["name"],
+        "model": meta["model"]["name"],
+        "dataset": meta["dataset"]["name"],
+        "checkpoint": str(path),
+        "checkpoint_sha256": sha256(path),
+        "samples": -1 if samples is None else samples,
+        "sample_seed": sample_seed,
+    }
 
 
 def weights_sha256(state: Mapping[str, Tensor]) -> str:

@@ -4,12 +4,15 @@ A run is a training run directory (``config.json``, ``metrics.jsonl``, ``final.p
 the analysis files written into it (any ``*.h5``: surfaces, Hessian, sweeps). Each number
 in the table is read, not recomputed, from one named file, which ``summary.json`` records.
 """
+
 from __future__ import annotations
 
 import html
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +52,18 @@ class Run:
     history: list[dict] = field(default_factory=list)  # one metrics row per epoch
 
 
-NUMERIC = ("epoch", "lr", "train_loss", "train_acc", "test_error", "test_nll", "test_ece", "seconds", "steps",
-           "world_size")
+NUMERIC = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_error",
+    "test_nll",
+    "test_ece",
+    "seconds",
+    "steps",
+    "world_size",
+)
 
 
 def check_rows(rows: object, source: str | Path) -> list[dict]:
@@ -90,7 +103,8 @@ def _cost(history: list[dict]) -> dict:
     """Training time summed over epochs, and per optimizer step where the rows count their steps."""
     seconds = sum(row.get("seconds") or 0 for row in history)
     steps = [row.get("steps") for row in history]
-    per_step = 1000 * seconds / sum(steps) if steps and all(isinstance(n, int) and n > 0 for n in steps) else None
+    counted = [n for n in steps if isinstance(n, int) and n > 0]
+    per_step = 1000 * seconds / sum(counted) if steps and len(counted) == len(steps) else None
     return {"train_seconds": seconds, "ms_per_step": per_step}
 
 
@@ -123,19 +137,22 @@ def find_run(path: str | Path, name: str | None = None) -> Run:
         raise ValueError(f"{path}: no metrics, checkpoint or analysis files: not a run directory")
     if not config and run.files:  # a user's own run: what its analysis files say about the problem
         attrs = read_attrs(next(iter(run.files.values())))
-        run.config = {"method": attrs.get("label") or attrs.get("method", ""), "model": attrs.get("model", ""),
-                      "dataset": attrs.get("dataset", "")}
+        run.config = {
+            "method": attrs.get("label") or attrs.get("method", ""),
+            "model": attrs.get("model", ""),
+            "dataset": attrs.get("dataset", ""),
+        }
     return run
 
 
 def find_runs(paths: list[str | Path]) -> list[Run]:
     """Runs named by their folder, or ``parent/folder`` where two folders share a name."""
-    paths = [Path(p) for p in paths]
-    names = [p.resolve().name for p in paths]
-    return [find_run(p, f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n) for p, n in zip(paths, names)]
+    folders = [Path(p) for p in paths]
+    names = [p.resolve().name for p in folders]
+    return [find_run(p, f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n) for p, n in zip(folders, names)]
 
 
-def sharpness(sw: Sweep, rho: float, kind: str = "adversarial") -> float:
+def sweep_sharpness(sw: Sweep, rho: float, kind: str = "adversarial") -> float:
     """Loss increase at radius ``rho`` over radius 0 (linear interpolation between swept radii); NaN if out of range."""
     if kind not in sw.kinds:
         return float("nan")
@@ -171,13 +188,18 @@ def columns(rho: float) -> list[Column]:
     ]
 
 
+SHARPNESS_RHO = 0.1  # the sharpness column's default radius (compare --rho, the demo, the explorer)
 PAIRED = ("test_error", "sharpness", "lambda_max", "corruption_error")  # compared seed by seed with the baseline
 
 
 def summary_row(run: Run, rho: float) -> dict:
     """The table's numbers for one run (None where the run lacks the file)."""
-    row = {"run": run.name, **{k: str(run.config.get(k) or "") for k in ("method", "model", "dataset")},
-           "seed": run.config.get("seed"), "epochs": run.metrics.get("epoch", np.nan)}
+    row = {
+        "run": run.name,
+        **{k: str(run.config.get(k) or "") for k in ("method", "model", "dataset")},
+        "seed": run.config.get("seed"),
+        "epochs": run.metrics.get("epoch", np.nan),
+    }
     for key in ("test_error", "test_nll", "test_ece", "train_seconds", "ms_per_step"):
         value = run.metrics.get(key)
         row[key] = float(value) if value is not None else float("nan")
@@ -188,7 +210,7 @@ def summary_row(run: Run, rho: float) -> dict:
             row["lambda_max"] = float(h.eigenvalues[0])
         if h.trace is not None:
             row["trace"] = float(h.trace)
-    row["sharpness"] = sharpness(read_sweep(run.files["sweep"]), rho) if "sweep" in run.files else float("nan")
+    row["sharpness"] = sweep_sharpness(read_sweep(run.files["sweep"]), rho) if "sweep" in run.files else float("nan")
     row["corruption_error"] = row["mce"] = float("nan")
     if "robustness" in run.files:
         r = read_robustness(run.files["robustness"])
@@ -226,29 +248,49 @@ def html_table(head: list[str], body: list[list[str]]) -> str:
     def cells(tag: str, row: list[str]) -> str:
         return "".join(f"<{tag}>{html.escape(v)}</{tag}>" for v in row)
 
-    return (f"<table><thead><tr>{cells('th', head)}</tr></thead><tbody>"
-            + "".join(f"<tr>{cells('td', row)}</tr>" for row in body) + "</tbody></table>")
+    return (
+        f"<table><thead><tr>{cells('th', head)}</tr></thead><tbody>"
+        + "".join(f"<tr>{cells('td', row)}</tr>" for row in body)
+        + "</tbody></table>"
+    )
 
 
-def summary_table(rows: list[dict], cols: list[Column], group_of: dict[str, str] | None = None
-                  ) -> tuple[list[str], list[list[str]]]:
+def summary_table(
+    rows: list[dict], cols: list[Column], group_of: dict[str, str] | None = None
+) -> tuple[list[str], list[list[str]]]:
     """(header, formatted rows) of the per-run table."""
     group_of = group_of or {}
-    return (["run", "group" if group_of else "method", "seed"] + [c.header for c in cols],
-            [[r["run"], group_of.get(r["run"], r["method"]), "—" if r.get("seed") is None else str(r["seed"])]
-             + [_cell(r[c.key], c.digits) for c in cols] for r in rows])
+    return (
+        ["run", "group" if group_of else "method", "seed"] + [c.header for c in cols],
+        [
+            [r["run"], group_of.get(r["run"], r["method"]), "—" if r.get("seed") is None else str(r["seed"])]
+            + [_cell(r[c.key], c.digits) for c in cols]
+            for r in rows
+        ],
+    )
 
 
 def group_stats(groups: list[Group], rows: dict[str, dict], cols: list[Column]) -> list[dict]:
     """Per group: name, method, n, seeds, runs, and ``{"mean", "std", "n", "values"}`` per column."""
-    return [{"group": g.name, "method": g.method, "n": len(g.runs), "seeds": g.seeds, "runs": [r.name for r in g.runs],
-             **{c.key: describe([rows[r.name].get(c.key) for r in g.runs]) for c in cols}} for g in groups]
+    return [
+        {
+            "group": g.name,
+            "method": g.method,
+            "n": len(g.runs),
+            "seeds": g.seeds,
+            "runs": [r.name for r in g.runs],
+            **{c.key: describe([rows[r.name].get(c.key) for r in g.runs]) for c in cols},
+        }
+        for g in groups
+    ]
 
 
 def grouped_table(stats: list[dict], cols: list[Column]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the main table: mean ± std over each group's seeds."""
-    return (["group", "n"] + [c.header for c in cols],
-            [[s["group"], str(s["n"])] + [spread_cell(s[c.key], c.digits) for c in cols] for s in stats])
+    return (
+        ["group", "n"] + [c.header for c in cols],
+        [[s["group"], str(s["n"])] + [spread_cell(s[c.key], c.digits) for c in cols] for s in stats],
+    )
 
 
 def pick_baseline(groups: list[Group], name: str | None = None) -> Group:
@@ -263,20 +305,27 @@ def pick_baseline(groups: list[Group], name: str | None = None) -> Group:
 
 def paired_stats(groups: list[Group], baseline: Group, rows: dict[str, dict]) -> list[dict]:
     """Every other group against the baseline, seed by seed, for the :data:`PAIRED` columns."""
-    return [{"group": g.name, "baseline": baseline.name, **{k: paired(g, baseline, rows, k) for k in PAIRED}}
-            for g in groups if g is not baseline]
+    return [
+        {"group": g.name, "baseline": baseline.name, **{k: paired(g, baseline, rows, k) for k in PAIRED}}
+        for g in groups
+        if g is not baseline
+    ]
 
 
 def paired_table(pairs: list[dict], cols: list[Column]) -> tuple[list[str], list[list[str]]]:
     by_key = {c.key: c for c in cols}
-    return (["group", *[f"Δ {by_key[k].header}" for k in PAIRED]],
-            [[p["group"], *[paired_cell(p[k], by_key[k].digits) for k in PAIRED]] for p in pairs])
+    return (
+        ["group", *[f"Δ {by_key[k].header}" for k in PAIRED]],
+        [[p["group"], *[paired_cell(p[k], by_key[k].digits) for k in PAIRED]] for p in pairs],
+    )
 
 
 def robustness_tables(groups: list[Group]) -> list[tuple[str, list[str], list[list[str]]]]:
     """Per-severity error and ECE pooled over corruptions, a row per group with robustness files (mean ± std over
     its seeds): (title, head, body)."""
-    robust = [(g.name, [read_robustness(r.files["robustness"]) for r in g.runs if "robustness" in r.files]) for g in groups]
+    robust = [
+        (g.name, [read_robustness(r.files["robustness"]) for r in g.runs if "robustness" in r.files]) for g in groups
+    ]
     robust = [(name, rbs) for name, rbs in robust if rbs]
     if not robust:
         return []
@@ -286,16 +335,36 @@ def robustness_tables(groups: list[Group]) -> list[tuple[str, list[str], list[li
         body = []
         for name, rbs in robust:
             per = [dict(zip(rb.severities, rb.by_severity(metric))) for rb in rbs]
-            body.append([name, spread_cell(describe([rb.clean(metric) for rb in rbs]), digits)]
-                        + [spread_cell(describe([p.get(s) for p in per]), digits) for s in severities]
-                        + [spread_cell(describe([rb.mean(metric) for rb in rbs]), digits)])
-        out.append((f"Robustness: {title} per severity, pooled over corruptions",
-                    ["group", "clean"] + [f"severity {s}" for s in severities] + ["all corrupted"], body))
+            body.append(
+                [name, spread_cell(describe([rb.clean(metric) for rb in rbs]), digits)]
+                + [spread_cell(describe([p.get(s) for p in per]), digits) for s in severities]
+                + [spread_cell(describe([rb.mean(metric) for rb in rbs]), digits)]
+            )
+        out.append(
+            (
+                f"Robustness: {title} per severity, pooled over corruptions",
+                ["group", "clean"] + [f"severity {s}" for s in severities] + ["all corrupted"],
+                body,
+            )
+        )
     return out
 
 
-def overlay_figures(groups: list[Group], lib, *, log: bool = False, calibration: dict[str, dict] | None = None,
-                    max_grid: int | None = None, value: str = "train_loss") -> dict[str, object]:
+def _save_to(fig, fmt: str, tmp: Path) -> None:
+    from . import plot_mpl
+
+    plot_mpl.save(fig, str(tmp), fmt)
+
+
+def overlay_figures(
+    groups: list[Group],
+    lib,
+    *,
+    log: bool = False,
+    calibration: dict[str, dict] | None = None,
+    max_grid: int | None = None,
+    value: str = "train_loss",
+) -> dict[str, Any]:
     """``{name: figure}`` of every overlay the groups' files support (``lib``: plot_mpl or plot_plotly): a group's
     mean over its seeds with its spread; one 2-D surface per group (its first seed's). ``value`` is what the
     surfaces show (train/test loss/acc; the sweeps show its loss or accuracy); ``max_grid`` reads 2-D surfaces
@@ -310,14 +379,19 @@ def overlay_figures(groups: list[Group], lib, *, log: bool = False, calibration:
                 found.append((g.name, combine(items)))
         return found
 
-    histories = [(g.name, mean_curves([history_curves(r.history) for r in g.runs if r.history], "epoch", HISTORY))
-                 for g in groups if any(r.history for r in g.runs)]
+    histories = [
+        (g.name, mean_curves([history_curves(r.history) for r in g.runs if r.history], "epoch", HISTORY))
+        for g in groups
+        if any(r.history for r in g.runs)
+    ]
     if histories:
         figs["training"] = lib.training_curves(histories)
     slices = per_group("surface_1d|surface_2d", _slice, mean_surface)
     if slices:
         figs["slices"] = lib.compare_slices(slices, log=log or None)
-    surfaces = per_group("surface_2d", lambda r: read_surface(r.files["surface_2d"], max_points=max_grid), lambda s: s[0])
+    surfaces = per_group(
+        "surface_2d", lambda r: read_surface(r.files["surface_2d"], max_points=max_grid), lambda s: s[0]
+    )
     surfaces = [(n, s) for n, s in surfaces if value in s.values]
     if surfaces:
         figs["surfaces"] = lib.compare_surfaces(surfaces, value=value, log=log)
@@ -329,20 +403,38 @@ def overlay_figures(groups: list[Group], lib, *, log: bool = False, calibration:
         figs["spectra"] = lib.compare_spectra(spectra)
     robust = per_group("robustness", lambda r: read_robustness(r.files["robustness"]), list)
     if robust:
-        figs["robustness"] = lib.robustness_by_severity([(n, mean_curves([severity_curves(rb) for rb in rbs]))
-                                                          for n, rbs in robust])
+        figs["robustness"] = lib.robustness_by_severity(
+            [(n, mean_curves([severity_curves(rb) for rb in rbs])) for n, rbs in robust]
+        )
         rel = [(n, [rb for rb in rbs if rb.has_baseline]) for n, rbs in robust]
         rel = [(n, rbs) for n, rbs in rel if rbs]
         if rel:
             names = rel[0][1][0].corruptions
-            rows = [(n, np.mean([[*rb.ce(), rb.relative_clean_error(), rb.mce()] for rb in rbs if rb.corruptions == names],
-                                axis=0)) for n, rbs in rel if any(rb.corruptions == names for rb in rbs)]
+            rows = [
+                (
+                    n,
+                    np.mean(
+                        [[*rb.ce(), rb.relative_clean_error(), rb.mce()] for rb in rbs if rb.corruptions == names],
+                        axis=0,
+                    ),
+                )
+                for n, rbs in rel
+                if any(rb.corruptions == names for rb in rbs)
+            ]
             figs["corruption_errors"] = lib.corruption_table(
-                [n for n, _ in rows], [*names, "clean", "mCE"], np.array([v for _, v in rows]), center=1.0,
-                title=f"corruption error relative to the baseline ({rel[0][1][0].attrs.get('baseline_method', 'baseline')})")
+                [n for n, _ in rows],
+                [*names, "clean", "mCE"],
+                np.array([v for _, v in rows]),
+                center=1.0,
+                title="corruption error relative to the baseline "
+                f"({rel[0][1][0].attrs.get('baseline_method', 'baseline')})",
+            )
     if calibration:
-        pooled = [(g.name, pooled_bins([calibration[r.name] for r in g.runs if r.name in calibration])) for g in groups
-                  if any(r.name in calibration for r in g.runs)]
+        pooled = [
+            (g.name, pooled_bins([calibration[r.name] for r in g.runs if r.name in calibration]))
+            for g in groups
+            if any(r.name in calibration for r in g.runs)
+        ]
         figs["calibration"] = lib.reliability_diagram(pooled, title="reliability (test predictions, seeds pooled)")
     return figs
 
@@ -356,26 +448,34 @@ def _slice(run: Run) -> Surface:
 SPREAD = " Groups of several seeds are drawn as their mean with ±1 std over the seeds."
 CAPTIONS = {
     "training": "Training curves from metrics.jsonl: loss (train solid, test dashed), error and test ECE per epoch."
-                + SPREAD,
-    "slices": "Loss and accuracy along the x direction through each minimum (1-D surface files, else the y=0 row of the "
-              "2-D surface); train solid, test dashed." + SPREAD,
+    + SPREAD,
+    "slices": "Loss and accuracy along the x direction through each minimum (1-D surface files, else the y=0 row "
+    "of the 2-D surface); train solid, test dashed." + SPREAD,
     "surfaces": "2-D loss surfaces (a group's first seed), one colour scale for all, log-spaced levels, equal axes.",
     "sweeps": "Loss increase over the unperturbed loss against the perturbation radius, one panel per kind with its "
-              "unit; ±1 std over trials (one run) or over seeds (a group).",
+    "unit; ±1 std over trials (one run) or over seeds (a group).",
     "spectra": "Top Hessian eigenvalues by rank (and the SLQ spectral density where computed)." + SPREAD,
     "robustness": "Test error and ECE under corruption, pooled over corruptions per severity (0 = clean); the DAMP "
-                  "paper's evaluation." + SPREAD,
+    "paper's evaluation." + SPREAD,
     "corruption_errors": "Corruption error CE_c = sum_s E(c,s) / sum_s E_baseline(c,s) per corruption, the clean error "
-                         "ratio, and mCE (mean CE over the common corruptions), a group's mean over its seeds; on a log "
-                         "scale centred at 1: below 1 (blue) is more robust than the baseline.",
+    "ratio, and mCE (mean CE over the common corruptions), a group's mean over its seeds; on a log "
+    "scale centred at 1: below 1 (blue) is more robust than the baseline.",
     "calibration": "Reliability diagram of the final checkpoints' test predictions (15 equal-width confidence bins; a "
-                   "group's seeds pooled).",
+    "group's seeds pooled).",
 }
 
 
-def write_report(runs: list[Run], out: str | Path, *, rho: float = 0.1, formats: tuple[str, ...] = ("png",),
-                 log: bool = False, calibration: dict[str, dict] | None = None, intro: str = "",
-                 baseline: str | None = None) -> Path:
+def write_report(
+    runs: list[Run],
+    out: str | Path,
+    *,
+    rho: float = 0.1,
+    formats: tuple[str, ...] = ("png",),
+    log: bool = False,
+    calibration: dict[str, dict] | None = None,
+    intro: str = "",
+    baseline: str | None = None,
+) -> Path:
     """Write ``report.md`` (tables + static figures), ``report.html`` (one self-contained page) and ``summary.json``:
     runs grouped by experiment (mean ± std over seeds), paired differences against ``baseline`` (default ERM's
     group), and the per-seed rows."""
@@ -396,65 +496,88 @@ def write_report(runs: list[Run], out: str | Path, *, rho: float = 0.1, formats:
     md_figs = []
     for name, fig in overlay_figures(groups, plot_mpl, log=log, calibration=calibration).items():
         for fmt in formats:
-            atomic_write(out / f"{name}.{fmt}", lambda tmp, fig=fig, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150))
-        plot_mpl.plt.close(fig)
+            atomic_write(out / f"{name}.{fmt}", partial(_save_to, fig, fmt))
         md_figs.append(f"### {name}\n\n{CAPTIONS[name]}\n\n![{name}]({name}.{formats[0]})\n")
     sources = _sources(runs)
     title = "Comparison of " + ", ".join(g.name for g in groups)
     main_table, per_seed = grouped_table(stats, cols), summary_table(list(rows.values()), cols, group_of)
-    pair_title = (f"Paired differences against {base.name} (seed by seed: mean [95 % interval], n pairs)"
-                  if pairs else "")
+    pair_title = (
+        f"Paired differences against {base.name} (seed by seed: mean [95 % interval], n pairs)" if pairs else ""
+    )
     robust = robustness_tables(groups)
-    md = (f"# {title}\n\n{intro}\n\n**Mean ± std over seeds**\n\n{markdown_table(*main_table)}\n\n"
-          + (f"**{pair_title}**\n\n{markdown_table(*paired_table(pairs, cols))}\n\n" if pairs else "")
-          + f"{_notes(rho)}\n\n"
-          + "".join(f"**{t}**\n\n{markdown_table(h, b)}\n\n" for t, h, b in robust)
-          + f"**Per seed**\n\n{markdown_table(*per_seed)}\n\n"
-          + f"{_sources_md(sources)}\n\n## Figures\n\n" + "\n".join(md_figs))
+    md = (
+        f"# {title}\n\n{intro}\n\n**Mean ± std over seeds**\n\n{markdown_table(*main_table)}\n\n"
+        + (f"**{pair_title}**\n\n{markdown_table(*paired_table(pairs, cols))}\n\n" if pairs else "")
+        + f"{_notes(rho)}\n\n"
+        + "".join(f"**{t}**\n\n{markdown_table(h, b)}\n\n" for t, h, b in robust)
+        + f"**Per seed**\n\n{markdown_table(*per_seed)}\n\n"
+        + f"{_sources_md(sources)}\n\n## Figures\n\n"
+        + "\n".join(md_figs)
+    )
     atomic_write(out / "report.md", lambda tmp: tmp.write_text(md))
     parts = []
     for i, (name, fig) in enumerate(overlay_figures(groups, plot_plotly, log=log, calibration=calibration).items()):
-        parts.append(f"<h3>{name}</h3><p>{html.escape(CAPTIONS[name])}</p>"
-                     + fig.to_html(full_html=False, include_plotlyjs=i == 0, default_height=420))
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
-            f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"
-            f"<h3>Mean ± std over seeds</h3>{html_table(*main_table)}"
-            + (f"<h3>{html.escape(pair_title)}</h3>{html_table(*paired_table(pairs, cols))}" if pairs else "")
-            + f"<p>{html.escape(_notes(rho))}</p>"
-            + "".join(f"<h3>{html.escape(t)}</h3>{html_table(h, b)}" for t, h, b in robust)
-            + f"<details><summary>Per seed ({len(rows)} runs)</summary>{html_table(*per_seed)}</details>"
-            + f"<h2>Figures</h2>{''.join(parts)}</body></html>")
+        parts.append(
+            f"<h3>{name}</h3><p>{html.escape(CAPTIONS[name])}</p>"
+            + fig.to_html(full_html=False, include_plotlyjs=i == 0, default_height=420)
+        )
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"
+        f"<h3>Mean ± std over seeds</h3>{html_table(*main_table)}"
+        + (f"<h3>{html.escape(pair_title)}</h3>{html_table(*paired_table(pairs, cols))}" if pairs else "")
+        + f"<p>{html.escape(_notes(rho))}</p>"
+        + "".join(f"<h3>{html.escape(t)}</h3>{html_table(h, b)}" for t, h, b in robust)
+        + f"<details><summary>Per seed ({len(rows)} runs)</summary>{html_table(*per_seed)}</details>"
+        + f"<h2>Figures</h2>{''.join(parts)}</body></html>"
+    )
     atomic_write(out / "report.html", lambda tmp: tmp.write_text(page))
-    summary = {"rho": rho, "columns": {c.key: {"header": c.header, "from": c.source} for c in cols},
-               "rows": [{**row, "group": group_of[name]} for name, row in rows.items()], "groups": stats,
-               "baseline": base.name, "paired": pairs, "sources": sources}
+    summary = {
+        "rho": rho,
+        "columns": {c.key: {"header": c.header, "from": c.source} for c in cols},
+        "rows": [{**row, "group": group_of[name]} for name, row in rows.items()],
+        "groups": stats,
+        "baseline": base.name,
+        "paired": pairs,
+        "sources": sources,
+    }
     write_json(out / "summary.json", summary)
     return out
 
 
 def _notes(rho: float) -> str:
-    return ("Runs that differ only by their seed form a group (mean ± std over its seeds, n seeds); paired differences "
-            "match a group's runs with the baseline's of the same seed and give a Student-t 95 % interval. Test error, "
-            "NLL and ECE (15 bins) are the last epoch's evaluation (metrics.jsonl); the Hessian "
-            "columns come from each run's Hessian file (Lanczos top eigenvalue, trace estimate) and sharpness from its "
-            f"sweep file: adversarial loss at radius {rho:g} minus the loss at radius 0 (linearly interpolated between "
-            "swept radii). Corruption error is the mean test error over every corruption and severity of the run's "
-            "robustness file, mCE its mean corruption error relative to the baseline stored there. ms/step is the "
-            "training's wall-clock time per optimizer step on the machine that trained it: a cost, not a result. "
-            "— marks a number the run has no file for.")
+    return (
+        "Runs that differ only by their seed form a group (mean ± std over its seeds, n seeds); paired differences "
+        "match a group's runs with the baseline's of the same seed and give a Student-t 95 % interval. Test error, "
+        "NLL and ECE (15 bins) are the last epoch's evaluation (metrics.jsonl); the Hessian "
+        "columns come from each run's Hessian file (Lanczos top eigenvalue, trace estimate) and sharpness from its "
+        f"sweep file: adversarial loss at radius {rho:g} minus the loss at radius 0 (linearly interpolated between "
+        "swept radii). Corruption error is the mean test error over every corruption and severity of the run's "
+        "robustness file, mCE its mean corruption error relative to the baseline stored there. ms/step is the "
+        "training's wall-clock time per optimizer step on the machine that trained it: a cost, not a result. "
+        "— marks a number the run has no file for."
+    )
 
 
 def _sources(runs: list[Run]) -> dict[str, dict[str, str]]:
-    return {r.name: {"metrics": str(r.metrics_source) if r.metrics_source else "",
-                     **{k: str(v) for k, v in r.files.items()}} for r in runs}
+    return {
+        r.name: {
+            "metrics": str(r.metrics_source) if r.metrics_source else "",
+            **{k: str(v) for k, v in r.files.items()},
+        }
+        for r in runs
+    }
 
 
 def _sources_md(sources: dict[str, dict[str, str]]) -> str:
-    return markdown_table(["run", "files"], [[name, ", ".join(f"`{p}`" for p in files.values() if p)]
-                                             for name, files in sources.items()])
+    return markdown_table(
+        ["run", "files"], [[name, ", ".join(f"`{p}`" for p in files.values() if p)] for name, files in sources.items()]
+    )
 
 
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}"
-       "th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}details{margin:1em 0}"
-       "summary{cursor:pointer;color:#0072B2}")
+CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 10px;text-align:right}"
+    "th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}details{margin:1em 0}"
+    "summary{cursor:pointer;color:#0072B2}"
+)

@@ -5,6 +5,7 @@ was given) and per condition (``clean``, then every corruption x severity), the 
 and the reliability-bin sums, so that pooled numbers (per severity over all corruptions, as the DAMP
 paper reports) are exact: the pooled ECE is computed from summed bins, not averaged.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -85,14 +86,26 @@ class Robustness:
 def read_robustness(path) -> Robustness:
     attrs, arrays, values = read_grid(path, "robustness", {"models": 0})
     corruptions, severities = attrs.get("corruptions"), attrs.get("severities")
-    if not (isinstance(corruptions, list) and isinstance(severities, list)
-            and 1 + len(corruptions) * len(severities) == arrays["computed"].shape[1]):
+    if not (
+        isinstance(corruptions, list)
+        and isinstance(severities, list)
+        and 1 + len(corruptions) * len(severities) == arrays["computed"].shape[1]
+    ):
         raise ValueError(f"{path}: its corruptions and severities do not match its conditions")
-    return Robustness(str(path), list(attrs["corruptions"]), [int(s) for s in attrs["severities"]],
-                      list(attrs["models"]), values, attrs)
+    return Robustness(
+        str(path),
+        list(attrs["corruptions"]),
+        [int(s) for s in attrs["severities"]],
+        list(attrs["models"]),
+        values,
+        attrs,
+    )
 
 
 def severity_curves(r: Robustness) -> dict:
     """Error and ECE per severity pooled over corruptions (0 = clean) of one robustness file."""
-    return {"severity": np.array([0, *r.severities]), "error": np.array([r.clean(), *r.by_severity()]),
-            "ece": np.array([r.clean("ece"), *r.by_severity("ece")])}
+    return {
+        "severity": np.array([0, *r.severities]),
+        "error": np.array([r.clean(), *r.by_severity()]),
+        "ece": np.array([r.clean("ece"), *r.by_severity("ece")]),
+    }

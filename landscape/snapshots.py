@@ -9,6 +9,7 @@ A snapshot is a plain ``state_dict()`` file (``step_000012.pt``), written atomic
 back with ``weights_only=True``; ``torch.save(model.state_dict(), path)`` files and our own
 checkpoints are read the same way.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,6 +35,7 @@ def save_snapshot(model: nn.Module, folder: str | Path, step: int) -> Path:
 
 def snapshot_files(folder: str | Path) -> list[Path]:
     """The ``.pt`` files of a folder in the order of the last number in their names (``step_000012.pt``)."""
+
     def key(p: Path) -> tuple:
         nums = re.findall(r"\d+", p.stem)
         return (int(nums[-1]) if nums else -1, p.name)
@@ -56,7 +58,7 @@ def load_state(source: Any) -> dict[str, Tensor]:
         raise FileNotFoundError(f"{str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch's unpickler fails on junk bytes with any error
+    except Exception as e:
         raise ValueError(f"{path}: not a readable state dict ({type(e).__name__})") from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return read_checkpoint(path)["model_state"]

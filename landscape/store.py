@@ -9,6 +9,7 @@ their tools read it; 2-D arrays have shape ``(ny, nx)`` with ``Z[i, j] = f(x[j],
 Metadata are root attributes. loss-landscape's own files are ``(nx, ny)``-shaped arrays
 filled y-major with -1 for "not computed"; :func:`read_surface` reads both.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,11 @@ def sha256(path: str | Path) -> str:
 
 
 def base_attrs() -> dict:
-    return {"schema_version": SCHEMA_VERSION, "toolkit_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "toolkit_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 @dataclass
@@ -80,7 +84,7 @@ class Surface:
     @property
     def splits(self) -> list[str]:
         """The splits with a loss in this surface (``train``, ``test``, or a problem's own names)."""
-        return [n[:-len("_loss")] for n in self.values if n.endswith("_loss")]
+        return [n[: -len("_loss")] for n in self.values if n.endswith("_loss")]
 
     def has(self, split: str, metric: str) -> bool:
         return f"{split}_{metric}" in self.values
@@ -91,13 +95,23 @@ class Surface:
             raise ValueError(f"{self.path} is already 1-D")
         if axis not in ("x", "y"):
             raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
-        other = self.ycoordinates if axis == "x" else self.xcoordinates
+        assert self.ycoordinates is not None  # 2-D
+        other, coords = (
+            (self.ycoordinates, self.xcoordinates) if axis == "x" else (self.xcoordinates, self.ycoordinates)
+        )
         i = int(np.argmin(np.abs(other - at)))
         take = (lambda a: a[i]) if axis == "x" else (lambda a: a[:, i])
-        coords = self.xcoordinates if axis == "x" else self.ycoordinates
         attrs = {**self.attrs, "slice_axis": axis, "slice": f"{'y' if axis == 'x' else 'x'}={other[i]:.4g}"}
-        return Surface(self.path, coords, None, {n: take(v) for n, v in self.values.items()}, take(self.computed), attrs,
-                       self.layout, spread={n: take(v) for n, v in self.spread.items()})
+        return Surface(
+            self.path,
+            coords,
+            None,
+            {n: take(v) for n, v in self.values.items()},
+            take(self.computed),
+            attrs,
+            self.layout,
+            spread={n: take(v) for n, v in self.spread.items()},
+        )
 
 
 def _open(path: str | Path, mode: str = "r") -> h5py.File:
@@ -130,6 +144,7 @@ def check_contained(f: h5py.File, path: str | Path) -> None:
     A file handed to the explorer (or to ``plot``/``compare``) could otherwise make it read and
     send any file on the machine; links inside the file are fine.
     """
+
     def visit(name: str, link: object) -> str | None:  # a reason stops the visit (h5py: a non-None return)
         if isinstance(link, h5py.ExternalLink):
             return f"{name!r} links to another file ({link.filename})"
@@ -186,8 +201,11 @@ def inspect_file(path: str | Path) -> tuple[str | None, str | None]:
             if kind != "surface":
                 return (kind if isinstance(kind, str) else None), None
             x, y = f.get("xcoordinates"), f.get("ycoordinates")
-            if not isinstance(x, h5py.Dataset) or x.ndim != 1 or (y is not None and (not isinstance(y, h5py.Dataset)
-                                                                                      or y.ndim != 1)):
+            if (
+                not isinstance(x, h5py.Dataset)
+                or x.ndim != 1
+                or (y is not None and (not isinstance(y, h5py.Dataset) or y.ndim != 1))
+            ):
                 raise ValueError(f"{path}: xcoordinates/ycoordinates are not 1-D datasets")
             check_grid(path, x.shape[0], 1 if y is None else y.shape[0])
             return ("surface_1d" if y is None else "surface_2d"), None
@@ -212,10 +230,10 @@ def _read_strided(ds: h5py.Dataset, iy: np.ndarray | None, ix: np.ndarray, sx: i
     last = ix[-1] % sx != 0  # the last index is off the stride: read it apart
     if iy is None:
         part = ds[::sx]
-        return np.concatenate([part, ds[ix[-1]:ix[-1] + 1]]) if last else part
+        return np.concatenate([part, ds[ix[-1] : ix[-1] + 1]]) if last else part
     rows = iy.tolist()
     part = ds[rows, ::sx]
-    return np.concatenate([part, ds[rows, ix[-1]:ix[-1] + 1]], axis=1) if last else part
+    return np.concatenate([part, ds[rows, ix[-1] : ix[-1] + 1]], axis=1) if last else part
 
 
 def read_surface(path: str | Path, max_points: int | None = None) -> Surface:
@@ -248,14 +266,22 @@ def read_surface(path: str | Path, max_points: int | None = None) -> Surface:
             computed = _read_strided(f["computed"], iy, ix, sx).astype(bool)
         else:  # loss-landscape: (nx, ny) arrays filled y-major, -1 marks points not computed yet
             full = {n: f[n][()].astype(np.float64).ravel().reshape(shape) for n in names}
-            raw = {n: v[ix] if ys is None else v[np.ix_(iy, ix)] for n, v in full.items()}
-            computed = np.ones((len(ix),) if ys is None else (len(iy), len(ix)), bool)
+            raw = {n: v[ix] if iy is None else v[np.ix_(iy, ix)] for n, v in full.items()}
+            computed = np.ones((len(ix),) if iy is None else (len(iy), len(ix)), bool)
             for v in raw.values():
                 computed &= v != -1
         values = {n: np.where(computed, v, np.nan) for n, v in raw.items()}
         extras = {n: _whole(f, n, path) for n in ("proj_xcoord", "proj_ycoord", "explained_variance_ratio_") if n in f}
-    return Surface(str(path), xs[ix], None if ys is None else ys[iy], values, computed, attrs,
-                   "landscape" if ours else "loss-landscape", extras)
+    return Surface(
+        str(path),
+        xs[ix],
+        None if ys is None else ys[iy],
+        values,
+        computed,
+        attrs,
+        "landscape" if ours else "loss-landscape",
+        extras,
+    )
 
 
 MAX_ELEMENTS = 10_000_000  # a dataset read whole may hold at most this many elements (a small file can claim more)
@@ -296,7 +322,11 @@ def read_directions(path: str | Path) -> list[tuple[list[str] | None, list[np.nd
         for axis in AXES:
             if axis in f:
                 g = f[axis]
-                names = [n.decode() if isinstance(n, bytes) else n for n in g.attrs["names"]] if "names" in g.attrs else None
+                names = (
+                    [n.decode() if isinstance(n, bytes) else n for n in g.attrs["names"]]
+                    if "names" in g.attrs
+                    else None
+                )
                 out.append((names, [g[str(i)][()] for i in range(len(g))]))
         return out
 
@@ -321,28 +351,43 @@ class ResultWriter:
         try:  # a file to resume must be one this class made: its grid, its values, its mask
             self.shape = tuple(int(n) for n in self.f.attrs["grid_shape"])
             self.names = [str(n) for n in self.f.attrs["values"]]
-            ok = self.f["computed"].shape == self.shape and all(self.f[n].shape[:len(self.shape)] == self.shape
-                                                                 for n in self.names)
+            ok = self.f["computed"].shape == self.shape and all(
+                self.f[n].shape[: len(self.shape)] == self.shape for n in self.names
+            )
         except (KeyError, TypeError, ValueError):
             ok = False
         if not ok:
             self.f.close()
-            raise ValueError(f"{path}: not a result file this toolkit can resume (no grid_shape, values or "
-                             "computed mask that fit together)")
+            raise ValueError(
+                f"{path}: not a result file this toolkit can resume (no grid_shape, values or "
+                "computed mask that fit together)"
+            )
 
     @classmethod
-    def create(cls, path: str | Path, kind: str, grid_shape: tuple[int, ...], values: dict[str, tuple[int, ...]],
-               datasets: dict[str, object], attrs: dict, directions: dict[str, Direction]) -> "ResultWriter":
+    def create(
+        cls,
+        path: str | Path,
+        kind: str,
+        grid_shape: tuple[int, ...],
+        values: dict[str, tuple[int, ...]],
+        datasets: dict[str, object],
+        attrs: dict,
+        directions: dict[str, Direction],
+    ) -> "ResultWriter":
         """Write the empty file under a temporary name and rename it: no half-made file is ever visible. Every
         value is allocated now (the disk's room is checked first), so filling the grid never grows the file."""
         cells = int(np.prod(grid_shape))
-        size = cells * (1 + 8 * sum(int(np.prod(e)) for e in values.values())) + payload_bytes(datasets) + \
-            payload_bytes(directions)
+        size = (
+            cells * (1 + 8 * sum(int(np.prod(e)) for e in values.values()))
+            + payload_bytes(datasets)
+            + payload_bytes(directions)
+        )
 
         def write(tmp: Path) -> None:
             with h5py.File(tmp, "w") as f:
-                f.attrs.update({"kind": kind, **base_attrs(), "grid_shape": list(grid_shape), "values": list(values),
-                                **attrs})
+                f.attrs.update(
+                    {"kind": kind, **base_attrs(), "grid_shape": list(grid_shape), "values": list(values), **attrs}
+                )
                 for name, data in datasets.items():
                     f.create_dataset(name, data=data)
                 for name, extra in values.items():
@@ -352,7 +397,7 @@ class ResultWriter:
                     _write_direction(f, name, d)
 
         atomic_write(Path(path), write, nbytes=size)
-        return cls(path)
+        return cls(Path(path))
 
     @property
     def attrs(self) -> dict:
@@ -415,15 +460,27 @@ class MemoryWriter:
 
 
 RESUME_OPTIONS = {  # a stored attribute -> what the user set it with
-    "grid": "another grid (--x/--y or --radii)", "checkpoint_sha256": "another checkpoint (its contents differ)",
-    "checkpoint_b_sha256": "another second checkpoint", "weights_sha256": "other model weights",
-    "params": "--params (other parameters analysed)", "values": "--split (other values stored)",
-    "index_order": "--y (1-D vs 2-D)", "kind": "another analysis (kind)", "models": "another --baseline",
+    "grid": "another grid (--x/--y or --radii)",
+    "checkpoint_sha256": "another checkpoint (its contents differ)",
+    "checkpoint_b_sha256": "another second checkpoint",
+    "weights_sha256": "other model weights",
+    "params": "--params (other parameters analysed)",
+    "values": "--split (other values stored)",
+    "index_order": "--y (1-D vs 2-D)",
+    "kind": "another analysis (kind)",
+    "models": "another --baseline",
 }
 
 
-def open_results(out: str | Path, create: Callable[[], ResultWriter], wanted: dict, same_grid: Callable[[ResultWriter], bool],
-                 *, resume: bool, overwrite: bool) -> tuple[ResultWriter, bool]:
+def open_results(
+    out: str | Path,
+    create: Callable[[], ResultWriter],
+    wanted: dict,
+    same_grid: Callable[[ResultWriter], bool],
+    *,
+    resume: bool,
+    overwrite: bool,
+) -> tuple[ResultWriter, bool]:
     """Create ``out``, or reopen it with ``resume`` after checking its settings; returns (writer, created)."""
     out = Path(out)
     if out.exists() and not (resume or overwrite):
@@ -435,8 +492,10 @@ def open_results(out: str | Path, create: Callable[[], ResultWriter], wanted: di
         diff = changed_options(stored, {k: _plain_seq(v) for k, v in wanted.items()}, RESUME_OPTIONS)
         if diff or not same_grid(writer):
             writer.close()
-            raise ValueError(f"cannot resume {out}: it was made with {'; '.join(diff or [RESUME_OPTIONS['grid']])}; "
-                             f"use its options, or --overwrite to start again")
+            raise ValueError(
+                f"cannot resume {out}: it was made with {'; '.join(diff or [RESUME_OPTIONS['grid']])}; "
+                f"use its options, or --overwrite to start again"
+            )
         return writer, False
     if out.exists():
         out.unlink()
@@ -452,20 +511,36 @@ def surface_attrs(xs: np.ndarray, ys: np.ndarray | None, splits: list[str], attr
     return {"index_order": "x" if ys is None else "yx", "splits": list(splits), **attrs}
 
 
-def create_surface(path: str | Path, xs: np.ndarray, ys: np.ndarray | None, splits: list[str], directions: list[Direction],
-                   attrs: dict, extras: dict[str, np.ndarray] | None = None, names: list[str] | None = None) -> ResultWriter:
+def create_surface(
+    path: str | Path,
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    splits: list[str],
+    directions: list[Direction],
+    attrs: dict,
+    extras: dict[str, np.ndarray] | None = None,
+    names: list[str] | None = None,
+) -> ResultWriter:
     """An empty surface file in loss-landscape-compatible layout (module docstring); ``names`` are its values
     (default: loss and accuracy of each split)."""
     shape = (len(xs),) if ys is None else (len(ys), len(xs))
     datasets: dict[str, object] = {"dir_file": Path(path).name, "xcoordinates": np.asarray(xs, np.float64)}
     if ys is not None:
         datasets["ycoordinates"] = np.asarray(ys, np.float64)
-    return ResultWriter.create(path, "surface", shape, {n: () for n in names or value_names(splits)},
-                               {**datasets, **(extras or {})}, surface_attrs(xs, ys, splits, attrs),
-                               dict(zip(AXES, directions)))
+    return ResultWriter.create(
+        path,
+        "surface",
+        shape,
+        {n: () for n in names or value_names(splits)},
+        {**datasets, **(extras or {})},
+        surface_attrs(xs, ys, splits, attrs),
+        dict(zip(AXES, directions)),
+    )
 
 
-def export_loss_landscape(surface: Surface, directions: list[tuple[list[str] | None, list[np.ndarray]]], out: str | Path) -> None:
+def export_loss_landscape(
+    surface: Surface, directions: list[tuple[list[str] | None, list[np.ndarray]]], out: str | Path
+) -> None:
     """Write ``surface`` in loss-landscape's exact layout: ``(nx, ny)`` arrays filled y-major, -1 = not computed."""
     out = Path(out)
     nx = len(surface.xcoordinates)
@@ -489,13 +564,19 @@ def export_loss_landscape(surface: Surface, directions: list[tuple[list[str] | N
     atomic_write(out, write, nbytes=payload_bytes(surface.values) + payload_bytes([a for _, a in directions]))
 
 
-def write_analysis(path: str | Path, kind: str, arrays: dict[str, np.ndarray], attrs: dict,
-                   directions: dict[str, Direction] | None = None) -> None:
+def write_analysis(
+    path: str | Path,
+    kind: str,
+    arrays: dict[str, np.ndarray],
+    attrs: dict,
+    directions: dict[str, Direction] | None = None,
+) -> None:
     """Write a finished (non-streamed) analysis atomically: arrays as datasets, metadata as attributes.
 
     ``directions`` are stored as groups in the direction-group layout (datasets ``"0".."N-1"``
     and a ``names`` attribute), e.g. Hessian eigenvectors reusable as surface axes.
     """
+
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             f.attrs.update({"kind": kind, **base_attrs(), **attrs})
@@ -541,8 +622,9 @@ class Sweep:
         return self.values[name][self.kinds.index(kind)]
 
 
-def read_grid(path: str | Path, kind: str, names: dict[str, int] | None = None
-              ) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+def read_grid(
+    path: str | Path, kind: str, names: dict[str, int] | None = None
+) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(attributes, datasets, values) of a :class:`ResultWriter` file, checked to be consistent; values are NaN
     where not computed. ``names``: list attributes that must hold as many strings as the grid's axis given."""
     attrs, arrays = read_analysis(path, kind)
@@ -560,7 +642,7 @@ def read_grid(path: str | Path, kind: str, names: dict[str, int] | None = None
     values = {}
     for name in listed:
         v = arrays.get(name)
-        if v is None or v.shape[:computed.ndim] != computed.shape or v.dtype.kind not in "fiub":
+        if v is None or v.shape[: computed.ndim] != computed.shape or v.dtype.kind not in "fiub":
             raise ValueError(f"{path}: {name!r} is missing or does not match the grid {computed.shape}")
         v = v.astype(np.float64)
         values[name] = np.where(computed.reshape(computed.shape + (1,) * (v.ndim - computed.ndim)), v, np.nan)

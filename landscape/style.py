@@ -1,5 +1,6 @@
 """One look for every figure, matplotlib and plotly alike: a colour-blind-safe palette with a marker and a dash per
 series, human labels, the unit of each radius, and text that stays readable on any cell colour."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,19 +16,30 @@ PLOTLY_SPLIT_DASHES = {"train": "solid", "test": "dash"}
 SEQUENTIAL = "viridis"  # perceptually uniform, readable in grey and with colour-vision deficiencies
 DIVERGING = "RdBu_r"  # blue below the centre, red above
 METRICS = {"loss": "loss", "acc": "accuracy (%)", "error": "error (%)", "nll": "NLL", "ece": "ECE"}
-RADIUS_UNITS = {"random": "‖δ‖₂", "random-filter": "× filter norms", "adversarial": "‖δ‖₂",
-                "multiplicative": "σ of δ = σ ξ ∘ w", "adaptive": "‖(|w| + η)⁻¹ δ‖₂"}
+RADIUS_UNITS = {
+    "random": "‖δ‖₂",
+    "random-filter": "× filter norms",
+    "adversarial": "‖δ‖₂",
+    "multiplicative": "σ of δ = σ ξ ∘ w",
+    "adaptive": "‖(|w| + η)⁻¹ δ‖₂",
+}
 
 
 def series(i: int) -> dict:
     """The colour, marker and dash of the i-th series (method or run), for matplotlib."""
-    return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)], "linestyle": DASHES[i % len(DASHES)]}
+    return {
+        "color": PALETTE[i % len(PALETTE)],
+        "marker": MARKERS[i % len(MARKERS)],
+        "linestyle": DASHES[i % len(DASHES)],
+    }
 
 
 def plotly_series(i: int) -> dict:
     """The same for plotly: ``line`` and ``marker`` arguments of a scatter trace."""
-    return {"line": {"color": PALETTE[i % len(PALETTE)], "dash": PLOTLY_DASHES[i % len(PLOTLY_DASHES)]},
-            "marker": {"symbol": PLOTLY_MARKERS[i % len(PLOTLY_MARKERS)], "color": PALETTE[i % len(PALETTE)]}}
+    return {
+        "line": {"color": PALETTE[i % len(PALETTE)], "dash": PLOTLY_DASHES[i % len(PLOTLY_DASHES)]},
+        "marker": {"symbol": PLOTLY_MARKERS[i % len(PLOTLY_MARKERS)], "color": PALETTE[i % len(PALETTE)]},
+    }
 
 
 def human(name: str) -> str:
@@ -63,7 +75,7 @@ def log_ticks(lo: float, hi: float) -> np.ndarray:
     first, last = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
     stride = max(1, (last - first) // 8)
     mantissas = (1,) if last - first > 4 else (1, 2, 5)
-    ticks = [m * 10.0 ** k for k in range(first, last + 1, stride) for m in mantissas if lo <= m * 10.0 ** k <= hi]
+    ticks = [m * 10.0**k for k in range(first, last + 1, stride) for m in mantissas if lo <= m * 10.0**k <= hi]
     if len(ticks) >= 3:
         return np.array(ticks)
     step = 10.0 ** np.floor(np.log10((hi - lo) / 4)) if hi > lo else max(lo, 1e-12)

@@ -1,4 +1,5 @@
 """Trace estimation from matrix-vector products: Hutchinson and Hutch++ (Meyer et al. 2021), with intervals."""
+
 from __future__ import annotations
 
 import math
@@ -9,7 +10,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-METHODS = ("hutch++", "hutchinson")
+TRACE_METHODS = ("hutch++", "hutchinson")
 
 
 @dataclass
@@ -34,8 +35,15 @@ def _interval(exact: float, samples: Tensor, method: str, matvecs: int) -> Trace
     return TraceResult(est, stderr, (est - half, est + half), matvecs, method)
 
 
-def trace(matvec: Callable[[Tensor], Tensor], n: int, num_matvecs: int = 99, *, method: str = "hutch++", seed: int = 0,
-          device: torch.device | str = "cpu") -> TraceResult:
+def trace(
+    matvec: Callable[[Tensor], Tensor],
+    n: int,
+    num_matvecs: int = 99,
+    *,
+    method: str = "hutch++",
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> TraceResult:
     """Estimate ``tr(A)`` with ``num_matvecs`` products.
 
     Hutch++ spends a third of them on a sketch ``Q = orth(A S)``, takes ``tr(Q^T A Q)``
@@ -43,8 +51,8 @@ def trace(matvec: Callable[[Tensor], Tensor], n: int, num_matvecs: int = 99, *, 
     interval covers that stochastic part. Plain Hutchinson averages ``z^T A z`` over
     Rademacher ``z``.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown trace method {method!r}; expected one of {METHODS}")
+    if method not in TRACE_METHODS:
+        raise ValueError(f"unknown trace method {method!r}; expected one of {TRACE_METHODS}")
     g = torch.Generator().manual_seed(seed)
 
     def apply(V: Tensor) -> Tensor:

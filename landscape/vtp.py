@@ -1,5 +1,6 @@
 """2-D surfaces as VTK XML PolyData (``.vtp``) for ParaView, as loss-landscape's ``h52vtp`` (which needs the
 ``interp2d`` SciPy removed): one point per grid point at height z, one quad per grid cell with its mean z."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,6 +22,8 @@ def surface_to_vtp(s: Surface, value: str = "train_loss", *, zmax: float | None 
     if log:
         z = np.log(z + 0.1)
     ny, nx = z.shape
+    if s.ycoordinates is None:
+        raise ValueError("a .vtp surface needs a 2-D surface")
     X, Y = np.meshgrid(s.xcoordinates, s.ycoordinates)
     points = np.stack([X.ravel(), Y.ravel(), z.ravel()], 1)
     k = (np.arange(ny - 1)[:, None] * nx + np.arange(nx - 1)[None, :]).ravel()
@@ -29,18 +32,25 @@ def surface_to_vtp(s: Surface, value: str = "train_loss", *, zmax: float | None 
 
     def arr(values, **attrs) -> str:
         head = " ".join(f'{a}="{v}"' for a, v in attrs.items())
-        return f'<DataArray {head} format="ascii">{" ".join(map(repr, np.asarray(values).ravel().tolist()))}</DataArray>'
+        return (
+            f'<DataArray {head} format="ascii">{" ".join(map(repr, np.asarray(values).ravel().tolist()))}</DataArray>'
+        )
 
-    return "\n".join([
-        '<?xml version="1.0"?>',
-        '<VTKFile type="PolyData" version="0.1" byte_order="LittleEndian">',
-        "<PolyData>",
-        f'<Piece NumberOfPoints="{len(points)}" NumberOfVerts="0" NumberOfLines="0" NumberOfStrips="0" '
-        f'NumberOfPolys="{len(quads)}">',
-        f"<Points>{arr(points, type='Float64', NumberOfComponents=3)}</Points>",
-        f'<PointData Scalars="zvalue">{arr(z, type="Float64", Name="zvalue")}</PointData>',
-        f'<CellData Scalars="averaged zvalue">{arr(cell, type="Float64", Name="averaged zvalue")}</CellData>',
-        f"<Polys>{arr(quads, type='Int64', Name='connectivity')}"
-        f"{arr(4 * np.arange(1, len(quads) + 1), type='Int64', Name='offsets')}</Polys>",
-        "</Piece>", "</PolyData>", "</VTKFile>", "",
-    ])
+    return "\n".join(
+        [
+            '<?xml version="1.0"?>',
+            '<VTKFile type="PolyData" version="0.1" byte_order="LittleEndian">',
+            "<PolyData>",
+            f'<Piece NumberOfPoints="{len(points)}" NumberOfVerts="0" NumberOfLines="0" NumberOfStrips="0" '
+            f'NumberOfPolys="{len(quads)}">',
+            f"<Points>{arr(points, type='Float64', NumberOfComponents=3)}</Points>",
+            f'<PointData Scalars="zvalue">{arr(z, type="Float64", Name="zvalue")}</PointData>',
+            f'<CellData Scalars="averaged zvalue">{arr(cell, type="Float64", Name="averaged zvalue")}</CellData>',
+            f"<Polys>{arr(quads, type='Int64', Name='connectivity')}"
+            f"{arr(4 * np.arange(1, len(quads) + 1), type='Int64', Name='offsets')}</Polys>",
+            "</Piece>",
+            "</PolyData>",
+            "</VTKFile>",
+            "",
+        ]
+    )

@@ -48,10 +48,16 @@ def analysed(runs, tmp_path_factory):
         run = root / method
         shutil.copytree(runs / method, run, ignore=shutil.ignore_patterns("checkpoints"))
         ckpt = run / "final.pt"
-        random_surface(ckpt, run / "surface_2d.h5", np.linspace(-1, 1, 5), np.linspace(-1, 1, 3),
-                       EvalOptions(splits=["train", "test"], samples=100, device="cpu", progress=False))
+        random_surface(
+            ckpt,
+            run / "surface_2d.h5",
+            np.linspace(-1, 1, 5),
+            np.linspace(-1, 1, 3),
+            EvalOptions(splits=["train", "test"], samples=100, device="cpu", progress=False),
+        )
         hessian_analysis(ckpt, run / "hessian.h5", opts, top_k=2, trace_matvecs=6)
         sweep_analysis(ckpt, run / "sweep.h5", np.array([0.0, 0.05, 0.2]), opts, kinds=["random", "adversarial"])
-        robustness_analysis(ckpt, run / "robustness.h5", ["contrast", "fog"], [1, 5], opts,
-                            baseline=root / "erm" / "final.pt")
+        robustness_analysis(
+            ckpt, run / "robustness.h5", ["contrast", "fog"], [1, 5], opts, baseline=root / "erm" / "final.pt"
+        )
     return root

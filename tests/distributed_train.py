@@ -7,6 +7,7 @@ In float64 the order of float sums (one batch on one process, two shards on two)
 results by ~1e-16, far below what the test resolves, even through max-pooling near-ties
 that flip in float32 and then grow over a training run.
 """
+
 import sys
 from pathlib import Path
 
@@ -14,14 +15,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers import TrainConfig, train  # noqa: E402
-from trainers.distributed import close_group  # noqa: E402
+from trainers import TrainConfig, train
+from trainers.distributed import close_group
 
 torch.set_default_dtype(torch.float64)
 out = Path(sys.argv[1])
 for spec in sys.argv[2:]:
     method, *options = spec.split(",")
     hparams = {k: int(v) for k, v in (o.split("=") for o in options)}
-    train(TrainConfig(method=method, model="small_cnn", sync_bn=True, epochs=2, lr=0.1, hparams=hparams), out / method,
-          progress=False, log=lambda line: None)
+    train(
+        TrainConfig(method=method, model="small_cnn", sync_bn=True, epochs=2, lr=0.1, hparams=hparams),
+        out / method,
+        progress=False,
+        log=lambda line: None,
+    )
 close_group()

@@ -1,21 +1,42 @@
 """Corruptions and robustness: severity ordering, determinism, the released -C layouts, CE/mCE and pooled ECE
 by hand, and the robustness file against a by-hand evaluation."""
+
 import h5py
 import numpy as np
 import pytest
 import torch
 
 from data import load_dataset
-from data.corruptions import (ALL, COMMON, CorruptHalf, corrupt_images, corrupted_split, parse_corruptions,
-                              parse_severities)
+from data.corruptions import (
+    ALL,
+    COMMON,
+    CorruptHalf,
+    corrupt_images,
+    corrupted_split,
+    parse_corruptions,
+    parse_severities,
+)
 from data.formats import read_released_c
 from landscape.robustness import corruption_error, mean_corruption_error, read_robustness
 from trainers.metrics import ece_from_sums, expected_calibration_error, reliability
 
 # corruptions whose mean pixel change grows strictly with severity on these images (seed 0); snow, frost, fog,
 # glass_blur, spatter and saturate are not monotone in that measure (random layers, grey input)
-MONOTONE = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "motion_blur", "zoom_blur", "brightness",
-            "contrast", "elastic_transform", "pixelate", "jpeg_compression", "speckle_noise", "gaussian_blur")
+MONOTONE = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "motion_blur",
+    "zoom_blur",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+    "speckle_noise",
+    "gaussian_blur",
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +128,19 @@ def test_ce_and_mce_by_hand():
 
 def test_pooled_ece_equals_the_ece_of_the_union():
     gen = torch.Generator().manual_seed(0)
-    sets = [(torch.softmax(3 * torch.randn(50, 4, generator=gen, dtype=torch.float64), 1),
-             torch.randint(4, (50,), generator=gen)) for _ in range(3)]
+    sets = [
+        (
+            torch.softmax(3 * torch.randn(50, 4, generator=gen, dtype=torch.float64), 1),
+            torch.randint(4, (50,), generator=gen),
+        )
+        for _ in range(3)
+    ]
     bins = [reliability(p, y) for p, y in sets]
-    stacked = [np.stack([b["count"] for b in bins]),
-               np.stack([b["correct"] for b in bins]), np.stack([b["confidence_sum"] for b in bins])]
+    stacked = [
+        np.stack([b["count"] for b in bins]),
+        np.stack([b["correct"] for b in bins]),
+        np.stack([b["confidence_sum"] for b in bins]),
+    ]
     union = expected_calibration_error(torch.cat([p for p, _ in sets]), torch.cat([y for _, y in sets]))
     assert ece_from_sums(*stacked) == pytest.approx(union, rel=1e-12)
     assert ece_from_sums(*stacked) != pytest.approx(np.mean([expected_calibration_error(p, y) for p, y in sets]))
@@ -124,11 +153,27 @@ def test_robustness_file_matches_a_hand_evaluation(runs, tmp_path, monkeypatch):
 
     monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "rob.h5"
-    args = ["robustness", str(runs / "sam" / "final.pt"), "--baseline", str(runs / "erm" / "final.pt"), "--corruptions",
-            "gaussian_noise,contrast", "--severities", "1,4", "--samples", "120", "--device", "cpu", "--out", str(out)]
+    args = [
+        "robustness",
+        str(runs / "sam" / "final.pt"),
+        "--baseline",
+        str(runs / "erm" / "final.pt"),
+        "--corruptions",
+        "gaussian_noise,contrast",
+        "--severities",
+        "1,4",
+        "--samples",
+        "120",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     assert main(args + ["--no-progress"]) == 0
     r = read_robustness(out)
-    assert r.corruptions == ["gaussian_noise", "contrast"] and r.severities == [1, 4] and r.models == ["model", "baseline"]
+    assert (
+        r.corruptions == ["gaussian_noise", "contrast"] and r.severities == [1, 4] and r.models == ["model", "baseline"]
+    )
     ds = load_dataset("digits")
     idx = subset(len(ds.test_y), 120, 0)
     for model_name, ckpt in (("model", "sam"), ("baseline", "erm")):
@@ -186,8 +231,14 @@ def test_a_checkpoint_against_itself_is_evaluated_once(runs, tmp_path, monkeypat
     real = jobs._predictive_metrics
     monkeypatch.setattr(jobs, "_predictive_metrics", lambda net, data: calls.append(1) or real(net, data))
     ckpt = runs / "erm" / "final.pt"
-    out = robustness_analysis(ckpt, tmp_path / "self.h5", ["contrast"], [2], EvalOptions(samples=60, device="cpu",
-                              progress=False), baseline=ckpt)
+    out = robustness_analysis(
+        ckpt,
+        tmp_path / "self.h5",
+        ["contrast"],
+        [2],
+        EvalOptions(samples=60, device="cpu", progress=False),
+        baseline=ckpt,
+    )
     r = read_robustness(out)
     assert len(calls) == 2  # clean and contrast-2, one model each
     assert r.models == ["model", "baseline"] and r.mce() == 1.0 and r.relative_clean_error() == 1.0

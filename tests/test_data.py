@@ -1,4 +1,5 @@
 """Datasets and the tensor loader, against files and arrays the tests write themselves."""
+
 import gzip
 import pickle
 
@@ -44,8 +45,12 @@ def test_mnist_family_idx(tmp_path, name, folder, gz):
     rng = np.random.default_rng(0)
     raw = tmp_path / folder / "raw"
     raw.mkdir(parents=True)
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (5, 28, 28)), "train-labels-idx1-ubyte": rng.integers(0, 10, 5),
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (3, 28, 28)), "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3)}
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (5, 28, 28)),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, 5),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (3, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3),
+    }
     for stem, arr in arrays.items():
         write_idx(raw / (stem + (".gz" if gz else "")), arr, gz)
     ds = load_dataset(name, tmp_path)
@@ -93,7 +98,9 @@ def test_cifar100_uses_fine_labels(tmp_path):
         entry[b"coarse_labels"] = [0] * 4
         (folder / name).write_bytes(pickle.dumps(entry))
     ds = load_dataset("cifar100", tmp_path)
-    assert ds.num_classes == 100 and ds.train_y.tolist() == pickle.loads((folder / "train").read_bytes())[b"fine_labels"]
+    assert (
+        ds.num_classes == 100 and ds.train_y.tolist() == pickle.loads((folder / "train").read_bytes())[b"fine_labels"]
+    )
 
 
 class Evil:
@@ -137,7 +144,7 @@ def test_random_crop_is_a_window_of_the_padded_image():
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     offsets = set()
     for i in range(16):
-        hits = [(r, c) for r in range(5) for c in range(5) if torch.equal(out[i], padded[i, :, r:r + 8, c:c + 8])]
+        hits = [(r, c) for r in range(5) for c in range(5) if torch.equal(out[i], padded[i, :, r : r + 8, c : c + 8])]
         assert hits, f"image {i} is not a crop"
         offsets.add(hits[0])
     assert len(offsets) > 3  # offsets really vary per image
@@ -146,15 +153,24 @@ def test_random_crop_is_a_window_of_the_padded_image():
 def test_random_hflip_flips_about_half():
     x = torch.arange(2000 * 4, dtype=torch.float32).view(2000, 1, 1, 4)
     out = random_hflip(x, torch.Generator().manual_seed(0))
-    flipped = (out[:, 0, 0, 0] == x[:, 0, 0, 3])
+    flipped = out[:, 0, 0, 0] == x[:, 0, 0, 3]
     assert torch.equal(out[flipped], x[flipped].flip(3)) and torch.equal(out[~flipped], x[~flipped])
     assert 900 < flipped.sum() < 1100
 
 
 def make_loader(seed=0, **kw):
     ds = load_dataset("digits32")
-    return TensorLoader(ds.train_x, ds.train_y, mean=ds.mean, std=ds.std, batch_size=100, shuffle=True, seed=seed,
-                        augment=Augment(4, True), **kw)
+    return TensorLoader(
+        ds.train_x,
+        ds.train_y,
+        mean=ds.mean,
+        std=ds.std,
+        batch_size=100,
+        shuffle=True,
+        seed=seed,
+        augment=Augment(4, True),
+        **kw,
+    )
 
 
 def test_loader_is_seeded_and_resumable():
@@ -171,7 +187,9 @@ def test_loader_is_seeded_and_resumable():
 
 def test_loader_batches_cover_the_split_and_normalize():
     ds = load_dataset("digits")
-    loader = TensorLoader(ds.train_x, ds.train_y, mean=ds.mean, std=ds.std, batch_size=100, shuffle=True, drop_last=True)
+    loader = TensorLoader(
+        ds.train_x, ds.train_y, mean=ds.mean, std=ds.std, batch_size=100, shuffle=True, drop_last=True
+    )
     assert len(loader) == 14 and sum(len(y) for _, y in loader) == 1400
     full = TensorLoader(ds.train_x, ds.train_y, mean=ds.mean, std=ds.std, batch_size=100)
     assert len(full) == 15

@@ -1,9 +1,17 @@
 """Directions: filter normalization per filter, seeds, orthogonality, interpolation, PCA on a known plane."""
+
 import pytest
 import torch
 
-from landscape.directions import (difference, dot, normalize_direction, pca_directions, random_direction,
-                                  random_directions, target_tensors)
+from landscape.directions import (
+    difference,
+    dot,
+    normalize_direction,
+    pca_directions,
+    random_direction,
+    random_directions,
+    target_tensors,
+)
 from trainers import create_model
 
 
@@ -66,12 +74,17 @@ def test_difference_checks_architecture(weights):
 
 def test_pca_recovers_a_known_plane():
     g = torch.Generator().manual_seed(0)
-    final = {"a.weight": torch.randn(6, 5, generator=g, dtype=torch.float64), "a.bias": torch.randn(6, generator=g, dtype=torch.float64)}
+    final = {
+        "a.weight": torch.randn(6, 5, generator=g, dtype=torch.float64),
+        "a.bias": torch.randn(6, generator=g, dtype=torch.float64),
+    }
     u, v = torch.randn(30, generator=g, dtype=torch.float64), torch.randn(30, generator=g, dtype=torch.float64)
     u, v = u / u.norm(), v - (v @ u) * u
     v = v / v.norm()
     ab = torch.randn(8, 2, generator=g, dtype=torch.float64) * torch.tensor([3.0, 1.0])
-    traj = [{"a.weight": final["a.weight"] + (a * u + b * v).view(6, 5), "a.bias": final["a.bias"] + 1.0} for a, b in ab]
+    traj = [
+        {"a.weight": final["a.weight"] + (a * u + b * v).view(6, 5), "a.bias": final["a.bias"] + 1.0} for a, b in ab
+    ]
     (d1, d2), ratio, coords = pca_directions(traj, final, ignore="biasbn")
     basis = torch.stack([d1["a.weight"].flatten(), d2["a.weight"].flatten()])
     assert torch.allclose(basis @ basis.T, torch.eye(2, dtype=torch.float64), atol=1e-10)  # orthonormal

@@ -1,5 +1,6 @@
 """Several processes (torchrun, gloo, 2 ranks on CPU) compute what one process computes: training for ERM, SAM and
 DAMP, SyncBatchNorm, resume after kill -9 of one rank, and the Hessian and sweeps over sharded data."""
+
 import os
 import signal
 import subprocess
@@ -95,12 +96,30 @@ def rank_pid(out_dir, rank):
 
 
 def test_kill_9_of_one_rank_then_resume_equals_the_uninterrupted_run(tmp_path):
-    args = ["train", "--method", "damp", "--num-splits", "4", "--model", "mlp", "--epochs", "12", "--no-progress",
-            "--nproc", "2"]
+    args = [
+        "train",
+        "--method",
+        "damp",
+        "--num-splits",
+        "4",
+        "--model",
+        "mlp",
+        "--epochs",
+        "12",
+        "--no-progress",
+        "--nproc",
+        "2",
+    ]
     cli(*args, "--out", str(tmp_path / "straight"))
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", *args, "--out", str(out)], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apps.cli", *args, "--out", str(out)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not (out / "checkpoints" / "epoch_002.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.005)
@@ -120,7 +139,19 @@ def test_kill_9_of_one_rank_then_resume_equals_the_uninterrupted_run(tmp_path):
 
 def test_hessian_and_sweep_on_two_ranks_equal_one_process(runs, tmp_path):
     ckpt = str(runs / "erm" / "final.pt")
-    hess = ["hessian", ckpt, "--top-k", "3", "--trace", "12", "--samples", "300", "--batch-size", "100", "--no-progress"]
+    hess = [
+        "hessian",
+        ckpt,
+        "--top-k",
+        "3",
+        "--trace",
+        "12",
+        "--samples",
+        "300",
+        "--batch-size",
+        "100",
+        "--no-progress",
+    ]
     sweep = ["sweep", ckpt, "--radii", "0:0.3:3", "--trials", "2", "--steps", "3", "--samples", "300", "--no-progress"]
     cli(*hess, "--out", str(tmp_path / "h1.h5"))
     cli(*sweep, "--out", str(tmp_path / "w1.h5"))

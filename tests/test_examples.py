@@ -1,4 +1,5 @@
 """The examples/ scripts run as a user would run them (small settings) and write what they promise."""
+
 import json
 import subprocess
 import sys
@@ -15,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_example(name, *args):
-    r = subprocess.run([sys.executable, f"examples/{name}.py", "--quick", *args], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, f"examples/{name}.py", "--quick", *args], cwd=ROOT, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout
 
@@ -27,8 +30,12 @@ def test_custom_cnn_trains_analyses_and_compares(tmp_path):
     for method in ("sgd", "sam"):
         run = tmp_path / method
         kinds = {f.name: file_category(f) for f in run.glob("*.h5")}
-        assert kinds == {"surface_2d.h5": "surface_2d", "hessian.h5": "hessian", "sweep.h5": "sweep",
-                         "trajectory.h5": "surface_2d"}
+        assert kinds == {
+            "surface_2d.h5": "surface_2d",
+            "hessian.h5": "hessian",
+            "sweep.h5": "sweep",
+            "trajectory.h5": "surface_2d",
+        }
         assert len(list((run / "snapshots").glob("step_*.pt"))) == 2
         assert read_surface(run / "trajectory.h5").attrs["snapshots"] == 2
     runs = find_runs([tmp_path / "sgd", tmp_path / "sam"])

@@ -1,4 +1,5 @@
 """The Dash explorer: catalog, views and security as functions, then the whole app in headless Chromium."""
+
 import json
 import os
 import shutil
@@ -39,7 +40,14 @@ def test_resolve_under_refuses_everything_outside_the_root(tmp_path):
     (tmp_path / "root" / "link").symlink_to(tmp_path / "secret.txt")
     root = tmp_path / "root"
     assert resolve_under(root, "a") == (root / "a").resolve()
-    for bad in ("../secret.txt", "a/../../secret.txt", str(tmp_path / "secret.txt"), "link", ".hidden/x", "/etc/passwd"):
+    for bad in (
+        "../secret.txt",
+        "a/../../secret.txt",
+        str(tmp_path / "secret.txt"),
+        "link",
+        ".hidden/x",
+        "/etc/passwd",
+    ):
         with pytest.raises(PermissionError, match="outside the served folder"):
             resolve_under(root, bad)
 
@@ -48,9 +56,17 @@ def test_catalog_finds_runs_and_files_and_picks_up_new_ones(folder):
     cat = Catalog(folder)
     snap = cat.scan()
     kinds = {e["rel"]: e["category"] for e in snap["files"]}
-    assert kinds == {"erm/hessian.h5": "hessian", "erm/surface_2d.h5": "surface_2d", "erm/sweep.h5": "sweep",
-                     "old/ll_surface.h5": "surface_2d", "sam/hessian.h5": "hessian", "sam/surface_2d.h5": "surface_2d",
-                     "sam/sweep.h5": "sweep", "erm/robustness.h5": "robustness", "sam/robustness.h5": "robustness"}
+    assert kinds == {
+        "erm/hessian.h5": "hessian",
+        "erm/surface_2d.h5": "surface_2d",
+        "erm/sweep.h5": "sweep",
+        "old/ll_surface.h5": "surface_2d",
+        "sam/hessian.h5": "hessian",
+        "sam/surface_2d.h5": "surface_2d",
+        "sam/sweep.h5": "sweep",
+        "erm/robustness.h5": "robustness",
+        "sam/robustness.h5": "robustness",
+    }
     rows = {r["run"]: r for r in views.table_rows(snap)}
     assert set(rows) == {"erm", "sam", "old"}
     expected = summary_row(find_run(folder / "sam"), 0.1)
@@ -67,7 +83,9 @@ def test_catalog_finds_runs_and_files_and_picks_up_new_ones(folder):
 def test_views_draw_the_files_data(folder):
     cat = Catalog(folder)
     s = read_surface(folder / "erm" / "surface_2d.h5")
-    fig, values = views.surface_figure(cat, "erm/surface_2d.h5", kind="heatmap", value="test_loss", log=False, levels=20)
+    fig, values = views.surface_figure(
+        cat, "erm/surface_2d.h5", kind="heatmap", value="test_loss", log=False, levels=20
+    )
     assert values == list(s.values)
     np.testing.assert_allclose(np.array(fig.data[0].z, float), s.values["test_loss"])
     ll, _ = views.surface_figure(cat, "old/ll_surface.h5", kind="contour", value="train_loss", log=True, levels=20)
@@ -80,8 +98,9 @@ def test_views_draw_the_files_data(folder):
     np.testing.assert_allclose(views.hessian_figure(cat, "sam/hessian.h5").data[0].y, h["eigenvalues"])
     sw = read_sweep(folder / "sam" / "sweep.h5")
     adv = sw.curve("adversarial")
-    np.testing.assert_allclose(views.sweep_figure(cat, "sam/sweep.h5", value="loss", log=False).data[1].y,
-                               adv - adv[sw.radii == 0][0])  # the increase over the unperturbed loss
+    np.testing.assert_allclose(
+        views.sweep_figure(cat, "sam/sweep.h5", value="loss", log=False).data[1].y, adv - adv[sw.radii == 0][0]
+    )  # the increase over the unperturbed loss
     rob = read_robustness(folder / "sam" / "robustness.h5")
     by_sev, errors, ce = views.robustness_figures(cat, "sam/robustness.h5")
     np.testing.assert_allclose(by_sev.data[0].y, [rob.clean(), *rob.by_severity()])
@@ -92,8 +111,12 @@ def test_views_draw_the_files_data(folder):
     assert [t.name for t in figs["robustness"].data if t.showlegend is not False] == ["erm", "sam"]
     assert [t.name for t in figs["sweeps"].data if t.showlegend is not False] == ["erm", "sam"]
     assert {t.coloraxis for t in figs["surfaces"].data} == {"coloraxis"}
-    assert "none of the chosen runs" in views.compare_figures(cat, ["old"], log=False)["sweeps"].layout.annotations[0].text
-    refused = _guard(views.surface_figure, cat, "../../etc/passwd", kind="contour", value="train_loss", log=False, levels=5)
+    assert (
+        "none of the chosen runs" in views.compare_figures(cat, ["old"], log=False)["sweeps"].layout.annotations[0].text
+    )
+    refused = _guard(
+        views.surface_figure, cat, "../../etc/passwd", kind="contour", value="train_loss", log=False, levels=5
+    )
     assert "outside the served folder" in refused.layout.annotations[0].text and not refused.data
 
 
@@ -160,16 +183,27 @@ def test_explore_binds_localhost_by_default():
 # ---------------------------------------------------------------- in a real browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync",
-               "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"]
-FULL_DATA = "sel => { const gd = document.querySelector(sel + ' .js-plotly-plot'); " \
-            "return gd && gd._fullData ? gd._fullData.map(t => ({name: t.name, type: t.type, x: t.x, y: t.y, z: t.z, " \
-            "coloraxis: t.coloraxis})) : null; }"
+CHROME_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+]
+FULL_DATA = (
+    "sel => { const gd = document.querySelector(sel + ' .js-plotly-plot'); "
+    "return gd && gd._fullData ? gd._fullData.map(t => ({name: t.name, type: t.type, x: t.x, y: t.y, z: t.z, "
+    "coloraxis: t.coloraxis})) : null; }"
+)
 
-DATA_TO_PAGE = "([sel, x, y]) => { const gd = document.querySelector(sel + ' .js-plotly-plot'); " \
-               "const r = gd.getBoundingClientRect(), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis; " \
-               "return [r.left + xa._offset + xa.l2p(x), r.top + ya._offset + ya.l2p(y)]; }"
+DATA_TO_PAGE = (
+    "([sel, x, y]) => { const gd = document.querySelector(sel + ' .js-plotly-plot'); "
+    "const r = gd.getBoundingClientRect(), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis; "
+    "return [r.left + xa._offset + xa.l2p(x), r.top + ya._offset + ya.l2p(y)]; }"
+)
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +254,9 @@ def figure(page, graph: str, timeout: float = 20.0) -> list[dict]:
 def column(page, grid: str, field: str) -> list[str]:
     """A grid column's cells in display order (AG Grid keeps rows in the DOM in any order, with a row-index)."""
     rows = page.locator(f"#{grid} .ag-center-cols-container .ag-row").all()
-    cells = {int(r.get_attribute("row-index")): r.locator(f".ag-cell[col-id='{field}']").inner_text().strip() for r in rows}
+    cells = {
+        int(r.get_attribute("row-index")): r.locator(f".ag-cell[col-id='{field}']").inner_text().strip() for r in rows
+    }
     return [cells[i] for i in sorted(cells)]
 
 
@@ -275,8 +311,12 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         expected = {r: f"{summary_row(find_run(folder / r), 0.1)['test_error']:.2f}" for r in ("erm", "sam")}
         assert {r: shown[r] for r in expected} == expected
         page.locator("#runs-table .ag-header-cell[col-id='test_error'] .ag-header-cell-label").click()
-        wait_for(lambda: [float(e) for e in column(page, "runs-table", "test_error") if e] ==
-                 sorted(float(e) for e in column(page, "runs-table", "test_error") if e))
+        wait_for(
+            lambda: (
+                [float(e) for e in column(page, "runs-table", "test_error") if e]
+                == sorted(float(e) for e in column(page, "runs-table", "test_error") if e)
+            )
+        )
         page.locator("#runs-table .ag-row[row-id='sam'] .ag-cell[col-id='run']").click()  # the run's configuration
         detail = wait_for(lambda: page.locator("#run-detail").inner_text())
         assert "rho\t0.05" in detail and "method\tsam" in detail and "file: sweep\tsam/sweep.h5" in detail
@@ -296,7 +336,9 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         np.testing.assert_allclose(z, np.log10(erm.values["train_loss"]), rtol=1e-9)  # erm/surface_2d.h5 comes first
         page.mouse.move(*page.evaluate(DATA_TO_PAGE, ["#surface-graph", 0.5, 0.0]))
         page.mouse.click(*page.evaluate(DATA_TO_PAGE, ["#surface-graph", 0.5, 0.0]))  # the grid point x = 0.5, y = 0
-        cut = wait_for(lambda: [t for t in (page.evaluate(FULL_DATA, "#slice-graph") or []) if t["name"] == "train loss"])
+        cut = wait_for(
+            lambda: [t for t in (page.evaluate(FULL_DATA, "#slice-graph") or []) if t["name"] == "train loss"]
+        )
         np.testing.assert_allclose(cut[0]["y"], erm.values["train_loss"][1])  # along x through y = 0
         np.testing.assert_allclose(cut[1]["y"], erm.values["train_loss"][:, 3])  # along y through x = 0.5
         page.screenshot(path=shots / "surface_contour_and_slices.png", full_page=True)
@@ -336,13 +378,20 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         surfaces = figure(page, "compare-surfaces")
         assert len(surfaces) == 2 and {t["coloraxis"] for t in surfaces} == {"coloraxis"}
         wait_for(lambda: sorted(column(page, "compare-table", "group")) == ["erm", "sam"])
-        assert dict(zip(column(page, "compare-table", "group"), column(page, "compare-table", "n"))) == {"erm": "2", "sam": "1"}
+        assert dict(zip(column(page, "compare-table", "group"), column(page, "compare-table", "n"))) == {
+            "erm": "2",
+            "sam": "1",
+        }
         trained = {t["name"] for t in figure(page, "compare-training")}
         assert {"erm, train", "erm, test", "sam, train", "sam, test"} <= trained
         page.locator("#compare-value").click()  # any value, not only the train loss
         page.locator(".dash-dropdown-option", has_text="test loss").click()
-        wait_for(lambda: page.evaluate("() => document.querySelector('#compare-surfaces .js-plotly-plot')"
-                                       ".layout.title.text") == "test loss")
+        wait_for(
+            lambda: (
+                page.evaluate("() => document.querySelector('#compare-surfaces .js-plotly-plot').layout.title.text")
+                == "test loss"
+            )
+        )
         page.screenshot(path=shots / "compare.png", full_page=True)
         page.get_by_text("svg", exact=True).click()  # export a figure, paper-style, as SVG
         with page.expect_download() as download:
@@ -381,7 +430,9 @@ def test_views_draw_trajectories_and_1d_files(runs, folder):
     from landscape.jobs import EvalOptions, random_surface, trajectory_surface
 
     opts = EvalOptions(samples=50, device="cpu", progress=False)
-    path = trajectory_surface(runs / "erm", folder / "erm" / "trajectory.h5", np.linspace(-1, 1, 4), np.linspace(-1, 1, 3), opts)
+    path = trajectory_surface(
+        runs / "erm", folder / "erm" / "trajectory.h5", np.linspace(-1, 1, 4), np.linspace(-1, 1, 3), opts
+    )
     random_surface(runs / "erm" / "final.pt", folder / "erm" / "line.h5", np.linspace(-1, 1, 5), None, opts)
     cat = Catalog(folder)
     fig, _ = views.surface_figure(cat, "erm/trajectory.h5", kind="contour", value="train_loss", log=True, levels=10)
@@ -390,8 +441,10 @@ def test_views_draw_trajectories_and_1d_files(runs, folder):
     assert fig.layout.xaxis.title.text.startswith("PC1: ")
     line, _ = views.surface_figure(cat, "erm/line.h5", kind="contour", value="train_loss", log=False, levels=10)
     np.testing.assert_allclose(line.data[0].y, read_surface(folder / "erm" / "line.h5").values["train_loss"])
-    assert "slices are for 2-D" in views.slices_figure(cat, "erm/line.h5", value="train_loss", x=0, y=0,
-                                                       log=False).layout.annotations[0].text
+    assert (
+        "slices are for 2-D"
+        in views.slices_figure(cat, "erm/line.h5", value="train_loss", x=0, y=0, log=False).layout.annotations[0].text
+    )
 
 
 def test_a_view_redraws_only_when_its_own_files_change(folder):

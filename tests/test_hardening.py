@@ -1,5 +1,6 @@
 """Untrusted files, full disks, killed processes, diverging runs and careless numbers: each gets one line, loses
 nothing, and leaves nothing behind (each test failed on the code before it)."""
+
 import json
 import os
 import signal
@@ -20,8 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "apps.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kw,
+    )
 
 
 def one_line(r, message, code=2):
@@ -30,6 +37,7 @@ def one_line(r, message, code=2):
 
 
 # --- 1. files whose data live outside the served folder -------------------------------------------
+
 
 def evil_files(root: Path, secret: Path) -> dict[str, Path]:
     """Surface-looking files whose 'train_loss' reads another file, four ways."""
@@ -77,21 +85,27 @@ def test_files_pointing_outside_are_refused_everywhere(tmp_path, capsys):
     catalog = Catalog(root)
     snap = catalog.scan()
     assert snap["files"] == [] and sorted(p["path"] for p in snap["problems"]) == sorted(
-        p.relative_to(root).as_posix() for p in made.values())
+        p.relative_to(root).as_posix() for p in made.values()
+    )
     assert all("refused" in p["reason"] for p in snap["problems"])
     with pytest.raises(ValueError, match="refused"):  # a view asked for the file directly reads nothing either
-        views.surface_figure(catalog, "external_storage/surface_1d.h5", kind="contour", value="train_loss", log=False,
-                             levels=10)
+        views.surface_figure(
+            catalog, "external_storage/surface_1d.h5", kind="contour", value="train_loss", log=False, levels=10
+        )
 
 
 # --- 2. one malformed file must not blank the explorer -------------------------------------------
 
-@pytest.mark.parametrize("folder,name,content,reason", [
-    ("a", "metrics.jsonl", "[1, 2]\n", "row 1 is a JSON list, not an object"),
-    ("b", "config.json", "[1, 2]", "a JSON list, not an object"),
-    ("c", "metrics.jsonl", '{"epoch": 1, "test_error": "high"}\n', "'test_error' is 'high', not a number"),
-    ("d", "metrics.jsonl", "{not json\n", "line 1 is not JSON"),
-])
+
+@pytest.mark.parametrize(
+    "folder,name,content,reason",
+    [
+        ("a", "metrics.jsonl", "[1, 2]\n", "row 1 is a JSON list, not an object"),
+        ("b", "config.json", "[1, 2]", "a JSON list, not an object"),
+        ("c", "metrics.jsonl", '{"epoch": 1, "test_error": "high"}\n', "'test_error' is 'high', not a number"),
+        ("d", "metrics.jsonl", "{not json\n", "line 1 is not JSON"),
+    ],
+)
 def test_a_bad_run_file_is_listed_and_everything_else_keeps_working(analysed, tmp_path, folder, name, content, reason):
     import shutil
 
@@ -125,6 +139,7 @@ def test_nan_metrics_are_blank_cells_and_a_scalar_eigenvalue_file_is_refused(ana
 
 # --- 3. a full disk -------------------------------------------------------------------------------
 
+
 @pytest.fixture()
 def tiny_disk(tmp_path):
     """A 2 MiB tmpfs (needs root); skipped where mounting is not allowed."""
@@ -146,11 +161,24 @@ def fill(folder: Path, leave: int) -> None:
 def test_a_full_disk_ends_with_one_line_and_no_temporary_files(runs, tiny_disk):
     ckpt = str(runs / "erm" / "final.pt")
     earlier = tiny_disk / "earlier.h5"
-    assert cli("surface", ckpt, "--x", "-1:1:3", "--samples", "20", "--no-progress", "--out", str(earlier)).returncode == 0
+    assert (
+        cli("surface", ckpt, "--x", "-1:1:3", "--samples", "20", "--no-progress", "--out", str(earlier)).returncode == 0
+    )
     before = earlier.read_bytes()
     fill(tiny_disk, 8 << 10)  # a few KB left
-    r = cli("surface", ckpt, "--x", "-1:1:41", "--y", "-1:1:41", "--samples", "20", "--no-progress",
-            "--out", str(tiny_disk / "s.h5"))
+    r = cli(
+        "surface",
+        ckpt,
+        "--x",
+        "-1:1:41",
+        "--y",
+        "-1:1:41",
+        "--samples",
+        "20",
+        "--no-progress",
+        "--out",
+        str(tiny_disk / "s.h5"),
+    )
     one_line(r, "not enough free space")
     r = cli("train", "--epochs", "1", "--no-progress", "--out", str(tiny_disk / "run"))
     one_line(r, "free space")
@@ -159,6 +187,7 @@ def test_a_full_disk_ends_with_one_line_and_no_temporary_files(runs, tiny_disk):
 
 
 # --- 4. small files that claim huge grids ---------------------------------------------------------
+
 
 def test_a_huge_compressed_grid_is_refused_and_large_ones_are_read_strided(tmp_path):
     path = tmp_path / "big.h5"
@@ -191,6 +220,7 @@ def test_a_huge_compressed_grid_is_refused_and_large_ones_are_read_strided(tmp_p
 
 # --- 5. workers die with their parent -------------------------------------------------------------
 
+
 def children(pid: int) -> list[int]:
     out = []
     for proc in Path("/proc").iterdir():
@@ -204,11 +234,26 @@ def children(pid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_kill_9_of_robustness_leaves_no_worker_behind(runs, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "robustness", str(runs / "erm" / "final.pt"),
-                             "--corruptions", "glass_blur,zoom_blur,elastic_transform", "--workers", "2",
-                             "--no-progress", "--out", str(tmp_path / "r.h5")], cwd=ROOT,
-                            env={**os.environ, "LANDSCAPE_CACHE": str(tmp_path / "cache")},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "apps.cli",
+            "robustness",
+            str(runs / "erm" / "final.pt"),
+            "--corruptions",
+            "glass_blur,zoom_blur,elastic_transform",
+            "--workers",
+            "2",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "r.h5"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "LANDSCAPE_CACHE": str(tmp_path / "cache")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 60
     while len(children(proc.pid)) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
@@ -219,12 +264,17 @@ def test_kill_9_of_robustness_leaves_no_worker_behind(runs, tmp_path):
     deadline = time.time() + 15
     while any(Path(f"/proc/{w}").exists() for w in workers) and time.time() < deadline:
         time.sleep(0.1)
-    alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in (Path(f"/proc/{w}") / "stat").read_text()
-             .rsplit(")", 1)[1].split()[0]]
+    alive = [
+        w
+        for w in workers
+        if Path(f"/proc/{w}").exists()
+        and "Z" not in (Path(f"/proc/{w}") / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    ]
     assert alive == [], f"orphans left: {alive}"
 
 
 # --- 6. divergence and strict JSON ----------------------------------------------------------------
+
 
 def strict_json(text: str):
     def refuse(token):
@@ -255,28 +305,39 @@ def test_an_all_nan_surface_plots_to_one_line(tmp_path):
 
 # --- 7 and 8. true messages instead of tracebacks ---------------------------------------------------
 
-@pytest.mark.parametrize("args,message", [
-    (["explore", ".", "--port", "99999"], "argument --port: must be <= 65535"),
-    (["surface", "{ckpt}", "--device", "bogus", "--out", "{tmp}/s.h5"], "device 'bogus': expected auto, cpu"),
-    (["train", "--model-arg", "width=-3", "--out", "{tmp}/run"], "cannot be built with {'width': -3}"),
-    (["surface", "{ckpt}", "--x", "-1:1:100000", "--y", "-1:1:100000", "--out", "{tmp}/s.h5"], "more than 10,000,000"),
-    (["surface", "{ckpt}", "--out", "/proc/nope/s.h5", "--samples", "5", "--x", "-1:1:2"], "error:"),
-    (["train", "--method", "damp", "--num-splits", "200", "--out", "{tmp}/run"], "more sub-batches than the 128"),
-    (["hessian", "{ckpt}", "--tol", "-1", "--out", "{tmp}/h.h5"], "argument --tol: must be > 0"),
-    (["sweep", "{ckpt}", "--eta", "-1", "--out", "{tmp}/w.h5"], "argument --eta: must be >= 0"),
-    (["robustness", "{ckpt}", "--workers", "0", "--out", "{tmp}/r.h5"], "argument --workers: must be >= 1"),
-    (["demo", "--surface-steps", "0"], "argument --surface-steps: must be >= 2"),
-    (["hessian", "{ckpt}", "--top-k", "100000", "--samples", "10", "--out", "{tmp}/h.h5"], "more eigenpairs than"),
-    (["plot", "{tmp}", "--out", "{tmp}/fig"], "is a folder"),
-    (["surface", "{tmp}", "--x", "-1:1:3", "--out", "{tmp}/s.h5"], "is a folder"),  # a folder for the checkpoint
-    (["surface", "{ckpt}", "--x", "-1:1:3", "--y", "-1:1:3", "--dim", "1", "--out", "{tmp}/s.h5"],
-     "--y is for a 2-D surface"),
-    (["surface", "{ckpt}", "--x", "-1:1:3", "--orthogonal", "--out", "{tmp}/s.h5"], "--orthogonal makes the y"),
-    (["surface", "{ckpt}", "--x", "-1:1:3", "--directions", "hessian", "--norm", "layer", "--out", "{tmp}/s.h5"],
-     "--norm shape random directions; --directions hessian"),
-    (["trajectory", "{ckpt}", "--out", "{tmp}/t.h5"], "trajectory takes a run's folder"),
-    (["train", "--clip-grad-norm", "-1", "--out", "{tmp}/run"], "argument --clip-grad-norm: must be > 0"),
-])
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["explore", ".", "--port", "99999"], "argument --port: must be <= 65535"),
+        (["surface", "{ckpt}", "--device", "bogus", "--out", "{tmp}/s.h5"], "device 'bogus': expected auto, cpu"),
+        (["train", "--model-arg", "width=-3", "--out", "{tmp}/run"], "cannot be built with {'width': -3}"),
+        (
+            ["surface", "{ckpt}", "--x", "-1:1:100000", "--y", "-1:1:100000", "--out", "{tmp}/s.h5"],
+            "more than 10,000,000",
+        ),
+        (["surface", "{ckpt}", "--out", "/proc/nope/s.h5", "--samples", "5", "--x", "-1:1:2"], "error:"),
+        (["train", "--method", "damp", "--num-splits", "200", "--out", "{tmp}/run"], "more sub-batches than the 128"),
+        (["hessian", "{ckpt}", "--tol", "-1", "--out", "{tmp}/h.h5"], "argument --tol: must be > 0"),
+        (["sweep", "{ckpt}", "--eta", "-1", "--out", "{tmp}/w.h5"], "argument --eta: must be >= 0"),
+        (["robustness", "{ckpt}", "--workers", "0", "--out", "{tmp}/r.h5"], "argument --workers: must be >= 1"),
+        (["demo", "--surface-steps", "0"], "argument --surface-steps: must be >= 2"),
+        (["hessian", "{ckpt}", "--top-k", "100000", "--samples", "10", "--out", "{tmp}/h.h5"], "more eigenpairs than"),
+        (["plot", "{tmp}", "--out", "{tmp}/fig"], "is a folder"),
+        (["surface", "{tmp}", "--x", "-1:1:3", "--out", "{tmp}/s.h5"], "is a folder"),  # a folder for the checkpoint
+        (
+            ["surface", "{ckpt}", "--x", "-1:1:3", "--y", "-1:1:3", "--dim", "1", "--out", "{tmp}/s.h5"],
+            "--y is for a 2-D surface",
+        ),
+        (["surface", "{ckpt}", "--x", "-1:1:3", "--orthogonal", "--out", "{tmp}/s.h5"], "--orthogonal makes the y"),
+        (
+            ["surface", "{ckpt}", "--x", "-1:1:3", "--directions", "hessian", "--norm", "layer", "--out", "{tmp}/s.h5"],
+            "--norm shape random directions; --directions hessian",
+        ),
+        (["trajectory", "{ckpt}", "--out", "{tmp}/t.h5"], "trajectory takes a run's folder"),
+        (["train", "--clip-grad-norm", "-1", "--out", "{tmp}/run"], "argument --clip-grad-norm: must be > 0"),
+    ],
+)
 def test_careless_input_gets_one_line(runs, tmp_path, args, message):
     args = [a.format(ckpt=runs / "erm" / "final.pt", tmp=tmp_path) for a in args]
     one_line(cli(*args), message)
@@ -291,7 +352,10 @@ def test_resume_of_an_empty_or_foreign_file_says_so_and_leaves_it(runs, tmp_path
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as f:
         f["xcoordinates"] = np.linspace(-1, 1, 3)
-    one_line(cli("surface", ckpt, "--x", "-1:1:3", "--out", str(foreign), "--resume"), "not a result file this toolkit can resume")
+    one_line(
+        cli("surface", ckpt, "--x", "-1:1:3", "--out", str(foreign), "--resume"),
+        "not a result file this toolkit can resume",
+    )
     with h5py.File(foreign, "w") as f:  # ours in every attribute, but no 'computed' mask
         f.attrs["kind"] = "surface"
         f["xcoordinates"] = np.linspace(-1, 1, 3)
@@ -325,6 +389,7 @@ def test_a_malformed_cifar_batch_and_an_empty_corruption_cache(tmp_path):
 
 # --- 9. download links ------------------------------------------------------------------------------
 
+
 def test_download_links_survive_odd_file_names(analysed, tmp_path):
     import shutil
 
@@ -344,6 +409,7 @@ def test_download_links_survive_odd_file_names(analysed, tmp_path):
 
 
 # --- 11. temporary files of dead writers --------------------------------------------------------------
+
 
 def test_resume_removes_the_temporary_files_of_killed_writers(tmp_path):
     out = tmp_path / "run"

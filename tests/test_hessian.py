@@ -1,4 +1,5 @@
 """Curvature against exact dense matrices: HVP/GGN products, Lanczos, trace, spectral density."""
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +20,7 @@ def flat_loss(model, names, shapes, x, y):
     def loss_of(flat):
         params, i = {}, 0
         for n, s in zip(names, shapes):
-            params[n] = flat[i:i + s.numel()].view(s)
+            params[n] = flat[i : i + s.numel()].view(s)
             i += s.numel()
         return F.cross_entropy(functional_call(model, params, (x,)), y)
 
@@ -70,7 +71,10 @@ def test_hvp_equals_dense_hessian(problem, cache):
         torch.testing.assert_close(op.matvec(v), dense @ v, rtol=1e-10, atol=1e-12)
     assert op.matvecs == 3
     unused = slice(op.size - 6, op.size)  # the unused layer's rows are zero
-    assert torch.count_nonzero(dense[unused]) == 0 and torch.count_nonzero(op.matvec(torch.ones(op.size, dtype=torch.float64))[unused]) == 0
+    assert (
+        torch.count_nonzero(dense[unused]) == 0
+        and torch.count_nonzero(op.matvec(torch.ones(op.size, dtype=torch.float64))[unused]) == 0
+    )
 
 
 def test_ggn_equals_dense_gauss_newton(problem):
@@ -82,7 +86,7 @@ def test_ggn_equals_dense_gauss_newton(problem):
     def logits_of(flat):
         d, i = {}, 0
         for n, p in params.items():
-            d[n] = flat[i:i + p.numel()].view_as(p)
+            d[n] = flat[i : i + p.numel()].view_as(p)
             i += p.numel()
         return functional_call(model, d, (x,))
 
@@ -186,8 +190,27 @@ def test_hessian_cli_against_the_dense_hessian(mlp_run, tmp_path, capsys):
     from landscape.store import read_analysis
 
     out = tmp_path / "h.h5"
-    assert main(["hessian", str(mlp_run), "--top-k", "3", "--trace", "60", "--density", "--density-probes", "4",
-                 "--samples", "300", "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "hessian",
+                str(mlp_run),
+                "--top-k",
+                "3",
+                "--trace",
+                "60",
+                "--density",
+                "--density-probes",
+                "4",
+                "--samples",
+                "300",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "largest eigenvalues" in capsys.readouterr().out
     attrs, arrays = read_analysis(out, "hessian")
     dense = dense_hessian_of_checkpoint(mlp_run, 300)
@@ -211,9 +234,10 @@ def test_hessian_surface_axis_has_the_top_curvature(mlp_run, tmp_path):
     step = 0.05
     s = read_surface(hessian_surface(mlp_run, tmp_path / "s.h5", np.array([-step, 0.0, step]), None, opts))
     lm, l0, lp = s.values["train_loss"]
-    assert (lp - 2 * l0 + lm) / step ** 2 == pytest.approx(lam, rel=2e-2)
-    from_file = read_surface(hessian_surface(mlp_run, tmp_path / "f.h5", np.array([-step, 0.0, step]), None, opts,
-                                             hessian_file=h))
+    assert (lp - 2 * l0 + lm) / step**2 == pytest.approx(lam, rel=2e-2)
+    from_file = read_surface(
+        hessian_surface(mlp_run, tmp_path / "f.h5", np.array([-step, 0.0, step]), None, opts, hessian_file=h)
+    )
     np.testing.assert_allclose(from_file.values["train_loss"], s.values["train_loss"], rtol=1e-5)
 
 

@@ -1,4 +1,5 @@
 """Model registry (published parameter counts), metrics against hand computations, schedules."""
+
 import math
 
 import numpy as np
@@ -18,14 +19,23 @@ def test_published_parameter_counts():
     assert n_params(create_model("resnet18", 10, 3)) == 11_173_962
     assert n_params(create_model("wrn28_10", 10, 3)) == 36_479_194
     # kuangliu VGG16 (BN, one 512->10 layer): 14,728,266; ours has the AMP code's 512-4096-4096-10 classifier
-    assert n_params(create_model("vgg16", 10, 3)) == 14_728_266 - 5130 + 512 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 10 + 10
+    assert (
+        n_params(create_model("vgg16", 10, 3))
+        == 14_728_266 - 5130 + 512 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 10 + 10
+    )
 
 
-@pytest.mark.parametrize("name,kw,size,channels", [
-    ("mlp", {"image_size": 8}, 8, 1), ("small_cnn", {}, 8, 1), ("resnet18", {"width": 8}, 8, 1),
-    ("preactresnet18", {"width": 8}, 32, 3), ("vgg16", {"width": 8, "classifier_width": 32}, 32, 3),
-    ("wrn28_10", {"depth": 10, "widen": 1}, 32, 3),
-])
+@pytest.mark.parametrize(
+    "name,kw,size,channels",
+    [
+        ("mlp", {"image_size": 8}, 8, 1),
+        ("small_cnn", {}, 8, 1),
+        ("resnet18", {"width": 8}, 8, 1),
+        ("preactresnet18", {"width": 8}, 32, 3),
+        ("vgg16", {"width": 8, "classifier_width": 32}, 32, 3),
+        ("wrn28_10", {"depth": 10, "widen": 1}, 32, 3),
+    ],
+)
 def test_every_model_classifies(name, kw, size, channels):
     model = create_model(name, num_classes=7, in_channels=channels, **kw)
     out = model(torch.randn(4, channels, size, size))
@@ -66,7 +76,7 @@ def test_reliability_bins_by_hand():
     np.testing.assert_allclose(rel["confidence"][3:], [0.75, 0.89])
     np.testing.assert_allclose(rel["correct"], [0, 0, 0, 2, 1])
     np.testing.assert_allclose(rel["confidence_sum"], [0, 0, 0, 1.5, 1.78])
-    assert np.isnan(rel["accuracy"][:3]).all() and rel["edges"].tolist() == pytest.approx([0, .2, .4, .6, .8, 1])
+    assert np.isnan(rel["accuracy"][:3]).all() and rel["edges"].tolist() == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1])
 
 
 def test_classification_metrics_by_hand():
@@ -78,7 +88,9 @@ def test_classification_metrics_by_hand():
 
 
 def test_schedules():
-    assert [lr_factor("step", e, 200) for e in (0, 99, 100, 149, 150, 199)] == pytest.approx([1, 1, .1, .1, .01, .01])
+    assert [lr_factor("step", e, 200) for e in (0, 99, 100, 149, 150, 199)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01]
+    )
     assert lr_factor("cosine", 0, 10) == 1 and lr_factor("cosine", 5, 10) == pytest.approx(0.5)
     assert [lr_factor("hold-linear", e, 100) for e in (0, 50, 70, 90, 99)] == pytest.approx([1, 1, 0.505, 0.01, 0.01])
     with pytest.raises(ValueError, match="unknown schedule"):

@@ -1,4 +1,5 @@
 """Methods on a tiny network: steps vs torch.func by hand, BatchNorm policy, reductions, state round trips."""
+
 import copy
 import io
 
@@ -51,7 +52,7 @@ def test_sam_step_by_hand_on_network():
     model, (x, y) = tiny_net(), batch()
     w = params_of(model)
     g = grad(lambda p: loss_at(model, p, x, y))(w)
-    norm = torch.sqrt(sum((v ** 2).sum() for v in g.values()))
+    norm = torch.sqrt(sum((v**2).sum() for v in g.values()))
     g2 = grad(lambda p: loss_at(model, p, x, y))({k: w[k] + 0.1 * g[k] / norm for k in w})
     expected = {k: w[k] - LR * g2[k] for k in w}
     assert_close_dicts(one_step(SAM, model, x, y, rho=0.1), expected)
@@ -113,16 +114,22 @@ def running_stats_after_one_forward(x):
 @pytest.mark.parametrize("name", ["sam", "asam", "amp"])
 def test_extra_passes_leave_batchnorm_statistics_alone(name):
     model, (x, y) = tiny_net(), batch()
-    opt = build_method(name, model, torch.optim.SGD(model.parameters(), lr=LR), **({"inner_iter": 3} if name == "amp" else {}))
+    opt = build_method(
+        name, model, torch.optim.SGD(model.parameters(), lr=LR), **({"inner_iter": 3} if name == "amp" else {})
+    )
     opt.step(BatchClosure(model, x, y))
     assert_close_dicts({k: v for k, v in model.named_buffers()}, running_stats_after_one_forward(x), rtol=0, atol=0)
 
 
 def test_every_pass_policy_lets_the_perturbed_pass_update_statistics():
     model, (x, y) = tiny_net(), batch()
-    SAM(model, torch.optim.SGD(model.parameters(), lr=LR), rho=0.5, bn_update="every_pass").step(BatchClosure(model, x, y))
+    SAM(model, torch.optim.SGD(model.parameters(), lr=LR), rho=0.5, bn_update="every_pass").step(
+        BatchClosure(model, x, y)
+    )
     assert dict(model.named_buffers())["1.num_batches_tracked"].item() == 2
-    assert not torch.equal(dict(model.named_buffers())["1.running_mean"], running_stats_after_one_forward(x)["1.running_mean"])
+    assert not torch.equal(
+        dict(model.named_buffers())["1.running_mean"], running_stats_after_one_forward(x)["1.running_mean"]
+    )
 
 
 def test_damp_parts_update_statistics_once_with_their_mean():
@@ -141,8 +148,15 @@ def test_damp_parts_update_statistics_once_with_their_mean():
     assert buffers["1.num_batches_tracked"].item() == 1
 
 
-ZERO = {"erm": {}, "sam": {"rho": 0.0}, "asam": {"rho": 0.0}, "amp": {"epsilon": 0.0}, "damp": {"sigma": 0.0, "num_splits": 3},
-        "daap": {"sigma": 0.0, "num_splits": 3}, "rmp": {"epsilon": 0.0}}
+ZERO = {
+    "erm": {},
+    "sam": {"rho": 0.0},
+    "asam": {"rho": 0.0},
+    "amp": {"epsilon": 0.0},
+    "damp": {"sigma": 0.0, "num_splits": 3},
+    "daap": {"sigma": 0.0, "num_splits": 3},
+    "rmp": {"epsilon": 0.0},
+}
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -177,7 +191,9 @@ def test_state_dict_round_trip_continues_in_lockstep(name):
     assert all("momentum_buffer" in s for s in saved["opt"]["state"].values())
     b = tiny_net()
     b.load_state_dict(saved["model"])
-    opt_b = build_method(name, b, torch.optim.SGD(b.parameters(), **sgd), seed=999, **splits)  # seed replaced by the saved state
+    opt_b = build_method(
+        name, b, torch.optim.SGD(b.parameters(), **sgd), seed=999, **splits
+    )  # seed replaced by the saved state
     opt_b.load_state_dict(saved["opt"])
     for _ in range(2):
         opt_a.step(BatchClosure(a, x, y))

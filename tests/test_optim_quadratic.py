@@ -1,4 +1,5 @@
 """Each method's step against a step computed by hand (numpy, float64) on a quadratic."""
+
 import numpy as np
 import pytest
 import torch
@@ -98,7 +99,9 @@ def amp_by_hand(epsilon, inner_lr, inner_iter, norm):
 def test_amp(inner_iter, epsilon, norm):
     expected, delta = amp_by_hand(epsilon, 0.5, inner_iter, norm)
     if epsilon < 1:  # the hand computation really clipped: the largest ball is on its boundary
-        norms = [np.linalg.norm(delta[:4]), np.linalg.norm(delta[4:])] if norm == "per_tensor" else [np.linalg.norm(delta)]
+        norms = (
+            [np.linalg.norm(delta[:4]), np.linalg.norm(delta[4:])] if norm == "per_tensor" else [np.linalg.norm(delta)]
+        )
         assert max(norms) == pytest.approx(epsilon) and max(norms) <= epsilon + 1e-12
     v, loss = run(AMP, epsilon=epsilon, inner_lr=0.5, inner_iter=inner_iter, norm=norm)
     np.testing.assert_allclose(v, expected, rtol=1e-10)
@@ -108,8 +111,10 @@ def test_amp(inner_iter, epsilon, norm):
 def noise_draws(seed, parts, numel, uniform=False, step=0):
     """The draws of sub-batches 0..parts-1 at ``step``: one generator per (seed, step, sub-batch)."""
     draw = torch.rand if uniform else torch.randn
-    return [draw(numel, generator=torch.Generator().manual_seed(noise_seed(seed, step, j)), dtype=torch.float64).numpy()
-            for j in range(parts)]
+    return [
+        draw(numel, generator=torch.Generator().manual_seed(noise_seed(seed, step, j)), dtype=torch.float64).numpy()
+        for j in range(parts)
+    ]
 
 
 @pytest.mark.parametrize("parts", [1, 3])
@@ -144,9 +149,19 @@ def test_rmp_uniform_per_tensor_bound():
     np.testing.assert_allclose(v, V0 - LR * grad(V0 + delta), rtol=1e-12)
 
 
-@pytest.mark.parametrize("cls,kw", [(SAM, {"rho": -0.1}), (ASAM, {"eta": -1.0}), (AMP, {"epsilon": -1.0}),
-                                    (AMP, {"inner_iter": 0}), (DAMP, {"sigma": -0.2}), (DAMP, {"num_splits": 0}),
-                                    (RMP, {"epsilon": float("nan")}), (AMP, {"norm": "linf"})])
+@pytest.mark.parametrize(
+    "cls,kw",
+    [
+        (SAM, {"rho": -0.1}),
+        (ASAM, {"eta": -1.0}),
+        (AMP, {"epsilon": -1.0}),
+        (AMP, {"inner_iter": 0}),
+        (DAMP, {"sigma": -0.2}),
+        (DAMP, {"num_splits": 0}),
+        (RMP, {"epsilon": float("nan")}),
+        (AMP, {"norm": "linf"}),
+    ],
+)
 def test_invalid_hyperparameters(cls, kw):
     model = Quadratic()
     with pytest.raises(ValueError, match="Invalid|must be"):
@@ -186,8 +201,17 @@ def step_with(opt_cls, closure_kind, **kw):
 
 
 @pytest.mark.parametrize("closure_kind", ["plain", "torch"])
-@pytest.mark.parametrize("cls,kw", [(ERM, {}), (SAM, {"rho": 0.5}), (ASAM, {"rho": 0.5}), (AMP, {"inner_iter": 2}),
-                                    (DAMP, {"num_splits": 1, "seed": 1}), (RMP, {"seed": 1})])
+@pytest.mark.parametrize(
+    "cls,kw",
+    [
+        (ERM, {}),
+        (SAM, {"rho": 0.5}),
+        (ASAM, {"rho": 0.5}),
+        (AMP, {"inner_iter": 2}),
+        (DAMP, {"num_splits": 1, "seed": 1}),
+        (RMP, {"seed": 1}),
+    ],
+)
 def test_ordinary_zero_argument_closures_give_the_same_step(cls, kw, closure_kind):
     np.testing.assert_array_equal(step_with(cls, closure_kind, **kw), step_with(cls, "parts", **kw))
 
@@ -221,8 +245,9 @@ def test_noise_is_keyed_by_step_and_sub_batch():
     v1 = torch.cat([model.weight, model.bias]).detach().numpy()
     gs = [grad(np.concatenate([v1[:4] * (1 + 0.3 * z), v1[4:]])) for z in noise_draws(4, 2, 4, step=1)]
     opt.step(lambda part, num_parts: model())
-    np.testing.assert_allclose(torch.cat([model.weight, model.bias]).detach().numpy(), v1 - LR * np.mean(gs, axis=0),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        torch.cat([model.weight, model.bias]).detach().numpy(), v1 - LR * np.mean(gs, axis=0), rtol=1e-12
+    )
     assert opt.state_dict()["perturbation"] == {"seed": 4, "steps": 2}
     assert len({noise_seed(0, t, j) for t in range(50) for j in range(8)}) == 400
 

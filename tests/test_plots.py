@@ -1,4 +1,5 @@
 """Figures: the expected artists and labels, not blank, and the CLI writes every file."""
+
 import io
 
 import matplotlib
@@ -13,12 +14,10 @@ from landscape import plot_mpl
 from landscape.store import Surface, Sweep
 from trainers.metrics import ece_from_bins
 
-matplotlib.use("Agg")
-
 
 def not_blank(fig) -> bool:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=50)
+    plot_mpl.save(fig, buf, "png", dpi=50)
     buf.seek(0)
     pixels = matplotlib.image.imread(buf)[..., :3]
     return float(pixels.std()) > 0.05 and float((pixels < 0.9).mean()) > 0.02
@@ -27,20 +26,33 @@ def not_blank(fig) -> bool:
 def bowl(nx=7, ny=5, extras=None):
     xs, ys = np.linspace(-1, 1, nx), np.linspace(-0.5, 0.5, ny)
     X, Y = np.meshgrid(xs, ys)
-    Z = 0.1 + X ** 2 + 3 * Y ** 2
-    return Surface("bowl.h5", xs, ys, {"train_loss": Z, "train_acc": 100 - Z}, np.ones_like(Z, bool),
-                   {"method": "sam", "model": "small_cnn", "dataset": "digits"}, extras=extras or {})
+    Z = 0.1 + X**2 + 3 * Y**2
+    return Surface(
+        "bowl.h5",
+        xs,
+        ys,
+        {"train_loss": Z, "train_acc": 100 - Z},
+        np.ones_like(Z, bool),
+        {"method": "sam", "model": "small_cnn", "dataset": "digits"},
+        extras=extras or {},
+    )
 
 
 def test_1d_has_loss_and_accuracy_axes():
     xs = np.linspace(-1, 1, 11)
-    s = Surface("line.h5", xs, None, {"train_loss": xs ** 2, "train_acc": 100 - xs ** 2, "test_loss": xs ** 2 + 1,
-                                      "test_acc": 90 - xs ** 2}, np.ones(11, bool), {"method": "erm"})
+    s = Surface(
+        "line.h5",
+        xs,
+        None,
+        {"train_loss": xs**2, "train_acc": 100 - xs**2, "test_loss": xs**2 + 1, "test_acc": 90 - xs**2},
+        np.ones(11, bool),
+        {"method": "erm"},
+    )
     fig = plot_mpl.surface_1d(s)
     loss_ax, acc_ax = fig.axes
     assert [ln.get_label() for ln in loss_ax.get_lines()] == ["train loss", "test loss"]
     assert loss_ax.get_lines()[1].get_linestyle() == "--"
-    np.testing.assert_array_equal(loss_ax.get_lines()[0].get_ydata(), xs ** 2)
+    np.testing.assert_array_equal(loss_ax.get_lines()[0].get_ydata(), xs**2)
     assert acc_ax.get_ylabel() == "accuracy (%)" and acc_ax.get_ylim() == (0, 100)
     assert not_blank(fig)
 
@@ -64,8 +76,13 @@ def test_2d_kinds(kind):
 
 
 def test_2d_trajectory_overlay_and_pca_labels():
-    s = bowl(extras={"proj_xcoord": np.array([0.8, 0.3, 0.0]), "proj_ycoord": np.array([0.4, 0.1, 0.0]),
-                     "explained_variance_ratio_": np.array([0.9, 0.07])})
+    s = bowl(
+        extras={
+            "proj_xcoord": np.array([0.8, 0.3, 0.0]),
+            "proj_ycoord": np.array([0.4, 0.1, 0.0]),
+            "explained_variance_ratio_": np.array([0.9, 0.07]),
+        }
+    )
     s.attrs["directions"] = "pca"
     ax = plot_mpl.surface_2d(s, "contourf").axes[0]
     path = [ln for ln in ax.get_lines() if ln.get_label() == "training trajectory"][0]
@@ -78,8 +95,12 @@ def test_spectrum_and_sweep():
     stems, dens = fig.axes
     assert dens.get_yscale() == "log" and stems.get_xlabel() == "rank" and not_blank(fig)
     radii = np.linspace(0, 1, 4)
-    values = {"loss_mean": np.array([[0.1, 0.2, 0.4, 0.8], [0.1, 1, 2, 4]]), "loss_std": np.zeros((2, 4)),
-              "acc_mean": np.full((2, 4), 90.0), "acc_std": np.zeros((2, 4))}
+    values = {
+        "loss_mean": np.array([[0.1, 0.2, 0.4, 0.8], [0.1, 1, 2, 4]]),
+        "loss_std": np.zeros((2, 4)),
+        "acc_mean": np.full((2, 4), 90.0),
+        "acc_std": np.zeros((2, 4)),
+    }
     sw = Sweep("s.h5", radii, ["random", "adversarial"], values, np.ones((2, 4), bool), {"method": "sam"})
     fig = plot_mpl.sweep_curves(sw)
     assert [ax.get_title() for ax in fig.axes] == ["random", "adversarial"]  # a panel per kind, its own unit
@@ -116,7 +137,7 @@ def test_plotly_figures_hold_the_data():
     s.values["train_loss"][0, 0] = np.nan  # a point not computed yet is a gap, not a crash
     assert plot_plotly.surface_2d(s, "heatmap").data[0].z[0][0] is None
     xs = np.linspace(-1, 1, 5)
-    line = Surface("l.h5", xs, None, {"train_loss": xs ** 2, "train_acc": 100 - xs}, np.ones(5, bool), {})
+    line = Surface("l.h5", xs, None, {"train_loss": xs**2, "train_acc": 100 - xs}, np.ones(5, bool), {})
     fig = plot_plotly.surface_1d(line)
     assert [t.name for t in fig.data] == ["train loss", "train accuracy (%)"] and fig.data[1].yaxis == "y2"
 
@@ -129,8 +150,13 @@ def test_plot_cli_writes_standalone_html_with_the_data(runs, tmp_path):
     from landscape.jobs import EvalOptions, random_surface
     from landscape.store import read_surface
 
-    out = random_surface(runs / "erm" / "final.pt", tmp_path / "s.h5", np.linspace(-1, 1, 3), np.linspace(-1, 1, 3),
-                         EvalOptions(samples=50, device="cpu", progress=False))
+    out = random_surface(
+        runs / "erm" / "final.pt",
+        tmp_path / "s.h5",
+        np.linspace(-1, 1, 3),
+        np.linspace(-1, 1, 3),
+        EvalOptions(samples=50, device="cpu", progress=False),
+    )
     assert main(["plot", str(out), "--format", "html", "--out", str(tmp_path / "figs")]) == 0
     page = (tmp_path / "figs" / f"{tmp_path.name}_s_train_loss_heatmap.html").read_text()
     assert '<script src="http' not in page and len(page) > 1_000_000  # plotly.js embedded: works offline
@@ -183,7 +209,9 @@ def test_reliability_diagram_bars_are_bin_accuracies():
 
     pfig = plot_plotly.reliability_diagram([("erm", rel)])
     np.testing.assert_allclose(pfig.data[1].y, rel["accuracy"][rel["count"] > 0])  # [share, accuracy, gap, diagonal]
-    np.testing.assert_allclose(np.asarray(pfig.data[2].base, float) + np.asarray(pfig.data[2].y, float), rel["confidence"][rel["count"] > 0])
+    np.testing.assert_allclose(
+        np.asarray(pfig.data[2].base, float) + np.asarray(pfig.data[2].y, float), rel["confidence"][rel["count"] > 0]
+    )
     assert pfig.layout.annotations[0].text == f"erm (ECE {ece_from_bins(rel):.4f})"
 
 
@@ -199,20 +227,39 @@ def test_compare_figures_overlay_every_run_on_one_scale():
     assert sets[0].norm.vmin == sets[1].norm.vmin and [ax.get_title() for ax in fig.axes[:2]] == ["erm", "sam"]
     pfig = plot_plotly.compare_surfaces([("erm", a), ("sam", b)])
     assert {t.coloraxis for t in pfig.data} == {"coloraxis"}
-    assert pfig.data[0].contours.start == pfig.data[1].contours.start and pfig.data[0].contours.size == pfig.data[1].contours.size
-    assert pfig.layout.coloraxis.cmax == pytest.approx(np.log10(10 * 1.85)) and pfig.layout.coloraxis.cmin == pytest.approx(-1)
+    assert (
+        pfig.data[0].contours.start == pfig.data[1].contours.start
+        and pfig.data[0].contours.size == pfig.data[1].contours.size
+    )
+    assert pfig.layout.coloraxis.cmax == pytest.approx(
+        np.log10(10 * 1.85)
+    ) and pfig.layout.coloraxis.cmin == pytest.approx(-1)
 
     slices = [("erm", a.slice("x", 0.0)), ("sam", b.slice("x", 0.0))]
     loss_ax = plot_mpl.compare_slices(slices).axes[0]
     assert [ln.get_label() for ln in loss_ax.get_lines()] == ["erm, train", "sam, train"]
     np.testing.assert_allclose(loss_ax.get_lines()[1].get_ydata(), b.values["train_loss"][2])  # the y=0 row
     radii = np.linspace(0, 1, 3)
-    sweeps = [(name, Sweep("s.h5", radii, kinds, {"loss_mean": np.ones((len(kinds), 3)) * k, "loss_std": np.zeros((len(kinds), 3))},
-                           np.ones((len(kinds), 3), bool), {})) for k, (name, kinds) in enumerate([("erm", ["random"]), ("sam", ["random", "adversarial"])], 1)]
+    sweeps = [
+        (
+            name,
+            Sweep(
+                "s.h5",
+                radii,
+                kinds,
+                {"loss_mean": np.ones((len(kinds), 3)) * k, "loss_std": np.zeros((len(kinds), 3))},
+                np.ones((len(kinds), 3), bool),
+                {},
+            ),
+        )
+        for k, (name, kinds) in enumerate([("erm", ["random"]), ("sam", ["random", "adversarial"])], 1)
+    ]
     fig = plot_mpl.compare_sweeps(sweeps)
     assert [ax.get_title() for ax in fig.axes] == ["random", "adversarial"]
     assert [ln.get_label() for ln in fig.axes[0].get_lines()] == ["erm", "sam"] and len(fig.axes[1].get_lines()) == 1
-    spectra = plot_mpl.compare_spectra([("erm", {"eigenvalues": np.array([3.0, 2.0])}), ("sam", {"eigenvalues": np.array([1.0])})])
+    spectra = plot_mpl.compare_spectra(
+        [("erm", {"eigenvalues": np.array([3.0, 2.0])}), ("sam", {"eigenvalues": np.array([1.0])})]
+    )
     np.testing.assert_array_equal(spectra.axes[0].get_lines()[0].get_ydata(), [3.0, 2.0])
 
 
@@ -252,13 +299,19 @@ def test_plot_cli_draws_checkpoints_and_robustness_files(analysed, tmp_path):
 
 # --- paper standard: palette, contrast, real units, labels, layout -------------------------------------------------
 
+
 def lab(rgb, deuteranopia=False):
-    """CIELAB of an sRGB colour, optionally as a deuteranope sees it (Machado, Oliveira & Fernandes 2009, severity 1)."""
+    """CIELAB of an sRGB colour, optionally as a deuteranope sees it (Machado, Oliveira & Fernandes 2009,
+    severity 1)."""
     c = np.asarray(matplotlib.colors.to_rgb(rgb))
     linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
     if deuteranopia:
-        linear = np.clip(np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
-                                   [-0.011820, 0.042940, 0.968881]]) @ linear, 0, 1)
+        linear = np.clip(
+            np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]])
+            @ linear,
+            0,
+            1,
+        )
     xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ linear
     t = xyz / np.array([0.95047, 1.0, 1.08883])
     f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
@@ -267,7 +320,7 @@ def lab(rgb, deuteranopia=False):
 
 def min_distance(colours, deuteranopia):
     labs = [lab(c, deuteranopia) for c in colours]
-    return min(np.linalg.norm(a - b) for i, a in enumerate(labs) for b in labs[i + 1:])
+    return min(np.linalg.norm(a - b) for i, a in enumerate(labs) for b in labs[i + 1 :])
 
 
 def test_series_stay_distinct_under_simulated_deuteranopia():
@@ -330,7 +383,9 @@ def overlapping_ticks(fig) -> list[str]:
     for ax in fig.axes:
         for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
             boxes = [t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text()]
-            bad += [f"{ax.get_title()}: {a} / {b}" for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+            bad += [
+                f"{ax.get_title()}: {a} / {b}" for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)
+            ]
     return bad
 
 
@@ -341,8 +396,16 @@ def test_every_comparison_figure_is_labelled_for_people(analysed):
     groups = group_runs(find_runs([analysed / "erm", analysed / "sam"]))
     rel = rel_bins()
     figs = overlay_figures(groups, plot_mpl, calibration={"erm": rel, "sam": rel})
-    assert set(figs) == {"training", "slices", "surfaces", "sweeps", "spectra", "calibration", "robustness",
-                         "corruption_errors"}
+    assert set(figs) == {
+        "training",
+        "slices",
+        "surfaces",
+        "sweeps",
+        "spectra",
+        "calibration",
+        "robustness",
+        "corruption_errors",
+    }
     for name, fig in figs.items():
         texts = figure_texts(fig)
         assert not [t for t in texts if "_" in t and not t.startswith("$")], name  # "train loss", not "train_loss"
@@ -353,15 +416,12 @@ def test_every_comparison_figure_is_labelled_for_people(analysed):
             if legend is not None and name != "calibration":
                 box = legend.get_window_extent(renderer)
                 assert not box.overlaps(ax.get_window_extent(renderer)), f"{name}: legend over the data"
-        plot_mpl.plt.close(fig)
-    again = overlay_figures(groups, plot_mpl)
-    surfaces = again.pop("surfaces")
+    surfaces = overlay_figures(groups, plot_mpl)["surfaces"]
     assert all(ax.get_aspect() == 1.0 for ax in surfaces.axes if ax.get_title() in ("erm", "sam"))  # equal axes
-    for fig in [surfaces, *again.values()]:
-        plot_mpl.plt.close(fig)
     slices = figs["slices"].axes[0]
     assert slices.get_yscale() == "log" or slices.get_ylim()[1] < 2 * max(
-        np.nanmax(ln.get_ydata()) for ln in slices.get_lines()[:1])  # the basins are visible
+        np.nanmax(ln.get_ydata()) for ln in slices.get_lines()[:1]
+    )  # the basins are visible
 
 
 def test_sweep_bands_are_clipped_at_zero():
@@ -370,5 +430,13 @@ def test_sweep_bands_are_clipped_at_zero():
     fig = plot_mpl.sweep_curves(Sweep("s.h5", radii, ["random"], values, np.ones((1, 4), bool), {}))
     band = fig.axes[0].collections[0]
     lows = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
-    plot_mpl.plt.close(fig)
     assert lows.min() >= 0 and lows.max() == pytest.approx(0.7)  # increase 0.5 + std 0.2
+
+
+def test_importing_the_plots_leaves_pyplot_and_its_backend_alone():
+    import subprocess
+    import sys
+
+    probe = "import sys, landscape.plot_mpl; print('matplotlib.pyplot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # a user's interactive backend is theirs

@@ -1,5 +1,6 @@
 """The analyses over a user's own (model, data, loss) against ground truth: hand-computed losses, dense Hessians,
 the CLI's files for a checkpoint, streamed = device-resident data, one-line errors, an untouched model."""
+
 import importlib.util
 from pathlib import Path
 
@@ -88,8 +89,11 @@ def test_surface_centre_and_points_equal_the_loss_by_hand(net, digits):
 def test_streamed_loader_and_device_resident_tensors_give_the_same_numbers(net, digits):
     x, y = digits
     loader = DataLoader(TensorDataset(x, y), batch_size=100)
-    problems = [landscape.Problem(net, (x, y), batch_size=100), landscape.Problem(net, loader, cache=False),
-                landscape.Problem(net, loader, cache=True)]
+    problems = [
+        landscape.Problem(net, (x, y), batch_size=100),
+        landscape.Problem(net, loader, cache=False),
+        landscape.Problem(net, loader, cache=True),
+    ]
     assert [p.splits["train"].streamed for p in problems] == [False, True, False]
     surfaces = [landscape.surface(p, "-1:1:5", progress=False) for p in problems]
     for s in surfaces[1:]:
@@ -97,8 +101,10 @@ def test_streamed_loader_and_device_resident_tensors_give_the_same_numbers(net, 
     tops = [landscape.hessian(p, top_k=2, progress=False).eigenvalues for p in problems]
     np.testing.assert_allclose(tops[1], tops[0], rtol=1e-6)
     np.testing.assert_allclose(tops[2], tops[0], rtol=1e-6)
-    sweeps = [landscape.sweep(p, [0, 0.1], kinds=["random", "adversarial"], trials=2, steps=2, progress=False)
-              for p in problems]
+    sweeps = [
+        landscape.sweep(p, [0, 0.1], kinds=["random", "adversarial"], trials=2, steps=2, progress=False)
+        for p in problems
+    ]
     np.testing.assert_allclose(sweeps[1].values["loss_mean"], sweeps[0].values["loss_mean"], rtol=1e-6)
 
 
@@ -165,9 +171,13 @@ def test_tiny_transformer_hessian_equals_the_dense_one_whole_and_per_block(tiny_
     # the attention block alone: its rows and columns of the dense Hessian
     block = landscape.Problem(model, data, lm.lm_loss, params=model.block.self_attn)
     names = list(params)
-    index = np.concatenate([np.arange(sum(params[m].numel() for m in names[:i]),
-                                      sum(params[m].numel() for m in names[:i + 1]))
-                            for i, n in enumerate(names) if n in block.param_names])
+    index = np.concatenate(
+        [
+            np.arange(sum(params[m].numel() for m in names[:i]), sum(params[m].numel() for m in names[: i + 1]))
+            for i, n in enumerate(names)
+            if n in block.param_names
+        ]
+    )
     sub = dense[np.ix_(index, index)]
     hb = landscape.hessian(block, top_k=2, trace=3 * len(index), tol=1e-8, progress=False)
     np.testing.assert_allclose(hb.eigenvalues, torch.linalg.eigvalsh(sub).flip(0)[:2].numpy(), rtol=1e-6)
@@ -183,11 +193,43 @@ def test_checkpoint_problem_with_the_api_writes_the_clis_files_bit_for_bit(runs,
     ckpt = runs / "sam" / "final.pt"
     cli, api = tmp_path / "cli", tmp_path / "api"  # the same file names: surface files store their own
     common = ["--samples", "150", "--no-progress"]
-    assert main(["surface", str(ckpt), "--x", "-1:1:5", "--y", "-1:1:3", "--split", "train,test", *common,
-                 "--out", str(cli / "s.h5")]) == 0
+    assert (
+        main(
+            [
+                "surface",
+                str(ckpt),
+                "--x",
+                "-1:1:5",
+                "--y",
+                "-1:1:3",
+                "--split",
+                "train,test",
+                *common,
+                "--out",
+                str(cli / "s.h5"),
+            ]
+        )
+        == 0
+    )
     assert main(["hessian", str(ckpt), "--top-k", "2", "--trace", "8", *common, "--out", str(cli / "h.h5")]) == 0
-    assert main(["sweep", str(ckpt), "--radii", "0:0.2:3", "--trials", "2", "--steps", "2", *common,
-                 "--out", str(cli / "w.h5")]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(ckpt),
+                "--radii",
+                "0:0.2:3",
+                "--trials",
+                "2",
+                "--steps",
+                "2",
+                *common,
+                "--out",
+                str(cli / "w.h5"),
+            ]
+        )
+        == 0
+    )
     both = landscape.Problem.from_checkpoint(ckpt, "train,test", samples=150, device="cpu")
     landscape.surface(both, np.linspace(-1, 1, 5), np.linspace(-1, 1, 3), out=api / "s.h5", progress=False)
     train = landscape.Problem.from_checkpoint(ckpt, samples=150, device="cpu")
@@ -220,7 +262,10 @@ def test_user_problem_files_say_what_they_hold_and_resume(net, digits, tmp_path)
     landscape.surface(problem, "-1:1:4", out=out, progress=False)
     s = read_surface(out)
     assert s.attrs["source"] == "python" and s.attrs["label"] == "my cnn" and s.attrs["model"] == "Net"
-    assert s.attrs["num_params"] == sum(p.numel() for p in net.parameters()) and list(s.attrs["data_size"]) == [200, 100]
+    assert s.attrs["num_params"] == sum(p.numel() for p in net.parameters()) and list(s.attrs["data_size"]) == [
+        200,
+        100,
+    ]
     assert list(s.values) == ["train_loss", "train_acc", "val_loss", "val_acc"] and s.splits == ["train", "val"]
     with h5py.File(out, "r+") as f:  # as if killed after two points
         f["computed"][2:] = 0
@@ -233,8 +278,12 @@ def test_user_problem_files_say_what_they_hold_and_resume(net, digits, tmp_path)
 
 
 def state_of(model):
-    return ({k: v.clone() for k, v in model.state_dict().items()}, [m.training for m in model.modules()],
-            [p.requires_grad for p in model.parameters()], next(model.parameters()).device)
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [m.training for m in model.modules()],
+        [p.requires_grad for p in model.parameters()],
+        next(model.parameters()).device,
+    )
 
 
 def test_every_analysis_leaves_the_model_exactly_as_it_found_it(net, digits, tmp_path):
@@ -249,13 +298,16 @@ def test_every_analysis_leaves_the_model_exactly_as_it_found_it(net, digits, tmp
     calls = [
         lambda: landscape.surface(problem, "-1:1:3", "-1:1:2", bn="recompute", dir_type="states", progress=False),
         lambda: landscape.surface(problem, "-1:1:3", directions="hessian", progress=False),
-        lambda: landscape.hessian(problem, top_k=2, trace=4, density=True, density_probes=1, density_steps=4,
-                                  progress=False),
+        lambda: landscape.hessian(
+            problem, top_k=2, trace=4, density=True, density_probes=1, density_steps=4, progress=False
+        ),
         lambda: landscape.hessian(problem, top_k=1, curvature="ggn", progress=False),
         lambda: landscape.sweep(problem, [0, 0.3], trials=2, steps=2, progress=False),
         lambda: landscape.sharpness(problem, 0.1, "adaptive", steps=2),
         lambda: landscape.interpolate(problem, other, "0:1:3", progress=False),
-        lambda: landscape.trajectory(problem, [other.state_dict(), snapshot, Net()], "-1:1:2", "-1:1:2", progress=False),
+        lambda: landscape.trajectory(
+            problem, [other.state_dict(), snapshot, Net()], "-1:1:2", "-1:1:2", progress=False
+        ),
     ]
     for call in calls:
         call()
@@ -275,8 +327,9 @@ def test_interpolation_reaches_the_other_model_and_trajectory_projects_its_path(
     for step in (1, 2, 10):  # numeric order, not name order
         with torch.no_grad():
             for p in other.parameters():
-                p.mul_(0.5).add_(0.5 * dict(net.named_parameters())[[n for n, q in other.named_parameters()
-                                                                      if q is p][0]])
+                p.mul_(0.5).add_(
+                    0.5 * dict(net.named_parameters())[[n for n, q in other.named_parameters() if q is p][0]]
+                )
         landscape.save_snapshot(other, folder, step)
     t = landscape.trajectory(problem, folder, progress=False)
     assert t.values["train_loss"].shape == (21, 21) and len(t.extras["proj_xcoord"]) == 3
@@ -296,7 +349,9 @@ def test_dict_batches_with_labels_and_a_torch_loss(digits):
 
     torch.manual_seed(0)
     model = Keyword()
-    batches = [{"pixels": x[i:i + 100], "scale": torch.tensor(2.0), "labels": y[i:i + 100]} for i in range(0, 300, 100)]
+    batches = [
+        {"pixels": x[i : i + 100], "scale": torch.tensor(2.0), "labels": y[i : i + 100]} for i in range(0, 300, 100)
+    ]
     values = landscape.Problem(model, batches).evaluate("train")
     with torch.no_grad():
         logits = model(x, torch.tensor(2.0))
@@ -314,22 +369,31 @@ class Augmented(Dataset):
         return self.x[i] + 0.1 * torch.randn_like(self.x[i]), self.y[i]
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda m, x, y: Problem(m, DataLoader(TensorDataset(x, y), batch_size=50, shuffle=True)),
-     "the DataLoader shuffles (shuffle=True)"),
-    (lambda m, x, y: Problem(m, DataLoader(Augmented(x, y), batch_size=50)),
-     "a second pass gave other batches (first at batch 0: random augmentation or sampling)"),
-    (lambda m, x, y: Problem(m, (x, y), mode="train"), "dropout is active in train mode (Dropout at 'drop')"),
-    (lambda m, x, y: Problem(m, (x, y), nn.CrossEntropyLoss(reduction="none")), "reduction='mean'"),
-    (lambda m, x, y: Problem(m, (x, y), lambda out, t: F.cross_entropy(out, t, reduction="none")),
-     "loss: returned (300,), not a scalar tensor"),
-    (lambda m, x, y: Problem(m, (b for b in [(x, y)])), "is an iterator, good for one pass only"),
-    (lambda m, x, y: Problem(nn.Linear(5, 2), (x, y)), "model/loss failed on a batch: RuntimeError"),
-    (lambda m, x, y: Problem(m, (x, y), params="nothing.*"), "no parameter name matches 'nothing.*'"),
-    (lambda m, x, y: Problem(m, {"train": x}), "its values here are tensors"),
-    (lambda m, x, y: Problem(m, (x, y[:10])), "300 inputs but 10 targets"),
-    (lambda m, x, y: Problem(m, TensorDataset(x, y)), "wrap it in DataLoader(dataset, batch_size=...)"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (
+            lambda m, x, y: Problem(m, DataLoader(TensorDataset(x, y), batch_size=50, shuffle=True)),
+            "the DataLoader shuffles (shuffle=True)",
+        ),
+        (
+            lambda m, x, y: Problem(m, DataLoader(Augmented(x, y), batch_size=50)),
+            "a second pass gave other batches (first at batch 0: random augmentation or sampling)",
+        ),
+        (lambda m, x, y: Problem(m, (x, y), mode="train"), "dropout is active in train mode (Dropout at 'drop')"),
+        (lambda m, x, y: Problem(m, (x, y), nn.CrossEntropyLoss(reduction="none")), "reduction='mean'"),
+        (
+            lambda m, x, y: Problem(m, (x, y), lambda out, t: F.cross_entropy(out, t, reduction="none")),
+            "loss: returned (300,), not a scalar tensor",
+        ),
+        (lambda m, x, y: Problem(m, (b for b in [(x, y)])), "is an iterator, good for one pass only"),
+        (lambda m, x, y: Problem(nn.Linear(5, 2), (x, y)), "model/loss failed on a batch: RuntimeError"),
+        (lambda m, x, y: Problem(m, (x, y), params="nothing.*"), "no parameter name matches 'nothing.*'"),
+        (lambda m, x, y: Problem(m, {"train": x}), "its values here are tensors"),
+        (lambda m, x, y: Problem(m, (x, y[:10])), "300 inputs but 10 targets"),
+        (lambda m, x, y: Problem(m, TensorDataset(x, y)), "wrap it in DataLoader(dataset, batch_size=...)"),
+    ],
+)
 def test_bad_problems_get_one_clear_line(net, digits, make, message):
     with pytest.raises(ValueError) as info:
         make(net, *digits)
@@ -345,37 +409,62 @@ def write_problem_file(path, body):
 def test_cli_takes_a_users_problem_file(tmp_path, capsys):
     from apps.cli.__main__ import main
 
-    f = write_problem_file(tmp_path / "mine.py", (
-        "torch.manual_seed(0)\n"
-        "x, y = torch.randn(64, 5), torch.randn(64, 1)\n"
-        "def problem():\n"
-        "    return landscape.Problem(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 1)), (x, y), nn.MSELoss(),\n"
-        "                             label='regression')\n"))
+    f = write_problem_file(
+        tmp_path / "mine.py",
+        (
+            "torch.manual_seed(0)\n"
+            "x, y = torch.randn(64, 5), torch.randn(64, 1)\n"
+            "def problem():\n"
+            "    net = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 1))\n"
+            "    return landscape.Problem(net, (x, y), nn.MSELoss(), label='regression')\n"
+        ),
+    )
     spec = f"{f}:problem"
     assert main(["surface", "--problem", spec, "--x", "-1:1:5", "--no-progress", "--out", str(tmp_path / "s.h5")]) == 0
     s = read_surface(tmp_path / "s.h5")
     assert s.complete and list(s.values) == ["train_loss"] and s.attrs["label"] == "regression"
     assert main(["hessian", "--problem", spec, "--top-k", "2", "--no-progress", "--out", str(tmp_path / "h.h5")]) == 0
     assert "largest eigenvalues" in capsys.readouterr().out
-    assert main(["sweep", "--problem", spec, "--radii", "0:0.5:3", "--trials", "2", "--no-progress",
-                 "--out", str(tmp_path / "w.h5")]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--problem",
+                spec,
+                "--radii",
+                "0:0.5:3",
+                "--trials",
+                "2",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "w.h5"),
+            ]
+        )
+        == 0
+    )
     assert np.isnan(read_sweep(tmp_path / "w.h5").values["acc_mean"]).all()  # a regression has no accuracy
     assert main(["plot", str(tmp_path / "s.h5"), str(tmp_path / "w.h5"), "--out", str(tmp_path / "fig")]) == 0
     assert (tmp_path / "fig").is_dir() and not list((tmp_path / "fig").glob("*sweep_acc*"))
 
 
-@pytest.mark.parametrize("body,spec,message", [
-    ("", "missing.py:problem", "'missing.py' does not exist"),
-    ("problem = (\n", "{f}:problem", "SyntaxError"),
-    ("raise RuntimeError('no data here')\n", "{f}:problem", "raised RuntimeError: no data here"),
-    ("other = 1\n", "{f}:problem", "defines no 'problem' (it has"),
-    ("problem = 42\n", "{f}:problem", "problem is a int, not a landscape.Problem"),
-    ("def problem():\n    return landscape.Problem(nn.Linear(2, 2), torch.utils.data.DataLoader("
-     "torch.utils.data.TensorDataset(torch.randn(8, 2), torch.zeros(8, dtype=torch.long)), shuffle=True))\n",
-     "{f}:problem", "problem(): data['train']: the DataLoader shuffles"),
-    ("", "{f}", "expects FILE.py:NAME"),
-    ("", "no_such_module_xyz:problem", "no file or module 'no_such_module_xyz'"),
-])
+@pytest.mark.parametrize(
+    "body,spec,message",
+    [
+        ("", "missing.py:problem", "'missing.py' does not exist"),
+        ("problem = (\n", "{f}:problem", "SyntaxError"),
+        ("raise RuntimeError('no data here')\n", "{f}:problem", "raised RuntimeError: no data here"),
+        ("other = 1\n", "{f}:problem", "defines no 'problem' (it has"),
+        ("problem = 42\n", "{f}:problem", "problem is a int, not a landscape.Problem"),
+        (
+            "def problem():\n    return landscape.Problem(nn.Linear(2, 2), torch.utils.data.DataLoader("
+            "torch.utils.data.TensorDataset(torch.randn(8, 2), torch.zeros(8, dtype=torch.long)), shuffle=True))\n",
+            "{f}:problem",
+            "problem(): data['train']: the DataLoader shuffles",
+        ),
+        ("", "{f}", "expects FILE.py:NAME"),
+        ("", "no_such_module_xyz:problem", "no file or module 'no_such_module_xyz'"),
+    ],
+)
 def test_cli_problem_errors_are_one_line(tmp_path, capsys, body, spec, message):
     from apps.cli.__main__ import main
 
@@ -391,8 +480,10 @@ def test_cli_problem_refuses_checkpoint_options(tmp_path, capsys, runs):
     f = write_problem_file(tmp_path / "p.py", "problem = None\n")
     assert main(["surface", "--problem", f"{f}:problem", "--samples", "10", "--out", str(tmp_path / "s.h5")]) == 2
     assert "--samples set the checkpoint's data" in capsys.readouterr().err
-    assert main(["surface", str(runs / "erm" / "final.pt"), "--problem", f"{f}:problem",
-                 "--out", str(tmp_path / "s.h5")]) == 2
+    assert (
+        main(["surface", str(runs / "erm" / "final.pt"), "--problem", f"{f}:problem", "--out", str(tmp_path / "s.h5")])
+        == 2
+    )
     assert "not both" in capsys.readouterr().err
     assert main(["hessian", "--out", str(tmp_path / "h.h5")]) == 2
     assert "give a checkpoint, or --problem" in capsys.readouterr().err
@@ -424,4 +515,6 @@ def test_a_cpu_model_analysed_on_the_gpu_comes_back_to_the_cpu_unchanged(net, di
     assert all(torch.equal(before[0][k], v) for k, v in after[0].items())
     on_cpu = landscape.Problem(net, (x, y), batch_size=100)
     assert s.values["train_loss"][1] == pytest.approx(on_cpu.evaluate("train")["loss"], rel=1e-5)
-    assert h.eigenvalues[0] == pytest.approx(landscape.hessian(on_cpu, top_k=1, progress=False).eigenvalues[0], rel=1e-3)
+    assert h.eigenvalues[0] == pytest.approx(
+        landscape.hessian(on_cpu, top_k=1, progress=False).eigenvalues[0], rel=1e-3
+    )

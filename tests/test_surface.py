@@ -1,4 +1,5 @@
 """Loss surfaces against evaluations by hand, exact resume after kill -9, 2 ranks = 1 rank, file layouts."""
+
 import os
 import re
 import signal
@@ -59,7 +60,10 @@ def test_points_equal_evaluations_by_hand(runs, tmp_path):
         assert s.values[f"{split}_acc"][1, 2] == pytest.approx(center[1])
         for i, j in [(0, 0), (2, 4), (0, 3)]:  # Z[i, j] is at (x[j], y[i])
             a, b = s.xcoordinates[j], s.ycoordinates[i]
-            params = {n: w0[n].detach() + a * torch.from_numpy(d1[k]) + b * torch.from_numpy(d2[k]) for k, n in enumerate(names)}
+            params = {
+                n: w0[n].detach() + a * torch.from_numpy(d1[k]) + b * torch.from_numpy(d2[k])
+                for k, n in enumerate(names)
+            }
             loss, acc = by_hand(model, params, x, y)
             assert s.values[f"{split}_loss"][i, j] == pytest.approx(loss, rel=1e-4)
             assert s.values[f"{split}_acc"][i, j] == pytest.approx(acc)
@@ -98,9 +102,13 @@ def test_recomputed_batchnorm_matches_torch_update_bn(runs, tmp_path):
 def test_speed_paths_equal_the_plain_path(runs, tmp_path):
     ckpt, xs = runs / "erm" / "final.pt", parse_range("-1:1:4")
     plain = read_surface(random_surface(ckpt, tmp_path / "a.h5", xs, None, OPTS))
-    small = read_surface(random_surface(ckpt, tmp_path / "b.h5", xs, None, EvalOptions(**{**OPTS.__dict__, "batch_size": 7})))
+    small = read_surface(
+        random_surface(ckpt, tmp_path / "b.h5", xs, None, EvalOptions(**{**OPTS.__dict__, "batch_size": 7}))
+    )
     np.testing.assert_allclose(small.values["train_loss"], plain.values["train_loss"], rtol=1e-5)
-    compiled = read_surface(random_surface(ckpt, tmp_path / "c.h5", xs, None, EvalOptions(**{**OPTS.__dict__, "compile": True})))
+    compiled = read_surface(
+        random_surface(ckpt, tmp_path / "c.h5", xs, None, EvalOptions(**{**OPTS.__dict__, "compile": True}))
+    )
     np.testing.assert_allclose(compiled.values["train_loss"], plain.values["train_loss"], rtol=1e-5)
     np.testing.assert_array_equal(compiled.values["train_acc"], plain.values["train_acc"])
 
@@ -115,8 +123,15 @@ def test_interpolation_hits_both_checkpoints(runs, tmp_path):
 
 
 def test_trajectory_surface_stores_the_path(runs, tmp_path):
-    s = read_surface(trajectory_surface(runs / "sam", tmp_path / "t.h5", None, None,
-                                        EvalOptions(splits=["train"], samples=100, device="cpu", progress=False)))
+    s = read_surface(
+        trajectory_surface(
+            runs / "sam",
+            tmp_path / "t.h5",
+            None,
+            None,
+            EvalOptions(splits=["train"], samples=100, device="cpu", progress=False),
+        )
+    )
     assert s.values["train_loss"].shape == (21, 21) and s.complete
     px, py = s.extras["proj_xcoord"], s.extras["proj_ycoord"]
     assert len(px) == 3 and abs(px[-1]) < 1e-9 and abs(py[-1]) < 1e-9  # the final checkpoint is the origin
@@ -125,17 +140,37 @@ def test_trajectory_surface_stores_the_path(runs, tmp_path):
 
 
 def cli(*args, env=None, **kw):
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "apps.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kw,
+    )
 
 
 @pytest.mark.slow
 def test_kill_9_mid_grid_then_resume_equals_uninterrupted(runs, tmp_path):
-    args = ["surface", str(runs / "erm" / "final.pt"), "--x", "-1:1:16", "--y", "-1:1:16", "--samples", "200",
-            "--split", "train,test"]
+    args = [
+        "surface",
+        str(runs / "erm" / "final.pt"),
+        "--x",
+        "-1:1:16",
+        "--y",
+        "-1:1:16",
+        "--samples",
+        "200",
+        "--split",
+        "train,test",
+    ]
     out, total = tmp_path / "killed.h5", 256
-    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", *args, "--out", str(out)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apps.cli", *args, "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     seen = b""
     while proc.poll() is None:  # read the progress bar until a few rounds are written, then kill
         seen += proc.stderr.read(1)
@@ -156,17 +191,44 @@ def test_kill_9_mid_grid_then_resume_equals_uninterrupted(runs, tmp_path):
     a, b = read_surface(out), read_surface(tmp_path / "straight.h5")
     for name in a.values:
         np.testing.assert_array_equal(a.values[name], b.values[name])
-    np.testing.assert_array_equal(partial.values["train_loss"][partial.computed], a.values["train_loss"][partial.computed])
+    np.testing.assert_array_equal(
+        partial.values["train_loss"][partial.computed], a.values["train_loss"][partial.computed]
+    )
 
 
 @pytest.mark.slow
 def test_two_ranks_equal_one(runs, tmp_path):
-    args = ["surface", str(runs / "sam" / "final.pt"), "--x", "-1:1:5", "--y", "-1:1:3", "--samples", "200", "--no-progress"]
+    args = [
+        "surface",
+        str(runs / "sam" / "final.pt"),
+        "--x",
+        "-1:1:5",
+        "--y",
+        "-1:1:3",
+        "--samples",
+        "200",
+        "--no-progress",
+    ]
     one = cli(*args, "--out", str(tmp_path / "one.h5"), env={"OMP_NUM_THREADS": "1"})
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-                          "-m", "apps.cli", *args, "--out", str(tmp_path / "two.h5")], cwd=ROOT, capture_output=True,
-                         text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            "-m",
+            "apps.cli",
+            *args,
+            "--out",
+            str(tmp_path / "two.h5"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     a, b = read_surface(tmp_path / "one.h5"), read_surface(tmp_path / "two.h5")
     assert b.complete
@@ -204,8 +266,21 @@ def test_reads_and_writes_loss_landscape_layout(tmp_path):
 
 def test_cli_loss_landscape_format(runs, tmp_path):
     out = tmp_path / "ll.h5"
-    r = cli("surface", str(runs / "erm" / "final.pt"), "--x", "-1:1:3", "--y", "-1:1:2", "--samples", "50",
-            "--no-progress", "--format", "loss-landscape", "--out", str(out))
+    r = cli(
+        "surface",
+        str(runs / "erm" / "final.pt"),
+        "--x",
+        "-1:1:3",
+        "--y",
+        "-1:1:2",
+        "--samples",
+        "50",
+        "--no-progress",
+        "--format",
+        "loss-landscape",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     with h5py.File(out) as h:
         assert h["train_loss"].shape == (3, 2) and "xdirection" in h and "0" in h["ydirection"]
@@ -214,17 +289,22 @@ def test_cli_loss_landscape_format(runs, tmp_path):
     assert s.layout == "loss-landscape" and s.complete
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--x", "-1:1"], "--x '-1:1': expected MIN:MAX:NUM"),
-    (["--x", "1:-1:5"], "need MIN < MAX"),
-    (["--dim", "2"], "--dim 2 needs --y"),
-    (["--split", "val"], "--split must name train and/or test"),
-    (["--samples", "0"], "argument --samples: must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--x", "-1:1"], "--x '-1:1': expected MIN:MAX:NUM"),
+        (["--x", "1:-1:5"], "need MIN < MAX"),
+        (["--dim", "2"], "--dim 2 needs --y"),
+        (["--split", "val"], "--split must name train and/or test"),
+        (["--samples", "0"], "argument --samples: must be >= 1, got 0"),
+    ],
+)
 def test_surface_bad_input(runs, tmp_path, capsys, argv, message):
     from apps.cli.__main__ import main
 
-    assert main(["surface", str(runs / "erm" / "final.pt"), "--out", str(tmp_path / "x.h5"), "--no-progress", *argv]) == 2
+    assert (
+        main(["surface", str(runs / "erm" / "final.pt"), "--out", str(tmp_path / "x.h5"), "--no-progress", *argv]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
 
@@ -240,7 +320,10 @@ def test_surface_file_errors(runs, tmp_path, capsys):
     assert "exists: pass --resume to finish it or --overwrite" in capsys.readouterr().err
     assert main([*base, "--seed", "5", "--out", str(tmp_path / "a.h5"), "--resume"]) == 2
     assert "made with --seed 0 (now 5)" in capsys.readouterr().err
-    assert main(["interpolate", str(runs / "erm" / "final.pt"), str(tmp_path / "a.h5"), "--out", str(tmp_path / "b.h5")]) == 2
+    assert (
+        main(["interpolate", str(runs / "erm" / "final.pt"), str(tmp_path / "a.h5"), "--out", str(tmp_path / "b.h5")])
+        == 2
+    )
     assert "not a readable" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "a.h5"), "--overwrite"]) == 0
 
@@ -254,8 +337,12 @@ def test_diverged_points_differ_from_missing_ones(tmp_path):
     w.close()
     s = read_surface(tmp_path / "s.h5")
     assert s.computed.tolist() == [True, True, False]
-    assert np.isinf(s.values["train_loss"][0]) and np.isnan(s.values["train_loss"][1]) and np.isnan(s.values["train_loss"][2])
-    (names, arrays), = read_directions(tmp_path / "s.h5")
+    assert (
+        np.isinf(s.values["train_loss"][0])
+        and np.isnan(s.values["train_loss"][1])
+        and np.isnan(s.values["train_loss"][2])
+    )
+    ((names, arrays),) = read_directions(tmp_path / "s.h5")
     assert names == ["w"] and np.array_equal(arrays[0], np.ones((2, 2)))
 
 
@@ -266,7 +353,11 @@ def test_reads_loss_landscape_direction_groups(tmp_path):
             for i in range(3):
                 g[str(i)] = np.full((i + 1,), float(i))
     dirs = read_directions(tmp_path / "dirs.h5")
-    assert len(dirs) == 2 and dirs[0][0] is None and [a.tolist() for a in dirs[1][1]] == [[0.0], [1.0, 1.0], [2.0, 2.0, 2.0]]
+    assert (
+        len(dirs) == 2
+        and dirs[0][0] is None
+        and [a.tolist() for a in dirs[1][1]] == [[0.0], [1.0, 1.0], [2.0, 2.0, 2.0]]
+    )
 
 
 def test_mismatched_checkpoints_are_refused(runs, tmp_path, capsys):
@@ -274,8 +365,21 @@ def test_mismatched_checkpoints_are_refused(runs, tmp_path, capsys):
     from trainers import TrainConfig, train
 
     train(TrainConfig(model="mlp", epochs=1), tmp_path / "mlp", progress=False, log=lambda line: None)
-    assert main(["interpolate", str(runs / "erm" / "final.pt"), str(tmp_path / "mlp" / "final.pt"), "--samples", "20",
-                 "--no-progress", "--out", str(tmp_path / "i.h5")]) == 2
+    assert (
+        main(
+            [
+                "interpolate",
+                str(runs / "erm" / "final.pt"),
+                str(tmp_path / "mlp" / "final.pt"),
+                "--samples",
+                "20",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "i.h5"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "not the same architecture" in err and len(err.splitlines()) == 1
     base = ["--x", "-1:1:3", "--samples", "20", "--no-progress", "--out", str(tmp_path / "s.h5")]

@@ -1,4 +1,5 @@
 """Perturbation sweeps and sharpness: r = 0 is the clean loss, first-order limits, ordering, resume."""
+
 import h5py
 import numpy as np
 import pytest
@@ -54,8 +55,14 @@ def test_adversarial_and_adaptive_reach_their_first_order_maximum(loaded):
 
 
 def test_adversarial_is_at_least_random(loaded, tmp_path, runs):
-    out = sweep_analysis(runs / "erm" / "final.pt", tmp_path / "s.h5", np.linspace(0, 2, 5), OPTS,
-                         kinds=["random", "adversarial"], settings=SweepSettings(trials=3, steps=5))
+    out = sweep_analysis(
+        runs / "erm" / "final.pt",
+        tmp_path / "s.h5",
+        np.linspace(0, 2, 5),
+        OPTS,
+        kinds=["random", "adversarial"],
+        settings=SweepSettings(trials=3, steps=5),
+    )
     sw = read_sweep(out)
     assert sw.values["losses"].shape == (2, 5, 3) and sw.computed.all()
     assert np.all(sw.curve("adversarial") >= sw.curve("random") - 1e-9)
@@ -66,8 +73,19 @@ def test_adversarial_is_at_least_random(loaded, tmp_path, runs):
 def test_resume_recomputes_only_missing_points_and_agrees(runs, tmp_path, capsys):
     from apps.cli.__main__ import main
 
-    args = ["sweep", str(runs / "erm" / "final.pt"), "--radii", "0:1:4", "--samples", "200", "--trials", "2",
-            "--steps", "3", "--no-progress"]
+    args = [
+        "sweep",
+        str(runs / "erm" / "final.pt"),
+        "--radii",
+        "0:1:4",
+        "--samples",
+        "200",
+        "--trials",
+        "2",
+        "--steps",
+        "3",
+        "--no-progress",
+    ]
     assert main([*args, "--out", str(tmp_path / "a.h5")]) == 0
     full = read_sweep(tmp_path / "a.h5")
     with h5py.File(tmp_path / "a.h5", "r+") as f:  # as if killed after half the points
@@ -81,11 +99,14 @@ def test_resume_recomputes_only_missing_points_and_agrees(runs, tmp_path, capsys
     np.testing.assert_array_equal(again.values["losses"], full.values["losses"])  # same seeds per (kind, radius)
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--kind", "gaussian"], "unknown sweep kind gaussian"),
-    (["--radii", "-1:1:3"], "--radii must be >= 0"),
-    (["--trials", "0"], "argument --trials: must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--kind", "gaussian"], "unknown sweep kind gaussian"),
+        (["--radii", "-1:1:3"], "--radii must be >= 0"),
+        (["--trials", "0"], "argument --trials: must be >= 1, got 0"),
+    ],
+)
 def test_sweep_bad_input(runs, tmp_path, capsys, argv, message):
     from apps.cli.__main__ import main
 

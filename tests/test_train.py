@@ -1,4 +1,5 @@
 """The training loop end to end: accuracy, checkpoints, exact resume (also after kill -9), bad input."""
+
 import json
 import os
 import signal
@@ -38,9 +39,13 @@ def test_run_directory_and_checkpoint_contents(tmp_path):
     assert not model.training
     # the rebuilt model reproduces the test metrics recorded during training
     ds = load_dataset("digits")
-    loader = TensorLoader(ds.test_x, ds.test_y, mean=meta["dataset"]["mean"], std=meta["dataset"]["std"], batch_size=1000)
+    loader = TensorLoader(
+        ds.test_x, ds.test_y, mean=meta["dataset"]["mean"], std=meta["dataset"]["std"], batch_size=1000
+    )
     again = evaluate(model, loader)
-    assert again["error"] == pytest.approx(rows[-1]["test_error"]) and again["nll"] == pytest.approx(rows[-1]["test_nll"], rel=1e-5)
+    assert again["error"] == pytest.approx(rows[-1]["test_error"]) and again["nll"] == pytest.approx(
+        rows[-1]["test_nll"], rel=1e-5
+    )
 
 
 class Crash(Exception):
@@ -73,15 +78,24 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, method):
 
 
 def landscape(*args, env: dict | None = None):
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "apps.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     args = ["train", "--method", "damp", "--num-splits", "2", "--epochs", "3", "--batch-size", "16", "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", *args, "--out", str(tmp_path / "killed")], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apps.cli", *args, "--out", str(tmp_path / "killed")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     first = tmp_path / "killed" / "checkpoints" / "epoch_001.pt"
     deadline = time.time() + 120
     while not first.exists() and proc.poll() is None and time.time() < deadline:
@@ -115,18 +129,24 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--method", "sgd"], "unknown method 'sgd'; choose from erm, sam"),
-    (["--model", "resnet50"], "unknown model 'resnet50'"),
-    (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
-    (["--dataset", "cifar10"], "pass --data-root"),
-    (["--dataset", "cifar10", "--data-root", "/nonexistent"], "data root '/nonexistent' is not a directory"),
-    (["--method", "sam", "--rho", "-0.1"], "argument --rho: must be >= 0, got -0.1"),
-    (["--method", "damp", "--rho", "0.1"], "--rho does not apply to --method damp (it takes --sigma, --num-splits, --perturb)"),
-    (["--model", "vgg16"], "needs images of at least 32x32; digits has 8x8 (use digits32)"),
-    (["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
-    (["--nesterov", "--momentum", "0"], "Nesterov momentum requires a momentum"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--method", "sgd"], "unknown method 'sgd'; choose from erm, sam"),
+        (["--model", "resnet50"], "unknown model 'resnet50'"),
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["--dataset", "cifar10"], "pass --data-root"),
+        (["--dataset", "cifar10", "--data-root", "/nonexistent"], "data root '/nonexistent' is not a directory"),
+        (["--method", "sam", "--rho", "-0.1"], "argument --rho: must be >= 0, got -0.1"),
+        (
+            ["--method", "damp", "--rho", "0.1"],
+            "--rho does not apply to --method damp (it takes --sigma, --num-splits, --perturb)",
+        ),
+        (["--model", "vgg16"], "needs images of at least 32x32; digits has 8x8 (use digits32)"),
+        (["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
+        (["--nesterov", "--momentum", "0"], "Nesterov momentum requires a momentum"),
+    ],
+)
 def test_cli_bad_input_is_one_line(tmp_path, capsys, argv, message):
     from apps.cli.__main__ import main
 
@@ -139,9 +159,17 @@ def test_cli_refuses_to_overwrite_and_reports_truncated_resume(tmp_path):
     run = tmp_path / "run"
     assert landscape("train", "--epochs", "1", "--no-progress", "--out", str(run)).returncode == 0
     again = landscape("train", "--epochs", "1", "--out", str(run))
-    assert again.returncode == 2 and "already holds files: pass --resume" in again.stderr and "Traceback" not in again.stderr
+    assert (
+        again.returncode == 2
+        and "already holds files: pass --resume" in again.stderr
+        and "Traceback" not in again.stderr
+    )
     other = landscape("train", "--epochs", "2", "--method", "sam", "--out", str(run), "--resume")
-    assert other.returncode == 2 and "cannot resume" in other.stderr and "trained with --method erm (now sam);" in other.stderr
+    assert (
+        other.returncode == 2
+        and "cannot resume" in other.stderr
+        and "trained with --method erm (now sam);" in other.stderr
+    )
     ckpt = run / "checkpoints" / "epoch_001.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     broken = landscape("train", "--epochs", "2", "--out", str(run), "--resume")
@@ -159,12 +187,17 @@ def test_version_and_help_load_only_what_they_need():
 
     version = landscape("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"landscape {__version__}" and version.stderr == ""
-    probe = ("import sys; from apps.cli.__main__ import main; code = main({argv}); "
-             "print(sorted(m for m in ('torch', 'matplotlib', 'scipy', 'dash') if m in sys.modules))")
-    bare = subprocess.run([sys.executable, "-c", probe.format(argv=["--help"])], capture_output=True, text=True, cwd=ROOT)
+    probe = (
+        "import sys; from apps.cli.__main__ import main; code = main({argv}); "
+        "print(sorted(m for m in ('torch', 'matplotlib', 'scipy', 'dash') if m in sys.modules))"
+    )
+    bare = subprocess.run(
+        [sys.executable, "-c", probe.format(argv=["--help"])], capture_output=True, text=True, cwd=ROOT
+    )
     assert bare.stdout.strip().endswith("[]"), bare.stdout[-300:]  # the command list needs none of them
-    sub = subprocess.run([sys.executable, "-c", probe.format(argv=["compare", "--help"])], capture_output=True, text=True,
-                         cwd=ROOT)
+    sub = subprocess.run(
+        [sys.executable, "-c", probe.format(argv=["compare", "--help"])], capture_output=True, text=True, cwd=ROOT
+    )
     assert sub.stdout.strip().endswith("[]"), sub.stdout[-300:]  # its analyses load when it runs
 
 
@@ -175,8 +208,23 @@ def test_demo_writes_the_comparison_report(tmp_path):
 
     out = tmp_path / "demo"
     fast = ("--corruptions", "contrast,fog", "--severities", "1,5", "--no-progress", "--no-serve")
-    r = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm,damp", "--seeds", "0,1",
-                  "--surface-steps", "3", "--surface-samples", "50", *fast, env={"LANDSCAPE_CACHE": str(tmp_path / "cache")})
+    r = landscape(
+        "demo",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--methods",
+        "erm,damp",
+        "--seeds",
+        "0,1",
+        "--surface-steps",
+        "3",
+        "--surface-samples",
+        "50",
+        *fast,
+        env={"LANDSCAPE_CACHE": str(tmp_path / "cache")},
+    )
     assert r.returncode == 0, r.stderr
     assert f"comparison report: {out / 'report' / 'report.md'}" in r.stdout and "| damp | 2 |" in r.stdout
     assert f"landscape explore {out}" in r.stdout and "RuntimeWarning" not in r.stderr
@@ -200,8 +248,34 @@ def test_demo_writes_the_comparison_report(tmp_path):
     errors = [row["test_error"] for row in rows[2:]]
     assert damp["n"] == 2 and damp["test_error"]["mean"] == pytest.approx(np.mean(errors))
     assert damp["test_error"]["std"] == pytest.approx(np.std(errors, ddof=1))
-    assert all((out / "report" / f"{n}.png").exists() for n in ("training", "slices", "surfaces", "sweeps", "spectra",
-                                                                 "calibration", "robustness", "corruption_errors"))
-    again = landscape("demo", "--out", str(out), "--epochs", "1", "--methods", "erm", "--seeds", "0", "--surface-steps",
-                      "3", "--surface-samples", "50", *fast, env={"LANDSCAPE_CACHE": str(tmp_path / "cache")})
+    assert all(
+        (out / "report" / f"{n}.png").exists()
+        for n in (
+            "training",
+            "slices",
+            "surfaces",
+            "sweeps",
+            "spectra",
+            "calibration",
+            "robustness",
+            "corruption_errors",
+        )
+    )
+    again = landscape(
+        "demo",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--methods",
+        "erm",
+        "--seeds",
+        "0",
+        "--surface-steps",
+        "3",
+        "--surface-samples",
+        "50",
+        *fast,
+        env={"LANDSCAPE_CACHE": str(tmp_path / "cache")},
+    )
     assert "reusing finished run" in again.stdout

@@ -1,4 +1,5 @@
 """Versioned checkpoints of plain dicts and tensors, written atomically, read with ``weights_only=True``."""
+
 from __future__ import annotations
 
 import errno
@@ -28,8 +29,11 @@ def ensure_space(folder: Path, nbytes: int) -> None:
     runs out of space mid-file can crash the process instead of raising)."""
     free = shutil.disk_usage(folder).free
     if free < nbytes + SPACE_MARGIN:
-        raise OSError(errno.ENOSPC, f"not enough free space in {folder}: writing needs about "
-                                    f"{(nbytes + SPACE_MARGIN) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free")
+        raise OSError(
+            errno.ENOSPC,
+            f"not enough free space in {folder}: writing needs about "
+            f"{(nbytes + SPACE_MARGIN) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free",
+        )
 
 
 def atomic_write(path: Path, write: Callable[[Path], object], nbytes: int | None = None) -> None:
@@ -134,7 +138,7 @@ def read_checkpoint(path: str | Path) -> dict:
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch's unpickler fails on junk bytes with any error (KeyError, ...)
+    except Exception as e:
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no detail'}"
         raise ValueError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
@@ -161,6 +165,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     try:
         model.load_state_dict(ck["model_state"])
     except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit model {ck['model']['name']!r} ({str(e).splitlines()[0]})") from None
+        raise ValueError(
+            f"{path}: weights do not fit model {ck['model']['name']!r} ({str(e).splitlines()[0]})"
+        ) from None
     meta = {k: v for k, v in ck.items() if k not in ("model_state", "optimizer", "rng", "loader")}
     return model.to(device).eval(), meta

@@ -4,6 +4,7 @@ BatchNorm over the whole global batch.
 Training and the analyses use the engine users already run: ``torch.distributed`` launched by
 ``torchrun``. Without ``WORLD_SIZE`` (or with 1) everything here is the one-process identity.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 T = TypeVar("T")
 # the differentiable all-reduce SyncBatchNorm needs; its suggested successor has no autograd support yet
-warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_reduce is deprecated",
-                        category=FutureWarning)
+warnings.filterwarnings(
+    "ignore", message=r"torch\.distributed\.nn\.functional\.all_reduce is deprecated", category=FutureWarning
+)
 
 
 @dataclass
@@ -117,8 +119,10 @@ def close_group(wait: bool = True) -> None:
 
 
 def stopped_message(command: str) -> str:
-    return (f"landscape {command}: rank {os.environ.get('RANK', '?')} stopped: another rank failed or the job was "
-            "stopped (its message is above); finished epochs and points are saved: rerun with --resume")
+    return (
+        f"landscape {command}: rank {os.environ.get('RANK', '?')} stopped: another rank failed or the job was "
+        "stopped (its message is above); finished epochs and points are saved: rerun with --resume"
+    )
 
 
 def stop_when_terminated(command: str) -> None:
@@ -139,7 +143,9 @@ def lost_peer(error: BaseException) -> bool:
         return False
     text = str(error)
     return isinstance(error, getattr(dist, "DistError", ())) or (
-        isinstance(error, RuntimeError) and any(s in text for s in ("gloo", "NCCL", "Connection reset", "Connection closed")))
+        isinstance(error, RuntimeError)
+        and any(s in text for s in ("gloo", "NCCL", "Connection reset", "Connection closed"))
+    )
 
 
 class SyncBatchNorm(_BatchNorm):
@@ -168,6 +174,8 @@ class SyncBatchNorm(_BatchNorm):
         centred = input - mean.view(shape)
         var = dist_fn.all_reduce((centred * centred).sum(dims)) / n
         if self.track_running_stats:
+            assert self.num_batches_tracked is not None and self.running_mean is not None
+            assert self.running_var is not None  # tracked statistics exist
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
@@ -182,7 +190,9 @@ class SyncBatchNorm(_BatchNorm):
 def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
     """Every BatchNorm layer of ``module`` as a :class:`SyncBatchNorm` with the same parameters and statistics."""
     if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
-        sync = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        sync = SyncBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         ref = next(iter(module.state_dict().values()), None)
         if ref is not None:
             sync.to(device=ref.device, dtype=ref.dtype if ref.is_floating_point() else None)
@@ -196,5 +206,10 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
 
 def batchnorm_buffers(model: nn.Module) -> list[Tensor]:
     """The floating running statistics of every BatchNorm layer."""
-    return [b for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats
-            for b in (m.running_mean, m.running_var) if b is not None]
+    return [
+        b
+        for m in model.modules()
+        if isinstance(m, _BatchNorm) and m.track_running_stats
+        for b in (m.running_mean, m.running_var)
+        if b is not None
+    ]

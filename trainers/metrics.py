@@ -1,4 +1,5 @@
 """Classification metrics from logits: error, NLL and expected calibration error."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,16 +26,24 @@ def reliability(probs: Tensor, labels: Tensor, bins: int = ECE_BINS) -> dict[str
     count = torch.zeros(bins, dtype=torch.float64, device=conf.device).index_add_(0, idx, torch.ones_like(correct))
     acc_sum = torch.zeros_like(count).index_add_(0, idx, correct)
     conf_sum = torch.zeros_like(count).index_add_(0, idx, conf.double())
-    count, acc_sum, conf_sum = (t.cpu().numpy() for t in (count, acc_sum, conf_sum))
+    n, right, sure = (t.cpu().numpy() for t in (count, acc_sum, conf_sum))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return {"edges": edges.numpy(), "count": count, "correct": acc_sum, "confidence_sum": conf_sum,
-                "accuracy": acc_sum / count, "confidence": conf_sum / count}
+        return {
+            "edges": edges.numpy(),
+            "count": n,
+            "correct": right,
+            "confidence_sum": sure,
+            "accuracy": right / n,
+            "confidence": sure / n,
+        }
 
 
 def ece_from_sums(count: np.ndarray, correct: np.ndarray, confidence_sum: np.ndarray) -> float:
     """``sum_b |B_b|/N * |acc(B_b) - conf(B_b)| = sum_b |correct_b - confidence_b| / N``, bins on the last axis;
     leading axes (several prediction sets) are summed first, giving the ECE of their union."""
-    c, a, f = (np.asarray(v, dtype=np.float64).reshape(-1, np.shape(v)[-1]).sum(0) for v in (count, correct, confidence_sum))
+    c, a, f = (
+        np.asarray(v, dtype=np.float64).reshape(-1, np.shape(v)[-1]).sum(0) for v in (count, correct, confidence_sum)
+    )
     return float(np.abs(a - f).sum() / c.sum())
 
 

@@ -5,6 +5,7 @@ and WRN; a CIFAR ResNet18 as in the DAMP repo) with adaptive average pooling, so
 residual nets also run on small inputs such as the 8x8 digits. A checkpoint stores the
 registry name and the keyword arguments, which is all it takes to rebuild the model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,8 +64,13 @@ def mlp(num_classes: int, in_channels: int, image_size: int = 8, width: int = 12
 def small_cnn(num_classes: int, in_channels: int, width: int = 16) -> nn.Module:
     w = width
     return nn.Sequential(
-        *_conv_bn(in_channels, w), *_conv_bn(w, 2 * w), nn.MaxPool2d(2),
-        *_conv_bn(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, num_classes),
+        *_conv_bn(in_channels, w),
+        *_conv_bn(w, 2 * w),
+        nn.MaxPool2d(2),
+        *_conv_bn(2 * w, 4 * w),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4 * w, num_classes),
     )
 
 
@@ -131,41 +137,62 @@ def _init_conv_bn(model: nn.Module) -> nn.Module:
 @register_model("resnet18", "CIFAR ResNet18 (3x3 stem, no max-pool)")
 def resnet18(num_classes: int, in_channels: int, width: int = 64) -> nn.Module:
     widths = [width, 2 * width, 4 * width, 8 * width]
-    return _init_conv_bn(nn.Sequential(
-        nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-        _stages(BasicBlock, width, widths, [2, 2, 2, 2]),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], num_classes),
-    ))
+    return _init_conv_bn(
+        nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            _stages(BasicBlock, width, widths, [2, 2, 2, 2]),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(widths[-1], num_classes),
+        )
+    )
 
 
 @register_model("preactresnet18", "PreActResNet18 as in the AMP reference code")
 def preactresnet18(num_classes: int, in_channels: int, width: int = 64, dropout: float = 0.0) -> nn.Module:
     widths = [width, 2 * width, 4 * width, 8 * width]
-    return _init_conv_bn(nn.Sequential(
-        nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
-        _stages(PreActBlock, width, widths, [2, 2, 2, 2], dropout=dropout),
-        nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(widths[-1], num_classes),
-    ))
+    return _init_conv_bn(
+        nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
+            _stages(PreActBlock, width, widths, [2, 2, 2, 2], dropout=dropout),
+            nn.BatchNorm2d(widths[-1]),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(widths[-1], num_classes),
+        )
+    )
 
 
 @register_model("vgg16", "VGG16 with BatchNorm (AMP reference code); needs 32x32 inputs", min_image_size=32)
-def vgg16(num_classes: int, in_channels: int, width: int = 64, classifier_width: int = 4096, dropout: float = 0.0) -> nn.Module:
+def vgg16(
+    num_classes: int, in_channels: int, width: int = 64, classifier_width: int = 4096, dropout: float = 0.0
+) -> nn.Module:
     cfg = [1, 1, "M", 2, 2, "M", 4, 4, 4, "M", 8, 8, 8, "M", 8, 8, 8, "M"]
     layers: list[nn.Module] = []
     cin = in_channels
     for v in cfg:
-        if v == "M":
+        if not isinstance(v, int):  # "M"
             layers.append(nn.MaxPool2d(2))
         else:
             layers += _conv_bn(cin, v * width, bias=True)
             cin = v * width
-    return _init_conv_bn(nn.Sequential(
-        *layers, nn.Flatten(),
-        nn.Linear(cin, classifier_width), nn.ReLU(inplace=True), nn.Dropout(dropout),
-        nn.Linear(classifier_width, classifier_width), nn.ReLU(inplace=True), nn.Dropout(dropout),
-        nn.Linear(classifier_width, num_classes),
-    ))
+    return _init_conv_bn(
+        nn.Sequential(
+            *layers,
+            nn.Flatten(),
+            nn.Linear(cin, classifier_width),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(classifier_width, classifier_width),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(classifier_width, num_classes),
+        )
+    )
 
 
 class WideBlock(nn.Module):
@@ -193,9 +220,14 @@ def wrn(num_classes: int, in_channels: int, depth: int = 28, widen: int = 10, dr
         raise ValueError(f"WRN depth must be 6n+4 (>= 10), got {depth}")
     n = (depth - 4) // 6
     widths = [16 * widen, 32 * widen, 64 * widen]
-    return _init_conv_bn(nn.Sequential(
-        nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False),
-        _stages(WideBlock, 16, widths, [n, n, n], dropout=dropout),
-        nn.BatchNorm2d(widths[-1]), nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], num_classes),
-    ))
+    return _init_conv_bn(
+        nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False),
+            _stages(WideBlock, 16, widths, [n, n, n], dropout=dropout),
+            nn.BatchNorm2d(widths[-1]),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(widths[-1], num_classes),
+        )
+    )

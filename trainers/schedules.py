@@ -1,4 +1,5 @@
 """Learning-rate schedules as pure functions of the epoch (nothing to save for resume but the epoch)."""
+
 from __future__ import annotations
 
 import math

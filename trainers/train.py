@@ -5,6 +5,7 @@ A run directory holds ``config.json``, ``metrics.jsonl`` (one line per epoch),
 continues from the newest checkpoint; on CPU the result equals an uninterrupted run
 bit for bit (model, optimizer, loader and RNG states are all checkpointed).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -13,7 +14,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from tqdm import tqdm
@@ -119,8 +120,11 @@ def resolve_device(name: str) -> torch.device:
 
 def epoch_checkpoints(run_dir: str | Path) -> list[Path]:
     """A run's ``checkpoints/epoch_NNN.pt`` files in epoch order."""
-    found = [(int(m.group(1)), p) for p in (Path(run_dir) / "checkpoints").glob("epoch_*.pt")
-             if (m := re.fullmatch(r"epoch_(\d+)\.pt", p.name))]
+    found = [
+        (int(m.group(1)), p)
+        for p in (Path(run_dir) / "checkpoints").glob("epoch_*.pt")
+        if (m := re.fullmatch(r"epoch_(\d+)\.pt", p.name))
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -139,15 +143,19 @@ def _model_kwargs(cfg: TrainConfig, ds) -> dict:
 def _check_input(model: torch.nn.Module, cfg: TrainConfig, x: torch.Tensor) -> None:
     need = MODELS[cfg.model].min_image_size
     if x.shape[-1] < need:
-        raise ValueError(f"model {cfg.model!r} needs images of at least {need}x{need}; {cfg.dataset} has "
-                         f"{x.shape[-2]}x{x.shape[-1]}" + (" (use digits32)" if cfg.dataset == "digits" else ""))
+        raise ValueError(
+            f"model {cfg.model!r} needs images of at least {need}x{need}; {cfg.dataset} has "
+            f"{x.shape[-2]}x{x.shape[-1]}" + (" (use digits32)" if cfg.dataset == "digits" else "")
+        )
     model.eval()
     try:
         with torch.no_grad():
             model(x[:2])
     except RuntimeError as e:
-        raise ValueError(f"model {cfg.model!r} cannot take {cfg.dataset} images of shape {tuple(x.shape[1:])}: "
-                         f"{str(e).splitlines()[0]}") from None
+        raise ValueError(
+            f"model {cfg.model!r} cannot take {cfg.dataset} images of shape {tuple(x.shape[1:])}: "
+            f"{str(e).splitlines()[0]}"
+        ) from None
     model.train()
 
 
@@ -159,8 +167,12 @@ def _config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
     before = {k: saved.get(k, default[k]) for k in keys}
     after = {k: now[k] for k in keys}
     if before["method"] == cfg.method:  # another method's hyperparameters are not a difference of their own
-        before.update({**method_info(cfg.method).hparams,
-                       **{k: v for k, v in (saved.get("hparams") or {}).items() if v is not None}})
+        before.update(
+            {
+                **method_info(cfg.method).hparams,
+                **{k: v for k, v in (saved.get("hparams") or {}).items() if v is not None},
+            }
+        )
         after.update(cfg.resolved_hparams())
     return changed_options(before, after, {"model_kwargs": "--model-arg"})
 
@@ -169,13 +181,15 @@ def _check_finite(loss: float, cfg: TrainConfig, epoch: int, out: Path) -> None:
     """Stop a diverged run with a clear error; the epoch is not saved, the last good checkpoint stays."""
     if not math.isfinite(loss):
         last = newest_checkpoint(out)
-        raise ValueError(f"training diverged in epoch {epoch + 1}: the training loss is {loss} (--lr {cfg.lr:g} too "
-                         f"large?); nothing of this epoch was saved" + (f", the last good checkpoint is {last}" if last
-                                                                       else ""))
+        raise ValueError(
+            f"training diverged in epoch {epoch + 1}: the training loss is {loss} (--lr {cfg.lr:g} too "
+            f"large?); nothing of this epoch was saved" + (f", the last good checkpoint is {last}" if last else "")
+        )
 
 
 def _start(cfg: TrainConfig, out: Path, resume: bool, group: Group) -> tuple[Path | None, dict | None]:
     """The checkpoint to resume from, decided on rank 0 before any rank writes."""
+
     def decide() -> str | None:
         ckpt = newest_checkpoint(out) if resume else None
         if resume:  # a writer killed mid-write left its temporary file: nobody will finish it
@@ -186,16 +200,24 @@ def _start(cfg: TrainConfig, out: Path, resume: bool, group: Group) -> tuple[Pat
         if ckpt is not None:
             bad = _config_mismatch(read_checkpoint(ckpt)["config"], cfg)
             if bad:
-                raise ValueError(f"cannot resume {out}: it was trained with {'; '.join(bad)}; use its options, or "
-                                 f"another --out to start a new run")
+                raise ValueError(
+                    f"cannot resume {out}: it was trained with {'; '.join(bad)}; use its options, or "
+                    f"another --out to start a new run"
+                )
         return str(ckpt) if ckpt else None
 
     found = group.agree(decide)
     return (Path(found), read_checkpoint(found)) if found else (None, None)
 
 
-def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print) -> dict:
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Train ``cfg`` into run directory ``out``; returns the last epoch's metrics.
 
     Under ``torchrun`` every rank trains on its shard of each global batch (``cfg.batch_size``),
@@ -209,47 +231,80 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     return _train(cfg, out, rank_device or device, group, resume, progress, log if group.is_main else lambda line: None)
 
 
-def _train(cfg: TrainConfig, out: Path, device: torch.device, group: Group, resume: bool, progress: bool,
-           log: Callable[[str], None]) -> dict:
+def _train(
+    cfg: TrainConfig,
+    out: Path,
+    device: torch.device,
+    group: Group,
+    resume: bool,
+    progress: bool,
+    log: Callable[[str], None],
+) -> dict:
     if cfg.batch_size % group.world:
         raise ValueError(f"--batch-size {cfg.batch_size} is the global batch: it must divide among {group.world} ranks")
     splits = cfg.resolved_hparams().get("num_splits", 1)
     if splits > cfg.batch_size // group.world:
-        raise ValueError(f"--num-splits {splits} is more sub-batches than the {cfg.batch_size // group.world} images "
-                         f"of a rank's batch")
+        raise ValueError(
+            f"--num-splits {splits} is more sub-batches than the {cfg.batch_size // group.world} images "
+            f"of a rank's batch"
+        )
     ckpt_path, state = _start(cfg, out, resume, group)
     main = group.is_main
 
     torch.manual_seed(cfg.seed)
     ds = load_dataset(cfg.dataset, cfg.data_root)
     default_aug = dataset_info(cfg.dataset).augment
-    augment = Augment(default_aug.crop_padding if cfg.crop_padding is None else cfg.crop_padding,
-                      default_aug.hflip if cfg.hflip is None else cfg.hflip)
+    augment = Augment(
+        default_aug.crop_padding if cfg.crop_padding is None else cfg.crop_padding,
+        default_aug.hflip if cfg.hflip is None else cfg.hflip,
+    )
     channels_last = device.type == "cuda"
-    common = dict(mean=ds.mean, std=ds.std, device=device, channels_last=channels_last)
-    corrupt = CorruptHalf(cfg.augment_corruption, parse_severities(cfg.augment_severity or "1-5")) \
-        if cfg.augment_corruption else None
-    train_loader = TensorLoader(ds.train_x, ds.train_y, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                augment=augment, transform=corrupt, seed=cfg.seed, shard=(group.rank, group.world),
-                                **common)
+    common: dict[str, Any] = dict(mean=ds.mean, std=ds.std, device=device, channels_last=channels_last)
+    corrupt = (
+        CorruptHalf(cfg.augment_corruption, parse_severities(cfg.augment_severity or "1-5"))
+        if cfg.augment_corruption
+        else None
+    )
+    train_loader = TensorLoader(
+        ds.train_x,
+        ds.train_y,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=True,
+        augment=augment,
+        transform=corrupt,
+        seed=cfg.seed,
+        shard=(group.rank, group.world),
+        **common,
+    )
     test_loader = TensorLoader(ds.test_x, ds.test_y, batch_size=cfg.eval_batch_size, **common)
 
-    model_spec = {"name": cfg.model, "kwargs": _model_kwargs(cfg, ds)}
+    model_kwargs = _model_kwargs(cfg, ds)
+    model_spec = {"name": cfg.model, "kwargs": model_kwargs}
     try:
-        model = create_model(cfg.model, **model_spec["kwargs"]).to(device)
+        model = create_model(cfg.model, **model_kwargs).to(device)
     except (TypeError, ValueError, RuntimeError) as e:  # e.g. --model-arg width=-3
-        raise ValueError(f"model {cfg.model!r} cannot be built with {cfg.model_kwargs or 'its defaults'}: "
-                         f"{str(e).splitlines()[0]}") from None
+        raise ValueError(
+            f"model {cfg.model!r} cannot be built with {cfg.model_kwargs or 'its defaults'}: {str(e).splitlines()[0]}"
+        ) from None
     if cfg.sync_bn:
         model = convert_sync_batchnorm(model)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     _check_input(model, cfg, train_loader.normalize(ds.train_x[:2].to(device)))
-    base = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                           weight_decay=cfg.weight_decay)
+    base = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+    )
     hparams = cfg.resolved_hparams()
-    optimizer = build_method(cfg.method, model, base, seed=cfg.seed, bn_update=cfg.bn_update,
-                             clip_grad_norm=cfg.clip_grad_norm, **cfg.hparams)
+    optimizer = build_method(
+        cfg.method,
+        model,
+        base,
+        seed=cfg.seed,
+        bn_update=cfg.bn_update,
+        clip_grad_norm=cfg.clip_grad_norm,
+        **cfg.hparams,
+    )
     optimizer.distribute(group, local_ascent=cfg.local_ascent)
     bn_buffers = batchnorm_buffers(model)
 
@@ -263,19 +318,29 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, group: Group, resu
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         history, start = list(state["metrics"]), state["epoch"]
-        log(f"resuming {out} from {ckpt_path.name} (epoch {start}/{cfg.epochs})")
+        log(f"resuming {out} from {ckpt_path.name if ckpt_path else '?'} (epoch {start}/{cfg.epochs})")
     elif main:
-        write_json(out / "config.json", {**asdict(cfg), "world_size": group.world,
-                                         "rank_batch_size": cfg.batch_size // group.world})
+        write_json(
+            out / "config.json",
+            {**asdict(cfg), "world_size": group.world, "rank_batch_size": cfg.batch_size // group.world},
+        )
 
     def payload(epoch: int) -> dict:
         return {
-            "model": model_spec, "model_state": model.state_dict(), "dataset": ds.spec(),
-            "method": {"name": cfg.method, "hparams": hparams}, "config": asdict(cfg), "epoch": epoch,
-            "metrics": history, "optimizer": optimizer.state_dict(),
+            "model": model_spec,
+            "model_state": model.state_dict(),
+            "dataset": ds.spec(),
+            "method": {"name": cfg.method, "hparams": hparams},
+            "config": asdict(cfg),
+            "epoch": epoch,
+            "metrics": history,
+            "optimizer": optimizer.state_dict(),
             "scheduler": {"name": cfg.schedule, "epoch": epoch, "base_lr": cfg.lr},
             "loader": train_loader.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            },
         }
 
     autocast = torch.bfloat16 if cfg.bf16 else None
@@ -286,8 +351,12 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, group: Group, resu
         tic = time.perf_counter()
         model.train()
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen (this rank)
-        bar = tqdm(train_loader, desc=f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (progress and main))
+        bar = tqdm(
+            train_loader,
+            desc=f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not (progress and main),
+        )
         for step, (x, y) in enumerate(bar):
             closure = BatchClosure(model, x, y, autocast_dtype=autocast)
             totals[0] += optimizer.step(closure)
@@ -305,19 +374,26 @@ def _train(cfg: TrainConfig, out: Path, device: torch.device, group: Group, resu
         if main:
             test = evaluate(model, test_loader)
             row = {
-                "epoch": epoch + 1, "lr": lr, "train_loss": totals[0].item() / group.world / len(train_loader),
-                "train_acc": 100.0 * totals[1].item() / totals[2].item(), "test_error": test["error"],
-                "test_nll": test["nll"], "test_ece": test["ece"], "seconds": train_seconds, "steps": len(train_loader),
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_loss": totals[0].item() / group.world / len(train_loader),
+                "train_acc": 100.0 * totals[1].item() / totals[2].item(),
+                "test_error": test["error"],
+                "test_nll": test["nll"],
+                "test_ece": test["ece"],
+                "seconds": train_seconds,
+                "steps": len(train_loader),
                 "world_size": group.world,
             }
             history.append(row)
             write_jsonl(out / "metrics.jsonl", history)
             if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
                 save_checkpoint(out / "checkpoints" / f"epoch_{epoch + 1:03d}.pt", payload(epoch + 1))
-            log(f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc "
+            log(
+                f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc "
                 f"{row['train_acc']:.2f}% | test error {row['test_error']:.2f}% nll {row['test_nll']:.4f} ece "
-                f"{row['test_ece']:.4f} | lr {lr:.4g} | {train_seconds:.1f}s")
+                f"{row['test_ece']:.4f} | lr {lr:.4g} | {train_seconds:.1f}s"
+            )
     if main:
         save_checkpoint(out / "final.pt", payload(cfg.epochs))
     return group.broadcast(history[-1] if history else {})
-

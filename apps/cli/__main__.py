@@ -1,4 +1,5 @@
 """``landscape``: one command, one subcommand per job; each module adds its parser and runs it."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,16 +29,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="landscape",
         description="Train flat-minima methods and analyse their loss landscapes.",
-        epilog="examples:\n  landscape demo --out runs/demo\n  landscape train --method sam --epochs 10 --out runs/sam\n"
-               "  landscape train --method sam --seeds 0-2 --out runs/sam      # one run per seed\n"
-               "  landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --out runs/sam/surface.h5\n"
-               "  landscape surface --problem my_problem.py:problem --x -1:1:21 --out mine.h5     # your own model\n"
-               "  landscape hessian runs/sam/final.pt --top-k 5 --trace 99 --out runs/sam/hessian.h5\n"
-               "  landscape sweep runs/sam/final.pt --radii 0:1:11 --out runs/sam/sweep.h5\n"
-               "  landscape robustness runs/sam/final.pt --baseline runs/erm/final.pt --out runs/sam/robustness.h5\n"
-               "  landscape compare runs/erm/seed* runs/sam/seed* --out report/\n"
-               "  landscape explore runs\n\n"
-               "Run 'landscape COMMAND --help' for a command's options. Set LANDSCAPE_DEBUG=1 for tracebacks.",
+        epilog="examples:\n  landscape demo --out runs/demo\n"
+        "  landscape train --method sam --epochs 10 --out runs/sam\n"
+        "  landscape train --method sam --seeds 0-2 --out runs/sam      # one run per seed\n"
+        "  landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --out runs/sam/surface.h5\n"
+        "  landscape surface --problem my_problem.py:problem --x -1:1:21 --out mine.h5     # your own model\n"
+        "  landscape hessian runs/sam/final.pt --top-k 5 --trace 99 --out runs/sam/hessian.h5\n"
+        "  landscape sweep runs/sam/final.pt --radii 0:1:11 --out runs/sam/sweep.h5\n"
+        "  landscape robustness runs/sam/final.pt --baseline runs/erm/final.pt --out runs/sam/robustness.h5\n"
+        "  landscape compare runs/erm/seed* runs/sam/seed* --out report/\n"
+        "  landscape explore runs\n\n"
+        "Run 'landscape COMMAND --help' for a command's options. Set LANDSCAPE_DEBUG=1 for tracebacks.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"landscape {__version__}")
@@ -111,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         print(stopped_message(args.command), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"landscape {args.command}: interrupted (finished results are saved; rerun with --resume)", file=sys.stderr)
+        print(
+            f"landscape {args.command}: interrupted (finished results are saved; rerun with --resume)", file=sys.stderr
+        )
         return 130
     finally:
         close_group(wait=False)  # after an error (a no-op once closed)

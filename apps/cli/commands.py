@@ -3,6 +3,7 @@
 Kept free of heavy imports: ``landscape --help`` lists the commands from here alone, and a command's
 module (with torch and its analyses) is imported only when that command is asked for.
 """
+
 from __future__ import annotations
 
 COMMANDS: dict[str, tuple[str, str]] = {

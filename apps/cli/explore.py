@@ -1,4 +1,5 @@
 """``landscape explore``: the Dash explorer over a folder of runs."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,13 +21,19 @@ Only files under ROOT are served; nothing is unpickled."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("explore", help=help_of("explore"),
-                       description="Serve an interactive explorer over every run and analysis file under ROOT.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "explore",
+        help=help_of("explore"),
+        description="Serve an interactive explorer over every run and analysis file under ROOT.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("root", metavar="ROOT", help="folder of runs")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind [%(default)s: this machine only]")
     p.add_argument("--port", type=PORT, default=8050, help="[%(default)s]")
-    p.add_argument("--refresh", type=number(float, least=0.2), default=3.0, help="seconds between rescans of ROOT [%(default)s]")
+    p.add_argument(
+        "--refresh", type=number(float, least=0.2), default=3.0, help="seconds between rescans of ROOT [%(default)s]"
+    )
     p.set_defaults(run=run)
 
 

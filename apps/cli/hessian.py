@@ -1,4 +1,5 @@
 """``landscape hessian``: top eigenvalues, trace and spectral density of a checkpoint's loss."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,22 +32,39 @@ loss over its first split (or --split)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("hessian", help=help_of("hessian"),
-                       description="Curvature of a checkpoint's loss: top-k eigenpairs (Lanczos), trace (Hutch++), "
-                                   "spectral density (stochastic Lanczos quadrature).",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "hessian",
+        help=help_of("hessian"),
+        description="Curvature of a checkpoint's loss: top-k eigenpairs (Lanczos), trace (Hutch++), "
+        "spectral density (stochastic Lanczos quadrature).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("checkpoint", nargs="?", help="a checkpoint of landscape train (or --problem)")
     p.add_argument("--top-k", type=INDEX, default=5, help="eigenpairs to compute (0: none) [%(default)s]")
     p.add_argument("--which", choices=("largest", "smallest"), default="largest", help="[%(default)s]")
-    p.add_argument("--tol", type=number(float, above=0, most=1), default=1e-3, help="relative residual to stop at [%(default)s]")
-    p.add_argument("--trace", type=INDEX, nargs="?", const=99, default=0, metavar="MATVECS",
-                   help="estimate the trace with MATVECS products (99 if given alone)")
+    p.add_argument(
+        "--tol", type=number(float, above=0, most=1), default=1e-3, help="relative residual to stop at [%(default)s]"
+    )
+    p.add_argument(
+        "--trace",
+        type=INDEX,
+        nargs="?",
+        const=99,
+        default=0,
+        metavar="MATVECS",
+        help="estimate the trace with MATVECS products (99 if given alone)",
+    )
     p.add_argument("--trace-method", choices=("hutch++", "hutchinson"), default="hutch++", help="[%(default)s]")
     p.add_argument("--density", action="store_true", help="spectral density by stochastic Lanczos quadrature")
     p.add_argument("--density-probes", type=COUNT, default=10, help="[%(default)s]")
     p.add_argument("--density-steps", type=number(int, least=2), default=80, help="[%(default)s]")
-    p.add_argument("--curvature", choices=("hessian", "ggn"), default="hessian",
-                   help="the Hessian, or the (PSD) generalized Gauss-Newton matrix [%(default)s]")
+    p.add_argument(
+        "--curvature",
+        choices=("hessian", "ggn"),
+        default="hessian",
+        help="the Hessian, or the (PSD) generalized Gauss-Newton matrix [%(default)s]",
+    )
     p.add_argument("--seed", type=INDEX, default=0, help="start/probe vectors [%(default)s]")
     add_eval_args(p, problem=True)
     p.set_defaults(run=run)
@@ -62,14 +80,29 @@ def run(args: argparse.Namespace) -> int:
     check_output(args)
     if args.top_k < 0 or args.trace < 0:
         raise ValueError("--top-k and --trace must be >= 0")
-    settings = dict(top_k=args.top_k, which=args.which, tol=args.tol, trace_method=args.trace_method,
-                    density=args.density, density_probes=args.density_probes, density_steps=args.density_steps,
-                    curvature=args.curvature, seed=args.seed, overwrite=args.overwrite)
+    settings = dict(
+        top_k=args.top_k,
+        which=args.which,
+        tol=args.tol,
+        trace_method=args.trace_method,
+        density=args.density,
+        density_probes=args.density_probes,
+        density_steps=args.density_steps,
+        curvature=args.curvature,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
     problem = problem_from_args(args)
     if problem is not None:
         splits = split_list(args.split)
-        hessian(problem, trace=args.trace, split=splits[0] if splits else None, out=args.out,
-                progress=not args.no_progress, **settings)
+        hessian(
+            problem,
+            trace=args.trace,
+            split=splits[0] if splits else None,
+            out=args.out,
+            progress=not args.no_progress,
+            **settings,
+        )
     else:
         hessian_analysis(args.checkpoint, args.out, eval_options(args), trace_matvecs=args.trace, **settings)
     if not is_main_process():  # rank 0 wrote the file and reports
@@ -81,9 +114,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.which} eigenvalues: {pairs}; {int(arrays['eigen_matvecs'])} products")
     if "trace" in arrays:
         lo, hi = np.asarray(arrays["trace_ci95"])
-        print(f"trace: {float(arrays['trace']):.6g} (95% CI {lo:.6g} .. {hi:.6g}); {int(arrays['trace_matvecs'])} products")
+        print(
+            f"trace: {float(arrays['trace']):.6g} (95% CI {lo:.6g} .. {hi:.6g}); "
+            f"{int(arrays['trace_matvecs'])} products"
+        )
     if "density" in arrays:
-        print(f"density: {len(arrays['density_grid'])} grid points over [{arrays['density_grid'][0]:.4g}, "
-              f"{arrays['density_grid'][-1]:.4g}]; {int(arrays['density_matvecs'])} products")
+        print(
+            f"density: {len(arrays['density_grid'])} grid points over [{arrays['density_grid'][0]:.4g}, "
+            f"{arrays['density_grid'][-1]:.4g}]; {int(arrays['density_matvecs'])} products"
+        )
     print(f"wrote {out} ({attrs['num_params']} parameters, {attrs['curvature']})")
     return 0

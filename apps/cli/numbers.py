@@ -1,4 +1,5 @@
 """argparse types for numeric options: checked when the command line is parsed, each with its bound in the message."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,15 +7,18 @@ import math
 from typing import Callable
 
 
-def number(kind: type = float, *, least: float | None = None, most: float | None = None,
-           above: float | None = None) -> Callable[[str], int | float]:
+def number(
+    kind: type = float, *, least: float | None = None, most: float | None = None, above: float | None = None
+) -> Callable[[str], int | float]:
     """A finite ``kind`` (int or float) with ``least <= value <= most`` and ``value > above``."""
+
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") \
-                from None
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be finite, got {text}")
         if least is not None and value < least:

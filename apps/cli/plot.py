@@ -1,10 +1,10 @@
 """``landscape plot``: figures of surface, Hessian and sweep files."""
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from landscape import plot_mpl, plot_plotly
@@ -32,12 +32,18 @@ test split's predictions. loss-landscape's own surface files work too."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plot", help=help_of("plot"),
-                       description="Draw every figure an analysis file supports into --out.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "plot",
+        help=help_of("plot"),
+        description="Draw every figure an analysis file supports into --out.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help="analysis files (.h5) and checkpoints (.pt)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--format", default="png", help="comma-separated: png, pdf, svg, html (interactive plotly) [%(default)s]")
+    p.add_argument(
+        "--format", default="png", help="comma-separated: png, pdf, svg, html (interactive plotly) [%(default)s]"
+    )
     p.add_argument("--log", action="store_true", help="log-scale losses")
     p.add_argument("--vtp", action="store_true", help="also export 2-D surfaces as .vtp for ParaView")
     p.add_argument("--zmax", type=number(float), default=None, help="with --vtp: clip heights at this value")
@@ -79,12 +85,18 @@ def figures_for(kind: str, data, log: bool, lib=plot_mpl) -> dict:
     if kind == "surface":
         if data.dim == 1:
             return {"1d": lib.surface_1d(data, log=log)}
-        return {f"{value}_{k}": lib.surface_2d(data, k, value=value, log=log)
-                for value in [v for v in data.values if v.endswith("_loss")] for k in lib.SURFACE_2D_KINDS}
+        return {
+            f"{value}_{k}": lib.surface_2d(data, k, value=value, log=log)
+            for value in [v for v in data.values if v.endswith("_loss")]
+            for k in lib.SURFACE_2D_KINDS
+        }
     if kind == "hessian":
         arrays, title = data
-        return {"spectrum": lib.hessian_spectrum(arrays.get("eigenvalues"), arrays.get("density_grid"),
-                                                 arrays.get("density"), title=title)}
+        return {
+            "spectrum": lib.hessian_spectrum(
+                arrays.get("eigenvalues"), arrays.get("density_grid"), arrays.get("density"), title=title
+            )
+        }
     if kind == "sweep":
         figs = {"sweep_loss": lib.sweep_curves(data, log=log)}
         if np.isfinite(data.values["acc_mean"]).any():  # a problem with an accuracy
@@ -92,13 +104,23 @@ def figures_for(kind: str, data, log: bool, lib=plot_mpl) -> dict:
         return figs
     if kind == "robustness":
         label = f"{data.attrs.get('method', '')} {Path(data.path).stem}".strip()
-        figs = {"by_severity": lib.robustness_by_severity([(label, data)]),
-                "errors": lib.corruption_table([f"severity {s}" for s in data.severities], data.corruptions,
-                                               data.table().T, title=f"{label}: test error (%)")}
+        figs = {
+            "by_severity": lib.robustness_by_severity([(label, data)]),
+            "errors": lib.corruption_table(
+                [f"severity {s}" for s in data.severities],
+                data.corruptions,
+                data.table().T,
+                title=f"{label}: test error (%)",
+            ),
+        }
         if data.has_baseline:
-            figs["ce"] = lib.corruption_table([label], [*data.corruptions, "clean", "mCE"],
-                                              np.array([[*data.ce(), data.relative_clean_error(), data.mce()]]),
-                                              title="corruption error relative to the baseline", center=1.0)
+            figs["ce"] = lib.corruption_table(
+                [label],
+                [*data.corruptions, "clean", "mCE"],
+                np.array([[*data.ce(), data.relative_clean_error(), data.mce()]]),
+                title="corruption error relative to the baseline",
+                center=1.0,
+            )
         return figs
     label, rel = data
     return {"reliability": lib.reliability_diagram([(label, rel)], title=f"reliability: {label} (test)")}
@@ -124,9 +146,8 @@ def run(args: argparse.Namespace) -> int:
             for suffix, fig in figures_for(kind, data, args.log).items():
                 for fmt in static:
                     target = out / f"{stem}_{suffix}.{fmt}"
-                    fig.savefig(target, dpi=150)
+                    plot_mpl.save(fig, str(target), fmt)
                     print(f"wrote {target}")
-                plt.close(fig)
         if args.vtp and kind == "surface" and data.dim == 2:
             for value in [v for v in data.values if v.endswith("_loss")]:
                 target = out / f"{stem}_{value}.vtp"

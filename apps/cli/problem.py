@@ -3,6 +3,7 @@
 The file is run as Python (only pass your own files), then NAME must be a Problem or a
 zero-argument function returning one. Every way this can go wrong gives one line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,7 @@ def _module(target: str) -> ModuleType:
             spec.loader.exec_module(module)
         except SyntaxError as e:
             raise ValueError(f"--problem: {target}:{e.lineno}: SyntaxError: {e.msg}") from None
-        except Exception as e:  # noqa: BLE001 - the user's code: one line saying what it raised
+        except Exception as e:
             raise ValueError(f"--problem: running {target} raised {_first_line(e)}") from e
         finally:
             sys.path.remove(str(path.resolve().parent))
@@ -45,7 +46,7 @@ def _module(target: str) -> ModuleType:
         return importlib.import_module(target)
     except ModuleNotFoundError as e:
         raise ValueError(f"--problem: no file or module {target!r} ({_first_line(e)})") from None
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ValueError(f"--problem: importing {target} raised {_first_line(e)}") from e
 
 
@@ -64,11 +65,13 @@ def load_problem(spec: str) -> Problem:
             obj = obj()
         except ValueError as e:
             raise ValueError(f"--problem: {name}(): {e}") from e
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise ValueError(f"--problem: {name}() raised {_first_line(e)}") from e
     if not isinstance(obj, Problem):
-        raise ValueError(f"--problem: {name} is a {type(obj).__name__}, not a landscape.Problem "
-                         "(or a zero-argument function returning one)")
+        raise ValueError(
+            f"--problem: {name} is a {type(obj).__name__}, not a landscape.Problem "
+            "(or a zero-argument function returning one)"
+        )
     return obj
 
 
@@ -80,7 +83,9 @@ def problem_from_args(args: argparse.Namespace) -> Problem | None:
         return None
     if args.checkpoint is not None:
         raise ValueError("give a checkpoint or --problem, not both")
-    given = [f"--{k.replace('_', '-')}" for k, default in CHECKPOINT_ONLY.items() if getattr(args, k, default) != default]
+    given = [
+        f"--{k.replace('_', '-')}" for k, default in CHECKPOINT_ONLY.items() if getattr(args, k, default) != default
+    ]
     if given:
         raise ValueError(f"{', '.join(given)} set the checkpoint's data; with --problem the problem defines them")
     return load_problem(args.problem)

@@ -1,4 +1,5 @@
 """``landscape robustness``: error, NLL and ECE under image corruptions, CE and mCE against a baseline."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,10 +27,13 @@ CE_c = sum_s E(c,s) / sum_s E_baseline(c,s); mCE = mean CE over the common corru
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("robustness", help=help_of("robustness"),
-                       description="Evaluate a checkpoint (and a baseline) on the clean test split and every "
-                                   "corruption x severity.", epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "robustness",
+        help=help_of("robustness"),
+        description="Evaluate a checkpoint (and a baseline) on the clean test split and every corruption x severity.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("checkpoint")
     p.add_argument("--baseline", default=None, help="checkpoint whose errors normalize CE (the paper: SGD/ERM)")
     p.add_argument("--corruptions", default="all", help="all, common, extra or comma-separated names [%(default)s]")
@@ -47,13 +51,26 @@ def run(args: argparse.Namespace) -> int:
     from landscape.robustness import read_robustness
 
     if args.format != "landscape" or args.bn != "eval" or args.compile or args.split != "test":
-        raise ValueError("robustness takes none of --format, --bn recompute, --compile, --split (it uses the test split)")
+        raise ValueError(
+            "robustness takes none of --format, --bn recompute, --compile, --split (it uses the test split)"
+        )
     if args.source == "released" and not args.c_root:
         raise ValueError("--source released needs --c-root (the folder holding CIFAR-10-C/ etc.)")
-    out = robustness_analysis(args.checkpoint, args.out, parse_corruptions(args.corruptions),
-                              parse_severities(args.severities), eval_options(args), baseline=args.baseline,
-                              source=args.source, c_root=args.c_root, seed=args.corruption_seed, workers=args.workers,
-                              resume=args.resume, overwrite=args.overwrite, log=print)
+    out = robustness_analysis(
+        args.checkpoint,
+        args.out,
+        parse_corruptions(args.corruptions),
+        parse_severities(args.severities),
+        eval_options(args),
+        baseline=args.baseline,
+        source=args.source,
+        c_root=args.c_root,
+        seed=args.corruption_seed,
+        workers=args.workers,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        log=print,
+    )
     print(summary(read_robustness(out)))
     print(f"wrote {out}")
     return 0
@@ -62,11 +79,16 @@ def run(args: argparse.Namespace) -> int:
 def summary(r) -> str:
     """Per-severity error pooled over corruptions, and CE/mCE when a baseline is stored."""
     head = "severity  " + "  ".join(f"{s:>7d}" for s in r.severities) + "    clean"
-    lines = [head, "error %   " + "  ".join(f"{v:7.2f}" for v in r.by_severity()) + f"  {r.clean():7.2f}",
-             "ECE       " + "  ".join(f"{v:7.4f}" for v in r.by_severity("ece")) + f"  {r.clean('ece'):7.4f}"]
+    lines = [
+        head,
+        "error %   " + "  ".join(f"{v:7.2f}" for v in r.by_severity()) + f"  {r.clean():7.2f}",
+        "ECE       " + "  ".join(f"{v:7.4f}" for v in r.by_severity("ece")) + f"  {r.clean('ece'):7.4f}",
+    ]
     if r.has_baseline:
         ce = r.ce()
         lines.append("CE: " + ", ".join(f"{c} {v:.3f}" for c, v in zip(r.corruptions, ce)))
-        lines.append(f"mCE {r.mce():.4f}   clean error relative to baseline {r.relative_clean_error():.4f}   "
-                     f"mean corruption error {np.mean(r.table()):.2f} % (baseline {np.mean(r.table(model='baseline')):.2f} %)")
+        lines.append(
+            f"mCE {r.mce():.4f}   clean error relative to baseline {r.relative_clean_error():.4f}   "
+            f"mean corruption error {np.mean(r.table()):.2f} % (baseline {np.mean(r.table(model='baseline')):.2f} %)"
+        )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """``landscape surface | interpolate | trajectory``: loss surfaces of checkpoints, written to HDF5."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,26 +34,44 @@ def add_eval_args(p: argparse.ArgumentParser, *, problem: bool = False) -> None:
     """Options of the data a checkpoint is evaluated on, and of the output file; ``problem`` adds ``--problem``."""
     g = p.add_argument_group("evaluation")
     if problem:
-        g.add_argument("--problem", metavar="FILE.py:NAME", default=None,
-                       help="instead of a checkpoint: your own landscape.Problem (or a zero-argument function returning "
-                            "one) named NAME in FILE.py or in an importable module (runs that file's code)")
+        g.add_argument(
+            "--problem",
+            metavar="FILE.py:NAME",
+            default=None,
+            help="instead of a checkpoint: your own landscape.Problem (or a zero-argument function returning "
+            "one) named NAME in FILE.py or in an importable module (runs that file's code)",
+        )
     g.add_argument("--split", default=None, help="train, test or train,test [train; with --problem: its splits]")
-    g.add_argument("--samples", type=COUNT, default=None, help="a fixed seeded subset of N images per split (default: all)")
+    g.add_argument(
+        "--samples", type=COUNT, default=None, help="a fixed seeded subset of N images per split (default: all)"
+    )
     g.add_argument("--sample-seed", type=INDEX, default=None, help="seed of that subset [0]")
     g.add_argument("--batch-size", type=COUNT, default=None, help="evaluation batch [1000]")
-    g.add_argument("--bn", choices=BN_MODES, default="eval",
-                   help="BatchNorm at each point: the running statistics (eval), or statistics "
-                        "recomputed on the training data at every point (recompute) [%(default)s]")
+    g.add_argument(
+        "--bn",
+        choices=BN_MODES,
+        default="eval",
+        help="BatchNorm at each point: the running statistics (eval), or statistics "
+        "recomputed on the training data at every point (recompute) [%(default)s]",
+    )
     g.add_argument("--device", default=None, help="auto, cpu or cuda [auto]")
-    g.add_argument("--data-root", default=None, help="dataset folder (default: the one the checkpoint was trained with)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on large grids; see BENCHMARKS.md)")
+    g.add_argument(
+        "--data-root", default=None, help="dataset folder (default: the one the checkpoint was trained with)"
+    )
+    g.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (pays off on large grids; see BENCHMARKS.md)"
+    )
     g.add_argument("--no-progress", action="store_true")
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, help="HDF5 file to write")
     o.add_argument("--resume", action="store_true", help="finish an interrupted file: computed points are kept")
     o.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    o.add_argument("--format", choices=("landscape", "loss-landscape"), default="landscape",
-                   help="loss-landscape: write their exact layout instead (computed in OUT.partial.h5, converted at the end)")
+    o.add_argument(
+        "--format",
+        choices=("landscape", "loss-landscape"),
+        default="landscape",
+        help="loss-landscape: write their exact layout instead (computed in OUT.partial.h5, converted at the end)",
+    )
 
 
 def split_list(text: str | None) -> list[str] | None:
@@ -73,9 +92,17 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
     for flag, value in (("--samples", args.samples), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be >= 1, got {value}")
-    return EvalOptions(splits=splits, samples=args.samples, sample_seed=args.sample_seed or 0,
-                       batch_size=args.batch_size or 1000, bn=args.bn, device=args.device or "auto",
-                       data_root=args.data_root, compile=args.compile, progress=not args.no_progress)
+    return EvalOptions(
+        splits=splits,
+        samples=args.samples,
+        sample_seed=args.sample_seed or 0,
+        batch_size=args.batch_size or 1000,
+        bn=args.bn,
+        device=args.device or "auto",
+        data_root=args.data_root,
+        compile=args.compile,
+        progress=not args.no_progress,
+    )
 
 
 def is_main_process() -> bool:
@@ -120,44 +147,73 @@ def output(args: argparse.Namespace, job) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("surface", help=help_of("surface"),
-                       description="Loss and accuracy of a checkpoint on a grid w + x*d1 (+ y*d2).",
-                       epilog=SURFACE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "surface",
+        help=help_of("surface"),
+        description="Loss and accuracy of a checkpoint on a grid w + x*d1 (+ y*d2).",
+        epilog=SURFACE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("checkpoint", nargs="?", help="a checkpoint of landscape train (or --problem)")
     p.add_argument("--dim", type=int, choices=(1, 2), default=None, help="1 or 2 (default: 2 if --y is given)")
     p.add_argument("--x", default="-1:1:51", help="MIN:MAX:NUM [%(default)s]")
     p.add_argument("--y", default=None, help="MIN:MAX:NUM (2-D)")
-    p.add_argument("--norm", choices=NORMS, default=None, help="random directions: scaled per filter, layer, ... [filter]")
-    p.add_argument("--ignore", choices=IGNORES, default=None, help="random directions: biasbn zeroes 1-D tensors [biasbn]")
-    p.add_argument("--dir-type", choices=DIR_TYPES, default=None, help="random directions: states also moves BN "
-                                                                       "statistics [weights]")
+    p.add_argument(
+        "--norm", choices=NORMS, default=None, help="random directions: scaled per filter, layer, ... [filter]"
+    )
+    p.add_argument(
+        "--ignore", choices=IGNORES, default=None, help="random directions: biasbn zeroes 1-D tensors [biasbn]"
+    )
+    p.add_argument(
+        "--dir-type",
+        choices=DIR_TYPES,
+        default=None,
+        help="random directions: states also moves BN statistics [weights]",
+    )
     p.add_argument("--seed", type=INDEX, default=0, help="direction seed [%(default)s]")
     p.add_argument("--orthogonal", action="store_true", help="make the second direction orthogonal to the first")
-    p.add_argument("--directions", choices=("random", "hessian"), default="random",
-                   help="random (normalized) or the top Hessian eigenvectors (unit norm) [%(default)s]")
-    p.add_argument("--hessian", default=None, metavar="FILE.h5",
-                   help="with --directions hessian: take the eigenvectors from this `landscape hessian` file")
+    p.add_argument(
+        "--directions",
+        choices=("random", "hessian"),
+        default="random",
+        help="random (normalized) or the top Hessian eigenvectors (unit norm) [%(default)s]",
+    )
+    p.add_argument(
+        "--hessian",
+        default=None,
+        metavar="FILE.h5",
+        help="with --directions hessian: take the eigenvectors from this `landscape hessian` file",
+    )
     add_eval_args(p, problem=True)
     p.set_defaults(run=run_surface)
 
-    q = sub.add_parser("interpolate", help=help_of("interpolate"),
-                       description="1-D slice through checkpoint A (x=0) and B (x=1), direction B-A (not normalized).",
-                       epilog="examples:\n  landscape interpolate runs/erm/final.pt runs/sam/final.pt --x -0.5:1.5:41 --out erm_sam.h5",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    q = sub.add_parser(
+        "interpolate",
+        help=help_of("interpolate"),
+        description="1-D slice through checkpoint A (x=0) and B (x=1), direction B-A (not normalized).",
+        epilog="examples:\n"
+        "  landscape interpolate runs/erm/final.pt runs/sam/final.pt --x -0.5:1.5:41 --out erm_sam.h5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     q.add_argument("checkpoint_a")
     q.add_argument("checkpoint_b")
     q.add_argument("--x", default="-0.5:1.5:41", help="MIN:MAX:NUM [%(default)s]")
-    q.add_argument("--dir-type", choices=DIR_TYPES, default="states", help="states also interpolates BN statistics [%(default)s]")
+    q.add_argument(
+        "--dir-type", choices=DIR_TYPES, default="states", help="states also interpolates BN statistics [%(default)s]"
+    )
     add_eval_args(q)
     q.set_defaults(run=run_interpolate)
 
-    t = sub.add_parser("trajectory", help=help_of("trajectory"),
-                       description="PCA of a run's saved checkpoints minus its final weights (Li et al. Sec. 7); the "
-                                   "surface around final.pt on the top-2 components, the projected path and the "
-                                   "explained variance stored with it.",
-                       epilog="examples:\n  landscape trajectory runs/sam --out sam_pca.h5\n"
-                              "  landscape trajectory runs/sam --x -10:10:31 --y -10:10:31 --out sam_pca.h5",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t = sub.add_parser(
+        "trajectory",
+        help=help_of("trajectory"),
+        description="PCA of a run's saved checkpoints minus its final weights (Li et al. Sec. 7); the "
+        "surface around final.pt on the top-2 components, the projected path and the "
+        "explained variance stored with it.",
+        epilog="examples:\n  landscape trajectory runs/sam --out sam_pca.h5\n"
+        "  landscape trajectory runs/sam --x -10:10:31 --y -10:10:31 --out sam_pca.h5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     t.add_argument("run_dir")
     t.add_argument("--x", default=None, help="MIN:MAX:NUM (default: the path's extent + 25%%, 21 points)")
     t.add_argument("--y", default=None, help="MIN:MAX:NUM (same default)")
@@ -178,11 +234,21 @@ def check_modes(args: argparse.Namespace) -> None:
     if args.hessian and args.directions != "hessian":
         raise ValueError("--hessian needs --directions hessian")
     if args.directions == "hessian":
-        unused = [flag for flag, value in (("--norm", args.norm), ("--ignore", args.ignore),
-                                           ("--dir-type", args.dir_type), ("--orthogonal", args.orthogonal)) if value]
+        unused = [
+            flag
+            for flag, value in (
+                ("--norm", args.norm),
+                ("--ignore", args.ignore),
+                ("--dir-type", args.dir_type),
+                ("--orthogonal", args.orthogonal),
+            )
+            if value
+        ]
         if unused:
-            raise ValueError(f"{', '.join(unused)} shape random directions; --directions hessian uses the Hessian's "
-                             f"eigenvectors as they are: drop {'it' if len(unused) == 1 else 'them'}")
+            raise ValueError(
+                f"{', '.join(unused)} shape random directions; --directions hessian uses the Hessian's "
+                f"eigenvectors as they are: drop {'it' if len(unused) == 1 else 'them'}"
+            )
     args.norm, args.ignore, args.dir_type = args.norm or "filter", args.ignore or "biasbn", args.dir_type or "weights"
 
 
@@ -194,19 +260,64 @@ def run_surface(args: argparse.Namespace) -> int:
     ys = parse_range(args.y, "--y") if args.y else None
     problem = problem_from_args(args)
     if problem is not None:
-        return output(args, lambda out: surface(
-            problem, xs, ys, directions=args.directions, hessian=args.hessian, norm=args.norm, ignore=args.ignore,
-            seed=args.seed, dir_type=args.dir_type, orthogonal=args.orthogonal, splits=split_list(args.split), bn=args.bn,
-            compile=args.compile, out=out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-            log=print))
+        return output(
+            args,
+            lambda out: surface(
+                problem,
+                xs,
+                ys,
+                directions=args.directions,
+                hessian=args.hessian,
+                norm=args.norm,
+                ignore=args.ignore,
+                seed=args.seed,
+                dir_type=args.dir_type,
+                orthogonal=args.orthogonal,
+                splits=split_list(args.split),
+                bn=args.bn,
+                compile=args.compile,
+                out=out,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                progress=not args.no_progress,
+                log=print,
+            ),
+        )
     opts = eval_options(args)
     if args.directions == "hessian":
-        return output(args, lambda out: hessian_surface(args.checkpoint, out, xs, ys, opts, hessian_file=args.hessian,
-                                                        seed=args.seed, resume=args.resume, overwrite=args.overwrite,
-                                                        log=print))
-    return output(args, lambda out: random_surface(args.checkpoint, out, xs, ys, opts, norm=args.norm, ignore=args.ignore,
-                                                   seed=args.seed, dir_type=args.dir_type, orthogonal=args.orthogonal,
-                                                   resume=args.resume, overwrite=args.overwrite, log=print))
+        return output(
+            args,
+            lambda out: hessian_surface(
+                args.checkpoint,
+                out,
+                xs,
+                ys,
+                opts,
+                hessian_file=args.hessian,
+                seed=args.seed,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                log=print,
+            ),
+        )
+    return output(
+        args,
+        lambda out: random_surface(
+            args.checkpoint,
+            out,
+            xs,
+            ys,
+            opts,
+            norm=args.norm,
+            ignore=args.ignore,
+            seed=args.seed,
+            dir_type=args.dir_type,
+            orthogonal=args.orthogonal,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            log=print,
+        ),
+    )
 
 
 def run_interpolate(args: argparse.Namespace) -> int:
@@ -214,8 +325,20 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
     xs = parse_range(args.x, "--x")
     opts = eval_options(args)
-    return output(args, lambda out: interpolation_surface(args.checkpoint_a, args.checkpoint_b, out, xs, opts,
-                                                          dir_type=args.dir_type, resume=args.resume, overwrite=args.overwrite, log=print))
+    return output(
+        args,
+        lambda out: interpolation_surface(
+            args.checkpoint_a,
+            args.checkpoint_b,
+            out,
+            xs,
+            opts,
+            dir_type=args.dir_type,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            log=print,
+        ),
+    )
 
 
 def run_trajectory(args: argparse.Namespace) -> int:
@@ -223,10 +346,16 @@ def run_trajectory(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     if run_dir.is_file():
-        raise ValueError(f"trajectory takes a run's folder (the path through its checkpoints), not the file "
-                         f"{args.run_dir}: try landscape trajectory {run_dir.parent}")
+        raise ValueError(
+            f"trajectory takes a run's folder (the path through its checkpoints), not the file "
+            f"{args.run_dir}: try landscape trajectory {run_dir.parent}"
+        )
     xs = parse_range(args.x, "--x") if args.x else None
     ys = parse_range(args.y, "--y") if args.y else None
     opts = eval_options(args)
-    return output(args, lambda out: trajectory_surface(args.run_dir, out, xs, ys, opts, ignore=args.ignore,
-                                                       resume=args.resume, overwrite=args.overwrite, log=print))
+    return output(
+        args,
+        lambda out: trajectory_surface(
+            args.run_dir, out, xs, ys, opts, ignore=args.ignore, resume=args.resume, overwrite=args.overwrite, log=print
+        ),
+    )

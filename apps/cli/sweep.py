@@ -1,10 +1,11 @@
 """``landscape sweep``: loss against perturbation size (random, adversarial, multiplicative, adaptive)."""
+
 from __future__ import annotations
 
 import argparse
 
 from landscape.grid import parse_range
-from landscape.perturbation import KINDS, SweepSettings, sweep
+from landscape.perturbation import SWEEP_KINDS, SweepSettings, sweep
 
 from .commands import help_of
 from .numbers import COUNT, INDEX, NONNEGATIVE
@@ -32,16 +33,24 @@ sweep's loss at r = rho minus the loss at r = 0 (printed for every radius)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help=help_of("sweep"),
-                       description="Loss and accuracy of a checkpoint under perturbations of growing size.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "sweep",
+        help=help_of("sweep"),
+        description="Loss and accuracy of a checkpoint under perturbations of growing size.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("checkpoint", nargs="?", help="a checkpoint of landscape train (or --problem)")
-    p.add_argument("--kind", default=",".join(KINDS), help="comma-separated subset of %(default)s")
+    p.add_argument("--kind", default=",".join(SWEEP_KINDS), help="comma-separated subset of %(default)s")
     p.add_argument("--radii", default="0:1:11", help="MIN:MAX:NUM [%(default)s]")
     d = SweepSettings()
-    p.add_argument("--trials", type=COUNT, default=d.trials, help="random draws per radius (random, multiplicative) [%(default)s]")
+    p.add_argument(
+        "--trials", type=COUNT, default=d.trials, help="random draws per radius (random, multiplicative) [%(default)s]"
+    )
     p.add_argument("--steps", type=COUNT, default=d.steps, help="ascent steps (adversarial, adaptive) [%(default)s]")
-    p.add_argument("--normalize", choices=("none", "filter"), default=d.normalize, help="random directions [%(default)s]")
+    p.add_argument(
+        "--normalize", choices=("none", "filter"), default=d.normalize, help="random directions [%(default)s]"
+    )
     p.add_argument("--eta", type=NONNEGATIVE, default=d.eta, help="adaptive ball: T = |w| + eta [%(default)s]")
     p.add_argument("--seed", type=INDEX, default=d.seed, help="[%(default)s]")
     add_eval_args(p, problem=True)
@@ -63,16 +72,40 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--trials and --steps must be >= 1, got {args.trials}, {args.steps}")
     if not args.eta >= 0:
         raise ValueError(f"--eta must be >= 0, got {args.eta}")
-    settings = SweepSettings(trials=args.trials, steps=args.steps, normalize=args.normalize, eta=args.eta, seed=args.seed)
+    settings = SweepSettings(
+        trials=args.trials, steps=args.steps, normalize=args.normalize, eta=args.eta, seed=args.seed
+    )
     problem = problem_from_args(args)
     if problem is not None:
         splits = split_list(args.split)
-        sweep(problem, radii, kinds=kinds, trials=args.trials, steps=args.steps, normalize=args.normalize, eta=args.eta,
-              seed=args.seed, split=splits[0] if splits else None, out=args.out, resume=args.resume,
-              overwrite=args.overwrite, progress=not args.no_progress, log=print)
+        sweep(
+            problem,
+            radii,
+            kinds=kinds,
+            trials=args.trials,
+            steps=args.steps,
+            normalize=args.normalize,
+            eta=args.eta,
+            seed=args.seed,
+            split=splits[0] if splits else None,
+            out=args.out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            log=print,
+        )
     else:
-        sweep_analysis(args.checkpoint, args.out, radii, eval_options(args), kinds=kinds, settings=settings,
-                       resume=args.resume, overwrite=args.overwrite, log=print)
+        sweep_analysis(
+            args.checkpoint,
+            args.out,
+            radii,
+            eval_options(args),
+            kinds=kinds,
+            settings=settings,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            log=print,
+        )
     if not is_main_process():  # rank 0 wrote the file and reports
         return 0
     out = args.out

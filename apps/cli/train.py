@@ -1,4 +1,5 @@
 """``landscape train``: train one method into a run directory."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,17 +32,27 @@ EXAMPLES = """examples:
       --data-root ~/data --sync-bn --out runs/c10-damp       # 8 GPUs, one noise draw per GPU (M = 8)
 
 method hyperparameters (defaults in brackets):
-""" + "\n".join(f"  {m.name:5s} {m.description}; {m.passes} forward+backward per step"
-                + (" [" + ", ".join(f"{k}={v}" for k, v in m.hparams.items()) + "]" if m.hparams else "")
-                for m in METHODS.values())
+""" + "\n".join(
+    f"  {m.name:5s} {m.description}; {m.passes} forward+backward per step"
+    + (" [" + ", ".join(f"{k}={v}" for k, v in m.hparams.items()) + "]" if m.hparams else "")
+    for m in METHODS.values()
+)
 
-HPARAM_CHOICES = {"adaptive_params": ("weights", "all"), "norm": ("per_tensor", "global"), "perturb": ("weights", "all")}
+HPARAM_CHOICES = {
+    "adaptive_params": ("weights", "all"),
+    "norm": ("per_tensor", "global"),
+    "perturb": ("weights", "all"),
+}
 HPARAM_HELP = {
-    "rho": "SAM/ASAM radius", "eta": "ASAM offset of T = |w| + eta",
+    "rho": "SAM/ASAM radius",
+    "eta": "ASAM offset of T = |w| + eta",
     "adaptive_params": "ASAM: scale weights only (official) or all params (davda54)",
-    "epsilon": "AMP ball radius / RMP noise scale", "inner_lr": "AMP inner ascent step", "inner_iter": "AMP inner steps",
+    "epsilon": "AMP ball radius / RMP noise scale",
+    "inner_lr": "AMP inner ascent step",
+    "inner_iter": "AMP inner steps",
     "norm": "AMP projection: per tensor (reference code) or global (paper)",
-    "sigma": "DAMP/DAAP noise std", "num_splits": "DAMP/DAAP sub-batches M, one noise draw each",
+    "sigma": "DAMP/DAAP noise std",
+    "num_splits": "DAMP/DAAP sub-batches M, one noise draw each",
     "perturb": "DAMP/DAAP: noise weights only (reference) or all params",
 }
 
@@ -68,15 +79,25 @@ def _model_arg(text: str) -> tuple[str, object]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help=help_of("train"),
-                       description="Train one method; writes config.json, metrics.jsonl, checkpoints/epoch_NNN.pt "
-                                   "and final.pt into --out.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help=help_of("train"),
+        description="Train one method; writes config.json, metrics.jsonl, checkpoints/epoch_NNN.pt "
+        "and final.pt into --out.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     d = TrainConfig()
     p.add_argument("--method", default=d.method, help=f"one of {', '.join(METHODS)} [%(default)s]")
     p.add_argument("--model", default=d.model, help=f"one of {', '.join(MODELS)} [%(default)s]")
-    p.add_argument("--model-arg", action="append", type=_model_arg, default=[], metavar="KEY=VALUE",
-                   help="model keyword argument, e.g. width=32 or depth=16 (repeatable)")
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        type=_model_arg,
+        default=[],
+        metavar="KEY=VALUE",
+        help="model keyword argument, e.g. width=32 or depth=16 (repeatable)",
+    )
     p.add_argument("--dataset", default=d.dataset, help=f"one of {', '.join(DATASETS)} [%(default)s]")
     p.add_argument("--data-root", default=None, help="folder holding the on-disk datasets (never downloaded)")
     p.add_argument("--out", required=True, help="run directory to write")
@@ -88,37 +109,83 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--lr", type=NONNEGATIVE, default=d.lr, help="base SGD learning rate [%(default)s]")
     g.add_argument("--momentum", type=number(float, least=0, most=1), default=d.momentum, help="[%(default)s]")
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    g.add_argument("--weight-decay", type=NONNEGATIVE, default=d.weight_decay, help="applied at the clean weights [%(default)s]")
-    g.add_argument("--clip-grad-norm", type=POSITIVE, default=None, metavar="C",
-                   help="clip every gradient the method uses, ascent and descent, to global L2 norm C after the ranks' "
-                        "average (the AMP reference clips at 50 inside its closure) [off]")
+    g.add_argument(
+        "--weight-decay", type=NONNEGATIVE, default=d.weight_decay, help="applied at the clean weights [%(default)s]"
+    )
+    g.add_argument(
+        "--clip-grad-norm",
+        type=POSITIVE,
+        default=None,
+        metavar="C",
+        help="clip every gradient the method uses, ascent and descent, to global L2 norm C after the ranks' "
+        "average (the AMP reference clips at 50 inside its closure) [off]",
+    )
     g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="[%(default)s]")
     g.add_argument("--crop-padding", type=INDEX, default=None, help="random-crop padding (default: the dataset's)")
-    g.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips (default: the dataset's)")
-    g.add_argument("--bn-update", choices=("once", "every_pass"), default=d.bn_update,
-                   help="BatchNorm running statistics: updated once per step, or by every pass (AMP reference) [%(default)s]")
-    g.add_argument("--augment-corruption", default=None, metavar="NAME",
-                   help="train on this corruption applied to a random half of each batch (DAMP paper, Algorithm 2)")
-    g.add_argument("--augment-severity", default=None, metavar="S",
-                   help="severities the corrupted images draw from uniformly, e.g. 3 or 1-5 (default 1-5)")
+    g.add_argument(
+        "--hflip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random horizontal flips (default: the dataset's)",
+    )
+    g.add_argument(
+        "--bn-update",
+        choices=("once", "every_pass"),
+        default=d.bn_update,
+        help="BatchNorm running statistics: updated once per step, or by every pass (AMP reference) [%(default)s]",
+    )
+    g.add_argument(
+        "--augment-corruption",
+        default=None,
+        metavar="NAME",
+        help="train on this corruption applied to a random half of each batch (DAMP paper, Algorithm 2)",
+    )
+    g.add_argument(
+        "--augment-severity",
+        default=None,
+        metavar="S",
+        help="severities the corrupted images draw from uniformly, e.g. 3 or 1-5 (default 1-5)",
+    )
     r = p.add_argument_group("run")
     r.add_argument("--seed", type=INDEX, default=d.seed, help="[%(default)s]")
-    r.add_argument("--seeds", type=seed_list, default=None, metavar="LIST",
-                   help="one run per seed, e.g. 0,1,2 or 0-4: OUT/seed0, OUT/seed1, ... (grouped by compare and explore)")
+    r.add_argument(
+        "--seeds",
+        type=seed_list,
+        default=None,
+        metavar="LIST",
+        help="one run per seed, e.g. 0,1,2 or 0-4: OUT/seed0, OUT/seed1, ... (grouped by compare and explore)",
+    )
     r.add_argument("--device", default=d.device, help="auto, cpu or cuda [%(default)s]")
     r.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the training passes")
     r.add_argument("--save-every", type=COUNT, default=d.save_every, help="checkpoint every N epochs [%(default)s]")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r.add_argument("--nproc", type=COUNT, default=1, metavar="N",
-                   help="train on N processes of this machine (launches torchrun; gloo on CPU, nccl on GPU) [1]")
-    r.add_argument("--sync-bn", action="store_true",
-                   help="several processes: BatchNorm statistics of the global batch (default: each rank its own)")
-    r.add_argument("--local-ascent", action="store_true",
-                   help="several processes, sam/asam/amp: each rank ascends with its own gradient (m-sharpness)")
+    r.add_argument(
+        "--nproc",
+        type=COUNT,
+        default=1,
+        metavar="N",
+        help="train on N processes of this machine (launches torchrun; gloo on CPU, nccl on GPU) [1]",
+    )
+    r.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="several processes: BatchNorm statistics of the global batch (default: each rank its own)",
+    )
+    r.add_argument(
+        "--local-ascent",
+        action="store_true",
+        help="several processes, sam/asam/amp: each rank ascends with its own gradient (m-sharpness)",
+    )
     h = p.add_argument_group("method hyperparameters (default: the method's own)")
     for name, typ in _hparam_types().items():
-        h.add_argument(f"--{name.replace('_', '-')}", dest=f"hp_{name}", type=typ, default=None,
-                       choices=HPARAM_CHOICES.get(name), help=HPARAM_HELP.get(name))
+        h.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=f"hp_{name}",
+            type=typ,
+            default=None,
+            choices=HPARAM_CHOICES.get(name),
+            help=HPARAM_HELP.get(name),
+        )
     p.set_defaults(run=run)
 
 
@@ -131,14 +198,32 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         takes = ", ".join("--" + k.replace("_", "-") for k in accepted) or "no hyperparameters"
         raise ValueError(f"{flags} does not apply to --method {args.method} (it takes {takes})")
     return TrainConfig(
-        method=args.method, model=args.model, dataset=args.dataset, data_root=args.data_root, epochs=args.epochs,
-        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, lr=args.lr, momentum=args.momentum,
-        nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
-        device=args.device, bf16=args.bf16, save_every=args.save_every, crop_padding=args.crop_padding,
-        hflip=args.hflip, bn_update=args.bn_update, augment_corruption=args.augment_corruption,
-        augment_severity=args.augment_severity, sync_bn=args.sync_bn, local_ascent=args.local_ascent,
+        method=args.method,
+        model=args.model,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        nesterov=args.nesterov,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        seed=args.seed,
+        device=args.device,
+        bf16=args.bf16,
+        save_every=args.save_every,
+        crop_padding=args.crop_padding,
+        hflip=args.hflip,
+        bn_update=args.bn_update,
+        augment_corruption=args.augment_corruption,
+        augment_severity=args.augment_severity,
+        sync_bn=args.sync_bn,
+        local_ascent=args.local_ascent,
         clip_grad_norm=args.clip_grad_norm,
-        model_kwargs=dict(args.model_arg), hparams=hparams,
+        model_kwargs=dict(args.model_arg),
+        hparams=hparams,
     )
 
 
@@ -162,8 +247,12 @@ def run(args: argparse.Namespace) -> int:
         if args.seed != TrainConfig().seed:
             raise ValueError("--seed and --seeds exclude each other")
         for seed in args.seeds:  # one run directory per seed, each resumable on its own
-            code = run_one(args, replace(cfg, seed=seed), str(Path(args.out) / f"seed{seed}"),
-                           ["--seed", str(seed), "--out", str(Path(args.out) / f"seed{seed}")])
+            code = run_one(
+                args,
+                replace(cfg, seed=seed),
+                str(Path(args.out) / f"seed{seed}"),
+                ["--seed", str(seed), "--out", str(Path(args.out) / f"seed{seed}")],
+            )
             if code:
                 return code
         return 0
@@ -174,8 +263,10 @@ def run_one(args: argparse.Namespace, cfg: TrainConfig, out: str, override: list
     """Train one run, here or (``--nproc N``) under a torchrun launched on this machine."""
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         cfg.validate()
-        return launch(args.nproc, without(args.argv, ("--nproc", "--seeds", *(("--seed", "--out") if override else ())))
-                      + override)
+        return launch(
+            args.nproc,
+            without(args.argv, ("--nproc", "--seeds", *(("--seed", "--out") if override else ()))) + override,
+        )
     train(cfg, out, resume=args.resume, progress=not args.no_progress)
     return 0
 
@@ -197,6 +288,14 @@ def launch(nproc: int, argv: list[str]) -> int:
     """``torchrun --standalone --nproc_per_node=N -m apps.cli ARGV`` on this machine; its exit code."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "apps.cli",
-           *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "apps.cli",
+        *argv,
+    ]
     return subprocess.run(cmd, env=env).returncode

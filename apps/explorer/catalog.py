@@ -3,6 +3,7 @@
 Scanning is cheap to repeat: a file's kind is cached by (path, size, mtime) and a run's summary by the
 signature of its files, so the explorer rescans every few seconds and only rereads what changed.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from landscape.groups import group_runs, settings
-from landscape.report import Run, columns, find_run, group_stats, summary_row
+from landscape.report import SHARPNESS_RHO, Run, columns, find_run, group_stats, summary_row
 from landscape.store import inspect_file
 
 RUN_MARKERS = ("config.json", "metrics.jsonl", "final.pt")
-SHARPNESS_RHO = 0.1
 CONFIG_COLUMNS = ("lr", "batch_size", "rho", "eta", "epsilon", "sigma", "num_splits", "weight_decay")  # hparams shown
 
 
@@ -54,7 +54,7 @@ class Catalog:
             return cached[1]
         try:
             found = inspect_file(path)
-        except Exception as e:  # noqa: BLE001 - an untrusted file must never stop the scan
+        except Exception as e:
             found = (None, f"{path.name}: {type(e).__name__}: {e}")
         self._kinds[str(path)] = (key, found)
         return found
@@ -98,12 +98,18 @@ class Catalog:
                 found.append(self._runs[rel][2])
             else:
                 problems.append({"path": rel or ".", "reason": reason})
-        groups = group_rows(group_stats(group_runs(found), {r["run"]: r for r in runs}, COLUMNS),
-                            {r["run"]: r for r in runs})
+        groups = group_rows(
+            group_stats(group_runs(found), {r["run"]: r for r in runs}, COLUMNS), {r["run"]: r for r in runs}
+        )
         group_of = {name: g["group"] for g in groups for name in g["runs"]}
         runs = [{**r, "group": group_of.get(r["run"], "")} for r in runs]
-        return {"root": str(self.root), "files": [e.__dict__ for e in files], "runs": runs, "groups": groups,
-                "problems": problems}
+        return {
+            "root": str(self.root),
+            "files": [e.__dict__ for e in files],
+            "runs": runs,
+            "groups": groups,
+            "problems": problems,
+        }
 
     def _summary(self, rel: str, signature: tuple) -> tuple[dict | None, str | None]:
         """The run's table row, or (None, why it cannot be read); recomputed only when its files change."""
@@ -114,9 +120,15 @@ class Catalog:
         try:
             run = find_run(self.root / rel, name=rel)
             config = settings(run.config)
-            found: tuple[dict | None, str | None] = ({**summary_row(run, SHARPNESS_RHO), "files": len(run.files),
-                                                     **{k: config.get(k) for k in CONFIG_COLUMNS}}, None)
-        except Exception as e:  # noqa: BLE001 - an untrusted (or half-written) file must never stop the scan
+            found: tuple[dict | None, str | None] = (
+                {
+                    **summary_row(run, SHARPNESS_RHO),
+                    "files": len(run.files),
+                    **{k: config.get(k) for k in CONFIG_COLUMNS},
+                },
+                None,
+            )
+        except Exception as e:
             text = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             found = (None, text)
         self._runs[rel] = (signature, found, run)
@@ -131,8 +143,13 @@ def group_rows(stats: list[dict], rows: dict[str, dict]) -> list[dict]:
     out = []
     for g in stats:
         first = rows[g["runs"][0]]
-        row = {"group": g["group"], "n": g["n"], "runs": g["runs"], "seeds": g["seeds"],
-               **{k: first.get(k) for k in ("method", "model", "dataset", "epochs", *CONFIG_COLUMNS)}}
+        row = {
+            "group": g["group"],
+            "n": g["n"],
+            "runs": g["runs"],
+            "seeds": g["seeds"],
+            **{k: first.get(k) for k in ("method", "model", "dataset", "epochs", *CONFIG_COLUMNS)},
+        }
         for c in COLUMNS:
             row[c.key], row[f"{c.key}_std"] = g[c.key]["mean"], g[c.key]["std"]
         out.append(row)
@@ -143,12 +160,16 @@ COLUMNS = columns(SHARPNESS_RHO)
 FLATNESS = ("test_error", "sharpness", "lambda_max", "trace", "mce")  # first: visible without scrolling
 METRIC_COLUMNS = [c for k in FLATNESS for c in COLUMNS if c.key == k] + [c for c in COLUMNS if c.key not in FLATNESS]
 TEXT, NUMBER = None, -1  # no digits: a text column; -1: a number shown as it is
-TABLE_COLUMNS = ([("run", "run", TEXT), ("group", "group", TEXT), ("seed", "seed", NUMBER)]
-                 + [(c.key, c.header, c.digits) for c in METRIC_COLUMNS]
-                 + [("method", "method", TEXT), ("model", "model", TEXT), ("dataset", "dataset", TEXT),
-                    ("epochs", "epochs", NUMBER)] + [(k, k, NUMBER) for k in CONFIG_COLUMNS]
-                 + [("files", "analysis files", NUMBER)])
-GROUP_COLUMNS = ([("group", "group", TEXT), ("n", "n (seeds)", NUMBER)]
-                 + [(c.key, c.header, c.digits) for c in METRIC_COLUMNS]
-                 + [("method", "method", TEXT), ("model", "model", TEXT), ("dataset", "dataset", TEXT),
-                    ("epochs", "epochs", NUMBER)] + [(k, k, NUMBER) for k in CONFIG_COLUMNS])
+TABLE_COLUMNS = (
+    [("run", "run", TEXT), ("group", "group", TEXT), ("seed", "seed", NUMBER)]
+    + [(c.key, c.header, c.digits) for c in METRIC_COLUMNS]
+    + [("method", "method", TEXT), ("model", "model", TEXT), ("dataset", "dataset", TEXT), ("epochs", "epochs", NUMBER)]
+    + [(k, k, NUMBER) for k in CONFIG_COLUMNS]
+    + [("files", "analysis files", NUMBER)]
+)
+GROUP_COLUMNS = (
+    [("group", "group", TEXT), ("n", "n (seeds)", NUMBER)]
+    + [(c.key, c.header, c.digits) for c in METRIC_COLUMNS]
+    + [("method", "method", TEXT), ("model", "model", TEXT), ("dataset", "dataset", TEXT), ("epochs", "epochs", NUMBER)]
+    + [(k, k, NUMBER) for k in CONFIG_COLUMNS]
+)

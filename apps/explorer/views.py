@@ -4,6 +4,7 @@ The Dash callbacks in :mod:`apps.explorer.app` only route inputs to these; the f
 :mod:`landscape.plot_plotly` and :mod:`landscape.report`, the same code as ``landscape plot`` and
 ``landscape compare``.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,8 +36,10 @@ def _rounded(rows: list[dict], table: list[tuple]) -> list[dict]:
     """Numbers rounded as the compare report prints them (a column's ``*_std`` as the column); None stays empty."""
     digits = {key: d for key, _, d in table if d is not None and d >= 0}
     digits.update({f"{k}_std": d for k, d in list(digits.items())})
-    return [{k: (round(v, digits[k]) if k in digits and isinstance(v, (int, float)) else v) for k, v in row.items()}
-            for row in rows]
+    return [
+        {k: (round(v, digits[k]) if k in digits and isinstance(v, (int, float)) else v) for k, v in row.items()}
+        for row in rows
+    ]
 
 
 def table_rows(snapshot: dict) -> list[dict]:
@@ -58,8 +61,9 @@ def version(snapshot: dict | None, *, files: list[str] = (), runs: list[str] = (
     when this changes, not on every rescan that found some other file changed."""
     if not snapshot:
         return []
-    return ([[e["rel"], e["mtime"], e["size"]] for e in snapshot["files"] if e["rel"] in files or e["run"] in runs]
-            + [r for r in snapshot["runs"] if r["run"] in runs])
+    return [[e["rel"], e["mtime"], e["size"]] for e in snapshot["files"] if e["rel"] in files or e["run"] in runs] + [
+        r for r in snapshot["runs"] if r["run"] in runs
+    ]
 
 
 def download_href(rel: str) -> str:
@@ -79,18 +83,24 @@ def load_surface(catalog: Catalog, rel: str) -> Surface:
     """The surface strided for the browser as it is read: a large grid is never read whole."""
     return read_surface(resolve_under(catalog.root, rel), max_points=MAX_GRID)
 
-def surface_figure(catalog: Catalog, rel: str, *, kind: str, value: str, log: bool,
-                   levels: int) -> tuple[go.Figure, list[str]]:
+
+def surface_figure(
+    catalog: Catalog, rel: str, *, kind: str, value: str, log: bool, levels: int
+) -> tuple[go.Figure, list[str]]:
     """The surface drawn, and the values it holds (for the value menu): one read of the file."""
     s = load_surface(catalog, rel)
     if value not in s.values:
         value = next(iter(s.values))
-    fig = plot_plotly.surface_1d(s, log=log) if s.dim == 1 else \
-        plot_plotly.surface_2d(s, kind, value=value, log=log, levels=levels)
+    fig = (
+        plot_plotly.surface_1d(s, log=log)
+        if s.dim == 1
+        else plot_plotly.surface_2d(s, kind, value=value, log=log, levels=levels)
+    )
     done, total = surface_progress(resolve_under(catalog.root, rel))  # on the full grid, not the strided one
     if done < total:
-        fig.add_annotation(text=f"{done} of {total} points computed so far", xref="paper", yref="paper",
-                           x=0, y=1.08, showarrow=False)
+        fig.add_annotation(
+            text=f"{done} of {total} points computed so far", xref="paper", yref="paper", x=0, y=1.08, showarrow=False
+        )
     fig.update_layout(uirevision=rel)  # keep zoom and camera while the file refreshes
     return fig, list(s.values)
 
@@ -105,9 +115,12 @@ def slices_figure(catalog: Catalog, rel: str, *, value: str, x: float, y: float,
 def hessian_figure(catalog: Catalog, rel: str) -> go.Figure:
     h = read_hessian(resolve_under(catalog.root, rel), vectors=False)
     if h.eigenvalues is None and h.density is None:
-        return message_figure(f"{rel}: trace only ({h.trace if h.trace is not None else float('nan'):.4g}); no spectrum")
-    return plot_plotly.hessian_spectrum(h.eigenvalues, h.density_grid, h.density,
-                                        title=f"{h.attrs.get('label') or h.attrs.get('method', '')} {rel}")
+        return message_figure(
+            f"{rel}: trace only ({h.trace if h.trace is not None else float('nan'):.4g}); no spectrum"
+        )
+    return plot_plotly.hessian_spectrum(
+        h.eigenvalues, h.density_grid, h.density, title=f"{h.attrs.get('label') or h.attrs.get('method', '')} {rel}"
+    )
 
 
 def sweep_figure(catalog: Catalog, rel: str, *, value: str, log: bool) -> go.Figure:
@@ -123,8 +136,12 @@ def robustness_figures(catalog: Catalog, rel: str) -> list[go.Figure]:
 
 
 COMPARE_FIGURES = ("training", "slices", "sweeps", "spectra", "surfaces", "robustness", "corruption_errors")
-COMPARE_VALUES = {"train_loss": "train loss", "test_loss": "test loss", "train_acc": "train accuracy",
-                  "test_acc": "test accuracy"}
+COMPARE_VALUES = {
+    "train_loss": "train loss",
+    "test_loss": "test loss",
+    "train_acc": "train accuracy",
+    "test_acc": "test accuracy",
+}
 EXPORT_TYPES = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 
 
@@ -138,10 +155,13 @@ def compare_groups(catalog: Catalog, snapshot: dict, runs: list[str]) -> list[di
 def compare_figures(catalog: Catalog, runs: list[str], *, log: bool, value: str = "train_loss") -> dict[str, go.Figure]:
     """The compare report's overlays for the chosen runs, grouped by seed (a group's mean with its spread), every
     name present (a message where none applies)."""
-    figs = overlay_figures(group_runs([catalog.run(r) for r in runs]), plot_plotly, log=log, max_grid=MAX_GRID,
-                           value=value)
-    return {name: figs.get(name) or message_figure(f"none of the chosen runs has {name.replace('_', ' ')} data")
-            for name in COMPARE_FIGURES}
+    figs = overlay_figures(
+        group_runs([catalog.run(r) for r in runs]), plot_plotly, log=log, max_grid=MAX_GRID, value=value
+    )
+    return {
+        name: figs.get(name) or message_figure(f"none of the chosen runs has {name.replace('_', ' ')} data")
+        for name in COMPARE_FIGURES
+    }
 
 
 def export_figure(catalog: Catalog, runs: list[str], name: str, fmt: str, *, log: bool, value: str) -> bytes:
@@ -151,15 +171,11 @@ def export_figure(catalog: Catalog, runs: list[str], name: str, fmt: str, *, log
     if fmt not in EXPORT_TYPES:
         raise ValueError(f"format {fmt!r}: one of {', '.join(EXPORT_TYPES)}")
     figs = overlay_figures(group_runs([catalog.run(r) for r in runs]), plot_mpl, log=log, value=value)
-    try:
-        if name not in figs:
-            raise ValueError(f"none of the chosen runs has {name.replace('_', ' ')} data")
-        buf = io.BytesIO()
-        figs[name].savefig(buf, format=fmt, dpi=150)
-        return buf.getvalue()
-    finally:
-        for fig in figs.values():
-            plot_mpl.plt.close(fig)
+    if name not in figs:
+        raise ValueError(f"none of the chosen runs has {name.replace('_', ' ')} data")
+    buf = io.BytesIO()
+    plot_mpl.save(figs[name], buf, fmt)
+    return buf.getvalue()
 
 
 def training_figure(catalog: Catalog, runs: list[str]) -> go.Figure:

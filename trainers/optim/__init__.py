@@ -1,4 +1,5 @@
 """Flat-minima methods as optimizers wrapping a base optimizer, and their registry."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,11 +27,26 @@ METHODS: dict[str, MethodInfo] = {
     for m in (
         MethodInfo("erm", ERM, {}, "1", "the base optimizer alone"),
         MethodInfo("sam", SAM, {"rho": 0.05}, "2", "sharpness-aware minimization"),
-        MethodInfo("asam", ASAM, {"rho": 0.5, "eta": 0.01, "adaptive_params": "weights"}, "2", "adaptive SAM (official rule)"),
-        MethodInfo("amp", AMP, {"epsilon": 0.5, "inner_lr": 1.0, "inner_iter": 1, "norm": "per_tensor"}, "1 + inner_iter",
-                   "adversarial model perturbation"),
-        MethodInfo("damp", DAMP, {"sigma": 0.2, "num_splits": 8, "perturb": "weights"}, "1", "multiplicative Gaussian weight noise"),
-        MethodInfo("daap", DAAP, {"sigma": 0.01, "num_splits": 8, "perturb": "weights"}, "1", "additive Gaussian weight noise"),
+        MethodInfo(
+            "asam", ASAM, {"rho": 0.5, "eta": 0.01, "adaptive_params": "weights"}, "2", "adaptive SAM (official rule)"
+        ),
+        MethodInfo(
+            "amp",
+            AMP,
+            {"epsilon": 0.5, "inner_lr": 1.0, "inner_iter": 1, "norm": "per_tensor"},
+            "1 + inner_iter",
+            "adversarial model perturbation",
+        ),
+        MethodInfo(
+            "damp",
+            DAMP,
+            {"sigma": 0.2, "num_splits": 8, "perturb": "weights"},
+            "1",
+            "multiplicative Gaussian weight noise",
+        ),
+        MethodInfo(
+            "daap", DAAP, {"sigma": 0.01, "num_splits": 8, "perturb": "weights"}, "1", "additive Gaussian weight noise"
+        ),
         MethodInfo("rmp", RMP, {"epsilon": 0.1}, "1", "uniform random model perturbation (AMP's baseline)"),
     )
 }
@@ -43,8 +59,16 @@ def method_info(name: str) -> MethodInfo:
     return info
 
 
-def build_method(name: str, model: nn.Module, base_optimizer: Optimizer, *, seed: int = 0, bn_update: str = "once",
-                 clip_grad_norm: float | None = None, **hparams) -> PerturbedOptimizer:
+def build_method(
+    name: str,
+    model: nn.Module,
+    base_optimizer: Optimizer,
+    *,
+    seed: int = 0,
+    bn_update: str = "once",
+    clip_grad_norm: float | None = None,
+    **hparams,
+) -> PerturbedOptimizer:
     """``METHODS[name]`` around ``base_optimizer`` for ``model``; unset hyperparameters take the defaults;
     ``clip_grad_norm`` clips every gradient it uses (:meth:`PerturbedOptimizer.clip_gradients`)."""
     info = method_info(name)
@@ -61,6 +85,21 @@ def build_method(name: str, model: nn.Module, base_optimizer: Optimizer, *, seed
 
 
 __all__ = [
-    "AMP", "ASAM", "DAAP", "DAMP", "ERM", "METHODS", "RMP", "SAM", "BatchClosure", "BatchNormState", "Closure",
-    "MethodInfo", "NoiseOptimizer", "PerturbedOptimizer", "build_method", "is_weight", "method_info",
+    "AMP",
+    "ASAM",
+    "DAAP",
+    "DAMP",
+    "ERM",
+    "METHODS",
+    "RMP",
+    "SAM",
+    "BatchClosure",
+    "BatchNormState",
+    "Closure",
+    "MethodInfo",
+    "NoiseOptimizer",
+    "PerturbedOptimizer",
+    "build_method",
+    "is_weight",
+    "method_info",
 ]

@@ -6,6 +6,7 @@ gradient there, then the weights are restored by copy and the base optimizer ste
 the last gradient. Methods differ only in :meth:`AscentOptimizer._offsets`. All offset
 arithmetic is foreach and free of host syncs (norms stay on the device).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -15,7 +16,7 @@ from torch import Tensor
 from torch.nn.utils import get_total_norm
 from torch.optim import Optimizer
 
-from .base import Closure, Params, PerturbedOptimizer, is_weight
+from .base import Closure, Params, PerturbedOptimizer, grads_of, is_weight
 
 Groups = list[tuple[dict, slice]]  # each param group and its slice of the flat parameter list
 
@@ -30,7 +31,9 @@ class AscentOptimizer(PerturbedOptimizer):
     def _ascent_steps(self) -> int:
         return 1
 
-    def _offsets(self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None) -> list[Tensor]:
+    def _offsets(
+        self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None
+    ) -> list[Tensor]:
         """New offsets from the gradients now in ``params[i].grad`` (``clean``: the weights before the step).
 
         May reuse the gradients' (or ``prev``'s) storage: they are dropped right after.
@@ -73,8 +76,16 @@ class SAM(AscentOptimizer):
     parameters; ``rho`` may differ per param group. Costs 2 forward + 2 backward passes.
     """
 
-    def __init__(self, params: Params, base_optimizer: Optimizer, rho: float = 0.05, *, eps: float = 1e-12,
-                 bn_update: str = "once", _extra: dict | None = None) -> None:
+    def __init__(
+        self,
+        params: Params,
+        base_optimizer: Optimizer,
+        rho: float = 0.05,
+        *,
+        eps: float = 1e-12,
+        bn_update: str = "once",
+        _extra: dict | None = None,
+    ) -> None:
         check_nonneg(rho=rho)
         self.eps = eps
         super().__init__(params, base_optimizer, {"rho": rho, **(_extra or {})}, bn_update=bn_update)
@@ -83,8 +94,10 @@ class SAM(AscentOptimizer):
         """Whether ``p`` gets the elementwise scaling T (never, for plain SAM)."""
         return False
 
-    def _offsets(self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None) -> list[Tensor]:
-        offsets = [p.grad for p in params]  # turned into the offsets in place: no allocation
+    def _offsets(
+        self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None
+    ) -> list[Tensor]:
+        offsets = grads_of(params)  # turned into the offsets in place: no allocation
         scaled = []
         for group, sl in groups:
             adapted = [offsets[i] for i in range(sl.start, sl.stop) if self._adapted(params[i])]
@@ -111,15 +124,25 @@ class ASAM(SAM):
     davda54/sam's ``adaptive=True`` variant (T = |w| on every parameter).
     """
 
-    def __init__(self, params: Params, base_optimizer: Optimizer, rho: float = 0.5, eta: float = 0.01, *,
-                 adaptive_params: str = "weights", **kw) -> None:
+    def __init__(
+        self,
+        params: Params,
+        base_optimizer: Optimizer,
+        rho: float = 0.5,
+        eta: float = 0.01,
+        *,
+        adaptive_params: str = "weights",
+        **kw,
+    ) -> None:
         check_nonneg(eta=eta)
         if adaptive_params not in ("weights", "all"):
             raise ValueError(f"adaptive_params must be 'weights' or 'all', got {adaptive_params!r}")
         self.adaptive_params = adaptive_params
         super().__init__(params, base_optimizer, rho, _extra={"eta": eta}, **kw)
         if adaptive_params == "weights" and all(n is None for n in self._names.values()):
-            raise ValueError("ASAM needs parameter names to tell weights from biases: pass the model or named_parameters()")
+            raise ValueError(
+                "ASAM needs parameter names to tell weights from biases: pass the model or named_parameters()"
+            )
 
     def _adapted(self, p: Tensor) -> bool:
         return self.adaptive_params == "all" or is_weight(self.name_of(p))
@@ -139,16 +162,29 @@ class AMP(AscentOptimizer):
     ``Delta`` (the paper's formula). Costs ``1 + inner_iter`` forward+backward passes.
     """
 
-    def __init__(self, params: Params, base_optimizer: Optimizer, epsilon: float = 0.5, inner_lr: float = 1.0,
-                 inner_iter: int = 1, *, norm: str = "per_tensor", bn_update: str = "once") -> None:
+    def __init__(
+        self,
+        params: Params,
+        base_optimizer: Optimizer,
+        epsilon: float = 0.5,
+        inner_lr: float = 1.0,
+        inner_iter: int = 1,
+        *,
+        norm: str = "per_tensor",
+        bn_update: str = "once",
+    ) -> None:
         check_nonneg(epsilon=epsilon, inner_lr=inner_lr)
         if not (isinstance(inner_iter, int) and inner_iter >= 1):
             raise ValueError(f"Invalid inner_iter: {inner_iter} (must be an integer >= 1)")
         if norm not in ("per_tensor", "global"):
             raise ValueError(f"norm must be 'per_tensor' or 'global', got {norm!r}")
         self.norm = norm
-        super().__init__(params, base_optimizer, {"epsilon": epsilon, "inner_lr": inner_lr, "inner_iter": inner_iter},
-                         bn_update=bn_update)
+        super().__init__(
+            params,
+            base_optimizer,
+            {"epsilon": epsilon, "inner_lr": inner_lr, "inner_iter": inner_iter},
+            bn_update=bn_update,
+        )
         self._check_radius()
 
     def _check_radius(self) -> None:
@@ -160,17 +196,23 @@ class AMP(AscentOptimizer):
         reach = eps * (len(params) ** 0.5 if self.norm == "per_tensor" else 1.0)
         weights = float(get_total_norm(params)) if params else 0.0
         if weights > 0 and reach > AMP_RADIUS_WARNING * weights:
-            warnings.warn(f"AMP: epsilon={eps:g} ({self.norm.replace('_', ' ')}) moves the weights by up to {reach:.3g}, "
-                          f"{100 * reach / weights:.0f} % of their norm {weights:.3g} (the reference's CIFAR nets: about "
-                          f"3 %): a smaller epsilon (e.g. {eps * 0.1 * weights / reach:.2g})"
-                          + (" or norm='global'" if self.norm == "per_tensor" else "") + " suits this model better",
-                          UserWarning, stacklevel=3)
+            warnings.warn(
+                f"AMP: epsilon={eps:g} ({self.norm.replace('_', ' ')}) moves the weights by up to {reach:.3g}, "
+                f"{100 * reach / weights:.0f} % of their norm {weights:.3g} (the reference's CIFAR nets: about "
+                f"3 %): a smaller epsilon (e.g. {eps * 0.1 * weights / reach:.2g})"
+                + (" or norm='global'" if self.norm == "per_tensor" else "")
+                + " suits this model better",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _ascent_steps(self) -> int:
         return self.param_groups[0]["inner_iter"]
 
-    def _offsets(self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None) -> list[Tensor]:
-        grads = [p.grad for p in params]
+    def _offsets(
+        self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None
+    ) -> list[Tensor]:
+        grads = grads_of(params)
         delta = grads if prev is None else prev  # the first Delta is built in the gradients' storage
         for group, sl in groups:
             if sl.stop == sl.start:
@@ -181,8 +223,10 @@ class AMP(AscentOptimizer):
             else:
                 torch._foreach_add_(d, grads[sl], alpha=group["inner_lr"])
             if self.norm == "per_tensor":
-                coef = torch.stack(torch._foreach_norm(d)).add_(1e-12).reciprocal_().mul_(group["epsilon"]).clamp_(max=1.0)
-                torch._foreach_mul_(d, list(coef.unbind()))
+                coef = (
+                    torch.stack(torch._foreach_norm(d)).add_(1e-12).reciprocal_().mul_(group["epsilon"]).clamp_(max=1.0)
+                )
+                torch._foreach_mul_(d, list(coef.unbind()))  # a tensor per tensor
             else:
                 torch._foreach_mul_(d, (group["epsilon"] / (get_total_norm(d) + 1e-12)).clamp(max=1.0))
         return delta

@@ -21,15 +21,16 @@ weights by copy and lets the base optimizer step (weight decay therefore acts at
 clean weights). Under ``torchrun``, :meth:`PerturbedOptimizer.distribute` averages the
 gradients over the ranks (each holding an equal shard of the global batch) before every
 ascent and every step, so the perturbation is the one a single process computes from the
-whole batch; ``local_ascent=True`` keeps the ascent gradients per rank (m-sharpness). BatchNorm running statistics change once per step by default
-(``bn_update="once"``); ``"every_pass"`` reproduces reference codes that let every
-pass update them (e.g. AMP's).
+whole batch; ``local_ascent=True`` keeps the ascent gradients per rank (m-sharpness).
+BatchNorm running statistics change once per step by default (``bn_update="once"``);
+``"every_pass"`` reproduces reference codes that let every pass update them (e.g. AMP's).
 """
+
 from __future__ import annotations
 
 import inspect
 import math
-from typing import Callable, Iterable, Union
+from typing import Callable, Iterable, Union, cast
 
 import torch
 import torch.nn as nn
@@ -65,12 +66,20 @@ class WholeBatch:
         return self.fn()
 
 
-NO_SUB_BATCHES = ("a closure() without arguments evaluates the whole batch, one noise draw per batch: use num_splits=1, "
-                  "or a closure(part, num_parts) that evaluates sub-batch `part` (see trainers.optim.BatchClosure)")
+NO_SUB_BATCHES = (
+    "a closure() without arguments evaluates the whole batch, one noise draw per batch: use num_splits=1, "
+    "or a closure(part, num_parts) that evaluates sub-batch `part` (see trainers.optim.BatchClosure)"
+)
+
+
+def grads_of(params: list[Tensor]) -> list[Tensor]:
+    """The gradients of ``params`` (each has one: the methods keep only parameters with a gradient)."""
+    return [cast(Tensor, p.grad) for p in params]
 
 
 def as_parts(closure: Callable) -> Closure:
-    """``closure`` if it takes ``(part, num_parts)``, else an ordinary zero-argument closure wrapped in :class:`WholeBatch`."""
+    """``closure`` if it takes ``(part, num_parts)``, else an ordinary zero-argument closure wrapped in
+    :class:`WholeBatch`."""
     try:
         inspect.signature(closure).bind(0, 1)
     except TypeError:
@@ -85,7 +94,9 @@ class BatchNormState:
 
     def __init__(self, model: nn.Module | None) -> None:
         mods = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats] if model else []
-        self.buffers = [b for m in mods for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+        self.buffers = [
+            b for m in mods for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None
+        ]
         self.floats = [b for b in self.buffers if b.is_floating_point()]
 
     def save(self) -> list[Tensor]:
@@ -113,12 +124,16 @@ class PerturbedOptimizer(Optimizer):
         # torch.optim.Optimizer.__init__ is not called on purpose: the groups and the state
         # are the base optimizer's (as timm's Lookahead does), so they round-trip with it.
         if not isinstance(base_optimizer, Optimizer):
-            raise TypeError(f"base_optimizer must be a torch.optim.Optimizer instance, got {type(base_optimizer).__name__}")
+            raise TypeError(
+                f"base_optimizer must be a torch.optim.Optimizer instance, got {type(base_optimizer).__name__}"
+            )
         if bn_update not in BN_UPDATES:
             raise ValueError(f"unknown bn_update {bn_update!r}; expected one of {BN_UPDATES}")
-        named = list(params.named_parameters()) if isinstance(params, nn.Module) else [
-            item if isinstance(item, tuple) else (None, item) for item in params
-        ]
+        named = (
+            list(params.named_parameters())
+            if isinstance(params, nn.Module)
+            else [item if isinstance(item, tuple) else (None, item) for item in params]
+        )
         if not named:
             raise ValueError("no parameters to perturb")
         owned = {id(p) for g in base_optimizer.param_groups for p in g["params"]}

@@ -1,4 +1,5 @@
 """The standard closure for a classification batch (see the contract in :mod:`.base`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -21,8 +22,15 @@ class BatchClosure:
     for DAMP/DAAP/RMP.
     """
 
-    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, *,
-                 loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy, autocast_dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        *,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
         self.model, self.x, self.y, self.loss_fn = model, x, y, loss_fn
         self.autocast_dtype = autocast_dtype
         self.correct = torch.zeros((), dtype=torch.long, device=y.device)
@@ -32,8 +40,11 @@ class BatchClosure:
         x, y = self.x, self.y
         if num_parts > 1:
             x, y = torch.tensor_split(x, num_parts)[part], torch.tensor_split(y, num_parts)[part]
-        ctx = (torch.autocast(x.device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None
-               else contextlib.nullcontext())
+        ctx = (
+            torch.autocast(x.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
         with ctx:
             logits = self.model(x)
         if logits.dtype in (torch.float16, torch.bfloat16):
@@ -43,4 +54,3 @@ class BatchClosure:
             self._seen.add((part, num_parts))
             self.correct += (logits.detach().argmax(1) == y).sum()
         return loss * (num_parts * len(y) / len(self.y)) if num_parts > 1 else loss
-

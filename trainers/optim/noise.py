@@ -10,11 +10,13 @@ the perturbed tensors in parameter order) from a generator seeded by ``(seed, t,
 (:func:`noise_seed`): the draws depend on nothing else, so resume is exact (the step count
 is in ``state_dict``) and a run with M sub-batches draws the same noise on one process or
 on N ranks holding M/N sub-batches each (the DAMP reference's one draw per device is
-M = N; see :meth:`~trainers.optim.base.PerturbedOptimizer.distribute`). BatchNorm: with ``bn_update="once"`` every sub-batch starts from the
-same running statistics and the step keeps their mean (one update per step, the mean of
-the sub-batch statistics); batch statistics themselves are per sub-batch (ghost BN),
-whereas the DAMP reference pools them across its 8 GPUs with SyncBatchNorm.
+M = N; see :meth:`~trainers.optim.base.PerturbedOptimizer.distribute`). BatchNorm: with
+``bn_update="once"`` every sub-batch starts from the same running statistics and the step
+keeps their mean (one update per step, the mean of the sub-batch statistics); batch
+statistics themselves are per sub-batch (ghost BN), whereas the DAMP reference pools them
+across its 8 GPUs with SyncBatchNorm.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,8 +47,17 @@ def noise_seed(seed: int, step: int, sub_batch: int) -> int:
 
 
 class NoiseOptimizer(PerturbedOptimizer):
-    def __init__(self, params: Params, base_optimizer: Optimizer, defaults: dict, *, num_splits: int, perturb: str,
-                 seed: int, bn_update: str) -> None:
+    def __init__(
+        self,
+        params: Params,
+        base_optimizer: Optimizer,
+        defaults: dict,
+        *,
+        num_splits: int,
+        perturb: str,
+        seed: int,
+        bn_update: str,
+    ) -> None:
         if not (isinstance(num_splits, int) and num_splits >= 1):
             raise ValueError(f"Invalid num_splits: {num_splits} (must be an integer >= 1)")
         if perturb not in PERTURB:
@@ -57,8 +68,10 @@ class NoiseOptimizer(PerturbedOptimizer):
         self.steps = 0  # steps taken: with the sub-batch index, it keys the noise
         super().__init__(params, base_optimizer, defaults, bn_update=bn_update)
         if perturb == "weights" and all(n is None for n in self._names.values()):
-            raise ValueError(f"{type(self).__name__} needs parameter names to tell weights from biases: "
-                             "pass the model or named_parameters(), or perturb='all'")
+            raise ValueError(
+                f"{type(self).__name__} needs parameter names to tell weights from biases: "
+                "pass the model or named_parameters(), or perturb='all'"
+            )
 
     def _perturb(self, group: dict, params: list[Tensor], clean: list[Tensor], z: list[Tensor]) -> None:
         """Move one group's ``params`` (now equal to ``clean``) by the noise built from the draw ``z``."""
@@ -67,8 +80,10 @@ class NoiseOptimizer(PerturbedOptimizer):
     def distribute(self, group: Group | None = None, *, local_ascent: bool = False) -> None:
         super().distribute(group, local_ascent=local_ascent)
         if self.num_splits % self._dist.world:
-            raise ValueError(f"{type(self).__name__}: num_splits={self.num_splits} sub-batches do not divide among "
-                             f"{self._dist.world} ranks")
+            raise ValueError(
+                f"{type(self).__name__}: num_splits={self.num_splits} sub-batches do not divide among "
+                f"{self._dist.world} ranks"
+            )
 
     def _draw(self, numel: int, like: Tensor, g: torch.Generator) -> Tensor:
         return torch.randn(numel, generator=g, device=like.device, dtype=like.dtype)
@@ -80,15 +95,21 @@ class NoiseOptimizer(PerturbedOptimizer):
         self.seed = int(state.get("seed", self.seed))
         self.steps = int(state.get("steps", 0))
 
-    def _apply_noise(self, groups: list[tuple[dict, list[Tensor]]], params: list[Tensor], clean: list[Tensor], numel: int,
-                     sub_batch: int) -> None:
+    def _apply_noise(
+        self,
+        groups: list[tuple[dict, list[Tensor]]],
+        params: list[Tensor],
+        clean: list[Tensor],
+        numel: int,
+        sub_batch: int,
+    ) -> None:
         g = torch.Generator(device=params[0].device).manual_seed(noise_seed(self.seed, self.steps, sub_batch))
         flat = self._draw(numel, params[0], g)
         z = [v.view_as(w) for v, w in zip(flat.split([w.numel() for w in clean]), clean)]
         k = 0
         for group, ps in groups:
             if ps:
-                self._perturb(group, ps, clean[k:k + len(ps)], z[k:k + len(ps)])
+                self._perturb(group, ps, clean[k : k + len(ps)], z[k : k + len(ps)])
             k += len(ps)
 
     def _step(self, closure: Closure) -> Tensor:
@@ -111,7 +132,11 @@ class NoiseOptimizer(PerturbedOptimizer):
                 self._bn.restore(saved_bn)
             losses.append(self._backward(closure, part, local))
             if saved_bn is not None:
-                bn_sum = [b.clone() for b in self._bn.floats] if bn_sum is None else torch._foreach_add(bn_sum, self._bn.floats)
+                bn_sum = (
+                    [b.clone() for b in self._bn.floats]
+                    if bn_sum is None
+                    else list(torch._foreach_add(bn_sum, self._bn.floats))
+                )
             if params:
                 torch._foreach_copy_(params, clean)
         if bn_sum is not None:
@@ -132,11 +157,27 @@ class DAMP(NoiseOptimizer):
     one noise per batch. Same cost as SGD: one forward+backward per sample.
     """
 
-    def __init__(self, params: Params, base_optimizer: Optimizer, sigma: float = 0.2, *, num_splits: int = 8,
-                 perturb: str = "weights", seed: int = 0, bn_update: str = "once") -> None:
+    def __init__(
+        self,
+        params: Params,
+        base_optimizer: Optimizer,
+        sigma: float = 0.2,
+        *,
+        num_splits: int = 8,
+        perturb: str = "weights",
+        seed: int = 0,
+        bn_update: str = "once",
+    ) -> None:
         check_nonneg(sigma=sigma)
-        super().__init__(params, base_optimizer, {"sigma": sigma}, num_splits=num_splits, perturb=perturb, seed=seed,
-                         bn_update=bn_update)
+        super().__init__(
+            params,
+            base_optimizer,
+            {"sigma": sigma},
+            num_splits=num_splits,
+            perturb=perturb,
+            seed=seed,
+            bn_update=bn_update,
+        )
 
     def _perturb(self, group: dict, params: list[Tensor], clean: list[Tensor], z: list[Tensor]) -> None:
         torch._foreach_addcmul_(params, clean, z, value=group["sigma"])  # w + sigma z w = w * xi
@@ -149,11 +190,27 @@ class DAAP(NoiseOptimizer):
     (weights only) so the two are comparable, ``perturb="all"`` noises every parameter.
     """
 
-    def __init__(self, params: Params, base_optimizer: Optimizer, sigma: float = 0.01, *, num_splits: int = 8,
-                 perturb: str = "weights", seed: int = 0, bn_update: str = "once") -> None:
+    def __init__(
+        self,
+        params: Params,
+        base_optimizer: Optimizer,
+        sigma: float = 0.01,
+        *,
+        num_splits: int = 8,
+        perturb: str = "weights",
+        seed: int = 0,
+        bn_update: str = "once",
+    ) -> None:
         check_nonneg(sigma=sigma)
-        super().__init__(params, base_optimizer, {"sigma": sigma}, num_splits=num_splits, perturb=perturb, seed=seed,
-                         bn_update=bn_update)
+        super().__init__(
+            params,
+            base_optimizer,
+            {"sigma": sigma},
+            num_splits=num_splits,
+            perturb=perturb,
+            seed=seed,
+            bn_update=bn_update,
+        )
 
     def _perturb(self, group: dict, params: list[Tensor], clean: list[Tensor], z: list[Tensor]) -> None:
         torch._foreach_add_(params, z, alpha=group["sigma"])
@@ -166,11 +223,27 @@ class RMP(NoiseOptimizer):
     ``b = sqrt(epsilon / numel)`` per tensor, on every parameter.
     """
 
-    def __init__(self, params: Params, base_optimizer: Optimizer, epsilon: float = 0.1, *, num_splits: int = 1,
-                 perturb: str = "all", seed: int = 0, bn_update: str = "once") -> None:
+    def __init__(
+        self,
+        params: Params,
+        base_optimizer: Optimizer,
+        epsilon: float = 0.1,
+        *,
+        num_splits: int = 1,
+        perturb: str = "all",
+        seed: int = 0,
+        bn_update: str = "once",
+    ) -> None:
         check_nonneg(epsilon=epsilon)
-        super().__init__(params, base_optimizer, {"epsilon": epsilon}, num_splits=num_splits, perturb=perturb, seed=seed,
-                         bn_update=bn_update)
+        super().__init__(
+            params,
+            base_optimizer,
+            {"epsilon": epsilon},
+            num_splits=num_splits,
+            perturb=perturb,
+            seed=seed,
+            bn_update=bn_update,
+        )
 
     def _draw(self, numel: int, like: Tensor, g: torch.Generator) -> Tensor:
         return torch.rand(numel, generator=g, device=like.device, dtype=like.dtype)
