@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from apps.explorer import views
-from apps.explorer.app import _guard, create_app
+from apps.explorer.app import create_app
 from apps.explorer.catalog import Catalog, resolve_under
+from apps.explorer.components import guard
 from landscape.report import find_run, summary_row
 from landscape.robustness import read_robustness
 from landscape.store import export_loss_landscape, read_analysis, read_directions, read_surface, read_sweep
@@ -114,7 +115,7 @@ def test_views_draw_the_files_data(folder):
     assert (
         "none of the chosen runs" in views.compare_figures(cat, ["old"], log=False)["sweeps"].layout.annotations[0].text
     )
-    refused = _guard(
+    refused = guard(
         views.surface_figure, cat, "../../etc/passwd", kind="contour", value="train_loss", log=False, levels=5
     )
     assert "outside the served folder" in refused.layout.annotations[0].text and not refused.data

@@ -1,0 +1,40 @@
+"""Training: loss, error and ECE per epoch from the chosen runs' metrics.jsonl."""
+
+from __future__ import annotations
+
+from dash import Dash, Input, Output, State, dcc, no_update
+
+from .. import views
+from ..catalog import Catalog
+from ..components import controls, guard
+
+
+def tab() -> dcc.Tab:
+    return dcc.Tab(
+        label="Training",
+        value="training",
+        children=[
+            controls(dcc.Dropdown(id="training-runs", multi=True, placeholder="runs", style={"width": "40em"})),
+            dcc.Graph(id="training-graph"),
+        ],
+    )
+
+
+def register(app: Dash, catalog: Catalog) -> None:
+    @app.callback(
+        Output("training-runs", "options"),
+        Output("training-runs", "value"),
+        Input("snapshot", "data"),
+        State("training-runs", "value"),
+    )
+    def offer(snap, chosen):
+        if not snap:
+            return no_update, no_update
+        names = [r["run"] for r in snap["runs"]]
+        return names, [r for r in chosen or [] if r in names] or names[:1]
+
+    @app.callback(Output("training-graph", "figure"), Input("training-runs", "value"), Input("snapshot", "data"))
+    def show(runs, _):
+        if not runs:
+            return views.message_figure("choose runs")
+        return guard(views.training_figure, catalog, runs)
