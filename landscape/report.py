@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from .groups import (
 )
 from .robustness import read_robustness, severity_curves
 from .store import Surface, Sweep, file_category, read_attrs, read_surface, read_sweep
+
+if TYPE_CHECKING:
+    from .plots import Renderer
 
 
 @dataclass
@@ -351,22 +354,23 @@ def robustness_tables(groups: list[Group]) -> list[tuple[str, list[str], list[li
 
 
 def _save_to(fig, fmt: str, tmp: Path) -> None:
-    from . import plot_mpl
+    from .plots import mpl as plot_mpl
 
     plot_mpl.save(fig, str(tmp), fmt)
 
 
 def overlay_figures(
     groups: list[Group],
-    lib,
+    lib: Renderer,
     *,
     log: bool = False,
     calibration: dict[str, dict] | None = None,
     max_grid: int | None = None,
     value: str = "train_loss",
 ) -> dict[str, Any]:
-    """``{name: figure}`` of every overlay the groups' files support (``lib``: plot_mpl or plot_plotly): a group's
-    mean over its seeds with its spread; one 2-D surface per group (its first seed's). ``value`` is what the
+    """``{name: figure}`` of every overlay the groups' files support (``lib``: :mod:`.plots.mpl` or
+    :mod:`.plots.plotly`): a group's mean over its seeds with its spread; one 2-D surface per group (its first
+    seed's). ``value`` is what the
     surfaces show (train/test loss/acc; the sweeps show its loss or accuracy); ``max_grid`` reads 2-D surfaces
     strided for the browser."""
     figs: dict[str, object] = {}
@@ -479,10 +483,8 @@ def write_report(
     """Write ``report.md`` (tables + static figures), ``report.html`` (one self-contained page) and ``summary.json``:
     runs grouped by experiment (mean ± std over seeds), paired differences against ``baseline`` (default ERM's
     group), and the per-seed rows."""
-    from . import (  # here: the table functions need no plotting libraries
-        plot_mpl,
-        plot_plotly,
-    )
+    from .plots import mpl as plot_mpl  # here: the table functions need no plotting libraries
+    from .plots import plotly as plot_plotly
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,8 @@ from matplotlib.collections import QuadMesh
 from matplotlib.contour import ContourSet
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-from landscape import plot_mpl
+from landscape.plots import mpl as plot_mpl
+from landscape.plots.style import axis_label
 from landscape.store import Surface, Sweep
 from trainers.metrics import ece_from_bins
 
@@ -128,7 +129,7 @@ def test_plot_cli_draws_every_kind(runs, tmp_path):
 
 
 def test_plotly_figures_hold_the_data():
-    from landscape import plot_plotly
+    from landscape.plots import plotly as plot_plotly
 
     s = bowl()
     for kind in plot_plotly.SURFACE_2D_KINDS:
@@ -167,7 +168,7 @@ def test_plot_cli_writes_standalone_html_with_the_data(runs, tmp_path):
 def test_vtp_is_vtk_xml_with_the_grid():
     import xml.etree.ElementTree as ET
 
-    from landscape.vtp import surface_to_vtp
+    from landscape.plots.vtp import surface_to_vtp
 
     s = bowl()
     root = ET.fromstring(surface_to_vtp(s))
@@ -205,7 +206,7 @@ def test_reliability_diagram_bars_are_bin_accuracies():
     ece = (0.55 + 2 * 0.25 + 2 * abs(0.5 - 0.89)) / 5
     assert f"ECE {ece:.4f}" in " ".join(t.get_text() for t in ax.texts) and hist.get_title() == "erm"
     assert not_blank(fig)
-    from landscape import plot_plotly
+    from landscape.plots import plotly as plot_plotly
 
     pfig = plot_plotly.reliability_diagram([("erm", rel)])
     np.testing.assert_allclose(pfig.data[1].y, rel["accuracy"][rel["count"] > 0])  # [share, accuracy, gap, diagonal]
@@ -216,7 +217,7 @@ def test_reliability_diagram_bars_are_bin_accuracies():
 
 
 def test_compare_figures_overlay_every_run_on_one_scale():
-    from landscape import plot_plotly
+    from landscape.plots import plotly as plot_plotly
 
     a, b = bowl(), bowl()
     b.values["train_loss"] = b.values["train_loss"] * 10
@@ -269,7 +270,7 @@ def test_slice_of_a_surface():
     np.testing.assert_array_equal(row.values["train_loss"], s.values["train_loss"][3])
     np.testing.assert_array_equal(col.values["train_loss"], s.values["train_loss"][:, 1])
     np.testing.assert_array_equal(col.xcoordinates, s.ycoordinates)
-    assert row.dim == 1 and plot_mpl._axis_label(col, "x") == "y direction"
+    assert row.dim == 1 and axis_label(col, "x") == "y direction"
     with pytest.raises(ValueError, match="already 1-D"):
         row.slice("x")
 
@@ -324,7 +325,7 @@ def min_distance(colours, deuteranopia):
 
 
 def test_series_stay_distinct_under_simulated_deuteranopia():
-    from landscape.style import DASHES, MARKERS, PALETTE
+    from landscape.plots.style import DASHES, MARKERS, PALETTE
 
     seven = PALETTE[:7]  # every bundled method in one figure
     assert min_distance(seven, True) > 15  # ΔE76; matplotlib's default tab10 falls to 7.3 (green vs red)
@@ -333,7 +334,7 @@ def test_series_stay_distinct_under_simulated_deuteranopia():
 
 
 def contrast(fg, bg) -> float:
-    from landscape.style import luminance
+    from landscape.plots.style import luminance
 
     a, b = sorted((luminance(matplotlib.colors.to_rgb(fg)), luminance(matplotlib.colors.to_rgb(bg))))
     return (b + 0.05) / (a + 0.05)
@@ -355,7 +356,7 @@ def test_heat_map_text_contrasts_and_ratios_are_symmetric_about_one():
 
 
 def test_plotly_log_surfaces_read_in_real_loss_units():
-    from landscape import plot_plotly
+    from landscape.plots import plotly as plot_plotly
 
     s = bowl()
     for kind in plot_plotly.SURFACE_2D_KINDS:
@@ -437,6 +438,6 @@ def test_importing_the_plots_leaves_pyplot_and_its_backend_alone():
     import subprocess
     import sys
 
-    probe = "import sys, landscape.plot_mpl; print('matplotlib.pyplot' in sys.modules)"
+    probe = "import sys, landscape.plots.mpl; print('matplotlib.pyplot' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"  # a user's interactive backend is theirs

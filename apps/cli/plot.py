@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from landscape import plot_mpl, plot_plotly
 from landscape.curvature import read_hessian
 from landscape.jobs import EvalOptions, calibration
+from landscape.plots import mpl as plot_mpl
+from landscape.plots import plotly as plot_plotly
+from landscape.plots.catalog import figures_for, file_kind
+from landscape.plots.vtp import surface_to_vtp
 from landscape.robustness import read_robustness
-from landscape.store import inspect_file, read_surface, read_sweep
-from landscape.vtp import surface_to_vtp
+from landscape.store import read_surface, read_sweep
 
 from .commands import help_of
 from .numbers import number
@@ -51,14 +53,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def file_kind(path: Path) -> str:
-    """The kind of an analysis file (``surface`` for 1-D and 2-D surfaces, ours or loss-landscape's)."""
-    category, reason = inspect_file(path)
-    if category is None:
-        raise ValueError(reason or f"{path}: not an analysis file (no kind, no xcoordinates)")
-    return "surface" if category.startswith("surface") else category
-
-
 def plot_data(path: Path, device: str = "auto") -> tuple[str, object]:
     """Read what a file's figures need once: (kind, data). A checkpoint gives its test-set calibration."""
     if path.suffix == ".pt":
@@ -80,52 +74,6 @@ def plot_data(path: Path, device: str = "auto") -> tuple[str, object]:
     raise ValueError(f"{path}: cannot plot kind {kind!r}")
 
 
-def figures_for(kind: str, data, log: bool, lib=plot_mpl) -> dict:
-    """``{suffix: figure}`` for one file's data, by its kind (``lib``: plot_mpl or plot_plotly)."""
-    if kind == "surface":
-        if data.dim == 1:
-            return {"1d": lib.surface_1d(data, log=log)}
-        return {
-            f"{value}_{k}": lib.surface_2d(data, k, value=value, log=log)
-            for value in [v for v in data.values if v.endswith("_loss")]
-            for k in lib.SURFACE_2D_KINDS
-        }
-    if kind == "hessian":
-        arrays, title = data
-        return {
-            "spectrum": lib.hessian_spectrum(
-                arrays.get("eigenvalues"), arrays.get("density_grid"), arrays.get("density"), title=title
-            )
-        }
-    if kind == "sweep":
-        figs = {"sweep_loss": lib.sweep_curves(data, log=log)}
-        if np.isfinite(data.values["acc_mean"]).any():  # a problem with an accuracy
-            figs["sweep_acc"] = lib.sweep_curves(data, value="acc")
-        return figs
-    if kind == "robustness":
-        label = f"{data.attrs.get('method', '')} {Path(data.path).stem}".strip()
-        figs = {
-            "by_severity": lib.robustness_by_severity([(label, data)]),
-            "errors": lib.corruption_table(
-                [f"severity {s}" for s in data.severities],
-                data.corruptions,
-                data.table().T,
-                title=f"{label}: test error (%)",
-            ),
-        }
-        if data.has_baseline:
-            figs["ce"] = lib.corruption_table(
-                [label],
-                [*data.corruptions, "clean", "mCE"],
-                np.array([[*data.ce(), data.relative_clean_error(), data.mce()]]),
-                title="corruption error relative to the baseline",
-                center=1.0,
-            )
-        return figs
-    label, rel = data
-    return {"reliability": lib.reliability_diagram([(label, rel)], title=f"reliability: {label} (test)")}
-
-
 def run(args: argparse.Namespace) -> int:
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     bad = [f for f in formats if f not in ("png", "pdf", "svg", "html")]
@@ -143,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         stem = f"{path.parent.name}_{path.stem}" if path.parent.name else path.stem
         kind, data = plot_data(path, args.device)
         if static:
-            for suffix, fig in figures_for(kind, data, args.log).items():
+            for suffix, fig in figures_for(kind, data, args.log, plot_mpl).items():
                 for fmt in static:
                     target = out / f"{stem}_{suffix}.{fmt}"
                     plot_mpl.save(fig, str(target), fmt)

@@ -1,7 +1,7 @@
 """What each explorer view shows, as plain functions of (catalog, choices) -> figures and table rows.
 
 The Dash callbacks in :mod:`apps.explorer.app` only route inputs to these; the figures come from
-:mod:`landscape.plot_plotly` and :mod:`landscape.report`, the same code as ``landscape plot`` and
+:mod:`landscape.plots` and :mod:`landscape.report`, the same code as ``landscape plot`` and
 ``landscape compare``.
 """
 
@@ -12,10 +12,10 @@ from urllib.parse import quote
 
 import plotly.graph_objects as go
 
-from apps.cli.plot import figures_for
-from landscape import plot_plotly
 from landscape.curvature import read_hessian
 from landscape.groups import group_runs, history_curves, settings
+from landscape.plots import plotly as plot_plotly
+from landscape.plots.catalog import figures_for
 from landscape.report import group_stats, overlay_figures
 from landscape.robustness import read_robustness
 from landscape.store import Surface, read_surface, read_sweep, surface_progress
@@ -166,7 +166,7 @@ def compare_figures(catalog: Catalog, runs: list[str], *, log: bool, value: str 
 
 def export_figure(catalog: Catalog, runs: list[str], name: str, fmt: str, *, log: bool, value: str) -> bytes:
     """One compare figure drawn by matplotlib (the report's paper-style version) as PNG, SVG or PDF bytes."""
-    from landscape import plot_mpl
+    from landscape.plots import mpl as plot_mpl
 
     if fmt not in EXPORT_TYPES:
         raise ValueError(f"format {fmt!r}: one of {', '.join(EXPORT_TYPES)}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
-from landscape.plot_plotly import SURFACE_2D_KINDS
+from landscape.plots.plotly import SURFACE_2D_KINDS
 
 from .. import views
 from ..catalog import Catalog

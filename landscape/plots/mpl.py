@@ -1,6 +1,6 @@
 """Paper-style matplotlib figures. Pure: data in, ``Figure`` out (no file I/O, no ``show``).
 
-Every figure follows :mod:`landscape.style`: Okabe-Ito colours with a marker and a dash per
+Every figure follows :mod:`landscape.plots.style`: Okabe-Ito colours with a marker and a dash per
 method, human labels in real units, legends outside the data, equal aspect for 2-D surfaces,
 losses on log scales where they span decades, and sweeps as the loss increase over the
 unperturbed loss with each kind's own radius unit.
@@ -19,23 +19,27 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from trainers.metrics import ece_from_bins
 
-from .robustness import Robustness, severity_curves
-from .store import Surface, Sweep
+from ..robustness import Robustness, severity_curves
+from ..store import Surface, Sweep
 from .style import (
     DIVERGING,
     PALETTE,
     SEQUENTIAL,
     SPLIT_DASHES,
+    TRAINING_PANELS,
+    axis_label,
     band_limits,
     human,
     log_ticks,
     radius_label,
+    run_title,
     series,
+    surface_title,
     text_colour,
+    wants_log,
 )
 
-SURFACE_2D_KINDS = ("contour", "contourf", "heatmap", "surface3d")
-DECADES = 10.0  # a loss curve spanning more than this ratio is drawn on a log axis
+SURFACE_2D_KINDS: tuple[str, ...] = ("contour", "contourf", "heatmap", "surface3d")
 
 
 TEXT_AS_TEXT: dict[str, Any] = {
@@ -75,13 +79,6 @@ def _legend_outside(ax, source=None, **kw) -> None:
         )
 
 
-def wants_log(*arrays: np.ndarray) -> bool:
-    """Whether positive values span more than :data:`DECADES` (then a log axis shows the basin)."""
-    finite = np.concatenate([np.asarray(a, float).ravel() for a in arrays])
-    finite = finite[np.isfinite(finite)]
-    return bool(finite.size) and float(finite.min()) > 0 and float(finite.max()) / float(finite.min()) > DECADES
-
-
 def surface_1d(s: Surface, *, log: bool | None = None) -> Figure:
     """Loss (left axis) and accuracy (right axis) along the direction, train solid and test dashed (Li et al.);
     the loss on a log axis when it spans decades (``log=None``), so the basin stays visible."""
@@ -106,7 +103,7 @@ def surface_1d(s: Surface, *, log: bool | None = None) -> Figure:
             )
     if log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for sp in s.splits))):
         ax.set_yscale("log")
-    ax.set_xlabel(_axis_label(s, "x"))
+    ax.set_xlabel(axis_label(s, "x"))
     ax.set_ylabel("loss", color=PALETTE[0])
     if acc_ax is not None:
         acc_ax.set_ylabel("accuracy (%)", color=PALETTE[1])
@@ -115,7 +112,7 @@ def surface_1d(s: Surface, *, log: bool | None = None) -> Figure:
     fig.legend(
         lines, [ln.get_label() for ln in lines], loc="outside lower center", ncol=min(4, len(lines)), fontsize="small"
     )
-    ax.set_title(_title(s))
+    ax.set_title(surface_title(s))
     return fig
 
 
@@ -155,9 +152,9 @@ def surface_2d(
             _colorbar(fig, mesh, ax, label, norm)
         ax.set_aspect("equal")  # one unit of x is one unit of y: the basin's true shape
         _trajectory(ax, s)
-    ax.set_xlabel(_axis_label(s, "x"))
-    ax.set_ylabel(_axis_label(s, "y"))
-    ax.set_title(f"{_title(s)}: {label}")
+    ax.set_xlabel(axis_label(s, "x"))
+    ax.set_ylabel(axis_label(s, "y"))
+    ax.set_title(f"{surface_title(s)}: {label}")
     return fig
 
 
@@ -203,7 +200,7 @@ def hessian_spectrum(
 def sweep_curves(sw: Sweep, *, value: str = "loss", log: bool = False) -> Figure:
     """One panel per perturbation kind, each with its radius unit and range: the loss increase over the
     unperturbed loss (or the accuracy), mean over trials with its +-1 std band."""
-    return compare_sweeps([(_title_of(sw.attrs) or "sweep", sw)], value=value, log=log, legend=False)
+    return compare_sweeps([(run_title(sw.attrs) or "sweep", sw)], value=value, log=log, legend=False)
 
 
 def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> Figure:
@@ -305,17 +302,10 @@ def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None)
                     )
     if log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for _, s in items for sp in s.splits))):
         ax.set_yscale("log")
-    ax.set(xlabel=_axis_label(items[0][1], "x"), ylabel="loss", title="loss along the x direction")
-    acc_ax.set(xlabel=_axis_label(items[0][1], "x"), ylabel="accuracy (%)", ylim=(0, 100), title="accuracy")
+    ax.set(xlabel=axis_label(items[0][1], "x"), ylabel="loss", title="loss along the x direction")
+    acc_ax.set(xlabel=axis_label(items[0][1], "x"), ylabel="accuracy (%)", ylim=(0, 100), title="accuracy")
     _legend_outside(acc_ax)
     return fig
-
-
-TRAINING_PANELS = (
-    ("loss", ("train_loss", "test_loss")),
-    ("error (%)", ("train_error", "test_error")),
-    ("test ECE", ("test_ece",)),
-)
 
 
 def training_curves(items: list[tuple[str, dict]]) -> Figure:
@@ -433,10 +423,10 @@ def compare_surfaces(
     for ax, (label, s), z in zip(axes[0], items, zs):
         cs = ax.contourf(s.xcoordinates, s.ycoordinates, z, levels=levels, cmap=SEQUENTIAL, norm=norm, extend="both")
         _trajectory(ax, s)
-        ax.set(title=label, xlabel=_axis_label(s, "x"))
+        ax.set(title=label, xlabel=axis_label(s, "x"))
         ax.set_aspect("equal")
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
-    axes[0, 0].set_ylabel(_axis_label(items[0][1], "y"))
+    axes[0, 0].set_ylabel(axis_label(items[0][1], "y"))
     _colorbar(fig, cs, axes[0].tolist(), human(value), norm)
     return fig
 
@@ -475,29 +465,6 @@ def _band(ax, sw: Sweep, kind: str, value: str, label: str, style: dict) -> None
     lo, hi = band_limits(mean, std, base, value)
     (line,) = ax.plot(sw.radii, mean - base, label=label, markersize=4, **style)
     ax.fill_between(sw.radii, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
-
-
-def _title_of(attrs: dict) -> str:
-    return (
-        f"{attrs.get('label') or attrs.get('method', '')} {attrs.get('model', '')} {attrs.get('dataset', '')}".strip()
-    )
-
-
-def _title(s: Surface) -> str:
-    return _title_of(s.attrs) or s.path
-
-
-def _axis_label(s: Surface, axis: str) -> str:
-    kind = s.attrs.get("directions")
-    axis = s.attrs.get("slice_axis", axis)  # a slice of a 2-D surface runs along its own axis
-    if kind == "pca" and "explained_variance_ratio_" in s.extras:
-        i = 0 if axis == "x" else 1
-        return f"PC{i + 1}: {100 * s.extras['explained_variance_ratio_'][i]:.1f} %"
-    if kind == "hessian":
-        return f"eigenvector {1 if axis == 'x' else 2}"
-    if kind == "interpolation":
-        return "interpolation (0: A, 1: B)"
-    return f"{axis} direction"
 
 
 def robustness_by_severity(items: list[tuple[str, Robustness | dict]]) -> Figure:

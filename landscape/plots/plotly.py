@@ -1,6 +1,6 @@
-"""Interactive plotly versions of the figures in :mod:`landscape.plot_mpl` (data in, ``go.Figure`` out).
+"""Interactive plotly versions of the figures in :mod:`landscape.plots.mpl` (data in, ``go.Figure`` out).
 
-The same conventions (:mod:`landscape.style`): colour-blind-safe series, human labels, equal aspect for
+The same conventions (:mod:`landscape.plots.style`): colour-blind-safe series, human labels, equal aspect for
 2-D surfaces, and log-scale surfaces drawn on log10 values but labelled and hovered in real loss units.
 """
 
@@ -12,20 +12,24 @@ from plotly.subplots import make_subplots
 
 from trainers.metrics import ece_from_bins
 
-from .plot_mpl import TRAINING_PANELS, _axis_label, _title, _title_of, wants_log
-from .robustness import Robustness, severity_curves
-from .store import Surface, Sweep
+from ..robustness import Robustness, severity_curves
+from ..store import Surface, Sweep
 from .style import (
     PALETTE,
     PLOTLY_SPLIT_DASHES,
+    TRAINING_PANELS,
+    axis_label,
     band_limits,
     human,
     log_ticks,
     plotly_series,
     radius_label,
+    run_title,
+    surface_title,
+    wants_log,
 )
 
-SURFACE_2D_KINDS = ("contour", "heatmap", "surface3d")
+SURFACE_2D_KINDS: tuple[str, ...] = ("contour", "heatmap", "surface3d")
 TEMPLATE = "plotly_white"
 
 
@@ -68,10 +72,10 @@ def surface_1d(s: Surface, *, log: bool | None = None) -> go.Figure:
                 secondary_y=True,
             )
     logged = log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for sp in s.splits)))
-    fig.update_xaxes(title_text=_axis_label(s, "x"))
+    fig.update_xaxes(title_text=axis_label(s, "x"))
     fig.update_yaxes(title_text="loss", type="log" if logged else "linear", secondary_y=False)
     fig.update_yaxes(title_text="accuracy (%)", range=[0, 100], secondary_y=True)
-    fig.update_layout(title=_title(s), template=TEMPLATE)
+    fig.update_layout(title=surface_title(s), template=TEMPLATE)
     return fig
 
 
@@ -103,8 +107,8 @@ def surface_2d(
         zaxis = {"title": label, **({"tickvals": bar["tickvals"], "ticktext": bar["ticktext"]} if logged else {})}
         fig.update_layout(
             scene={
-                "xaxis_title": _axis_label(s, "x"),
-                "yaxis_title": _axis_label(s, "y"),
+                "xaxis_title": axis_label(s, "x"),
+                "yaxis_title": axis_label(s, "y"),
                 "zaxis": zaxis,
                 "aspectmode": "manual",
                 "aspectratio": {"x": 1, "y": 1, "z": 0.7},
@@ -136,9 +140,9 @@ def surface_2d(
                     line={"color": PALETTE[1]},
                 )
             )
-        fig.update_xaxes(title_text=_axis_label(s, "x"))
-        fig.update_yaxes(title_text=_axis_label(s, "y"), scaleanchor="x", scaleratio=1)
-    fig.update_layout(title=f"{_title(s)}: {label}", template=TEMPLATE)
+        fig.update_xaxes(title_text=axis_label(s, "x"))
+        fig.update_yaxes(title_text=axis_label(s, "y"), scaleanchor="x", scaleratio=1)
+    fig.update_layout(title=f"{surface_title(s)}: {label}", template=TEMPLATE)
     return fig
 
 
@@ -171,7 +175,7 @@ def cross_sections(s: Surface, x: float, y: float, *, value: str = "train_loss",
             row=1,
             col=col,
         )
-        fig.update_xaxes(title_text=_axis_label(cut, "x"), row=1, col=col)
+        fig.update_xaxes(title_text=axis_label(cut, "x"), row=1, col=col)
     fig.update_yaxes(title_text=human(metric), type="log" if log else "linear")
     fig.update_layout(template=TEMPLATE, title=f"slices through the clicked point: {human(value)}")
     return fig
@@ -213,8 +217,8 @@ def hessian_spectrum(
 
 def sweep_curves(sw: Sweep, *, value: str = "loss", log: bool = False) -> go.Figure:
     """One panel per kind with its radius unit: the loss increase (or accuracy) with +-1 std bands."""
-    fig = compare_sweeps([(_title_of(sw.attrs) or "sweep", sw)], value=value, log=log)
-    fig.update_layout(showlegend=False, title=f"{_title_of(sw.attrs)}: loss against perturbation radius".strip(": "))
+    fig = compare_sweeps([(run_title(sw.attrs) or "sweep", sw)], value=value, log=log)
+    fig.update_layout(showlegend=False, title=f"{run_title(sw.attrs)}: loss against perturbation radius".strip(": "))
     return fig
 
 
@@ -334,7 +338,7 @@ def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None)
                         col=col,
                     )
     logged = log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for _, s in items for sp in s.splits)))
-    fig.update_xaxes(title_text=_axis_label(items[0][1], "x"))
+    fig.update_xaxes(title_text=axis_label(items[0][1], "x"))
     fig.update_yaxes(type="log" if logged else "linear", title_text="loss", row=1, col=1)
     fig.update_yaxes(range=[0, 100], title_text="accuracy (%)", row=1, col=2)
     fig.update_layout(template=TEMPLATE, title="1-D slices")
@@ -342,7 +346,7 @@ def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None)
 
 
 def training_curves(items: list[tuple[str, dict]]) -> go.Figure:
-    """Loss, error and ECE per epoch, as :func:`landscape.plot_mpl.training_curves`."""
+    """Loss, error and ECE per epoch, as :func:`landscape.plots.mpl.training_curves`."""
     fig = make_subplots(rows=1, cols=3, subplot_titles=[t for t, _ in TRAINING_PANELS])
     for i, (label, c) in enumerate(items):
         style = plotly_series(i)
@@ -477,9 +481,9 @@ def compare_surfaces(items: list[tuple[str, Surface]], *, value: str = "train_lo
             row=1,
             col=col,
         )
-        fig.update_xaxes(title_text=_axis_label(s, "x"), row=1, col=col)
+        fig.update_xaxes(title_text=axis_label(s, "x"), row=1, col=col)
         fig.update_yaxes(scaleanchor=f"x{col if col > 1 else ''}", scaleratio=1, row=1, col=col)
-    fig.update_yaxes(title_text=_axis_label(items[0][1], "y"), row=1, col=1)
+    fig.update_yaxes(title_text=axis_label(items[0][1], "y"), row=1, col=1)
     bar = _log_colorbar(lo, hi, label) if log else {"title": label}
     fig.update_layout(
         template=TEMPLATE, title=label, coloraxis={"colorscale": "Viridis", "cmin": lo, "cmax": hi, "colorbar": bar}

@@ -3,7 +3,12 @@ series, human labels, the unit of each radius, and text that stays readable on a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..store import Surface
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency; yellow last (weak on white)
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
@@ -91,3 +96,46 @@ def band_limits(mean: np.ndarray, std: np.ndarray, base: float, value: str) -> t
     if value == "acc":
         return np.maximum(lo, 0.0), np.minimum(hi, 100.0)
     return np.maximum(lo, np.minimum(mean - base, 0.0)), hi
+
+
+DECADES = 10.0  # a loss curve spanning more than this ratio is drawn on a log axis
+
+
+def wants_log(*arrays: np.ndarray) -> bool:
+    """Whether positive values span more than :data:`DECADES` (then a log axis shows the basin)."""
+    finite = np.concatenate([np.asarray(a, float).ravel() for a in arrays])
+    finite = finite[np.isfinite(finite)]
+    return bool(finite.size) and float(finite.min()) > 0 and float(finite.max()) / float(finite.min()) > DECADES
+
+
+TRAINING_PANELS = (
+    ("loss", ("train_loss", "test_loss")),
+    ("error (%)", ("train_error", "test_error")),
+    ("test ECE", ("test_ece",)),
+)
+
+
+def run_title(attrs: dict) -> str:
+    """What produced a file: its label (or method), model and data."""
+    return (
+        f"{attrs.get('label') or attrs.get('method', '')} {attrs.get('model', '')} {attrs.get('dataset', '')}".strip()
+    )
+
+
+def surface_title(s: Surface) -> str:
+    """A surface's title: what produced it, else its path."""
+    return run_title(s.attrs) or s.path
+
+
+def axis_label(s: Surface, axis: str) -> str:
+    """An axis of a surface in what it means: a PCA component and its variance, an eigenvector, a direction."""
+    kind = s.attrs.get("directions")
+    axis = s.attrs.get("slice_axis", axis)  # a slice of a 2-D surface runs along its own axis
+    if kind == "pca" and "explained_variance_ratio_" in s.extras:
+        i = 0 if axis == "x" else 1
+        return f"PC{i + 1}: {100 * s.extras['explained_variance_ratio_'][i]:.1f} %"
+    if kind == "hessian":
+        return f"eigenvector {1 if axis == 'x' else 2}"
+    if kind == "interpolation":
+        return "interpolation (0: A, 1: B)"
+    return f"{axis} direction"

@@ -1,0 +1,64 @@
+"""Which figures a result file gets, by its kind: the one catalogue ``landscape plot`` and the explorer draw from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..store import inspect_file
+from . import Renderer
+
+
+def file_kind(path: Path) -> str:
+    """The kind of an analysis file (``surface`` for 1-D and 2-D surfaces, ours or loss-landscape's)."""
+    category, reason = inspect_file(path)
+    if category is None:
+        raise ValueError(reason or f"{path}: not an analysis file (no kind, no xcoordinates)")
+    return "surface" if category.startswith("surface") else category
+
+
+def figures_for(kind: str, data, log: bool, lib: Renderer) -> dict:
+    """``{suffix: figure}`` for one file's data, by its kind (``lib``: :mod:`.mpl` or :mod:`.plotly`)."""
+    if kind == "surface":
+        if data.dim == 1:
+            return {"1d": lib.surface_1d(data, log=log)}
+        return {
+            f"{value}_{k}": lib.surface_2d(data, k, value=value, log=log)
+            for value in [v for v in data.values if v.endswith("_loss")]
+            for k in lib.SURFACE_2D_KINDS
+        }
+    if kind == "hessian":
+        arrays, title = data
+        return {
+            "spectrum": lib.hessian_spectrum(
+                arrays.get("eigenvalues"), arrays.get("density_grid"), arrays.get("density"), title=title
+            )
+        }
+    if kind == "sweep":
+        figs = {"sweep_loss": lib.sweep_curves(data, log=log)}
+        if np.isfinite(data.values["acc_mean"]).any():  # a problem with an accuracy
+            figs["sweep_acc"] = lib.sweep_curves(data, value="acc")
+        return figs
+    if kind == "robustness":
+        label = f"{data.attrs.get('method', '')} {Path(data.path).stem}".strip()
+        figs = {
+            "by_severity": lib.robustness_by_severity([(label, data)]),
+            "errors": lib.corruption_table(
+                [f"severity {s}" for s in data.severities],
+                data.corruptions,
+                data.table().T,
+                title=f"{label}: test error (%)",
+            ),
+        }
+        if data.has_baseline:
+            figs["ce"] = lib.corruption_table(
+                [label],
+                [*data.corruptions, "clean", "mCE"],
+                np.array([[*data.ce(), data.relative_clean_error(), data.mce()]]),
+                title="corruption error relative to the baseline",
+                center=1.0,
+            )
+        return figs
+    label, rel = data
+    return {"reliability": lib.reliability_diagram([(label, rel)], title=f"reliability: {label} (test)")}
