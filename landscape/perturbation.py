@@ -29,7 +29,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from trainers.distributed import join_group
-from trainers.optim import is_weight as default_is_weight
+from trainers.optim.rules import adaptive_scale, project_to_ball_
+from trainers.optim.rules import is_weight as default_is_weight
 
 from .directions import normalize_direction, tensor_sum
 from .grid import Displacement, coordinates
@@ -126,10 +127,8 @@ class Sweeper:
         ]
 
     def _ascent(self, r: float, adaptive: bool) -> tuple[float, float]:
-        t = [
-            (w.abs() + self.s.eta) if (adaptive and m) else torch.ones_like(w)
-            for w, m in zip(self.origin, self.weight_mask)
-        ]
+        scales = iter(adaptive_scale([w for w, m in zip(self.origin, self.weight_mask) if m], self.s.eta))
+        t = [next(scales) if (adaptive and m) else torch.ones_like(w) for w, m in zip(self.origin, self.weight_mask)]
         z = [torch.zeros_like(w) for w in self.origin]
         step = 2.5 * r / self.s.steps
         best = (-np.inf, 0.0)
@@ -142,9 +141,7 @@ class Sweeper:
             if gn == 0:
                 break
             z = [zi + (step / gn) * gi for zi, gi in zip(z, tg)]
-            zn = float(_norm(z))
-            if zn > r:
-                z = [zi * (r / zn) for zi in z]
+            project_to_ball_(z, r, eps=0.0)  # the PGD step back onto the ball
         final = self._evaluate([ti * zi for ti, zi in zip(t, z)])
         return max(best, final)
 

@@ -8,9 +8,10 @@ import torch.nn as nn
 from torch.optim import Optimizer
 
 from .ascent import AMP, ASAM, SAM
-from .base import ERM, BatchNormState, Closure, PerturbedOptimizer, is_weight
+from .base import ERM, BatchNormState, Closure, PerturbedOptimizer
 from .closure import BatchClosure
 from .noise import DAAP, DAMP, RMP, NoiseOptimizer
+from .rules import is_weight
 
 
 @dataclass(frozen=True)

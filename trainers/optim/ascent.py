@@ -16,7 +16,8 @@ from torch import Tensor
 from torch.nn.utils import get_total_norm
 from torch.optim import Optimizer
 
-from .base import Closure, Params, PerturbedOptimizer, grads_of, is_weight
+from .base import Closure, Params, PerturbedOptimizer, grads_of
+from .rules import adaptive_scale, is_weight, project_each_to_ball_, project_to_ball_, scale_to_radius_
 
 Groups = list[tuple[dict, slice]]  # each param group and its slice of the flat parameter list
 
@@ -102,16 +103,17 @@ class SAM(AscentOptimizer):
         for group, sl in groups:
             adapted = [offsets[i] for i in range(sl.start, sl.stop) if self._adapted(params[i])]
             if adapted:
-                t = torch._foreach_abs([clean[i] for i in range(sl.start, sl.stop) if self._adapted(params[i])])
-                torch._foreach_add_(t, group["eta"])
+                t = adaptive_scale(
+                    [clean[i] for i in range(sl.start, sl.stop) if self._adapted(params[i])], group["eta"]
+                )
                 torch._foreach_mul_(adapted, t)  # T g
                 scaled.append((adapted, t))
-        norm = get_total_norm(offsets) if offsets else torch.zeros(())
+        norm = get_total_norm(offsets) if offsets else torch.zeros(())  # ||T g||
         for adapted, t in scaled:
             torch._foreach_mul_(adapted, t)  # T^2 g
         for group, sl in groups:
             if sl.stop > sl.start:
-                torch._foreach_mul_(offsets[sl], group["rho"] / (norm + self.eps))
+                scale_to_radius_(offsets[sl], group["rho"], norm, self.eps)
         return offsets
 
 
@@ -223,10 +225,7 @@ class AMP(AscentOptimizer):
             else:
                 torch._foreach_add_(d, grads[sl], alpha=group["inner_lr"])
             if self.norm == "per_tensor":
-                coef = (
-                    torch.stack(torch._foreach_norm(d)).add_(1e-12).reciprocal_().mul_(group["epsilon"]).clamp_(max=1.0)
-                )
-                torch._foreach_mul_(d, list(coef.unbind()))  # a tensor per tensor
+                project_each_to_ball_(d, group["epsilon"])
             else:
-                torch._foreach_mul_(d, (group["epsilon"] / (get_total_norm(d) + 1e-12)).clamp(max=1.0))
+                project_to_ball_(d, group["epsilon"])
         return delta

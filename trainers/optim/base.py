@@ -45,15 +45,6 @@ Params = Union[nn.Module, Iterable[Tensor], Iterable[tuple[str, Tensor]]]
 BN_UPDATES = ("once", "every_pass")
 
 
-def is_weight(name: str | None) -> bool:
-    """Conv/linear kernels and norm-layer scales: the parameters PyTorch names ``*.weight``.
-
-    This is the filter of the official ASAM (``'weight' in name``) and of DAMP's
-    ``kernel``/``scale`` leaves; biases and BatchNorm shifts are excluded.
-    """
-    return name is not None and name.rsplit(".", 1)[-1] == "weight"
-
-
 class WholeBatch:
     """An ordinary ``loss = closure()`` in the ``closure(part, num_parts)`` contract (whole batch only)."""
 

@@ -34,8 +34,8 @@ from .base import (
     Params,
     PerturbedOptimizer,
     WholeBatch,
-    is_weight,
 )
+from .rules import is_weight
 
 PERTURB = ("weights", "all")
 
