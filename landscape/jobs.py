@@ -16,9 +16,10 @@ from data import load_dataset
 from data.corruptions import corrupted_split, split_key
 from data.formats import RELEASED_C, read_released_c
 from trainers import classification_metrics, load_checkpoint, predict
+from trainers.device import resolve_device
 from trainers.distributed import init_group
 from trainers.metrics import ECE_BINS, reliability
-from trainers.train import epoch_checkpoints, resolve_device
+from trainers.rundir import trajectory_checkpoints
 
 from .curvature import hessian
 from .evaluation import EvalSet, normalize, subset
@@ -138,19 +139,6 @@ def interpolation_surface(
             p, ckpt_b, xs, dir_type=dir_type, resume=resume, overwrite=overwrite, log=log, **kw
         ),
     )
-
-
-def trajectory_checkpoints(run_dir: str | Path) -> tuple[list[Path], Path]:
-    run_dir = Path(run_dir)
-    found = epoch_checkpoints(run_dir)
-    final = run_dir / "final.pt"
-    if not final.is_file():
-        raise FileNotFoundError(f"{run_dir} has no final.pt (is it a finished run directory?)")
-    if len(found) < 2:
-        raise ValueError(
-            f"{run_dir} has {len(found)} epoch checkpoints; PCA of a trajectory needs >= 2 (train with --save-every 1)"
-        )
-    return found, final
 
 
 def trajectory_surface(

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainers import load_checkpoint
+from trainers.device import resolve_device
 from trainers.distributed import Group
-from trainers.train import resolve_device
 
 from .batches import Batch, SizeFn, Split, as_splits, split_names, unpack
 from .evaluation import eval_sets

@@ -8,7 +8,6 @@ in the table is read, not recomputed, from one named file, which ``summary.json`
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainers.checkpoint import atomic_write, read_checkpoint, write_json
-from trainers.train import newest_checkpoint
+from trainers.rundir import CONFIG, METRICS, check_rows, final_or_newest, read_json, read_metrics
 
 from .curvature import read_hessian
 from .groups import (
@@ -55,53 +54,6 @@ class Run:
     history: list[dict] = field(default_factory=list)  # one metrics row per epoch
 
 
-NUMERIC = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "test_error",
-    "test_nll",
-    "test_ece",
-    "seconds",
-    "steps",
-    "world_size",
-)
-
-
-def check_rows(rows: object, source: str | Path) -> list[dict]:
-    """Metric rows as training writes them: objects whose known fields are numbers (or null)."""
-    if not isinstance(rows, list):
-        raise ValueError(f"{source}: metrics are a {type(rows).__name__}, not a list of rows")
-    for i, row in enumerate(rows, 1):
-        if not isinstance(row, dict):
-            raise ValueError(f"{source}: row {i} is a JSON {type(row).__name__}, not an object")
-        for key in NUMERIC:
-            value = row.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ValueError(f"{source}: row {i}: {key!r} is {value!r}, not a number")
-    return rows
-
-
-def read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not JSON ({getattr(e, 'msg', type(e).__name__)})") from None
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The rows of a ``metrics.jsonl``, checked (one line each)."""
-    rows = []
-    for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {i} is not JSON ({e.msg})") from None
-    return check_rows(rows, path)
-
-
 def _cost(history: list[dict]) -> dict:
     """Training time summed over epochs, and per optimizer step where the rows count their steps."""
     seconds = sum(row.get("seconds") or 0 for row in history)
@@ -116,17 +68,18 @@ def find_run(path: str | Path, name: str | None = None) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise NotADirectoryError(f"{str(path)!r} is not a run directory")
-    ckpt = path / "final.pt" if (path / "final.pt").is_file() else newest_checkpoint(path)
-    history, source = [], None
-    if (path / "metrics.jsonl").is_file():  # written every epoch: current even while the run trains
-        source = path / "metrics.jsonl"
+    ckpt = final_or_newest(path)
+    history: list[dict] = []
+    source: Path | None = None
+    if (path / METRICS).is_file():  # written every epoch: current even while the run trains
+        source = path / METRICS
         history = read_metrics(source)
     elif ckpt is not None:
         history, source = check_rows(read_checkpoint(ckpt).get("metrics", []), ckpt), ckpt
     metrics = {**history[-1], **_cost(history)} if history else {}
-    config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
+    config = read_json(path / CONFIG) if (path / CONFIG).is_file() else {}
     if not isinstance(config, dict):
-        raise ValueError(f"{path / 'config.json'}: a JSON {type(config).__name__}, not an object")
+        raise ValueError(f"{path / CONFIG}: a JSON {type(config).__name__}, not an object")
     run = Run(name or path.name, path, config, metrics, source, ckpt, history=history)
     for f in sorted(path.glob("*.h5")):
         category = file_category(f)

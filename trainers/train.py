@@ -1,7 +1,7 @@
 """The training loop behind ``landscape train``: config in, run directory out.
 
-A run directory holds ``config.json``, ``metrics.jsonl`` (one line per epoch),
-``checkpoints/epoch_NNN.pt`` and ``final.pt``, every file written atomically. Resume
+A run directory (:mod:`trainers.rundir`) holds ``config.json``, ``metrics.jsonl`` (one line per
+epoch), ``checkpoints/epoch_NNN.pt`` and ``final.pt``, every file written atomically. Resume
 continues from the newest checkpoint; on CPU the result equals an uninterrupted run
 bit for bit (model, optimizer, loader and RNG states are all checkpointed).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,10 +29,12 @@ from .checkpoint import (
     write_json,
     write_jsonl,
 )
+from .device import resolve_device
 from .distributed import Group, batchnorm_buffers, convert_sync_batchnorm, init_group
 from .metrics import evaluate
 from .models import MODELS, create_model
 from .optim import BatchClosure, build_method, method_info
+from .rundir import CHECKPOINTS, CONFIG, FINAL, METRICS, checkpoint_path, newest_checkpoint
 from .schedules import SCHEDULES, lr_factor
 
 
@@ -104,35 +105,6 @@ class TrainConfig:
         return {**method_info(self.method).hparams, **{k: v for k, v in self.hparams.items() if v is not None}}
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA if there is one), ``cpu``, ``cuda`` or ``cuda:N``, checked against this machine."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", str(name))
-    if m is None:
-        raise ValueError(f"device {name!r}: expected auto, cpu, cuda or cuda:N")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name}: CUDA is not available on this machine")
-    if m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
-        raise ValueError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return torch.device(name)
-
-
-def epoch_checkpoints(run_dir: str | Path) -> list[Path]:
-    """A run's ``checkpoints/epoch_NNN.pt`` files in epoch order."""
-    found = [
-        (int(m.group(1)), p)
-        for p in (Path(run_dir) / "checkpoints").glob("epoch_*.pt")
-        if (m := re.fullmatch(r"epoch_(\d+)\.pt", p.name))
-    ]
-    return [p for _, p in sorted(found)]
-
-
-def newest_checkpoint(run_dir: Path) -> Path | None:
-    found = epoch_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
 def _model_kwargs(cfg: TrainConfig, ds) -> dict:
     kwargs = {"num_classes": ds.num_classes, "in_channels": ds.in_channels, **cfg.model_kwargs}
     if "image_size" in inspect.signature(MODELS[cfg.model].build).parameters:
@@ -194,7 +166,7 @@ def _start(cfg: TrainConfig, out: Path, resume: bool, group: Group) -> tuple[Pat
         ckpt = newest_checkpoint(out) if resume else None
         if resume:  # a writer killed mid-write left its temporary file: nobody will finish it
             remove_stale_temps(out)
-            remove_stale_temps(out / "checkpoints")
+            remove_stale_temps(out / CHECKPOINTS)
         if not resume and out.exists() and any(out.iterdir()):
             raise ValueError(f"{out} already holds files: pass --resume to continue that run, or choose another --out")
         if ckpt is not None:
@@ -321,7 +293,7 @@ def _train(
         log(f"resuming {out} from {ckpt_path.name if ckpt_path else '?'} (epoch {start}/{cfg.epochs})")
     elif main:
         write_json(
-            out / "config.json",
+            out / CONFIG,
             {**asdict(cfg), "world_size": group.world, "rank_batch_size": cfg.batch_size // group.world},
         )
 
@@ -386,14 +358,14 @@ def _train(
                 "world_size": group.world,
             }
             history.append(row)
-            write_jsonl(out / "metrics.jsonl", history)
+            write_jsonl(out / METRICS, history)
             if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
-                save_checkpoint(out / "checkpoints" / f"epoch_{epoch + 1:03d}.pt", payload(epoch + 1))
+                save_checkpoint(checkpoint_path(out, epoch + 1), payload(epoch + 1))
             log(
                 f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc "
                 f"{row['train_acc']:.2f}% | test error {row['test_error']:.2f}% nll {row['test_nll']:.4f} ece "
                 f"{row['test_ece']:.4f} | lr {lr:.4g} | {train_seconds:.1f}s"
             )
     if main:
-        save_checkpoint(out / "final.pt", payload(cfg.epochs))
+        save_checkpoint(out / FINAL, payload(cfg.epochs))
     return group.broadcast(history[-1] if history else {})

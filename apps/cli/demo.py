@@ -29,7 +29,7 @@ from landscape.report import (
     write_report,
 )
 from trainers import TrainConfig, read_checkpoint, train
-from trainers.train import newest_checkpoint
+from trainers.rundir import CONFIG, FINAL, newest_checkpoint
 
 from .commands import help_of
 from .numbers import COUNT, PORT, number
@@ -92,19 +92,17 @@ def run(args: argparse.Namespace) -> int:
         for method in methods:
             run_dir = out / method / f"seed{seed}"
             tag = f"{method} seed {seed}"
-            if (run_dir / "final.pt").is_file() and read_checkpoint(run_dir / "final.pt")["config"][
-                "epochs"
-            ] == args.epochs:
+            if (run_dir / FINAL).is_file() and read_checkpoint(run_dir / FINAL)["config"]["epochs"] == args.epochs:
                 print(f"[demo] {tag}: reusing finished run {run_dir}")
             else:
                 print(f"[demo] training {tag} -> {run_dir}")
                 train(
                     replace(base, method=method, seed=seed),
                     run_dir,
-                    resume=newest_checkpoint(run_dir) is not None or (run_dir / "config.json").exists(),
+                    resume=newest_checkpoint(run_dir) is not None or (run_dir / CONFIG).exists(),
                     progress=progress,
                 )
-            final = run_dir / "final.pt"
+            final = run_dir / FINAL
             if seed == args.seeds[0]:  # one surface per method: the picture, not a number compared over seeds
                 surface = run_dir / "surface_2d.h5"
                 print(f"[demo] {tag}: 2-D loss surface ({args.surface_steps}x{args.surface_steps}) -> {surface}")
@@ -136,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
                 resume=True,
             )
             robustness = run_dir / "robustness.h5"
-            baseline = out / "erm" / f"seed{seed}" / "final.pt"
+            baseline = out / "erm" / f"seed{seed}" / FINAL
             print(
                 f"[demo] {tag}: test error under {len(corruptions)} corruptions x {len(severities)} severities"
                 f"{' against ERM' if baseline.is_file() else ''} -> {robustness}"

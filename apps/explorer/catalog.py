@@ -13,8 +13,8 @@ from pathlib import Path
 from landscape.groups import group_runs, settings
 from landscape.report import SHARPNESS_RHO, Run, columns, find_run, group_stats, summary_row
 from landscape.store import inspect_file
+from trainers.rundir import RUN_MARKERS
 
-RUN_MARKERS = ("config.json", "metrics.jsonl", "final.pt")
 CONFIG_COLUMNS = ("lr", "batch_size", "rho", "eta", "epsilon", "sigma", "num_splits", "weight_decay")  # hparams shown
 
 
