@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import inspect
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm import tqdm
 
 from data import Augment, TensorLoader, dataset_info, load_dataset
 from data.corruptions import CorruptHalf, parse_severities
@@ -31,9 +29,10 @@ from .checkpoint import (
 )
 from .device import resolve_device
 from .distributed import Group, batchnorm_buffers, convert_sync_batchnorm, init_group
+from .loop import fit
 from .metrics import evaluate
 from .models import MODELS, create_model
-from .optim import BatchClosure, build_method, method_info
+from .optim import build_method, method_info
 from .rundir import CHECKPOINTS, CONFIG, FINAL, METRICS, checkpoint_path, newest_checkpoint
 from .schedules import SCHEDULES, lr_factor
 
@@ -315,57 +314,46 @@ def _train(
             },
         }
 
-    autocast = torch.bfloat16 if cfg.bf16 else None
-    for epoch in range(start, cfg.epochs):
-        lr = cfg.lr * lr_factor(cfg.schedule, epoch, cfg.epochs)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        tic = time.perf_counter()
-        model.train()
-        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen (this rank)
-        bar = tqdm(
-            train_loader,
-            desc=f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}",
-            leave=False,
-            disable=not (progress and main),
+    def end_of_epoch(epoch: int, row: dict) -> None:
+        """Evaluate, record and save (rank 0): the run directory's side of an epoch."""
+        if not main:
+            return
+        test = evaluate(model, test_loader)
+        train_seconds = row.pop("seconds")
+        row.update(
+            test_error=test["error"],
+            test_nll=test["nll"],
+            test_ece=test["ece"],
+            seconds=train_seconds,
+            steps=row.pop("steps"),
+            world_size=group.world,
         )
-        for step, (x, y) in enumerate(bar):
-            closure = BatchClosure(model, x, y, autocast_dtype=autocast)
-            totals[0] += optimizer.step(closure)
-            totals[1] += closure.correct
-            totals[2] += len(y)
-            group.mean_(bn_buffers)  # one set of running statistics, the ranks' mean
-            if step % 20 == 19:
-                running = totals[0].item() / (step + 1)
-                if group.world == 1:
-                    _check_finite(running, cfg, epoch, out)
-                bar.set_postfix(loss=f"{running:.4f}")
-        group.sum_([totals])
-        _check_finite(totals[0].item(), cfg, epoch, out)
-        train_seconds = time.perf_counter() - tic
-        if main:
-            test = evaluate(model, test_loader)
-            row = {
-                "epoch": epoch + 1,
-                "lr": lr,
-                "train_loss": totals[0].item() / group.world / len(train_loader),
-                "train_acc": 100.0 * totals[1].item() / totals[2].item(),
-                "test_error": test["error"],
-                "test_nll": test["nll"],
-                "test_ece": test["ece"],
-                "seconds": train_seconds,
-                "steps": len(train_loader),
-                "world_size": group.world,
-            }
-            history.append(row)
-            write_jsonl(out / METRICS, history)
-            if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
-                save_checkpoint(checkpoint_path(out, epoch + 1), payload(epoch + 1))
-            log(
-                f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc "
-                f"{row['train_acc']:.2f}% | test error {row['test_error']:.2f}% nll {row['test_nll']:.4f} ece "
-                f"{row['test_ece']:.4f} | lr {lr:.4g} | {train_seconds:.1f}s"
-            )
+        history.append(row)
+        write_jsonl(out / METRICS, history)
+        if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
+            save_checkpoint(checkpoint_path(out, epoch + 1), payload(epoch + 1))
+        log(
+            f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc "
+            f"{row['train_acc']:.2f}% | test error {row['test_error']:.2f}% nll {row['test_nll']:.4f} ece "
+            f"{row['test_ece']:.4f} | lr {row['lr']:.4g} | {train_seconds:.1f}s"
+        )
+
+    fit(
+        model,
+        train_loader,
+        optimizer,
+        epochs=cfg.epochs,
+        start=start,
+        lr_at=lambda epoch: cfg.lr * lr_factor(cfg.schedule, epoch, cfg.epochs),
+        autocast=torch.bfloat16 if cfg.bf16 else None,
+        after_step=lambda: group.mean_(bn_buffers),  # one set of running statistics, the ranks' mean
+        reduce=group.sum_,
+        world=group.world,
+        check=lambda loss, epoch: _check_finite(loss, cfg, epoch, out),
+        on_epoch_end=end_of_epoch,
+        progress=progress and main,
+        desc=cfg.method,
+    )
     if main:
         save_checkpoint(out / FINAL, payload(cfg.epochs))
     return group.broadcast(history[-1] if history else {})

@@ -1,0 +1,92 @@
+"""The training loop over any classifier, loader and flat-minima optimizer: ``fit``.
+
+``landscape train`` is this loop plus a run directory (evaluation, metrics.jsonl, checkpoints); a user with
+their own model and ``DataLoader`` of ``(x, y)`` batches calls it directly::
+
+    from trainers.loop import fit
+    from trainers.optim import SAM
+    opt = SAM(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), rho=0.05)
+    history = fit(model, loader, opt, epochs=10, lr_at=lambda epoch: 0.1 * 0.5 ** (epoch // 5))
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .optim import BatchClosure, PerturbedOptimizer
+
+CHECK_EVERY = 20  # steps between looks at the running loss (each costs a device sync)
+
+
+def fit(
+    model: nn.Module,
+    loader: Iterable[tuple[Tensor, Tensor]],
+    optimizer: PerturbedOptimizer,
+    *,
+    epochs: int,
+    start: int = 0,
+    lr_at: Callable[[int], float] | None = None,
+    autocast: torch.dtype | None = None,
+    after_step: Callable[[], None] | None = None,
+    reduce: Callable[[list[Tensor]], None] | None = None,
+    world: int = 1,
+    check: Callable[[float, int], None] | None = None,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> list[dict]:
+    """Train epochs ``start .. epochs - 1``; returns one row per epoch (``epoch`` counted from 1, ``lr``,
+    ``train_loss`` the mean batch loss, ``train_acc`` in %, ``seconds``, ``steps``).
+
+    ``lr_at(epoch)`` sets every param group's learning rate before the epoch; ``autocast`` runs the passes in
+    that dtype; ``after_step()`` runs after every step (e.g. averaging BatchNorm statistics over processes);
+    ``reduce(tensors)`` sums the epoch's totals over ``world`` processes in place before the row is made;
+    ``check(loss, epoch)`` sees the running loss every :data:`CHECK_EVERY` steps on one process and the epoch's
+    loss at its end (raise to stop, e.g. on a non-finite loss); ``on_epoch_end(epoch, row)`` may add to the row
+    (evaluation) and save.
+    """
+    history = []
+    for epoch in range(start, epochs):
+        lr = lr_at(epoch) if lr_at is not None else optimizer.param_groups[0]["lr"]
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        tic = time.perf_counter()
+        model.train()
+        device = next(model.parameters()).device
+        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen (this process)
+        bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
+        steps = 0
+        for step, (x, y) in enumerate(bar):
+            closure = BatchClosure(model, x, y, autocast_dtype=autocast)
+            totals[0] += optimizer.step(closure)
+            totals[1] += closure.correct
+            totals[2] += len(y)
+            steps = step + 1
+            if after_step is not None:
+                after_step()
+            if step % CHECK_EVERY == CHECK_EVERY - 1:
+                running = totals[0].item() / steps
+                if check is not None and world == 1:
+                    check(running, epoch)
+                bar.set_postfix(loss=f"{running:.4f}")
+        if reduce is not None:
+            reduce([totals])
+        if check is not None:
+            check(totals[0].item(), epoch)
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": totals[0].item() / world / max(steps, 1),
+            "train_acc": 100.0 * totals[1].item() / max(totals[2].item(), 1.0),
+            "seconds": time.perf_counter() - tic,
+            "steps": steps,
+        }
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        history.append(row)
+    return history
