@@ -32,11 +32,11 @@ _EXPORTS = {
     "sweep": "perturbation",
     "Problem": "problem",
     "save_snapshot": "snapshots",
-    "Surface": "store",
-    "Sweep": "store",
-    "read_directions": "store",
-    "read_surface": "store",
-    "read_sweep": "store",
+    "Surface": "io",
+    "Sweep": "io",
+    "read_directions": "io",
+    "read_surface": "io",
+    "read_sweep": "io",
 }
 
 

@@ -32,9 +32,9 @@ from trainers.distributed import join_group
 from .batches import unpack
 from .density import spectral_density
 from .directions import Direction
+from .io import base_attrs, read_analysis, read_direction_group, write_analysis
 from .lanczos import WHICH, lanczos
 from .problem import Problem
-from .store import base_attrs, read_analysis, read_direction_group, write_analysis
 from .trace import TRACE_METHODS
 from .trace import trace as estimate_trace
 

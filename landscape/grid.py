@@ -2,7 +2,7 @@
 
 :func:`surface` (random, Hessian or given directions), :func:`interpolate` (towards other
 weights) and :func:`trajectory` (the PCA plane of saved snapshots) return a
-:class:`~landscape.store.Surface` and, with ``out=``, stream it to an HDF5 file. The model
+:class:`~landscape.io.Surface` and, with ``out=``, stream it to an HDF5 file. The model
 is moved in place with foreach ops (directions and the origin live on the device once) and
 restored exactly afterwards. Points are evaluated in rounds, each rank of a ``torchrun`` job
 taking its share; rank 0 writes every round to the file and flushes, so a killed job
@@ -36,9 +36,7 @@ from .directions import (
     target_tensors,
 )
 from .evaluation import recompute_bn_statistics
-from .problem import Problem, weights_sha256
-from .snapshots import load_state, snapshot_files
-from .store import (
+from .io import (
     MemoryWriter,
     ResultWriter,
     Surface,
@@ -49,6 +47,8 @@ from .store import (
     surface_attrs,
     value_names,
 )
+from .problem import Problem, weights_sha256
+from .snapshots import load_state, snapshot_files
 
 BN_MODES = ("eval", "recompute")
 RANGE = re.compile(r"^\s*(-?[\d.eE+-]+)\s*:\s*(-?[\d.eE+-]+)\s*:\s*(\d+)\s*$")
@@ -348,7 +348,7 @@ def surface(
         out: the HDF5 file to write (resumable with ``resume=True``); ``None`` keeps it in memory.
         attrs: extra attributes stored in the file.
 
-    Returns the :class:`~landscape.store.Surface` (``.values["train_loss"][i, j]`` at
+    Returns the :class:`~landscape.io.Surface` (``.values["train_loss"][i, j]`` at
     ``(x[j], y[i])``); under ``torchrun`` with ``out=``, ranks other than 0 get ``None``.
     """
     xs, ys = _grid_args(x, y)

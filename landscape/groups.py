@@ -18,7 +18,7 @@ from scipy import stats
 
 from trainers.optim import METHODS
 
-from .store import Surface, Sweep
+from .io import Surface, Sweep
 
 if TYPE_CHECKING:
     from .report import Run

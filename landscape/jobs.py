@@ -24,9 +24,9 @@ from trainers.rundir import trajectory_checkpoints
 from .curvature import hessian
 from .evaluation import EvalSet, normalize, subset
 from .grid import interpolate, surface, trajectory
+from .io import ResultWriter, open_results, sha256
 from .perturbation import SweepSettings, sweep
 from .problem import Problem, checkpoint_info
-from .store import ResultWriter, open_results, sha256
 
 SPLITS = ("train", "test")
 

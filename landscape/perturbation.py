@@ -34,8 +34,8 @@ from trainers.optim.rules import is_weight as default_is_weight
 
 from .directions import normalize_direction, tensor_sum
 from .grid import Displacement, coordinates
+from .io import MemoryWriter, ResultWriter, Sweep, open_results, read_sweep
 from .problem import Problem
-from .store import MemoryWriter, ResultWriter, Sweep, open_results, read_sweep
 
 SWEEP_KINDS = ("random", "adversarial", "multiplicative", "adaptive")
 SHARPNESS = {"sam": "adversarial", "adaptive": "adaptive", "average": "random"}

@@ -30,7 +30,7 @@ from trainers.distributed import Group
 
 from .batches import Batch, SizeFn, Split, as_splits, split_names, unpack
 from .evaluation import eval_sets
-from .store import sha256
+from .io import sha256
 
 Mode = Literal["eval", "train"]
 MODES = ("eval", "train")

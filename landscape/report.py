@@ -32,8 +32,8 @@ from .groups import (
     paired,
     pooled_bins,
 )
+from .io import Surface, Sweep, file_category, read_attrs, read_surface, read_sweep
 from .robustness import read_robustness, severity_curves
-from .store import Surface, Sweep, file_category, read_attrs, read_surface, read_sweep
 
 if TYPE_CHECKING:
     from .plots import Renderer

@@ -15,7 +15,7 @@ import numpy as np
 from data.corruptions import COMMON
 from trainers.metrics import ece_from_sums
 
-from .store import read_grid
+from .io import read_grid
 
 
 def corruption_error(errors: np.ndarray, baseline: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from landscape.curvature import read_hessian
-from landscape.store import read_sweep
+from landscape.io import read_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread per process: the same kernels on both sides

@@ -9,8 +9,8 @@ import pytest
 
 from apps.explorer.catalog import Catalog
 from apps.explorer.views import compare_figures
+from landscape.io import file_category, read_surface
 from landscape.report import find_runs, summary_row
-from landscape.store import file_category, read_surface
 
 ROOT = Path(__file__).resolve().parents[1]
 

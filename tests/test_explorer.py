@@ -17,9 +17,9 @@ from apps.explorer import views
 from apps.explorer.app import create_app
 from apps.explorer.catalog import Catalog, resolve_under
 from apps.explorer.components import guard
+from landscape.io import export_loss_landscape, read_analysis, read_directions, read_surface, read_sweep
 from landscape.report import find_run, summary_row
 from landscape.robustness import read_robustness
-from landscape.store import export_loss_landscape, read_analysis, read_directions, read_surface, read_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,7 +124,7 @@ def test_views_draw_the_files_data(folder):
 def test_large_grids_are_read_strided_with_the_edges_kept(tmp_path):
     import torch
 
-    from landscape.store import create_surface
+    from landscape.io import create_surface
 
     xs, ys = np.linspace(-1, 1, 401), np.linspace(-2, 2, 160)
     z = np.add.outer(ys, xs)
@@ -143,7 +143,7 @@ def test_a_surface_being_written_is_shown_as_far_as_it_goes(folder):
     code = f"""
 import sys, time, numpy as np
 sys.path.insert(0, {str(ROOT)!r})
-from landscape.store import ResultWriter
+from landscape.io import ResultWriter
 w = ResultWriter.create({str(target)!r}, "surface", (3, 4), {{"train_loss": (), "train_acc": ()}},
                         {{"xcoordinates": np.linspace(-1, 1, 4), "ycoordinates": np.linspace(-1, 1, 3)}}, {{}}, {{}})
 w.write([(k, {{"train_loss": 1.0 + k, "train_acc": 50.0}}) for k in range(5)])

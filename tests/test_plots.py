@@ -10,9 +10,9 @@ from matplotlib.collections import QuadMesh
 from matplotlib.contour import ContourSet
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
+from landscape.io import Surface, Sweep
 from landscape.plots import mpl as plot_mpl
 from landscape.plots.style import axis_label
-from landscape.store import Surface, Sweep
 from trainers.metrics import ece_from_bins
 
 
@@ -148,8 +148,8 @@ def test_plot_cli_writes_standalone_html_with_the_data(runs, tmp_path):
     import re
 
     from apps.cli.__main__ import main
+    from landscape.io import read_surface
     from landscape.jobs import EvalOptions, random_surface
-    from landscape.store import read_surface
 
     out = random_surface(
         runs / "erm" / "final.pt",

@@ -14,8 +14,8 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import landscape
+from landscape.io import read_surface, read_sweep
 from landscape.problem import Problem
-from landscape.store import read_surface, read_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from apps.cli.__main__ import main
+from landscape.io import Sweep, read_analysis, read_surface, read_sweep
 from landscape.jobs import EvalOptions, calibration
 from landscape.report import sweep_sharpness
 from landscape.robustness import read_robustness
-from landscape.store import Sweep, read_analysis, read_surface, read_sweep
 from trainers import read_checkpoint
 
 

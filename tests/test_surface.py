@@ -17,9 +17,9 @@ from torch.optim.swa_utils import update_bn
 
 from data import load_dataset
 from landscape.grid import Displacement, evaluate_point, parse_range
+from landscape.io import export_loss_landscape, read_directions, read_surface
 from landscape.jobs import EvalOptions, interpolation_surface, random_surface, trajectory_surface
 from landscape.problem import Problem
-from landscape.store import export_loss_landscape, read_directions, read_surface
 from trainers import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -329,7 +329,7 @@ def test_surface_file_errors(runs, tmp_path, capsys):
 
 
 def test_diverged_points_differ_from_missing_ones(tmp_path):
-    from landscape.store import create_surface
+    from landscape.io import create_surface
 
     d = {"w": torch.ones(2, 2)}
     w = create_surface(tmp_path / "s.h5", np.linspace(-1, 1, 3), None, ["train"], [d], {"seed": 0})

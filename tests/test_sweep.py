@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from landscape.io import read_sweep
 from landscape.jobs import EvalOptions, sweep_analysis
 from landscape.perturbation import Sweeper, SweepSettings, sharpness
 from landscape.problem import Problem
-from landscape.store import read_sweep
 from trainers.optim import is_weight
 
 OPTS = EvalOptions(samples=300, device="cpu", progress=False)

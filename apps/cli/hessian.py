@@ -72,8 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from landscape.curvature import hessian
+    from landscape.io import read_analysis
     from landscape.jobs import hessian_analysis
-    from landscape.store import read_analysis
 
     if args.format != "landscape" or args.resume or args.bn != "eval" or args.compile:
         raise ValueError("hessian takes none of --format, --resume, --bn recompute, --compile")

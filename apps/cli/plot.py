@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from landscape.curvature import read_hessian
+from landscape.io import Surface, read
 from landscape.jobs import EvalOptions, calibration
 from landscape.plots import mpl as plot_mpl
 from landscape.plots import plotly as plot_plotly
-from landscape.plots.catalog import figures_for, file_kind
+from landscape.plots.catalog import figures_for
 from landscape.plots.vtp import surface_to_vtp
-from landscape.robustness import read_robustness
-from landscape.store import read_surface, read_sweep
 
 from .commands import help_of
 from .numbers import number
@@ -53,25 +51,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def plot_data(path: Path, device: str = "auto") -> tuple[str, object]:
-    """Read what a file's figures need once: (kind, data). A checkpoint gives its test-set calibration."""
+def plot_data(path: Path, device: str = "auto"):
+    """What a file's figures need, read once: its result (:func:`landscape.io.read`), or for a checkpoint the
+    calibration of its test predictions."""
     if path.suffix == ".pt":
         rel = calibration(path, EvalOptions(device=device, progress=False))[1]
-        return "calibration", (f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem, rel)
-    kind = file_kind(path)
-    if kind == "surface":
-        s = read_surface(path)
-        if not np.isfinite(np.concatenate([v.ravel() for v in s.values.values()] or [np.zeros(0)])).any():
-            raise ValueError(f"{path}: no finite value to draw (every point diverged or is not computed yet)")
-        return kind, s
-    if kind == "hessian":
-        h = read_hessian(path, vectors=False)
-        return kind, (h.arrays(), f"{h.attrs.get('label') or h.attrs.get('method', '')} {path.stem}")
-    if kind == "sweep":
-        return kind, read_sweep(path)
-    if kind == "robustness":
-        return kind, read_robustness(path)
-    raise ValueError(f"{path}: cannot plot kind {kind!r}")
+        return (f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem, rel)
+    data = read(path)
+    if (
+        isinstance(data, Surface)
+        and not np.isfinite(np.concatenate([v.ravel() for v in data.values.values()] or [np.zeros(0)])).any()
+    ):
+        raise ValueError(f"{path}: no finite value to draw (every point diverged or is not computed yet)")
+    return data
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,20 +81,20 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"{name!r} does not exist")
         stem = f"{path.parent.name}_{path.stem}" if path.parent.name else path.stem
-        kind, data = plot_data(path, args.device)
+        data = plot_data(path, args.device)
         if static:
-            for suffix, fig in figures_for(kind, data, args.log, plot_mpl).items():
+            for suffix, fig in figures_for(data, args.log, plot_mpl).items():
                 for fmt in static:
                     target = out / f"{stem}_{suffix}.{fmt}"
                     plot_mpl.save(fig, str(target), fmt)
                     print(f"wrote {target}")
-        if args.vtp and kind == "surface" and data.dim == 2:
+        if args.vtp and isinstance(data, Surface) and data.dim == 2:
             for value in [v for v in data.values if v.endswith("_loss")]:
                 target = out / f"{stem}_{value}.vtp"
                 target.write_text(surface_to_vtp(data, value, zmax=args.zmax, log=args.log))
                 print(f"wrote {target}")
         if "html" in formats:  # standalone: plotly.js embedded, works offline
-            for suffix, fig in figures_for(kind, data, args.log, plot_plotly).items():
+            for suffix, fig in figures_for(data, args.log, plot_plotly).items():
                 target = out / f"{stem}_{suffix}.html"
                 fig.write_html(target, include_plotlyjs=True, full_html=True)
                 print(f"wrote {target}")

@@ -138,7 +138,7 @@ def output(args: argparse.Namespace, job) -> int:
     job(partial)
     if not is_main_process():
         return 0
-    from landscape.store import export_loss_landscape, read_directions, read_surface
+    from landscape.io import export_loss_landscape, read_directions, read_surface
 
     export_loss_landscape(read_surface(partial), read_directions(partial), args.out)
     Path(partial).unlink()

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from landscape.groups import group_runs, settings
+from landscape.io import inspect_file
 from landscape.report import SHARPNESS_RHO, Run, columns, find_run, group_stats, summary_row
-from landscape.store import inspect_file
 from trainers.rundir import RUN_MARKERS
 
 CONFIG_COLUMNS = ("lr", "batch_size", "rho", "eta", "epsilon", "sigma", "num_splits", "weight_decay")  # hparams shown

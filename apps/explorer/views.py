@@ -14,11 +14,11 @@ import plotly.graph_objects as go
 
 from landscape.curvature import read_hessian
 from landscape.groups import group_runs, history_curves, settings
+from landscape.io import Surface, read_surface, read_sweep, surface_progress
 from landscape.plots import plotly as plot_plotly
 from landscape.plots.catalog import figures_for
 from landscape.report import group_stats, overlay_figures
 from landscape.robustness import read_robustness
-from landscape.store import Surface, read_surface, read_sweep, surface_progress
 
 from .catalog import (
     COLUMNS,
@@ -131,7 +131,7 @@ def sweep_figure(catalog: Catalog, rel: str, *, value: str, log: bool) -> go.Fig
 
 def robustness_figures(catalog: Catalog, rel: str) -> list[go.Figure]:
     """Error/ECE per severity, the corruption x severity error table, and CE against the baseline (if stored)."""
-    figs = figures_for("robustness", read_robustness(resolve_under(catalog.root, rel)), False, plot_plotly)
+    figs = figures_for(read_robustness(resolve_under(catalog.root, rel)), False, plot_plotly)
     return [figs["by_severity"], figs["errors"], figs.get("ce") or message_figure("no baseline in this file: no CE")]
 
 

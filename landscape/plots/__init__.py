@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ..io import Surface, Sweep
     from ..robustness import Robustness
-    from ..store import Surface, Sweep
 
 
 class Renderer(Protocol):

@@ -6,21 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store import inspect_file
+from ..curvature import Hessian
+from ..io import Surface, Sweep
+from ..robustness import Robustness
 from . import Renderer
 
-
-def file_kind(path: Path) -> str:
-    """The kind of an analysis file (``surface`` for 1-D and 2-D surfaces, ours or loss-landscape's)."""
-    category, reason = inspect_file(path)
-    if category is None:
-        raise ValueError(reason or f"{path}: not an analysis file (no kind, no xcoordinates)")
-    return "surface" if category.startswith("surface") else category
+Calibration = tuple[str, dict]  # (label, reliability bins) of a checkpoint's test predictions
 
 
-def figures_for(kind: str, data, log: bool, lib: Renderer) -> dict:
-    """``{suffix: figure}`` for one file's data, by its kind (``lib``: :mod:`.mpl` or :mod:`.plotly`)."""
-    if kind == "surface":
+def figures_for(data: Surface | Hessian | Sweep | Robustness | Calibration, log: bool, lib: Renderer) -> dict:
+    """``{suffix: figure}`` for one result (as :func:`landscape.io.read` gives it), by its kind (``lib``:
+    :mod:`.mpl` or :mod:`.plotly`)."""
+    if isinstance(data, Surface):
         if data.dim == 1:
             return {"1d": lib.surface_1d(data, log=log)}
         return {
@@ -28,19 +25,20 @@ def figures_for(kind: str, data, log: bool, lib: Renderer) -> dict:
             for value in [v for v in data.values if v.endswith("_loss")]
             for k in lib.SURFACE_2D_KINDS
         }
-    if kind == "hessian":
-        arrays, title = data
+    if isinstance(data, Hessian):
+        arrays = data.arrays()
+        title = f"{data.attrs.get('label') or data.attrs.get('method', '')} {Path(data.path or '').stem}".strip()
         return {
             "spectrum": lib.hessian_spectrum(
                 arrays.get("eigenvalues"), arrays.get("density_grid"), arrays.get("density"), title=title
             )
         }
-    if kind == "sweep":
+    if isinstance(data, Sweep):
         figs = {"sweep_loss": lib.sweep_curves(data, log=log)}
         if np.isfinite(data.values["acc_mean"]).any():  # a problem with an accuracy
             figs["sweep_acc"] = lib.sweep_curves(data, value="acc")
         return figs
-    if kind == "robustness":
+    if isinstance(data, Robustness):
         label = f"{data.attrs.get('method', '')} {Path(data.path).stem}".strip()
         figs = {
             "by_severity": lib.robustness_by_severity([(label, data)]),

@@ -19,8 +19,8 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from trainers.metrics import ece_from_bins
 
+from ..io import Surface, Sweep
 from ..robustness import Robustness, severity_curves
-from ..store import Surface, Sweep
 from .style import (
     DIVERGING,
     PALETTE,

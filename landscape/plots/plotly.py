@@ -12,8 +12,8 @@ from plotly.subplots import make_subplots
 
 from trainers.metrics import ece_from_bins
 
+from ..io import Surface, Sweep
 from ..robustness import Robustness, severity_curves
-from ..store import Surface, Sweep
 from .style import (
     PALETTE,
     PLOTLY_SPLIT_DASHES,

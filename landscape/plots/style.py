@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..store import Surface
+    from ..io import Surface
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency; yellow last (weak on white)
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..store import Surface
+from ..io import Surface
 
 
 def surface_to_vtp(s: Surface, value: str = "train_loss", *, zmax: float | None = None, log: bool = False) -> str:
