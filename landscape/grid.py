@@ -174,25 +174,6 @@ def fill_surface(
     bar.close()
 
 
-CHECKED = (
-    "kind",
-    "index_order",
-    "directions",
-    "norm",
-    "ignore",
-    "dir_type",
-    "seed",
-    "samples",
-    "sample_seed",
-    "bn",
-    "checkpoint_sha256",
-    "checkpoint_b_sha256",
-    "weights_sha256",
-    "params",
-    "values",
-)
-
-
 def restrict(direction: Direction, problem: Problem) -> Direction:
     """Zero a direction outside the analysed parameters (and buffers, once only some parameters move)."""
     if problem.params_attr() == "all":
@@ -295,9 +276,7 @@ def _prepare(out, make_directions, xs, ys, splits, names, attrs, resume, overwri
             and (ys is None or np.array_equal(old_y, ys))  # type: ignore[arg-type]
         )
 
-    writer, created = open_results(
-        out, create, {k: wanted[k] for k in CHECKED if k in wanted}, same_grid, resume=resume, overwrite=overwrite
-    )
+    writer, created = open_results(out, "surface", create, wanted, same_grid, resume=resume, overwrite=overwrite)
     computed = writer.computed_flat()
     if resume and computed.any() and log:
         log(f"resuming: {int(computed.sum())} of {computed.size} points already computed")

@@ -308,19 +308,6 @@ def _predictive_metrics(model: nn.Module, batches) -> tuple[dict[str, float], di
     return classification_metrics(logits, labels), reliability(logits.double().softmax(1), labels)
 
 
-ROBUSTNESS_CHECKED = (
-    "kind",
-    "corruptions",
-    "severities",
-    "source",
-    "corruption_seed",
-    "samples",
-    "sample_seed",
-    "checkpoint_sha256",
-    "baseline_sha256",
-)
-
-
 def _condition_images(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -426,6 +413,7 @@ def robustness_analysis(
     grid = (len(attrs["models"]), len(conditions))
     writer, created = open_results(
         out,
+        "robustness",
         lambda: ResultWriter.create(
             out,
             "robustness",
@@ -435,7 +423,7 @@ def robustness_analysis(
             {k: v for k, v in attrs.items() if k != "kind"},
             {},
         ),
-        {k: attrs[k] for k in ROBUSTNESS_CHECKED},
+        attrs,
         lambda w: tuple(w.shape) == grid,
         resume=resume,
         overwrite=overwrite,

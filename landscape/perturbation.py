@@ -171,23 +171,6 @@ class Sweeper:
         }
 
 
-CHECKED = (
-    "kind",
-    "kinds",
-    "split",
-    "samples",
-    "sample_seed",
-    "checkpoint_sha256",
-    "weights_sha256",
-    "params",
-    "trials",
-    "steps",
-    "normalize",
-    "eta",
-    "seed",
-)
-
-
 def sweep(
     problem: Problem,
     radii: Sequence[float] | np.ndarray | str,
@@ -250,8 +233,9 @@ def sweep(
             return list(range(grid[0] * grid[1]))
         writer, created = open_results(
             out,
+            "sweep",
             lambda: ResultWriter.create(out, "sweep", grid, values, {"radii": radii}, attrs, {}),
-            {k: v for k, v in {"kind": "sweep", **attrs}.items() if k in CHECKED},
+            attrs,
             lambda w: np.array_equal(w.dataset("radii"), radii),  # type: ignore[arg-type]
             resume=resume,
             overwrite=overwrite,

@@ -145,16 +145,29 @@ RESUME_OPTIONS = {  # a stored attribute -> what the user set it with
 }
 
 
+RESUME_KEYS: dict[str, tuple[str, ...]] = {  # per kind: what a resumed file must share with the job resuming it
+    "surface": ("kind", "index_order", "directions", "norm", "ignore", "dir_type", "seed", "samples", "sample_seed",
+                "bn", "checkpoint_sha256", "checkpoint_b_sha256", "weights_sha256", "params", "values"),
+    "sweep": ("kind", "kinds", "split", "samples", "sample_seed", "checkpoint_sha256", "weights_sha256", "params",
+              "trials", "steps", "normalize", "eta", "seed"),
+    "robustness": ("kind", "corruptions", "severities", "source", "corruption_seed", "samples", "sample_seed",
+                   "checkpoint_sha256", "baseline_sha256"),
+}  # fmt: skip
+
+
 def open_results(
     out: str | Path,
+    kind: str,
     create: Callable[[], ResultWriter],
-    wanted: dict,
+    attrs: dict,
     same_grid: Callable[[ResultWriter], bool],
     *,
     resume: bool,
     overwrite: bool,
 ) -> tuple[ResultWriter, bool]:
-    """Create ``out``, or reopen it with ``resume`` after checking its settings; returns (writer, created)."""
+    """Create ``out``, or reopen it with ``resume`` after checking that the settings of :data:`RESUME_KEYS`
+    for ``kind`` (taken from ``attrs``) and the grid (``same_grid``) match; returns (writer, created)."""
+    wanted = {k: v for k, v in {**attrs, "kind": kind}.items() if k in RESUME_KEYS[kind]}
     out = Path(out)
     if out.exists() and not (resume or overwrite):
         raise ValueError(f"{out} exists: pass resume=True to finish it or overwrite=True to replace it")
