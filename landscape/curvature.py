@@ -15,7 +15,7 @@ from __future__ import annotations
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal, get_args
 
 import numpy as np
 import torch
@@ -38,7 +38,8 @@ from .problem import Problem
 from .trace import TRACE_METHODS
 from .trace import trace as estimate_trace
 
-CURVATURE_KINDS = ("hessian", "ggn")
+CurvatureKind = Literal["hessian", "ggn"]
+CURVATURE_KINDS: tuple[CurvatureKind, ...] = get_args(CurvatureKind)
 DEFAULT_TRACE_MATVECS = 99
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, Literal, Sequence, cast, get_args
 
 import numpy as np
 import torch
@@ -50,7 +50,8 @@ from .io import (
 from .problem import Problem, weights_sha256
 from .snapshots import load_state, snapshot_files
 
-BN_MODES = ("eval", "recompute")
+BNMode = Literal["eval", "recompute"]
+BN_MODES: tuple[BNMode, ...] = get_args(BNMode)
 RANGE = re.compile(r"^\s*(-?[\d.eE+-]+)\s*:\s*(-?[\d.eE+-]+)\s*:\s*(\d+)\s*$")
 MAX_POINTS = 10_000_000  # a grid of more points is a typo, not a job
 
@@ -127,7 +128,11 @@ def point_coords(k: int, xs: np.ndarray, ys: np.ndarray | None) -> tuple[float, 
 
 
 def evaluate_point(
-    problem: Problem, splits: list[str], bn: str = "eval", bn_split: str | None = None, module: nn.Module | None = None
+    problem: Problem,
+    splits: list[str],
+    bn: BNMode = "eval",
+    bn_split: str | None = None,
+    module: nn.Module | None = None,
 ) -> dict[str, float]:
     """``{f"{split}_{metric}": value}`` at the model's current weights."""
     if bn == "recompute":
@@ -145,7 +150,7 @@ def fill_surface(
     splits: list[str],
     *,
     dir_type: str = "weights",
-    bn: str = "eval",
+    bn: BNMode = "eval",
     bn_split: str | None = None,
     group: Group = Group(),
     round_size: int = 8,
@@ -300,7 +305,7 @@ def surface(
     dir_type: str = "weights",
     orthogonal: bool = False,
     splits: Sequence[str] | None = None,
-    bn: str = "eval",
+    bn: BNMode = "eval",
     bn_split: str | None = None,
     compile: bool = False,
     out: str | Path | None = None,
@@ -424,7 +429,7 @@ def interpolate(
     *,
     dir_type: str = "states",
     splits: Sequence[str] | None = None,
-    bn: str = "eval",
+    bn: BNMode = "eval",
     bn_split: str | None = None,
     compile: bool = False,
     out: str | Path | None = None,
@@ -489,7 +494,7 @@ def trajectory(
     *,
     ignore: str = "biasbn",
     splits: Sequence[str] | None = None,
-    bn: str = "eval",
+    bn: BNMode = "eval",
     bn_split: str | None = None,
     compile: bool = False,
     out: str | Path | None = None,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence, get_args
 
 import numpy as np
 import torch
@@ -37,9 +37,11 @@ from .grid import Displacement, coordinates
 from .io import MemoryWriter, ResultWriter, Sweep, open_results, read_sweep
 from .problem import Problem
 
-SWEEP_KINDS = ("random", "adversarial", "multiplicative", "adaptive")
+SweepKind = Literal["random", "adversarial", "multiplicative", "adaptive"]
+SWEEP_KINDS: tuple[SweepKind, ...] = get_args(SweepKind)
 SHARPNESS = {"sam": "adversarial", "adaptive": "adaptive", "average": "random"}
-NORMALIZE = ("none", "filter")
+SweepNormalize = Literal["none", "filter"]
+NORMALIZE: tuple[SweepNormalize, ...] = get_args(SweepNormalize)
 WeightRule = Callable[[str], bool]
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import torch
 from scipy import stats
 from torch import Tensor
 
-TRACE_METHODS = ("hutch++", "hutchinson")
+TraceMethod = Literal["hutch++", "hutchinson"]
+TRACE_METHODS: tuple[TraceMethod, ...] = get_args(TraceMethod)
 
 
 @dataclass

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch.nn as nn
 from torch.optim import Optimizer
 
 from .ascent import AMP, ASAM, SAM
-from .base import ERM, BatchNormState, Closure, PerturbedOptimizer
+from .base import ERM, BatchNormState, BNUpdate, Closure, PerturbedOptimizer
 from .closure import BatchClosure
 from .noise import DAAP, DAMP, RMP, NoiseOptimizer
 from .rules import is_weight
@@ -80,7 +81,7 @@ def build_method(
     kwargs = {**info.hparams, **{k: v for k, v in hparams.items() if v is not None}}
     if issubclass(info.cls, NoiseOptimizer):
         kwargs["seed"] = seed
-    method = info.cls(model, base_optimizer, bn_update=bn_update, **kwargs)
+    method = info.cls(model, base_optimizer, bn_update=cast(BNUpdate, bn_update), **kwargs)  # checked by the class
     method.clip_gradients(clip_grad_norm)
     return method
 

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.nn.utils import get_total_norm
 from torch.optim import Optimizer
 
-from .base import Closure, Params, PerturbedOptimizer, grads_of
+from .base import BNUpdate, Closure, Params, PerturbedOptimizer, grads_of
 from .rules import adaptive_scale, is_weight, project_each_to_ball_, project_to_ball_, scale_to_radius_
 
 Groups = list[tuple[dict, slice]]  # each param group and its slice of the flat parameter list
@@ -84,7 +84,7 @@ class SAM(AscentOptimizer):
         rho: float = 0.05,
         *,
         eps: float = 1e-12,
-        bn_update: str = "once",
+        bn_update: BNUpdate = "once",
         _extra: dict | None = None,
     ) -> None:
         check_nonneg(rho=rho)
@@ -173,7 +173,7 @@ class AMP(AscentOptimizer):
         inner_iter: int = 1,
         *,
         norm: str = "per_tensor",
-        bn_update: str = "once",
+        bn_update: BNUpdate = "once",
     ) -> None:
         check_nonneg(epsilon=epsilon, inner_lr=inner_lr)
         if not (isinstance(inner_iter, int) and inner_iter >= 1):

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Callable, Iterable, Union, cast
+from typing import Callable, Iterable, Literal, Union, cast, get_args
 
 import torch
 import torch.nn as nn
@@ -42,7 +42,8 @@ from ..distributed import Group, current_group
 
 Closure = Callable[[int, int], Tensor]
 Params = Union[nn.Module, Iterable[Tensor], Iterable[tuple[str, Tensor]]]
-BN_UPDATES = ("once", "every_pass")
+BNUpdate = Literal["once", "every_pass"]
+BN_UPDATES: tuple[BNUpdate, ...] = get_args(BNUpdate)
 
 
 class WholeBatch:
@@ -111,7 +112,9 @@ class PerturbedOptimizer(Optimizer):
         bn_update: ``"once"`` or ``"every_pass"`` (see the module docstring).
     """
 
-    def __init__(self, params: Params, base_optimizer: Optimizer, defaults: dict, *, bn_update: str = "once") -> None:
+    def __init__(
+        self, params: Params, base_optimizer: Optimizer, defaults: dict, *, bn_update: BNUpdate = "once"
+    ) -> None:
         # torch.optim.Optimizer.__init__ is not called on purpose: the groups and the state
         # are the base optimizer's (as timm's Lookahead does), so they round-trip with it.
         if not isinstance(base_optimizer, Optimizer):

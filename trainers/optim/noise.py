@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -30,6 +31,7 @@ from ..distributed import Group
 from .ascent import check_nonneg
 from .base import (
     NO_SUB_BATCHES,
+    BNUpdate,
     Closure,
     Params,
     PerturbedOptimizer,
@@ -37,7 +39,8 @@ from .base import (
 )
 from .rules import is_weight
 
-PERTURB = ("weights", "all")
+PerturbMode = Literal["weights", "all"]
+PERTURB: tuple[PerturbMode, ...] = get_args(PerturbMode)
 
 
 def noise_seed(seed: int, step: int, sub_batch: int) -> int:
@@ -56,7 +59,7 @@ class NoiseOptimizer(PerturbedOptimizer):
         num_splits: int,
         perturb: str,
         seed: int,
-        bn_update: str,
+        bn_update: BNUpdate,
     ) -> None:
         if not (isinstance(num_splits, int) and num_splits >= 1):
             raise ValueError(f"Invalid num_splits: {num_splits} (must be an integer >= 1)")
@@ -164,9 +167,9 @@ class DAMP(NoiseOptimizer):
         sigma: float = 0.2,
         *,
         num_splits: int = 8,
-        perturb: str = "weights",
+        perturb: PerturbMode = "weights",
         seed: int = 0,
-        bn_update: str = "once",
+        bn_update: BNUpdate = "once",
     ) -> None:
         check_nonneg(sigma=sigma)
         super().__init__(
@@ -197,9 +200,9 @@ class DAAP(NoiseOptimizer):
         sigma: float = 0.01,
         *,
         num_splits: int = 8,
-        perturb: str = "weights",
+        perturb: PerturbMode = "weights",
         seed: int = 0,
-        bn_update: str = "once",
+        bn_update: BNUpdate = "once",
     ) -> None:
         check_nonneg(sigma=sigma)
         super().__init__(
@@ -232,7 +235,7 @@ class RMP(NoiseOptimizer):
         num_splits: int = 1,
         perturb: str = "all",
         seed: int = 0,
-        bn_update: str = "once",
+        bn_update: BNUpdate = "once",
     ) -> None:
         check_nonneg(epsilon=epsilon)
         super().__init__(
