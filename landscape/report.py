@@ -11,7 +11,7 @@ import html
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Collection
 
 import numpy as np
 
@@ -320,52 +320,68 @@ def overlay_figures(
     calibration: dict[str, dict] | None = None,
     max_grid: int | None = None,
     value: str = "train_loss",
+    only: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """``{name: figure}`` of every overlay the groups' files support (``lib``: :mod:`.plots.mpl` or
     :mod:`.plots.plotly`): a group's mean over its seeds with its spread; one 2-D surface per group (its first
-    seed's). ``value`` is what the
-    surfaces show (train/test loss/acc; the sweeps show its loss or accuracy); ``max_grid`` reads 2-D surfaces
-    strided for the browser."""
+    seed's). ``value`` is what the surfaces show (train/test loss/acc; the sweeps show its loss or accuracy);
+    ``max_grid`` reads 2-D surfaces strided for the browser; ``only`` names the figures wanted (the files of
+    the others are not read)."""
     figs: dict[str, object] = {}
 
-    def per_group(key: str, read, combine):
+    def want(*names: str) -> bool:
+        return only is None or any(n in only for n in names)
+
+    def per_group(key: str, read, combine, first: bool = False):
         found = []
         for g in groups:
-            items = [read(r) for r in g.runs if any(k in r.files for k in key.split("|"))]
-            if items:
-                found.append((g.name, combine(items)))
+            having = [r for r in g.runs if any(k in r.files for k in key.split("|"))]
+            if having:
+                found.append((g.name, combine([read(r) for r in having[: 1 if first else None]])))
         return found
 
     histories = [
         (g.name, mean_curves([history_curves(r.history) for r in g.runs if r.history], "epoch", HISTORY))
         for g in groups
-        if any(r.history for r in g.runs)
+        if want("training") and any(r.history for r in g.runs)
     ]
     if histories:
         figs["training"] = lib.training_curves(histories)
-    slices = per_group("surface_1d|surface_2d", _slice, mean_surface)
+    slices = per_group("surface_1d|surface_2d", _slice, mean_surface) if want("slices") else []
     if slices:
         figs["slices"] = lib.compare_slices(slices, log=log or None)
-    surfaces = per_group(
-        "surface_2d", lambda r: read_surface(r.files["surface_2d"], max_points=max_grid), lambda s: s[0]
+    surfaces = (
+        per_group(
+            "surface_2d", lambda r: read_surface(r.files["surface_2d"], max_points=max_grid), lambda s: s[0], first=True
+        )  # the picture of one seed: the others are not read
+        if want("surfaces")
+        else []
     )
     surfaces = [(n, s) for n, s in surfaces if value in s.values]
     if surfaces:
         figs["surfaces"] = lib.compare_surfaces(surfaces, value=value, log=log)
-    sweeps = per_group("sweep", lambda r: read_sweep(r.files["sweep"]), mean_sweep)
+    sweeps = per_group("sweep", lambda r: read_sweep(r.files["sweep"]), mean_sweep) if want("sweeps") else []
     if sweeps:
         figs["sweeps"] = lib.compare_sweeps(sweeps, value="acc" if value.endswith("acc") else "loss", log=log)
-    spectra = per_group("hessian", lambda r: read_hessian(r.files["hessian"], vectors=False).arrays(), mean_spectrum)
+    spectra = (
+        per_group("hessian", lambda r: read_hessian(r.files["hessian"], vectors=False).arrays(), mean_spectrum)
+        if want("spectra")
+        else []
+    )
     if spectra:
         figs["spectra"] = lib.compare_spectra(spectra)
-    robust = per_group("robustness", lambda r: read_robustness(r.files["robustness"]), list)
-    if robust:
+    robust = (
+        per_group("robustness", lambda r: read_robustness(r.files["robustness"]), list)
+        if want("robustness", "corruption_errors")
+        else []
+    )
+    if robust and want("robustness"):
         figs["robustness"] = lib.robustness_by_severity(
             [(n, mean_curves([severity_curves(rb) for rb in rbs])) for n, rbs in robust]
         )
         rel = [(n, [rb for rb in rbs if rb.has_baseline]) for n, rbs in robust]
         rel = [(n, rbs) for n, rbs in rel if rbs]
-        if rel:
+        if rel and want("corruption_errors"):
             names = rel[0][1][0].corruptions
             rows = [
                 (
@@ -386,7 +402,7 @@ def overlay_figures(
                 title="corruption error relative to the baseline "
                 f"({rel[0][1][0].attrs.get('baseline_method', 'baseline')})",
             )
-    if calibration:
+    if calibration and want("calibration"):
         pooled = [
             (g.name, pooled_bins([calibration[r.name] for r in g.runs if r.name in calibration]))
             for g in groups

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from apps.explorer.catalog import Catalog
-from apps.explorer.views import compare_figures
+from apps.explorer.views import chosen_groups, compare_figures
 from landscape.io import file_category, read_surface
 from landscape.report import find_runs, summary_row
 
@@ -44,7 +44,7 @@ def test_custom_cnn_trains_analyses_and_compares(tmp_path):
     assert all(r["test_error"] is not None and r["lambda_max"] is not None and r["sharpness"] is not None for r in rows)
     snapshot = Catalog(tmp_path).scan()  # the explorer lists the user's runs under their labels and draws them
     assert sorted((r["run"], r["method"]) for r in snapshot["runs"]) == [("sam", "sam"), ("sgd", "sgd")]
-    figs = compare_figures(Catalog(tmp_path), ["sgd", "sam"], log=True)
+    figs = compare_figures(chosen_groups(Catalog(tmp_path), ["sgd", "sam"]), log=True)
     assert len(figs["surfaces"].data) == 2 and len(figs["spectra"].data) >= 2
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert {r["run"]: r["lambda_max"] for r in summary["rows"]} == {r["run"]: r["lambda_max"] for r in rows}

@@ -71,6 +71,7 @@ def test_catalog_finds_runs_and_files_and_picks_up_new_ones(folder):
     rows = {r["run"]: r for r in views.table_rows(snap)}
     assert set(rows) == {"erm", "sam", "old"}
     expected = summary_row(find_run(folder / "sam"), 0.1)
+    expected_erm = summary_row(find_run(folder / "erm"), 0.1)["test_error"]
     assert rows["sam"]["test_error"] == round(expected["test_error"], 2)
     assert rows["sam"]["lambda_max"] == round(expected["lambda_max"], 3) and rows["old"]["test_error"] is None
     shutil.copy(folder / "erm" / "sweep.h5", folder / "sam" / "sweep_b.h5")
@@ -79,6 +80,12 @@ def test_catalog_finds_runs_and_files_and_picks_up_new_ones(folder):
     shutil.copy(folder / "erm" / "sweep.h5", outside)
     (folder / "sam" / "link.h5").symlink_to(outside)  # a link out of the root: not listed
     assert "sam/sweep_b.h5" in [e["rel"] for e in cat.scan()["files"]] and len(cat.scan()["files"]) == 10
+    groups = {g["group"]: g for g in cat.scan()["groups"]}
+    assert groups["erm"]["test_error"] == expected_erm and groups["erm"]["n"] == 1
+    lines = (folder / "erm" / "metrics.jsonl").read_text().splitlines()
+    last = {**json.loads(lines[-1]), "test_error": 42.0}
+    (folder / "erm" / "metrics.jsonl").write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+    assert {g["group"]: g for g in cat.scan()["groups"]}["erm"]["test_error"] == 42.0  # regrouped on change
 
 
 def test_views_draw_the_files_data(folder):
@@ -108,12 +115,13 @@ def test_views_draw_the_files_data(folder):
     np.testing.assert_allclose(np.array(errors.data[0].z, float), rob.table().T)
     np.testing.assert_allclose(np.exp(np.array(ce.data[0].z, float)[0, :2]), rob.ce())  # coloured by log ratio
     assert [float(t) for t in ce.data[0].text[0][:2]] == [float(f"{v:.2f}") for v in rob.ce()]  # written as ratios
-    figs = views.compare_figures(cat, ["erm", "sam"], log=False)
+    figs = views.compare_figures(views.chosen_groups(cat, ["erm", "sam"]), log=False)
     assert [t.name for t in figs["robustness"].data if t.showlegend is not False] == ["erm", "sam"]
     assert [t.name for t in figs["sweeps"].data if t.showlegend is not False] == ["erm", "sam"]
     assert {t.coloraxis for t in figs["surfaces"].data} == {"coloraxis"}
     assert (
-        "none of the chosen runs" in views.compare_figures(cat, ["old"], log=False)["sweeps"].layout.annotations[0].text
+        "none of the chosen runs"
+        in views.compare_figures(views.chosen_groups(cat, ["old"]), log=False)["sweeps"].layout.annotations[0].text
     )
     refused = guard(
         views.surface_figure, cat, "../../etc/passwd", kind="contour", value="train_loss", log=False, levels=5

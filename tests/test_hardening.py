@@ -336,10 +336,14 @@ def test_an_all_nan_surface_plots_to_one_line(tmp_path):
         ),
         (["trajectory", "{ckpt}", "--out", "{tmp}/t.h5"], "trajectory takes a run's folder"),
         (["train", "--clip-grad-norm", "-1", "--out", "{tmp}/run"], "argument --clip-grad-norm: must be > 0"),
+        (["train", "--seeds", "0-x", "--out", "{tmp}/run"], "expected seeds like 0,1,2 or 0-4"),
+        (["train", "--seeds", "1,1", "--out", "{tmp}/run"], "expected distinct seeds"),
+        (["train", "--seed", "3", "--seeds", "0-1", "--out", "{tmp}/run"], "--seed and --seeds exclude each other"),
+        (["compare", "{run}", "--baseline", "nope", "--no-calibration", "--out", "{tmp}/rep"], "no group 'nope'"),
     ],
 )
 def test_careless_input_gets_one_line(runs, tmp_path, args, message):
-    args = [a.format(ckpt=runs / "erm" / "final.pt", tmp=tmp_path) for a in args]
+    args = [a.format(ckpt=runs / "erm" / "final.pt", run=runs / "erm", tmp=tmp_path) for a in args]
     one_line(cli(*args), message)
 
 

@@ -417,7 +417,9 @@ def test_every_comparison_figure_is_labelled_for_people(analysed):
             if legend is not None and name != "calibration":
                 box = legend.get_window_extent(renderer)
                 assert not box.overlaps(ax.get_window_extent(renderer)), f"{name}: legend over the data"
-    surfaces = overlay_figures(groups, plot_mpl)["surfaces"]
+    only = overlay_figures(groups, plot_mpl, only={"surfaces"})  # the export draws just the figure asked for
+    assert set(only) == {"surfaces"}
+    surfaces = only["surfaces"]
     assert all(ax.get_aspect() == 1.0 for ax in surfaces.axes if ax.get_title() in ("erm", "sam"))  # equal axes
     slices = figs["slices"].axes[0]
     assert slices.get_yscale() == "log" or slices.get_ylim()[1] < 2 * max(

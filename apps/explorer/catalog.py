@@ -45,6 +45,7 @@ class Catalog:
             raise NotADirectoryError(f"{str(root)!r} is not a folder")
         self._kinds: dict[str, tuple[tuple[int, float], tuple[str | None, str | None]]] = {}
         self._runs: dict[str, tuple[tuple, tuple[dict | None, str | None], Run | None]] = {}
+        self._groups: tuple[list, list[dict]] = ([None], [])  # (the runs' signatures, their group rows)
 
     def _category(self, path: Path, stat: os.stat_result) -> tuple[str | None, str | None]:
         """(category, None), or (None, why it is refused); looked at again only when the file changes."""
@@ -90,17 +91,19 @@ class Catalog:
                     signature.append((name, stat.st_size, stat.st_mtime))
             if any(name in RUN_MARKERS for name in filenames) or any(f.run == rel_dir for f in files):
                 run_dirs[rel_dir] = signature
-        runs, found = [], []
+        runs, found, signatures = [], [], []
         for rel, sig in run_dirs.items():
             row, reason = self._summary(rel, tuple(sig))
             if row is not None:
                 runs.append(row)
                 found.append(self._runs[rel][2])
+                signatures.append((rel, tuple(sig)))
             else:
                 problems.append({"path": rel or ".", "reason": reason})
-        groups = group_rows(
-            group_stats(group_runs(found), {r["run"]: r for r in runs}, COLUMNS), {r["run"]: r for r in runs}
-        )
+        if self._groups[0] != signatures:  # regrouped only when a run changed, not on every rescan
+            by_name = {r["run"]: r for r in runs}
+            self._groups = (signatures, group_rows(group_stats(group_runs(found), by_name, COLUMNS), by_name))
+        groups = self._groups[1]
         group_of = {name: g["group"] for g in groups for name in g["runs"]}
         runs = [{**r, "group": group_of.get(r["run"], "")} for r in runs]
         return {
@@ -168,7 +171,7 @@ TABLE_COLUMNS = (
     + [("files", "analysis files", NUMBER)]
 )
 GROUP_COLUMNS = (
-    [("group", "group", TEXT), ("n", "n (seeds)", NUMBER)]
+    [("group", "group", TEXT), ("n", "seeds", NUMBER)]
     + [(c.key, c.header, c.digits) for c in METRIC_COLUMNS]
     + [("method", "method", TEXT), ("model", "model", TEXT), ("dataset", "dataset", TEXT), ("epochs", "epochs", NUMBER)]
     + [(k, k, NUMBER) for k in CONFIG_COLUMNS]

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import plotly.graph_objects as go
 
 from landscape.curvature import read_hessian
-from landscape.groups import group_runs, history_curves, settings
+from landscape.groups import Group, group_runs, history_curves, settings
 from landscape.io import Surface, read_surface, read_sweep, surface_progress
 from landscape.plots import plotly as plot_plotly
 from landscape.plots.catalog import figures_for
@@ -145,19 +145,23 @@ COMPARE_VALUES = {
 EXPORT_TYPES = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 
 
-def compare_groups(catalog: Catalog, snapshot: dict, runs: list[str]) -> list[dict]:
-    """Groups-table rows of the chosen runs alone (a group is what of it was chosen)."""
-    rows = {r["run"]: r for r in snapshot["runs"] if r["run"] in runs}
-    chosen = [catalog.run(r) for r in runs if r in rows]
-    return _rounded(group_rows(group_stats(group_runs(chosen), rows, COLUMNS), rows), GROUP_COLUMNS)
+def chosen_groups(catalog: Catalog, runs: list[str]) -> list[Group]:
+    """The chosen runs, each read once, grouped by seed (a group is what of it was chosen)."""
+    return group_runs([catalog.run(r) for r in runs])
 
 
-def compare_figures(catalog: Catalog, runs: list[str], *, log: bool, value: str = "train_loss") -> dict[str, go.Figure]:
-    """The compare report's overlays for the chosen runs, grouped by seed (a group's mean with its spread), every
-    name present (a message where none applies)."""
-    figs = overlay_figures(
-        group_runs([catalog.run(r) for r in runs]), plot_plotly, log=log, max_grid=MAX_GRID, value=value
-    )
+def compare_groups(groups: list[Group], snapshot: dict) -> list[dict]:
+    """Groups-table rows of the chosen groups, from the snapshot's rows of their runs."""
+    rows = {r["run"]: r for r in snapshot["runs"]}
+    groups = [Group(g.name, [r for r in g.runs if r.name in rows]) for g in groups]
+    groups = [g for g in groups if g.runs]
+    return _rounded(group_rows(group_stats(groups, rows, COLUMNS), rows), GROUP_COLUMNS)
+
+
+def compare_figures(groups: list[Group], *, log: bool, value: str = "train_loss") -> dict[str, go.Figure]:
+    """The compare report's overlays for the chosen groups (a group's mean with its spread), every name present
+    (a message where none applies)."""
+    figs = overlay_figures(groups, plot_plotly, log=log, max_grid=MAX_GRID, value=value)
     return {
         name: figs.get(name) or message_figure(f"none of the chosen runs has {name.replace('_', ' ')} data")
         for name in COMPARE_FIGURES
@@ -170,7 +174,7 @@ def export_figure(catalog: Catalog, runs: list[str], name: str, fmt: str, *, log
 
     if fmt not in EXPORT_TYPES:
         raise ValueError(f"format {fmt!r}: one of {', '.join(EXPORT_TYPES)}")
-    figs = overlay_figures(group_runs([catalog.run(r) for r in runs]), plot_mpl, log=log, value=value)
+    figs = overlay_figures(chosen_groups(catalog, runs), plot_mpl, log=log, value=value, only={name})
     if name not in figs:
         raise ValueError(f"none of the chosen runs has {name.replace('_', ' ')} data")
     buf = io.BytesIO()

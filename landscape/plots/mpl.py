@@ -273,39 +273,45 @@ def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None)
     fig, (ax, acc_ax) = _subplots(1, 2, figsize=(10.5, 3.8), layout="constrained", sharex=True)
     for i, (label, s) in enumerate(items):
         style = series(i)
-        every = max(1, len(s.xcoordinates) // 8)
         for split in s.splits:
             for axis, metric in ((ax, "loss"), (acc_ax, "acc")):
                 if not s.has(split, metric):
                     continue
                 name = f"{split}_{metric}"
-                y = s.values[name]
-                (line,) = axis.plot(
+                _split_line(
+                    axis,
                     s.xcoordinates,
-                    y,
-                    color=style["color"],
-                    marker=style["marker"],
-                    markevery=every,
+                    s.values[name],
+                    s.spread.get(name),
+                    f"{label}, {split}",
+                    split,
+                    style,
                     markersize=4,
-                    linestyle=_dash(split),
-                    label=f"{label}, {split}",
+                    floor=1e-12 if metric == "loss" else 0.0,
                 )
-                if name in s.spread:
-                    lo = y - s.spread[name]
-                    axis.fill_between(
-                        s.xcoordinates,
-                        np.maximum(lo, 1e-12 if metric == "loss" else 0.0),
-                        y + s.spread[name],
-                        color=line.get_color(),
-                        alpha=0.18,
-                        linewidth=0,
-                    )
     if log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for _, s in items for sp in s.splits))):
         ax.set_yscale("log")
     ax.set(xlabel=axis_label(items[0][1], "x"), ylabel="loss", title="loss along the x direction")
     acc_ax.set(xlabel=axis_label(items[0][1], "x"), ylabel="accuracy (%)", ylim=(0, 100), title="accuracy")
     _legend_outside(acc_ax)
     return fig
+
+
+def _split_line(ax, x, y, spread, label: str, split: str, style: dict, *, markersize: int, floor: float) -> None:
+    """One run's (or group's) curve of one split, train solid and test dashed, with its +-1 std band (over
+    seeds) where given, kept above ``floor`` (a loss band must stay drawable on a log axis)."""
+    (line,) = ax.plot(
+        x,
+        y,
+        color=style["color"],
+        marker=style["marker"],
+        markevery=max(1, len(x) // 8),
+        markersize=markersize,
+        linestyle=_dash(split),
+        label=label,
+    )
+    if spread is not None:
+        ax.fill_between(x, np.maximum(y - spread, floor), y + spread, color=line.get_color(), alpha=0.18, linewidth=0)
 
 
 def training_curves(items: list[tuple[str, dict]]) -> Figure:
@@ -319,25 +325,17 @@ def training_curves(items: list[tuple[str, dict]]) -> Figure:
                 if key not in c or not np.isfinite(c[key]).any():
                     continue
                 split = key.split("_")[0]
-                (line,) = ax.plot(
+                _split_line(
+                    ax,
                     c["epoch"],
                     c[key],
-                    color=style["color"],
-                    marker=style["marker"],
+                    c.get(f"{key}_std"),
+                    f"{label}, {split}",
+                    split,
+                    style,
                     markersize=3,
-                    markevery=max(1, len(c["epoch"]) // 8),
-                    linestyle=_dash(split),
-                    label=f"{label}, {split}",
+                    floor=1e-12 if key != "test_ece" else 0.0,
                 )
-                if f"{key}_std" in c:
-                    ax.fill_between(
-                        c["epoch"],
-                        np.maximum(c[key] - c[f"{key}_std"], 0),
-                        c[key] + c[f"{key}_std"],
-                        color=line.get_color(),
-                        alpha=0.18,
-                        linewidth=0,
-                    )
     for ax, (title, keys) in zip(axes, TRAINING_PANELS):
         ax.set(xlabel="epoch", ylabel=title, title=title)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))

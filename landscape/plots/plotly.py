@@ -34,9 +34,11 @@ TEMPLATE = "plotly_white"
 
 
 def _clean(a: np.ndarray) -> list:
-    """JSON-safe values: NaN/inf (not computed / diverged) become gaps."""
+    """JSON-safe values: NaN/inf (not computed / diverged) become gaps (vectorized: surfaces send 151^2 values)."""
     a = np.asarray(a, dtype=float)
-    return [float(v) if np.isfinite(v) else None for v in a.ravel()] if a.ndim == 1 else [_clean(row) for row in a]
+    out = a.astype(object)
+    out[~np.isfinite(a)] = None
+    return out.tolist()
 
 
 def _dash(split: str) -> str:
@@ -317,32 +319,30 @@ def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None)
             for col, metric in ((1, "loss"), (2, "acc")):
                 if s.has(split, metric):
                     name = f"{split}_{metric}"
-                    err = (
-                        {"error_y": {"type": "data", "array": _clean(s.spread[name]), "thickness": 1}}
-                        if name in s.spread
-                        else {}
-                    )
-                    fig.add_trace(
-                        go.Scatter(
-                            x=s.xcoordinates,
-                            y=_clean(s.values[name]),
-                            name=f"{label}, {split}",
-                            legendgroup=f"{label} {split}",
-                            showlegend=col == 1,
-                            mode="lines+markers",
-                            line={**style["line"], "dash": _dash(split)},
-                            marker=style["marker"],
-                            **err,
-                        ),
-                        row=1,
-                        col=col,
-                    )
+                    trace = _split_trace(s.xcoordinates, s.values[name], s.spread.get(name), label, split, style)
+                    fig.add_trace(trace.update(showlegend=col == 1), row=1, col=col)
     logged = log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for _, s in items for sp in s.splits)))
     fig.update_xaxes(title_text=axis_label(items[0][1], "x"))
     fig.update_yaxes(type="log" if logged else "linear", title_text="loss", row=1, col=1)
     fig.update_yaxes(range=[0, 100], title_text="accuracy (%)", row=1, col=2)
     fig.update_layout(template=TEMPLATE, title="1-D slices")
     return fig
+
+
+def _split_trace(x, y, spread, label: str, split: str, style: dict) -> go.Scatter:
+    """One run's (or group's) curve of one split, train solid and test dashed, with +-1 std error bars where
+    given; one legend entry per (run, split)."""
+    err = {"error_y": {"type": "data", "array": _clean(spread), "thickness": 1}} if spread is not None else {}
+    return go.Scatter(
+        x=x,
+        y=_clean(y),
+        name=f"{label}, {split}",
+        legendgroup=f"{label} {split}",
+        mode="lines+markers",
+        line={**style["line"], "dash": _dash(split)},
+        marker=style["marker"],
+        **err,
+    )
 
 
 def training_curves(items: list[tuple[str, dict]]) -> go.Figure:
@@ -353,26 +353,8 @@ def training_curves(items: list[tuple[str, dict]]) -> go.Figure:
         for col, (_, keys) in enumerate(TRAINING_PANELS, 1):
             for key in (k for k in keys if k in c and np.isfinite(c[k]).any()):
                 split = key.split("_")[0]
-                err = (
-                    {"error_y": {"type": "data", "array": _clean(c[f"{key}_std"]), "thickness": 1}}
-                    if f"{key}_std" in c
-                    else {}
-                )
-                fig.add_trace(
-                    go.Scatter(
-                        x=c["epoch"],
-                        y=_clean(c[key]),
-                        name=f"{label}, {split}",
-                        legendgroup=f"{label} {split}",
-                        showlegend=col == 1,
-                        mode="lines+markers",
-                        line={**style["line"], "dash": _dash(split)},
-                        marker=style["marker"],
-                        **err,
-                    ),
-                    row=1,
-                    col=col,
-                )
+                trace = _split_trace(c["epoch"], c[key], c.get(f"{key}_std"), label, split, style)
+                fig.add_trace(trace.update(showlegend=col == 1), row=1, col=col)
     for col, (title, keys) in enumerate(TRAINING_PANELS, 1):
         logged = keys[0] != "test_ece" and wants_log(*(c[k] for _, c in items for k in keys if k in c))
         fig.update_yaxes(title_text=title, type="log" if logged else "linear", row=1, col=col)

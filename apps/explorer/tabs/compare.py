@@ -74,8 +74,11 @@ def register(app: Dash, catalog: Catalog) -> None:
     def show(runs, value, log, _, snap):
         if not runs or not snap:
             return [], *[views.message_figure("choose runs to compare") for _ in views.COMPARE_FIGURES]
-        rows = guard(views.compare_groups, catalog, snap, runs)
-        figs = guard(views.compare_figures, catalog, runs, log=bool(log), value=value)
+        groups = guard(views.chosen_groups, catalog, runs)  # each run read once for the table and the figures
+        if not isinstance(groups, list):
+            return [], *[groups] * len(views.COMPARE_FIGURES)
+        rows = guard(views.compare_groups, groups, snap)
+        figs = guard(views.compare_figures, groups, log=bool(log), value=value)
         drawn = (
             [figs[n] for n in views.COMPARE_FIGURES] if isinstance(figs, dict) else [figs] * len(views.COMPARE_FIGURES)
         )
