@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, cast, get_args
 
@@ -36,6 +37,7 @@ from .directions import (
     target_tensors,
 )
 from .evaluation import recompute_bn_statistics
+from .folding import compiled_module, faster_module
 from .io import (
     MemoryWriter,
     ResultWriter,
@@ -54,6 +56,7 @@ BNMode = Literal["eval", "recompute"]
 BN_MODES: tuple[BNMode, ...] = get_args(BNMode)
 RANGE = re.compile(r"^\s*(-?[\d.eE+-]+)\s*:\s*(-?[\d.eE+-]+)\s*:\s*(\d+)\s*$")
 MAX_POINTS = 10_000_000  # a grid of more points is a typo, not a job
+COMPILE_AFTER_S = 120.0  # compile=None: compile once the eager rest of a grid would take longer (compiling: 8-14 s)
 
 
 def parse_range(text: str, flag: str = "--x") -> np.ndarray:
@@ -155,13 +158,17 @@ def fill_surface(
     group: Group = Group(),
     round_size: int = 8,
     module: nn.Module | None = None,
+    compile_after: float | None = None,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> None:
     """Evaluate the grid points ``todo`` (flat indices) and hand every round to each of ``writers``.
 
     ``module`` is the module actually called (e.g. ``torch.compile(model)``); it must share
     the model's tensors. Each round every rank evaluates up to ``round_size`` of its points
-    (rank r takes ``todo[r::world]``); all ranks receive all points of the round.
+    (rank r takes ``todo[r::world]``); all ranks receive all points of the round. With
+    ``compile_after`` (seconds), the rest of the grid runs through ``torch.compile`` once the
+    first round shows that it would take longer than that in eager mode.
     """
     mine = todo[group.rank :: group.world]
     rounds = math.ceil(math.ceil(len(todo) / group.world) / round_size) if todo else 0
@@ -169,9 +176,20 @@ def fill_surface(
     with problem.session(), Displacement(problem.model, directions, dir_type) as disp:
         for r in range(rounds):
             done = []
+            tic = time.perf_counter()
             for k in mine[r * round_size : (r + 1) * round_size]:
                 disp.move(point_coords(k, xs, ys))
                 done.append((k, evaluate_point(problem, splits, bn, bn_split, module)))
+            if compile_after is not None and r == 0 and rounds > 1:
+                rest = (time.perf_counter() - tic) / max(len(done), 1) * (len(mine) - len(done))
+                if group.agree(lambda: rest > compile_after):
+                    faster = compiled_module(problem, module)
+                    if log and group.is_main:
+                        what = (
+                            "torch.compile failed, staying eager" if faster is None else "compiled with torch.compile"
+                        )
+                        log(f"about {rest:.0f} s of eager evaluation left: {what}")
+                    module = module if faster is None else faster
             gathered = [p for part in group.gather(done) for p in part]
             for writer in writers:
                 writer.write(gathered)
@@ -198,7 +216,8 @@ def run_grid(
     dir_type: str,
     bn: str,
     bn_split: str | None,
-    compile: bool,
+    compile: bool | None,
+    fast: bool,
     out: str | Path | None,
     resume: bool,
     overwrite: bool,
@@ -235,7 +254,14 @@ def run_grid(
     with problem.session():
         directions, todo = group.agree(prepare)  # rank 0 owns the file; the ranks split the points
         try:
-            module = cast(nn.Module, torch.compile(problem.model)) if compile else None
+            module = faster_module(problem) if fast else None
+            if compile:
+                module = compiled_module(problem, module)
+                if module is None:
+                    raise ValueError(
+                        "torch.compile failed on this model (on CPU inductor needs a C++ compiler); "
+                        "run without --compile (compile=False)"
+                    )
             fill_surface(
                 problem,
                 directions,
@@ -249,7 +275,9 @@ def run_grid(
                 bn_split=bn_split,
                 group=group,
                 module=module,
+                compile_after=COMPILE_AFTER_S if compile is None else None,
                 progress=progress,
+                log=log,
             )
             for w in [memory] + ([writer] if writer else []):
                 w.finish()
@@ -307,7 +335,8 @@ def surface(
     splits: Sequence[str] | None = None,
     bn: BNMode = "eval",
     bn_split: str | None = None,
-    compile: bool = False,
+    compile: bool | None = None,
+    fast: bool = True,
     out: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -328,7 +357,10 @@ def surface(
         splits: which of the problem's splits to evaluate (default all).
         bn: ``"eval"`` (the model's BatchNorm statistics) or ``"recompute"`` (recomputed on ``bn_split``
             at every point).
-        compile: evaluate through ``torch.compile`` (same numbers; pays off on large grids).
+        compile: evaluate through ``torch.compile`` (same numbers to ~3e-7); ``None``: once the first round
+            of points shows the rest would take over 2 minutes eager (where compiling pays), ``False``: never.
+        fast: evaluate through :func:`~landscape.folding.faster_module` (eval BatchNorm folded into the
+            convolutions, channels-last on CPU; same numbers to ~1e-6); ``False`` runs the model as written.
         out: the HDF5 file to write (resumable with ``resume=True``); ``None`` keeps it in memory.
         attrs: extra attributes stored in the file.
 
@@ -390,6 +422,7 @@ def surface(
         bn=bn,
         bn_split=bn_split,
         compile=compile,
+        fast=fast,
         out=out,
         resume=resume,
         overwrite=overwrite,
@@ -431,7 +464,8 @@ def interpolate(
     splits: Sequence[str] | None = None,
     bn: BNMode = "eval",
     bn_split: str | None = None,
-    compile: bool = False,
+    compile: bool | None = None,
+    fast: bool = True,
     out: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -471,6 +505,7 @@ def interpolate(
         bn=bn,
         bn_split=bn_split,
         compile=compile,
+        fast=fast,
         out=out,
         resume=resume,
         overwrite=overwrite,
@@ -496,7 +531,8 @@ def trajectory(
     splits: Sequence[str] | None = None,
     bn: BNMode = "eval",
     bn_split: str | None = None,
-    compile: bool = False,
+    compile: bool | None = None,
+    fast: bool = True,
     out: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -546,6 +582,7 @@ def trajectory(
         bn=bn,
         bn_split=bn_split,
         compile=compile,
+        fast=fast,
         out=out,
         resume=resume,
         overwrite=overwrite,

@@ -315,7 +315,7 @@ class Problem:
 
     def terms(self, batch: Batch, module: nn.Module | None = None, *, metrics: bool = True) -> dict[str, Tensor]:
         """``{"loss": mean loss of the batch, metric: ...}`` (module: e.g. a compiled model sharing the weights)."""
-        module = module or self.model
+        module = self.model if module is None else module
         fns: dict[str, Callable[..., Tensor]] = self.metrics if metrics else {}
         try:
             if self.model_loss:
@@ -347,14 +347,17 @@ class Problem:
                 self._accumulate(sums, batch, n, module)
         return sums.means(self.group)
 
-    def loss_and_grad(self, split: str, params: list[Tensor]) -> tuple[dict[str, float], list[Tensor]]:
-        """Mean loss and metrics over a split, and the gradient of the mean loss w.r.t. ``params``."""
+    def loss_and_grad(
+        self, split: str, params: list[Tensor], module: nn.Module | None = None
+    ) -> tuple[dict[str, float], list[Tensor]]:
+        """Mean loss and metrics over a split, and the gradient of the mean loss w.r.t. ``params``
+        (``module``: e.g. a folded view sharing the weights)."""
         sums, total = self._sums(), self.splits[split].total
         grads = [torch.zeros_like(p) for p in params]
         with self.session():
             for batch, n in self.splits[split]:
                 with torch.enable_grad():
-                    values = self.terms(batch)
+                    values = self.terms(batch, module)
                     g = torch.autograd.grad(
                         values["loss"] * (n / total), params, allow_unused=True, materialize_grads=True
                     )

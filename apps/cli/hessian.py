@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     from landscape.io import read_analysis
     from landscape.jobs import hessian_analysis
 
-    if args.format != "landscape" or args.resume or args.bn != "eval" or args.compile:
-        raise ValueError("hessian takes none of --format, --resume, --bn recompute, --compile")
+    if args.format != "landscape" or args.resume or args.bn != "eval" or args.compile or args.plain_forward:
+        raise ValueError("hessian takes none of --format, --resume, --bn recompute, --compile, --plain-forward")
     check_output(args)
     if args.top_k < 0 or args.trace < 0:
         raise ValueError("--top-k and --trace must be >= 0")

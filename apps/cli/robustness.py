@@ -50,9 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from landscape.jobs import robustness_analysis
     from landscape.robustness import read_robustness
 
-    if args.format != "landscape" or args.bn != "eval" or args.compile or args.split != "test":
+    if args.format != "landscape" or args.bn != "eval" or args.compile or args.plain_forward or args.split != "test":
         raise ValueError(
-            "robustness takes none of --format, --bn recompute, --compile, --split (it uses the test split)"
+            "robustness takes none of --format, --bn recompute, --compile, --plain-forward, "
+            "--split (it uses the test split)"
         )
     if args.source == "released" and not args.c_root:
         raise ValueError("--source released needs --c-root (the folder holding CIFAR-10-C/ etc.)")

@@ -24,10 +24,13 @@ SURFACE_EXAMPLES = """examples:
   landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --out sam_2d.h5 --resume     # after an interruption
   torchrun --nproc_per_node=2 -m apps.cli surface runs/sam/final.pt --x -1:1:51 --y -1:1:51 --out big.h5
   landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --format loss-landscape --out theirs.h5
+  landscape surface runs/sam/final.pt --x -1:1:101 --y -1:1:101 --compile --out fine.h5   # compile from the start
 
 Directions are Gaussian, filter-normalized with biases/BN zeroed (Li et al. 2018; loss-landscape's
 --xnorm filter --xignore biasbn), from a generator seeded with --seed. 2-D arrays are stored as
-(ny, nx) with Z[i, j] at (x[j], y[i]); accuracies are in percent."""
+(ny, nx) with Z[i, j] at (x[j], y[i]); accuracies are in percent. The model is evaluated with eval
+BatchNorm folded into its convolutions (channels-last on CPU), and compiled once a grid proves long
+(see --compile, --plain-forward)."""
 
 
 def add_eval_args(p: argparse.ArgumentParser, *, problem: bool = False) -> None:
@@ -59,7 +62,17 @@ def add_eval_args(p: argparse.ArgumentParser, *, problem: bool = False) -> None:
         "--data-root", default=None, help="dataset folder (default: the one the checkpoint was trained with)"
     )
     g.add_argument(
-        "--compile", action="store_true", help="torch.compile the model (pays off on large grids; see BENCHMARKS.md)"
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the evaluation from the start (--compile), never (--no-compile), or, by default, once the "
+        "first points show that the rest of the grid would take over 2 minutes eager (see BENCHMARKS.md)",
+    )
+    g.add_argument(
+        "--plain-forward",
+        action="store_true",
+        help="evaluate the model as written: no BatchNorm folded into the convolutions, no channels-last "
+        "convolutions on CPU (same numbers to ~1e-6, up to 2x slower; see BENCHMARKS.md)",
     )
     g.add_argument("--no-progress", action="store_true")
     o = p.add_argument_group("output")
@@ -101,6 +114,7 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
         device=args.device or "auto",
         data_root=args.data_root,
         compile=args.compile,
+        fast=not args.plain_forward,
         progress=not args.no_progress,
     )
 
@@ -276,6 +290,7 @@ def run_surface(args: argparse.Namespace) -> int:
                 splits=split_list(args.split),
                 bn=args.bn,
                 compile=args.compile,
+                fast=not args.plain_forward,
                 out=out,
                 resume=args.resume,
                 overwrite=args.overwrite,

@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from landscape.io import read_sweep
     from landscape.jobs import sweep_analysis
 
-    if args.format != "landscape" or args.bn != "eval" or args.compile:
-        raise ValueError("sweep takes none of --format, --bn recompute, --compile")
+    if args.format != "landscape" or args.bn != "eval" or args.compile or args.plain_forward:
+        raise ValueError("sweep takes none of --format, --bn recompute, --compile, --plain-forward")
     check_output(args)
     kinds = [k.strip() for k in args.kind.split(",") if k.strip()]
     radii = parse_range(args.radii, "--radii")

@@ -28,7 +28,8 @@ class EvalOptions:
     bn: str = "eval"
     device: str = "auto"
     data_root: str | None = None
-    compile: bool = False
+    compile: bool | None = None  # None: automatic (landscape.grid.run_grid)
+    fast: bool = True
     progress: bool = True
 
 
@@ -61,6 +62,13 @@ def surface_job(
     device = process_device(opts.device)
     problem = checkpoint_problem(ckpt, opts, device, extra + (("train",) if opts.bn == "recompute" else ()))
     analysis(
-        problem, splits=opts.splits, bn=opts.bn, bn_split="train", compile=opts.compile, progress=opts.progress, out=out
+        problem,
+        splits=opts.splits,
+        bn=opts.bn,
+        bn_split="train",
+        compile=opts.compile,
+        fast=opts.fast,
+        progress=opts.progress,
+        out=out,
     )
     return Path(out)

@@ -88,8 +88,9 @@ class NoiseOptimizer(PerturbedOptimizer):
                 f"{self._dist.world} ranks"
             )
 
-    def _draw(self, numel: int, like: Tensor, g: torch.Generator) -> Tensor:
-        return torch.randn(numel, generator=g, device=like.device, dtype=like.dtype)
+    def _draw(self, flat: Tensor, g: torch.Generator) -> None:
+        """Fill ``flat`` with one sub-batch's draw (the values ``torch.randn(numel, generator=g)`` gives)."""
+        flat.normal_(generator=g)
 
     def _extra_state(self) -> dict:
         return {"seed": self.seed, "steps": self.steps}
@@ -107,7 +108,10 @@ class NoiseOptimizer(PerturbedOptimizer):
         sub_batch: int,
     ) -> None:
         g = torch.Generator(device=params[0].device).manual_seed(noise_seed(self.seed, self.steps, sub_batch))
-        flat = self._draw(numel, params[0], g)
+        flat = getattr(self, "_flat", None)  # one buffer for every draw: no fresh megabytes (page faults) per sub-batch
+        if flat is None or flat.numel() != numel or flat.dtype != params[0].dtype or flat.device != params[0].device:
+            flat = self._flat = torch.empty(numel, device=params[0].device, dtype=params[0].dtype)
+        self._draw(flat, g)
         z = [v.view_as(w) for v, w in zip(flat.split([w.numel() for w in clean]), clean)]
         k = 0
         for group, ps in groups:
@@ -248,8 +252,8 @@ class RMP(NoiseOptimizer):
             bn_update=bn_update,
         )
 
-    def _draw(self, numel: int, like: Tensor, g: torch.Generator) -> Tensor:
-        return torch.rand(numel, generator=g, device=like.device, dtype=like.dtype)
+    def _draw(self, flat: Tensor, g: torch.Generator) -> None:
+        flat.uniform_(generator=g)  # torch.rand's values
 
     def _perturb(self, group: dict, params: list[Tensor], clean: list[Tensor], z: list[Tensor]) -> None:
         torch._foreach_mul_(z, 2.0)
