@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.fx as fx
@@ -106,9 +106,13 @@ def faster_module(problem: Problem, *, channels_last: bool | None = None) -> nn.
     if problem.model_loss:  # the loss takes the model itself: it may need more than its forward
         return None
     first = problem.device.type == "cpu" if channels_last is None else channels_last
+    batch = None
     for layout in dict.fromkeys([first, False]):
         module = evaluation_module(problem.model, channels_last=layout)
-        if module is not None and checked(problem, module):
+        if module is None:
+            continue
+        batch = first_batch(problem) if batch is None else batch  # one fetch: a streamed loader may be slow to start
+        if checked(problem, module, batch):
             return module
     return None
 
@@ -117,12 +121,15 @@ def compiled_module(problem: Problem, module: nn.Module | None) -> nn.Module | N
     """``torch.compile`` of ``module`` (or of the model), compiled now on the first batch and checked there;
     ``None`` where compilation fails (no C++ compiler for inductor, an unsupported operation)."""
     compiled = cast(nn.Module, torch.compile(problem.model if module is None else module))
-    return compiled if checked(problem, compiled) else None
+    return compiled if checked(problem, compiled, first_batch(problem)) else None
 
 
-def checked(problem: Problem, module: nn.Module) -> bool:
-    """Whether ``module`` gives the model's loss on the problem's first batch (to 1e-5) without failing."""
-    batch = next(iter(next(iter(problem.splits.values()))))[0]
+def first_batch(problem: Problem) -> Any:
+    return next(iter(next(iter(problem.splits.values()))))[0]
+
+
+def checked(problem: Problem, module: nn.Module, batch: Any) -> bool:
+    """Whether ``module`` gives the model's loss on ``batch`` (to 1e-5) without failing."""
     with torch.no_grad():
         plain = problem.terms(batch, metrics=False)["loss"]
         try:
