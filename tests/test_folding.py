@@ -77,6 +77,8 @@ CASES = {
     "small_cnn": (lambda: create_model("small_cnn", 10, 1, width=8), (1, 8, 8), 3, 3),
     "resnet18": (lambda: create_model("resnet18", 10, 3, width=4), (3, 16, 16), 20, 20),
     "preactresnet18": (lambda: create_model("preactresnet18", 10, 3, width=4), (3, 16, 16), 20, 8),
+    "vgg16": (lambda: create_model("vgg16", 10, 3, width=4), (3, 32, 32), 13, 13),
+    "wrn (pre-activation)": (lambda: create_model("wrn28_10", 10, 3, depth=10, widen=1), (3, 8, 8), 9, 0),
     "view_after_conv": (ViewAfterConv, (3, 8, 8), 1, 1),
     "shared_features": (SharedFeatures, (3, 8, 8), 1, 0),
     "data_dependent": (DataDependent, (3, 8, 8), 0, 0),
