@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -q loss-landscapes==3.0.6 pyhessian==0.1
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/step_cost.py
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/surface.py
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/sweep.py
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/hessian.py
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/problem.py --dataset digits --width 16 --rounds 21
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/problem.py --rounds 7

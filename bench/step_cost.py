@@ -2,7 +2,8 @@
 
 Also times a SAM written per parameter in the style of the common reference
 implementation (davda54/sam with its BatchNorm momentum bypass), to show what the
-foreach, sync-free version saves.
+foreach, sync-free version saves, and two rows that split DAMP's cost: ERM's batch run as
+DAMP's 8 sub-batches with no noise, and DAMP with its noise draws replaced by zeros.
 
     OMP_NUM_THREADS=1 python bench/step_cost.py                       # CPU, 1 thread
     python bench/step_cost.py --device cuda --model resnet18 --batch-size 128
@@ -97,6 +98,15 @@ def make_steppers(init: nn.Module, loss_fn, autocast) -> dict:
     model = copy.deepcopy(init)
     opt = build_method("damp", model, torch.optim.SGD(model.parameters(), **sgd), num_splits=1)
     steppers[DAMP1] = lambda m=model, o=opt: o.step(lambda part, parts: loss_fn(m, part, parts))
+    model = copy.deepcopy(init)  # DAMP's limits: the sub-batches alone, then DAMP with its noise draws zeroed
+    opt = build_method("erm", model, torch.optim.SGD(model.parameters(), **sgd))
+    steppers[SPLIT8] = lambda m=model, o=opt: o.step(
+        lambda part, parts: sum(loss_fn(m, j, 8) for j in range(8)) / 8  # 8 sub-batch forwards, one backward
+    )
+    model = copy.deepcopy(init)
+    opt = build_method("damp", model, torch.optim.SGD(model.parameters(), **sgd))
+    opt._draw = lambda flat, g: flat.zero_()  # type: ignore[method-assign]
+    steppers[DAMP0] = lambda m=model, o=opt: o.step(lambda part, parts: loss_fn(m, part, parts))
     loop_model = copy.deepcopy(init)
     loop_opt = LoopSAM(loop_model.parameters(), torch.optim.SGD, rho=0.05, **sgd)
     steppers[LOOP] = lambda: loop_sam_step(loop_model, loop_opt, lambda m: loss_fn(m, 0, 1))
@@ -123,7 +133,7 @@ def interleaved_times(steppers: dict, rounds: int, steps: int, device: torch.dev
 
 
 def table(times: dict[str, list[float]]) -> list[str]:
-    passes = {k: v.passes for k, v in METHODS.items()} | {LOOP: "2", DAMP1: "1"}
+    passes = {k: v.passes for k, v in METHODS.items()} | {LOOP: "2", DAMP1: "1", SPLIT8: "1", DAMP0: "1"}
     lines = [
         "| method | F+B passes | ms/step (median) | ms/step (best) | x ERM (median of per-round ratios) | "
         "x ERM (best / best) |",
@@ -145,6 +155,8 @@ def table(times: dict[str, list[float]]) -> list[str]:
 
 LOOP = "sam (per-parameter loop)"
 DAMP1 = "damp (num_splits=1)"
+SPLIT8 = "erm in 8 sub-batches (no noise)"
+DAMP0 = "damp (M = 8) drawing zeros"
 
 
 def main() -> None:

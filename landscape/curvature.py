@@ -32,7 +32,7 @@ from trainers.distributed import join_group
 from .batches import unpack
 from .density import spectral_density
 from .directions import Direction
-from .folding import faster_module
+from .folding import eval_affine, faster_module
 from .io import base_attrs, read_analysis, read_direction_group, write_analysis
 from .lanczos import WHICH, lanczos
 from .problem import Problem
@@ -65,14 +65,8 @@ def affine_batchnorm(model: nn.Module) -> Iterator[None]:
 
 
 def _affine_forward(m: _BatchNorm) -> Callable[[Tensor], Tensor]:
-    assert m.running_var is not None and m.running_mean is not None  # only tracked statistics are patched
-    mean, var = m.running_mean, m.running_var
-
     def forward(x: Tensor) -> Tensor:
-        scale = torch.rsqrt(var + m.eps)
-        if m.weight is not None:
-            scale = scale * m.weight
-        shift = -mean * scale + (m.bias if m.bias is not None else 0)
+        scale, shift = eval_affine(m)
         shape = (1, -1) + (1,) * (x.dim() - 2)
         return x * scale.view(shape) + shift.view(shape)
 

@@ -33,6 +33,16 @@ from .problem import Problem
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def eval_affine(bn: _BatchNorm) -> tuple[Tensor, Tensor]:
+    """``(scale, shift)`` with ``bn(x) == x * scale + shift`` per channel in eval mode (tracked statistics)."""
+    assert bn.running_var is not None and bn.running_mean is not None, "only BatchNorm with running statistics"
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    return scale, (shift + bn.bias if bn.bias is not None else shift)
+
+
 class FoldedConv(nn.Module):
     """A convolution, and optionally the eval BatchNorm after it, as one convolution (shares their tensors)."""
 
@@ -46,14 +56,8 @@ class FoldedConv(nn.Module):
             return bn(conv(x))
         weight, bias = conv.weight, conv.bias
         if bn is not None:
-            assert bn.running_var is not None and bn.running_mean is not None
-            scale = torch.rsqrt(bn.running_var + bn.eps)
-            if bn.weight is not None:
-                scale = scale * bn.weight
-            shift = -bn.running_mean * scale
-            if bias is not None:
-                shift = shift + bias * scale
-            bias = shift + bn.bias if bn.bias is not None else shift
+            scale, shift = eval_affine(bn)
+            bias = shift if bias is None else shift + bias * scale
             weight = weight * scale.view(-1, *([1] * (weight.dim() - 1)))
         if self.channels_last:
             weight = weight.contiguous(memory_format=torch.channels_last)
@@ -137,4 +141,4 @@ def checked(problem: Problem, module: nn.Module, batch: Any) -> bool:
                 fast = problem.terms(batch, module, metrics=False)["loss"]
         except Exception:  # terms() words the model's errors as ValueError; compilation raises its own
             return False
-    return bool(torch.allclose(fast, plain, rtol=1e-5, atol=1e-6))
+    return bool(torch.allclose(fast, plain, rtol=1e-5, atol=1e-6, equal_nan=True))  # NaN weights: NaN both ways

@@ -77,6 +77,7 @@ class Sweeper:
         settings: SweepSettings = SweepSettings(),
         *,
         is_weight: WeightRule | None = None,
+        fast: bool = True,
     ) -> None:
         settings.validate()
         self.split = split or next(iter(problem.splits))
@@ -84,6 +85,7 @@ class Sweeper:
             raise ValueError(f"no split {self.split!r} in the problem (it has {', '.join(problem.splits)})")
         self.problem, self.s = problem, settings
         self.rule = is_weight or default_is_weight
+        self.fast = fast
 
     def __enter__(self) -> Sweeper:
         self._session = self.problem.session()
@@ -94,7 +96,7 @@ class Sweeper:
         self.names, self.origin = self.disp.names, self.disp.origin
         self.params: list[Tensor] = [live[n] for n in self.names]  # the Parameters themselves: gradients w.r.t. them
         self.weight_mask = [bool(self.rule(n)) for n in self.names]
-        self.module = faster_module(self.problem)  # the same function, faster (landscape.folding)
+        self.module = faster_module(self.problem) if self.fast else None  # the same function, faster
         return self
 
     def __exit__(self, *exc) -> None:
@@ -187,6 +189,7 @@ def sweep(
     seed: int = 0,
     is_weight: WeightRule | None = None,
     split: str | None = None,
+    fast: bool = True,
     out: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -199,7 +202,8 @@ def sweep(
 
     ``trials`` draws per radius for random and multiplicative perturbations, ``steps`` ascent
     steps for adversarial and adaptive ones, ``eta`` the adaptive ball's offset, ``is_weight``
-    the rule (on parameter names) for which tensors are weights. Under ``torchrun`` each rank
+    the rule (on parameter names) for which tensors are weights, ``fast=False`` evaluates the model as
+    written (see :func:`landscape.folding.faster_module`; same numbers to ~1e-6). Under ``torchrun`` each rank
     takes a share of the data (losses and gradients are summed over the ranks) and rank 0
     writes the file.
     """
@@ -212,7 +216,7 @@ def sweep(
     radii = coordinates(radii, "radii")
     if np.any(radii < 0):
         raise ValueError("radii must be >= 0")
-    sweeper = Sweeper(problem, split, settings, is_weight=is_weight)
+    sweeper = Sweeper(problem, split, settings, is_weight=is_weight, fast=fast)
     attrs = {
         **problem.file_attrs(),
         "split": sweeper.split,
@@ -279,6 +283,7 @@ def sharpness(
     seed: int = 0,
     is_weight: WeightRule | None = None,
     split: str | None = None,
+    fast: bool = True,
 ) -> float:
     """``L(w + delta) - L(w)`` at radius ``rho``: the worst case in the L2 ball (``sam``), in ASAM's ball
     (``adaptive``), or the mean over random directions on the sphere (``average``)."""
@@ -287,6 +292,6 @@ def sharpness(
     if not rho >= 0:
         raise ValueError(f"rho must be >= 0, got {rho}")
     settings = SweepSettings(trials=trials, steps=steps, eta=eta, seed=seed)
-    with Sweeper(problem, split, settings, is_weight=is_weight) as sw:
+    with Sweeper(problem, split, settings, is_weight=is_weight, fast=fast) as sw:
         clean = float(sw.point("random", 0.0)["loss_mean"])  # type: ignore[arg-type]
         return float(sw.point(SHARPNESS[kind], rho)["loss_mean"]) - clean  # type: ignore[arg-type]

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+import landscape
 from apps.explorer import views
 from apps.explorer.app import create_app
 from apps.explorer.catalog import Catalog, resolve_under
 from apps.explorer.components import guard
 from landscape.io import export_loss_landscape, read_analysis, read_directions, read_surface, read_sweep
+from landscape.problem import Problem
 from landscape.report import find_run, summary_row
 from landscape.robustness import read_robustness
 
@@ -417,6 +420,20 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         page.locator("#sweep-file").click()
         page.locator(".dash-dropdown-option", has_text="old/late_sweep.h5").click()
         wait_for(lambda: len(figure(page, "sweep-graph")) == len(sw.kinds))
+
+        # a 1-D surface: loss on a log axis, accuracy on its own right axis with its own ticks
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+        data = (torch.randn(30, 4), torch.randint(0, 3, (30,)))
+        line = landscape.surface(Problem(model, data), "-3:3:7", out=folder / "old" / "line_1d.h5", progress=False)
+        wait_for(lambda: "15 analysis files" in page.locator("#status").inner_text())
+        page.get_by_text("Surface", exact=True).click()
+        page.locator("#surface-file").click()
+        page.locator(".dash-dropdown-option", has_text="old/line_1d.h5").click()
+        acc = wait_for(lambda: [t for t in figure(page, "surface-graph") if t["name"] == "train accuracy (%)"])
+        np.testing.assert_allclose(acc[0]["y"], line.values["train_acc"])
+        ticks = wait_for(lambda: page.locator("#surface-graph g.y2tick text").all_text_contents())
+        assert ticks == ["0", "20", "40", "60", "80", "100"], ticks  # not synced to the loss axis's log ticks
+        page.screenshot(path=shots / "surface_1d.png", full_page=True)
         assert errors == [], errors
         page.close()
     print(f"screenshots in {shots}: {json.dumps(sorted(p.name for p in shots.iterdir()))}")

@@ -247,3 +247,17 @@ def test_plain_forward_from_the_command_line(runs, tmp_path):
         assert main([*argv, "--out", str(files[name]), *extra]) == 0
     fast, plain = (read_surface(files[k]).values["train_loss"] for k in ("fast", "plain"))
     np.testing.assert_allclose(fast, plain, rtol=2e-5)
+
+
+def test_a_diverged_model_keeps_the_fast_path_and_gives_nan_where_the_model_does():
+    torch.manual_seed(0)
+    x, y = torch.randn(20, 1, 8, 8), torch.randint(0, 10, (20,))
+    model = trained_stats(create_model("small_cnn", 10, 1, width=8), x)
+    with torch.no_grad():
+        model[1].running_var[0] = float("nan")  # one diverged BatchNorm statistic
+    problem = Problem(model, (x, y))
+    with problem.session():
+        assert faster_module(problem) is not None  # NaN on both paths counts as agreement
+    fast = landscape.surface(problem, "-1:1:3", progress=False)
+    plain = landscape.surface(problem, "-1:1:3", progress=False, fast=False)
+    assert np.isnan(plain.values["train_loss"]).all() and np.isnan(fast.values["train_loss"]).all()

@@ -13,22 +13,12 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from helpers import cli
 
 from apps.explorer.catalog import Catalog
 from landscape.io import read_surface
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*args, env=None, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "apps.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        **kw,
-    )
 
 
 def one_line(r, message, code=2):

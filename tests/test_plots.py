@@ -6,6 +6,7 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
+from helpers import REPORT_FIGURES
 from matplotlib.collections import QuadMesh
 from matplotlib.contour import ContourSet
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
@@ -397,16 +398,7 @@ def test_every_comparison_figure_is_labelled_for_people(analysed):
     groups = group_runs(find_runs([analysed / "erm", analysed / "sam"]))
     rel = rel_bins()
     figs = overlay_figures(groups, plot_mpl, calibration={"erm": rel, "sam": rel})
-    assert set(figs) == {
-        "training",
-        "slices",
-        "surfaces",
-        "sweeps",
-        "spectra",
-        "calibration",
-        "robustness",
-        "corruption_errors",
-    }
+    assert set(figs) == set(REPORT_FIGURES)
     for name, fig in figs.items():
         texts = figure_texts(fig)
         assert not [t for t in texts if "_" in t and not t.startswith("$")], name  # "train loss", not "train_loss"

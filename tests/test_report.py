@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from helpers import REPORT_FIGURES
 
 from apps.cli.__main__ import main
 from landscape.io import Sweep, read_analysis, read_surface, read_sweep
@@ -78,16 +79,7 @@ def test_compare_table_equals_source_files(analysed, tmp_path, capsys):
     rob = read_robustness(analysed / "sam" / "robustness.h5")
     assert sev[1:] == [f"{v:.2f}" for v in (rob.clean(), *rob.by_severity(), rob.mean())]
     assert "Paired differences against erm" in md and "Per seed" in md
-    for name in (
-        "training",
-        "slices",
-        "surfaces",
-        "sweeps",
-        "spectra",
-        "calibration",
-        "robustness",
-        "corruption_errors",
-    ):
+    for name in REPORT_FIGURES:
         assert f"![{name}]({name}.png)" in md and (out / f"{name}.png").stat().st_size > 10_000
     page = (out / "report.html").read_text()
     assert '<script src="http' not in page and page.count("Plotly.newPlot") == 8  # plotly.js inline once, 8 figures

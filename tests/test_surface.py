@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import cli
 from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 
@@ -137,17 +138,6 @@ def test_trajectory_surface_stores_the_path(runs, tmp_path):
     assert len(px) == 3 and abs(px[-1]) < 1e-9 and abs(py[-1]) < 1e-9  # the final checkpoint is the origin
     assert s.xcoordinates.min() < px.min() and s.xcoordinates.max() > px.max()
     assert 0.5 < s.extras["explained_variance_ratio_"].sum() <= 1 + 1e-9
-
-
-def cli(*args, env=None, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "apps.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        **kw,
-    )
 
 
 @pytest.mark.slow

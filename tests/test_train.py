@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import REPORT_FIGURES, cli
 
 from data import TensorLoader, load_dataset
 from trainers import METHODS, TrainConfig, evaluate, load_checkpoint, read_checkpoint, train
@@ -77,16 +78,6 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, method):
     assert [r["test_nll"] for r in a["metrics"]] == [r["test_nll"] for r in b["metrics"]]
 
 
-def landscape(*args, env: dict | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "apps.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
 @pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     args = ["train", "--method", "damp", "--num-splits", "2", "--epochs", "3", "--batch-size", "16", "--no-progress"]
@@ -104,10 +95,10 @@ def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     assert not (tmp_path / "killed" / "final.pt").exists()
-    resumed = landscape(*args, "--out", str(tmp_path / "killed"), "--resume")
+    resumed = cli(*args, "--out", str(tmp_path / "killed"), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
-    assert landscape(*args, "--out", str(tmp_path / "straight")).returncode == 0
+    assert cli(*args, "--out", str(tmp_path / "straight")).returncode == 0
     a = read_checkpoint(tmp_path / "straight" / "final.pt")["model_state"]
     b = read_checkpoint(tmp_path / "killed" / "final.pt")["model_state"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -157,14 +148,14 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, argv, message):
 
 def test_cli_refuses_to_overwrite_and_reports_truncated_resume(tmp_path):
     run = tmp_path / "run"
-    assert landscape("train", "--epochs", "1", "--no-progress", "--out", str(run)).returncode == 0
-    again = landscape("train", "--epochs", "1", "--out", str(run))
+    assert cli("train", "--epochs", "1", "--no-progress", "--out", str(run)).returncode == 0
+    again = cli("train", "--epochs", "1", "--out", str(run))
     assert (
         again.returncode == 2
         and "already holds files: pass --resume" in again.stderr
         and "Traceback" not in again.stderr
     )
-    other = landscape("train", "--epochs", "2", "--method", "sam", "--out", str(run), "--resume")
+    other = cli("train", "--epochs", "2", "--method", "sam", "--out", str(run), "--resume")
     assert (
         other.returncode == 2
         and "cannot resume" in other.stderr
@@ -172,20 +163,20 @@ def test_cli_refuses_to_overwrite_and_reports_truncated_resume(tmp_path):
     )
     ckpt = run / "checkpoints" / "epoch_001.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:100])
-    broken = landscape("train", "--epochs", "2", "--out", str(run), "--resume")
+    broken = cli("train", "--epochs", "2", "--out", str(run), "--resume")
     assert broken.returncode == 2 and "not a readable checkpoint" in broken.stderr and "Traceback" not in broken.stderr
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["demo"], ["compare"], ["explore"], ["plot"], ["robustness"]])
 def test_help_has_examples(command):
-    out = landscape(*command, "--help")
+    out = cli(*command, "--help")
     assert out.returncode == 0 and "examples:" in out.stdout
 
 
 def test_version_and_help_load_only_what_they_need():
     from landscape import __version__
 
-    version = landscape("--version")
+    version = cli("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"landscape {__version__}" and version.stderr == ""
     probe = (
         "import sys; from apps.cli.__main__ import main; code = main({argv}); "
@@ -208,7 +199,7 @@ def test_demo_writes_the_comparison_report(tmp_path):
 
     out = tmp_path / "demo"
     fast = ("--corruptions", "contrast,fog", "--severities", "1,5", "--no-progress", "--no-serve")
-    r = landscape(
+    r = cli(
         "demo",
         "--out",
         str(out),
@@ -248,20 +239,8 @@ def test_demo_writes_the_comparison_report(tmp_path):
     errors = [row["test_error"] for row in rows[2:]]
     assert damp["n"] == 2 and damp["test_error"]["mean"] == pytest.approx(np.mean(errors))
     assert damp["test_error"]["std"] == pytest.approx(np.std(errors, ddof=1))
-    assert all(
-        (out / "report" / f"{n}.png").exists()
-        for n in (
-            "training",
-            "slices",
-            "surfaces",
-            "sweeps",
-            "spectra",
-            "calibration",
-            "robustness",
-            "corruption_errors",
-        )
-    )
-    again = landscape(
+    assert all((out / "report" / f"{n}.png").exists() for n in REPORT_FIGURES)
+    again = cli(
         "demo",
         "--out",
         str(out),

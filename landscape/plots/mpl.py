@@ -86,21 +86,10 @@ def surface_1d(s: Surface, *, log: bool | None = None) -> Figure:
     with_acc = [split for split in s.splits if s.has(split, "acc")]
     acc_ax = ax.twinx() if with_acc else None
     for split in s.splits:
-        ax.plot(
-            s.xcoordinates,
-            s.values[f"{split}_loss"],
-            color=PALETTE[0],
-            linestyle=_dash(split),
-            label=human(f"{split}_loss"),
-        )
-        if acc_ax is not None and split in with_acc:
-            acc_ax.plot(
-                s.xcoordinates,
-                s.values[f"{split}_acc"],
-                color=PALETTE[1],
-                linestyle=_dash(split),
-                label=human(f"{split}_acc"),
-            )
+        for value, axes, color in (("loss", ax, PALETTE[0]), ("acc", acc_ax, PALETTE[1])):
+            if axes is not None and s.has(split, value):
+                key = f"{split}_{value}"
+                axes.plot(s.xcoordinates, s.values[key], color=color, linestyle=_dash(split), label=human(key))
     if log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for sp in s.splits))):
         ax.set_yscale("log")
     ax.set_xlabel(axis_label(s, "x"))

@@ -54,29 +54,18 @@ def _log_colorbar(lo: float, hi: float, title: str) -> dict:
 def surface_1d(s: Surface, *, log: bool | None = None) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     for split in s.splits:
-        fig.add_trace(
-            go.Scatter(
-                x=s.xcoordinates,
-                y=_clean(s.values[f"{split}_loss"]),
-                name=human(f"{split}_loss"),
-                line={"color": PALETTE[0], "dash": _dash(split)},
-            ),
-            secondary_y=False,
-        )
-        if s.has(split, "acc"):
-            fig.add_trace(
-                go.Scatter(
-                    x=s.xcoordinates,
-                    y=_clean(s.values[f"{split}_acc"]),
-                    name=human(f"{split}_acc"),
-                    line={"color": PALETTE[1], "dash": _dash(split)},
-                ),
-                secondary_y=True,
-            )
+        for value, color, right in (("loss", PALETTE[0], False), ("acc", PALETTE[1], True)):
+            if s.has(split, value):
+                key = f"{split}_{value}"
+                line = {"color": color, "dash": _dash(split)}
+                trace = go.Scatter(x=s.xcoordinates, y=_clean(s.values[key]), name=human(key), line=line)
+                fig.add_trace(trace, secondary_y=right)
     logged = log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for sp in s.splits)))
     fig.update_xaxes(title_text=axis_label(s, "x"))
     fig.update_yaxes(title_text="loss", type="log" if logged else "linear", secondary_y=False)
-    fig.update_yaxes(title_text="accuracy (%)", range=[0, 100], secondary_y=True)
+    # fixed ticks: plotly.js syncs an overlaying axis to the loss axis's ticks (99.7, 91.6, ... on a log loss axis)
+    ticks = {"tickmode": "array", "tickvals": list(range(0, 101, 20)), "showgrid": False}
+    fig.update_yaxes(title_text="accuracy (%)", range=[0, 100], secondary_y=True, **ticks)
     fig.update_layout(title=surface_title(s), template=TEMPLATE)
     return fig
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -50,16 +50,19 @@ def noise_seed(seed: int, step: int, sub_batch: int) -> int:
 
 
 class NoiseOptimizer(PerturbedOptimizer):
+    """The shared step of DAMP, DAAP and RMP; their keyword options: ``num_splits`` (sub-batches, each with its
+    own draw), ``perturb`` (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``."""
+
     def __init__(
         self,
         params: Params,
         base_optimizer: Optimizer,
         defaults: dict,
         *,
-        num_splits: int,
-        perturb: str,
-        seed: int,
-        bn_update: BNUpdate,
+        num_splits: int = 8,
+        perturb: str = "weights",
+        seed: int = 0,
+        bn_update: BNUpdate = "once",
     ) -> None:
         if not (isinstance(num_splits, int) and num_splits >= 1):
             raise ValueError(f"Invalid num_splits: {num_splits} (must be an integer >= 1)")
@@ -164,27 +167,9 @@ class DAMP(NoiseOptimizer):
     one noise per batch. Same cost as SGD: one forward+backward per sample.
     """
 
-    def __init__(
-        self,
-        params: Params,
-        base_optimizer: Optimizer,
-        sigma: float = 0.2,
-        *,
-        num_splits: int = 8,
-        perturb: PerturbMode = "weights",
-        seed: int = 0,
-        bn_update: BNUpdate = "once",
-    ) -> None:
+    def __init__(self, params: Params, base_optimizer: Optimizer, sigma: float = 0.2, **kw: Any) -> None:
         check_nonneg(sigma=sigma)
-        super().__init__(
-            params,
-            base_optimizer,
-            {"sigma": sigma},
-            num_splits=num_splits,
-            perturb=perturb,
-            seed=seed,
-            bn_update=bn_update,
-        )
+        super().__init__(params, base_optimizer, {"sigma": sigma}, **kw)
 
     def _perturb(self, group: dict, params: list[Tensor], clean: list[Tensor], z: list[Tensor]) -> None:
         torch._foreach_addcmul_(params, clean, z, value=group["sigma"])  # w + sigma z w = w * xi
@@ -197,27 +182,9 @@ class DAAP(NoiseOptimizer):
     (weights only) so the two are comparable, ``perturb="all"`` noises every parameter.
     """
 
-    def __init__(
-        self,
-        params: Params,
-        base_optimizer: Optimizer,
-        sigma: float = 0.01,
-        *,
-        num_splits: int = 8,
-        perturb: PerturbMode = "weights",
-        seed: int = 0,
-        bn_update: BNUpdate = "once",
-    ) -> None:
+    def __init__(self, params: Params, base_optimizer: Optimizer, sigma: float = 0.01, **kw: Any) -> None:
         check_nonneg(sigma=sigma)
-        super().__init__(
-            params,
-            base_optimizer,
-            {"sigma": sigma},
-            num_splits=num_splits,
-            perturb=perturb,
-            seed=seed,
-            bn_update=bn_update,
-        )
+        super().__init__(params, base_optimizer, {"sigma": sigma}, **kw)
 
     def _perturb(self, group: dict, params: list[Tensor], clean: list[Tensor], z: list[Tensor]) -> None:
         torch._foreach_add_(params, z, alpha=group["sigma"])
@@ -230,27 +197,9 @@ class RMP(NoiseOptimizer):
     ``b = sqrt(epsilon / numel)`` per tensor, on every parameter.
     """
 
-    def __init__(
-        self,
-        params: Params,
-        base_optimizer: Optimizer,
-        epsilon: float = 0.1,
-        *,
-        num_splits: int = 1,
-        perturb: str = "all",
-        seed: int = 0,
-        bn_update: BNUpdate = "once",
-    ) -> None:
+    def __init__(self, params: Params, base_optimizer: Optimizer, epsilon: float = 0.1, **kw: Any) -> None:
         check_nonneg(epsilon=epsilon)
-        super().__init__(
-            params,
-            base_optimizer,
-            {"epsilon": epsilon},
-            num_splits=num_splits,
-            perturb=perturb,
-            seed=seed,
-            bn_update=bn_update,
-        )
+        super().__init__(params, base_optimizer, {"epsilon": epsilon}, **{"num_splits": 1, "perturb": "all", **kw})
 
     def _draw(self, flat: Tensor, g: torch.Generator) -> None:
         flat.uniform_(generator=g)  # torch.rand's values
