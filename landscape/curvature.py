@@ -34,7 +34,9 @@ from .density import spectral_density
 from .directions import Direction
 from .folding import eval_affine, faster_module
 from .io import base_attrs, read_analysis, read_direction_group, write_analysis
+from .io.results import check_output
 from .lanczos import WHICH, lanczos
+from .limits import MAX_MATVECS, check_count, check_eigenpairs, check_matvecs
 from .problem import Problem
 from .trace import TRACE_METHODS
 from .trace import trace as estimate_trace
@@ -141,8 +143,17 @@ class CurvatureOperator:
         out = [torch.zeros_like(p) for p in self.params]
         graphs = (self._graphs or []) if self.cache_graph else (self._batch_grads(b, n) for b, n in self._batches())
         for grads in graphs:
+            # a gradient with no graph is constant: the loss is linear in that tensor, and its Hessian rows are zero
+            live = [(g, v) for g, v in zip(grads, vs) if g.requires_grad]
+            if not live:
+                continue
             hv = torch.autograd.grad(
-                grads, self.params, vs, retain_graph=self.cache_graph, allow_unused=True, materialize_grads=True
+                [g for g, _ in live],
+                self.params,
+                [v for _, v in live],
+                retain_graph=self.cache_graph,
+                allow_unused=True,
+                materialize_grads=True,
             )
             torch._foreach_add_(out, [h.detach() for h in hv])
         return out
@@ -313,25 +324,28 @@ def hessian(
     Under ``torchrun`` each rank takes a share of the data and the products are summed over the ranks
     (the same operator as one process, up to the order of float sums); rank 0 writes the file.
     """
-    trace_matvecs = DEFAULT_TRACE_MATVECS if trace is True else int(trace)
-    if top_k < 0 or trace_matvecs < 0:
-        raise ValueError(f"top_k and trace must be >= 0, got {top_k}, {trace_matvecs}")
+    trace_matvecs = DEFAULT_TRACE_MATVECS if trace is True else check_count("trace", int(trace), MAX_MATVECS)
     if which not in WHICH or trace_method not in TRACE_METHODS:
         raise ValueError(f"which must be one of {WHICH} and trace_method one of {TRACE_METHODS}")
-    if density and (density_probes < 1 or density_steps < 2):
-        raise ValueError(f"density needs probes >= 1 and steps >= 2, got {density_probes}, {density_steps}")
+    if density:
+        check_count("density_probes", density_probes, MAX_MATVECS, least=1)
+        check_count("density_steps", density_steps, MAX_MATVECS, least=2)
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
     group = join_group(problem.device.type)
 
     def free() -> None:
+        if out is not None:
+            check_output(out, "hessian")
         if out is not None and Path(out).exists() and not overwrite:
             raise ValueError(f"{out} exists: pass overwrite=True to replace it")
 
     group.agree(free)
     size = sum(p.numel() for p in problem.params())
-    if top_k > size:
-        raise ValueError(f"top_k {top_k} is more eigenpairs than the {size} analysed parameters have")
+    check_eigenpairs(top_k, size, problem.device)
+    check_matvecs("trace", trace_matvecs, 2 * trace_matvecs, size, problem.device)
+    if density:
+        check_matvecs("density_probes x density_steps", density_probes * density_steps, 3, size, problem.device)
     result = Hessian()
     with (
         problem.sharded(group),

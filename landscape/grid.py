@@ -49,6 +49,7 @@ from .io import (
     surface_attrs,
     value_names,
 )
+from .limits import MAX_AXIS_POINTS, check_count
 from .problem import Problem, weights_sha256
 from .snapshots import load_state, snapshot_files
 
@@ -68,6 +69,7 @@ def parse_range(text: str, flag: str = "--x") -> np.ndarray:
         raise ValueError(f"{flag} {text!r}: expected MIN:MAX:NUM, e.g. -1:1:51") from None
     if num < 1 or not (math.isfinite(lo) and math.isfinite(hi)) or (num > 1 and not lo < hi):
         raise ValueError(f"{flag} {text!r}: need MIN < MAX and NUM >= 1")
+    check_count(f"{flag} {text!r}: NUM", num, MAX_AXIS_POINTS)
     return np.linspace(lo, hi, num)
 
 
@@ -75,9 +77,15 @@ def coordinates(values: Any, name: str) -> np.ndarray:
     """Grid coordinates from ``"MIN:MAX:NUM"`` or an array of finite numbers."""
     if isinstance(values, str):
         return parse_range(values, name)
-    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected 'MIN:MAX:NUM' or a 1-D sequence of real numbers") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D sequence of coordinates, got an array of shape {arr.shape}")
     if not len(arr) or not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: need at least one finite coordinate")
+    check_count(f"{name}: the number of coordinates", len(arr), MAX_AXIS_POINTS)
     return arr
 
 
@@ -279,8 +287,9 @@ def run_grid(
                 progress=progress,
                 log=log,
             )
-            for w in [memory] + ([writer] if writer else []):
-                w.finish()
+            nonfinite = [w.finish() for w in [memory] + ([writer] if writer else [])][-1]  # the file's, if any
+            if nonfinite and log and group.is_main:
+                log(f"warning: {nonfinite} grid points are NaN or infinite (the model diverged there; stored as such)")
         finally:
             if writer is not None:
                 writer.close()

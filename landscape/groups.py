@@ -72,6 +72,9 @@ def group_runs(runs: list[Run]) -> list[Group]:
             )
             detail = ", ".join(f"{k}={_short(own[k]) if k in own else 'default'}" for k in differ[:3])
             names[i] = f"{methods[i]} ({detail})" if detail else f"{methods[i]} ({g[0].name})"
+    for i, g in enumerate(groups):  # three differing settings shown may not tell two groups apart: their first run does
+        if names.count(names[i]) > 1:
+            names[i] = f"{names[i]} [{g[0].name}]"
     return [Group(name, members) for name, members in zip(names, groups)]
 
 

@@ -36,6 +36,7 @@ from .directions import normalize_direction, tensor_sum
 from .folding import faster_module
 from .grid import Displacement, coordinates
 from .io import MemoryWriter, ResultWriter, Sweep, open_results, read_sweep
+from .limits import MAX_STEPS, MAX_TRIALS, check_count
 from .problem import Problem
 
 SweepKind = Literal["random", "adversarial", "multiplicative", "adaptive"]
@@ -55,8 +56,8 @@ class SweepSettings:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.trials < 1 or self.steps < 1:
-            raise ValueError(f"trials and steps must be >= 1, got {self.trials}, {self.steps}")
+        check_count("trials", self.trials, MAX_TRIALS, least=1)
+        check_count("steps", self.steps, MAX_STEPS, least=1)
         if self.normalize not in NORMALIZE:
             raise ValueError(f"normalize must be one of {NORMALIZE}, got {self.normalize!r}")
         if not self.eta >= 0:
@@ -65,6 +66,14 @@ class SweepSettings:
 
 def _norm(xs: list[Tensor]) -> Tensor:
     return torch.sqrt(tensor_sum((x.double() ** 2).sum() for x in xs))
+
+
+def _worse(a: tuple[float, float] | None, b: tuple[float, float]) -> tuple[float, float]:
+    """The (loss, accuracy) with the larger loss; a non-finite loss (the model diverged inside the ball) is the
+    worst case and stays (``max`` would keep a finite loss over a NaN: the unperturbed loss reported at r = 1e30)."""
+    if a is not None and (not np.isfinite(a[0]) or (np.isfinite(b[0]) and a[0] >= b[0])):
+        return a
+    return b
 
 
 class Sweeper:
@@ -137,19 +146,18 @@ class Sweeper:
         t = [next(scales) if (adaptive and m) else torch.ones_like(w) for w, m in zip(self.origin, self.weight_mask)]
         z = [torch.zeros_like(w) for w in self.origin]
         step = 2.5 * r / self.s.steps
-        best = (-np.inf, 0.0)
+        best: tuple[float, float] | None = None
         for _ in range(self.s.steps):
             self.disp.offset([ti * zi for ti, zi in zip(t, z)])
             values, grads = self.problem.loss_and_grad(self.split, self.params, self.module)
-            best = max(best, self._values(values))
+            best = _worse(best, self._values(values))
             tg = [ti * gi for ti, gi in zip(t, grads)]  # gradient w.r.t. z
             gn = float(_norm(tg))
             if gn == 0:
                 break
             z = [zi + (step / gn) * gi for zi, gi in zip(z, tg)]
             project_to_ball_(z, r, eps=0.0)  # the PGD step back onto the ball
-        final = self._evaluate([ti * zi for ti, zi in zip(t, z)])
-        return max(best, final)
+        return _worse(best, self._evaluate([ti * zi for ti, zi in zip(t, z)]))
 
     @torch.no_grad()
     def point(self, kind: str, r: float, radius_index: int = 0) -> dict[str, object]:
@@ -262,8 +270,9 @@ def sweep(
                 point = [(k, sw.point(kinds[i], float(radii[j]), j))]
                 for w in writers:
                     w.write(point)
-        for w in writers:
-            w.finish()
+        nonfinite = [w.finish() for w in writers][-1]  # the file's, if any
+        if nonfinite and log and group.is_main:
+            log(f"warning: {nonfinite} sweep points are NaN or infinite (the model diverged there; stored as such)")
     finally:
         if writer is not None:
             writer.close()

@@ -13,7 +13,8 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import inspect
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainers import load_checkpoint
-from trainers.device import resolve_device
+from trainers.device import check_device, resolve_device
 from trainers.distributed import Group
 
 from .batches import Batch, SizeFn, Split, as_splits, split_names, unpack
@@ -111,6 +112,11 @@ def select_params(model: nn.Module, params: Any) -> list[str]:
         if not chosen:
             raise ValueError(f"params: no parameter name matches {params!r} (names look like {named[0][0]!r})")
         return chosen
+    if not isinstance(params, Iterable) or isinstance(params, Tensor):
+        raise ValueError(
+            f"params: expected a submodule, a glob over names, or a list of names or parameters, got "
+            f"{type(params).__name__}"
+        )
     by_id = {id(p): n for n, p in named}
     names = {n for n, _ in named}
     wanted = []
@@ -188,8 +194,8 @@ class Problem:
             raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.model, self.mode, self.label = model, mode, str(label)
         self.loss = nn.CrossEntropyLoss() if loss is None else loss
         if not callable(self.loss):
@@ -211,7 +217,9 @@ class Problem:
                 form = "(model, batch)" if self.model_loss else "(outputs, targets)"
                 raise ValueError(f"metrics: {name!r} must take {form} like the loss")
         self.param_names = select_params(model, params)
-        self.device = torch.device(device) if device is not None else model_device(model)
+        self.device = check_device(device) if device is not None else model_device(model)
+        if self.device.type == "meta" or any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            raise ValueError("model: its tensors are on the meta device (no values to analyse); load its weights first")
         self.info: dict = {}  # provenance stored in result files (see file_attrs)
         self.group = Group()  # the ranks sharing the data (see sharded)
         self.meta: dict = {}  # a checkpoint's metadata (from_checkpoint)
@@ -336,6 +344,8 @@ class Problem:
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
             raise ValueError(f"loss: returned {shape}, not a scalar tensor (use reduction='mean')")
+        if loss.is_complex():
+            raise ValueError(f"loss: returned a complex number ({loss.dtype}); the analyses need a real loss")
         out = {k: (v if isinstance(v, Tensor) else torch.as_tensor(float(v))).reshape(()) for k, v in out.items()}
         return out
 
@@ -403,10 +413,28 @@ class Problem:
         for batch, n in self.splits[name].again():
             self._accumulate(second, batch, n)
         a, b = first.means()["loss"], second.means()["loss"]
+        if not math.isfinite(a):
+            raise ValueError(f"data[{name!r}]: {self._nonfinite_cause(name)}")
         if not (a == b or (a != a and b != b) or abs(a - b) <= CHECK_RTOL * max(abs(a), abs(b))):
             raise ValueError(
                 f"model: the same data[{name!r}] gave the loss {a:.8g}, then {b:.8g}: {self._random_cause()}"
             )
+
+    def _nonfinite_cause(self, name: str) -> str:
+        """Which batch makes the loss at the model's weights NaN or infinite, and whether its inputs do."""
+        for i, (batch, _) in enumerate(self.splits[name].again(), 1):
+            with torch.inference_mode():
+                loss = float(self.terms(batch, metrics=False)["loss"])
+            if not math.isfinite(loss):
+                inputs = [t for t in (batch.values() if isinstance(batch, dict) else batch) if isinstance(t, Tensor)]
+                bad = any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in inputs)
+                cause = (
+                    "its inputs hold NaN or infinite values"
+                    if bad
+                    else "the model or the loss gives it on finite inputs"
+                )
+                return f"the loss at the model's weights is {loss} on batch {i} ({cause}); every analysis would be NaN"
+        return "the loss at the model's weights is not finite; every analysis would be NaN"
 
     def _random_cause(self) -> str:
         found = [

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Collection
 import numpy as np
 
 from trainers.checkpoint import atomic_write, read_checkpoint, write_json
-from trainers.rundir import CONFIG, METRICS, check_rows, final_or_newest, read_json, read_metrics
+from trainers.rundir import CONFIG, METRICS, check_rows, final_or_newest, read_json, read_metrics, within
 
 from .curvature import read_hessian
 from .groups import (
@@ -32,7 +32,7 @@ from .groups import (
     paired,
     pooled_bins,
 )
-from .io import Surface, Sweep, file_category, read_attrs, read_surface, read_sweep
+from .io import Surface, Sweep, inspect_file, read_attrs, read_surface, read_sweep
 from .robustness import read_robustness, severity_curves
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class Run:
     checkpoint: Path | None
     files: dict[str, Path] = field(default_factory=dict)
     ignored: list[tuple[str, Path]] = field(default_factory=list)  # (category, file) beyond the first
+    problems: list[tuple[Path, str]] = field(default_factory=list)  # (file, why) analysis files left out
     history: list[dict] = field(default_factory=list)  # one metrics row per epoch
 
 
@@ -63,29 +64,41 @@ def _cost(history: list[dict]) -> dict:
     return {"train_seconds": seconds, "ms_per_step": per_step}
 
 
-def find_run(path: str | Path, name: str | None = None) -> Run:
-    """What a run directory holds; a malformed file in it raises a ValueError naming the file and the problem."""
+def find_run(path: str | Path, name: str | None = None, root: str | Path | None = None) -> Run:
+    """What a run directory holds; a malformed file in it raises a ValueError naming the file and the problem.
+
+    ``root`` (default: the run directory) bounds what is read: a config, metrics or checkpoint behind a link that
+    leaves it refuses the run; an analysis file behind such a link, or one that cannot be read, is left out and
+    listed in ``Run.problems`` with its reason."""
     path = Path(path)
     if not path.is_dir():
         raise NotADirectoryError(f"{str(path)!r} is not a run directory")
+    root = Path(root) if root is not None else path
+    within(path, root)
     ckpt = final_or_newest(path)
+    if ckpt is not None:
+        within(ckpt, root)
     history: list[dict] = []
     source: Path | None = None
     if (path / METRICS).is_file():  # written every epoch: current even while the run trains
-        source = path / METRICS
+        source = within(path / METRICS, root)
         history = read_metrics(source)
     elif ckpt is not None:
         history, source = check_rows(read_checkpoint(ckpt).get("metrics", []), ckpt), ckpt
     metrics = {**history[-1], **_cost(history)} if history else {}
-    config = read_json(path / CONFIG) if (path / CONFIG).is_file() else {}
+    config = read_json(within(path / CONFIG, root)) if (path / CONFIG).is_file() else {}
     if not isinstance(config, dict):
         raise ValueError(f"{path / CONFIG}: a JSON {type(config).__name__}, not an object")
     run = Run(name or path.name, path, config, metrics, source, ckpt, history=history)
     for f in sorted(path.glob("*.h5")):
-        category = file_category(f)
+        try:
+            category, reason = inspect_file(within(f, root))
+        except ValueError as e:
+            category, reason = None, str(e)
         if category is None:
-            continue
-        if category in run.files:
+            if reason:
+                run.problems.append((f, reason))
+        elif category in run.files:
             run.ignored.append((category, f))
         else:
             run.files[category] = f
@@ -104,6 +117,11 @@ def find_run(path: str | Path, name: str | None = None) -> Run:
 def find_runs(paths: list[str | Path]) -> list[Run]:
     """Runs named by their folder, or ``parent/folder`` where two folders share a name."""
     folders = [Path(p) for p in paths]
+    seen: dict[Path, Path] = {}
+    for p in folders:
+        if (real := p.resolve()) in seen:
+            raise ValueError(f"{p} is named twice (as {seen[real]} too): each run counts once in a comparison")
+        seen[real] = p
     names = [p.resolve().name for p in folders]
     return [find_run(p, f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n) for p, n in zip(folders, names)]
 

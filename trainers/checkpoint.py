@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from .models import create_model
+from .models import MODELS, create_model
 
 FORMAT = "landscape-checkpoint"
 VERSION = 1
@@ -143,9 +143,54 @@ def read_checkpoint(path: str | Path) -> dict:
         raise ValueError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise ValueError(f"{path}: not a landscape checkpoint (made by another tool? it lacks format={FORMAT!r})")
-    if ck.get("version", 0) > VERSION:
-        raise ValueError(f"{path}: checkpoint version {ck['version']} is newer than this toolkit reads ({VERSION})")
+    if not isinstance(ck.get("version"), int) or ck["version"] > VERSION:
+        raise ValueError(f"{path}: checkpoint version {ck.get('version')!r} is not one this toolkit reads ({VERSION})")
+    check_checkpoint(ck, path)
     return ck
+
+
+SCALAR = (int, float, bool, str, type(None))
+
+
+def check_checkpoint(ck: dict, path: str | Path) -> None:
+    """The one validator every reader goes through (CLI, ``Problem.from_checkpoint``, compare, the explorer): the
+    fields a checkpoint must hold, their types, a known model and dataset; one line naming the file and the field.
+    (The model's arguments are bounded when it is built: :func:`~trainers.models.create_model`.)"""
+    from data import DATASETS
+
+    def bad(field: str, why: str) -> ValueError:
+        return ValueError(f"{path}: field {field!r} {why} (not a valid landscape checkpoint)")
+
+    def table(field: str, value: object) -> dict:
+        if not isinstance(value, dict):
+            raise bad(field, "is missing" if value is None else f"is a {type(value).__name__}, not a dict")
+        return value
+
+    model = table("model", ck.get("model"))
+    if model.get("name") not in MODELS:
+        raise bad("model.name", f"is {model.get('name')!r}, not a known model ({', '.join(sorted(MODELS))})")
+    kwargs = table("model.kwargs", model.get("kwargs"))
+    if not all(isinstance(k, str) and isinstance(v, SCALAR) for k, v in kwargs.items()):
+        raise bad("model.kwargs", "holds something other than named numbers")
+    for key in ("num_classes", "in_channels"):
+        if not isinstance(kwargs.get(key), int):
+            raise bad(f"model.kwargs.{key}", "is missing or not an integer")
+    state = table("model_state", ck.get("model_state"))
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise bad("model_state", "holds something other than named tensors")
+    dataset = table("dataset", ck.get("dataset"))
+    if dataset.get("name") not in DATASETS:
+        raise bad("dataset.name", f"is {dataset.get('name')!r}, not a known dataset ({', '.join(sorted(DATASETS))})")
+    for key in ("mean", "std"):
+        if not isinstance(dataset.get(key), list) or not all(isinstance(v, (int, float)) for v in dataset[key]):
+            raise bad(f"dataset.{key}", "is missing or not a list of numbers")
+    if not isinstance(table("method", ck.get("method")).get("name"), str):
+        raise bad("method.name", "is missing or not a string")
+    table("config", ck.get("config"))
+    if not isinstance(ck.get("epoch"), int):
+        raise bad("epoch", "is missing or not an integer")
+    if not isinstance(ck.get("metrics", []), list):
+        raise bad("metrics", "is not a list of rows")
 
 
 def build_model(spec: dict) -> nn.Module:

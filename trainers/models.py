@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 import torch.nn as nn
+
+from .device import check_memory
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class ModelInfo:
 
 
 MODELS: dict[str, ModelInfo] = {}
+MAX_PARAMETERS = 2_000_000_000  # a bundled model built from arguments (a checkpoint's or --model-arg) is at most this
 
 
 def register_model(name: str, description: str, min_image_size: int = 1):
@@ -41,7 +45,23 @@ def create_model(name: str, num_classes: int, in_channels: int, **kwargs) -> nn.
     if info is None:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    for key, value in {"num_classes": num_classes, "in_channels": in_channels, **kwargs}.items():
+        if isinstance(value, bool):
+            continue
+        if not isinstance(value, (int, float)) or (isinstance(value, float) and key != "dropout"):
+            raise ValueError(f"model {name!r}: {key}={value!r} is not an integer")
+        if key == "dropout" and not 0 <= value < 1:
+            raise ValueError(f"model {name!r}: dropout={value} is not in [0, 1)")
+        if key != "dropout" and value < 1:
+            raise ValueError(f"model {name!r}: {key}={value} must be >= 1")
     try:
+        with torch.device("meta"):  # counted before a byte is allocated: a width read from a file may be huge
+            size = sum(
+                p.numel() for p in info.build(num_classes=num_classes, in_channels=in_channels, **kwargs).parameters()
+            )
+        if size > MAX_PARAMETERS:
+            raise ValueError(f"model {name!r} with {kwargs}: {size:,} parameters, more than {MAX_PARAMETERS:,}")
+        check_memory(f"model {name!r} with {kwargs} ({size:,} parameters)", 4 * size)
         return info.build(num_classes=num_classes, in_channels=in_channels, **kwargs)
     except TypeError as e:
         raise ValueError(f"model {name!r}: bad arguments {kwargs} ({e})") from None

@@ -18,6 +18,15 @@ CHECKPOINTS = "checkpoints"
 RUN_MARKERS = (CONFIG, METRICS, FINAL)  # a folder holding any of these is a run
 
 
+def within(path: str | Path, root: str | Path) -> Path:
+    """``path`` if it, and whatever link it is, stays inside ``root``; a link that leaves ``root`` is refused with a
+    ValueError (which names neither the target nor where it lies: the message may be shown to a browser)."""
+    path = Path(path)
+    if not path.resolve().is_relative_to(Path(root).resolve()):
+        raise ValueError(f"{path}: refused: a link to a file outside {root}")
+    return path
+
+
 def checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
     return Path(run_dir) / CHECKPOINTS / f"epoch_{epoch:03d}.pt"
 

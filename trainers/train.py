@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.nn as nn
 
 from data import Augment, TensorLoader, dataset_info, load_dataset
 from data.corruptions import CorruptHalf, parse_severities
@@ -148,12 +149,16 @@ def _config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
     return changed_options(before, after, {"model_kwargs": "--model-arg"})
 
 
-def _check_finite(loss: float, cfg: TrainConfig, epoch: int, out: Path) -> None:
-    """Stop a diverged run with a clear error; the epoch is not saved, the last good checkpoint stays."""
-    if not math.isfinite(loss):
+def _check_finite(loss: float, model: nn.Module, cfg: TrainConfig, epoch: int, out: Path) -> None:
+    """Stop a diverged run with a clear error; the epoch is not saved, the last good checkpoint stays. A finite
+    loss is not enough: a weight or a BatchNorm statistic may already be infinite (``--lr 1000``, ``--sigma 50``),
+    and no checkpoint holding one is written or called good."""
+    broken = next((n for n, t in model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()), None)
+    if not math.isfinite(loss) or broken is not None:
         last = newest_checkpoint(out)
+        what = f"the training loss is {loss}" if broken is None else f"{broken} holds NaN or infinite values"
         raise ValueError(
-            f"training diverged in epoch {epoch + 1}: the training loss is {loss} (--lr {cfg.lr:g} too "
+            f"training diverged in epoch {epoch + 1}: {what} (--lr {cfg.lr:g} or the method's radius too "
             f"large?); nothing of this epoch was saved" + (f", the last good checkpoint is {last}" if last else "")
         )
 
@@ -349,7 +354,7 @@ def _train(
         after_step=lambda: group.mean_(bn_buffers),  # one set of running statistics, the ranks' mean
         reduce=group.sum_,
         world=group.world,
-        check=lambda loss, epoch: _check_finite(loss, cfg, epoch, out),
+        check=lambda loss, epoch: _check_finite(loss, model, cfg, epoch, out),
         on_epoch_end=end_of_epoch,
         progress=progress and main,
         desc=cfg.method,

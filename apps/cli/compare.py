@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .commands import help_of
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"[compare] {r.name}: ignoring {f.name} (one {category} file per run: using {r.files[category].name})"
             )
+        for f, reason in r.problems:  # its column shows a dash: say why
+            print(f"[compare] {r.name}: left out {f.name}: {reason}", file=sys.stderr)
     curves = None
     if not args.no_calibration:
         opts = EvalOptions(device=args.device, data_root=args.data_root, progress=False)

@@ -10,7 +10,7 @@ from data.corruptions import parse_corruptions, parse_severities
 
 from .commands import help_of
 from .numbers import COUNT, INDEX
-from .surface import add_eval_args, eval_options
+from .surface import add_eval_args, check_output, eval_options
 
 EXAMPLES = """examples:
   landscape robustness runs/damp/final.pt --baseline runs/erm/final.pt --out runs/damp/robustness.h5
@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.source == "released" and not args.c_root:
         raise ValueError("--source released needs --c-root (the folder holding CIFAR-10-C/ etc.)")
+    if args.source == "generated" and args.c_root:
+        raise ValueError("--c-root is for --source released (generated corruptions are made from the test split)")
+    check_output(args)
     out = robustness_analysis(
         args.checkpoint,
         args.out,

@@ -124,6 +124,14 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def input_paths(args: argparse.Namespace) -> tuple[str | None, ...]:
+    """The files a job reads (checkpoints, a Hessian file, a run folder, a ``--problem`` file)."""
+    found = [getattr(args, n, None) for n in ("checkpoint", "checkpoint_a", "checkpoint_b", "baseline", "run_dir")]
+    hessian = getattr(args, "hessian", None)
+    problem = getattr(args, "problem", None)
+    return (*found, hessian if isinstance(hessian, str) else None, problem.rpartition(":")[0] if problem else None)
+
+
 def check_output(args: argparse.Namespace) -> None:
     """Before any work: the output file may be written (a full analysis must not end in 'cannot write')."""
     if args.resume and args.overwrite:
@@ -133,6 +141,10 @@ def check_output(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.is_dir():
         raise IsADirectoryError(f"--out {args.out} is a folder: give the file to write, e.g. {out / 'result.h5'}")
+    from landscape.io.results import check_output as check_result
+
+    kind = {"interpolate": "surface", "trajectory": "surface"}.get(args.command, args.command)
+    check_result(out, kind, input_paths(args))
     if out.exists() and not (args.resume or args.overwrite):
         raise ValueError(f"{args.out} exists: pass --resume to finish it or --overwrite to replace it")
     folder = next(p for p in [out.parent, *out.parent.parents] if p.exists())  # the folder (made if missing)

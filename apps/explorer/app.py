@@ -2,17 +2,22 @@
 
 Every path the browser sends back is resolved under the root (:func:`resolve_under`), files are
 read as HDF5/JSON only (never unpickled), and ``/files/<path>`` serves files under the root as
-downloads (attachments, so no served page runs in the app's origin).
+downloads (attachments, so no served page runs in the app's origin) of the kinds it knows (analysis files and
+figures), 404 for anything else. Requests whose ``Host`` is not one of the server's names are refused (DNS
+rebinding), and every response carries basic security headers.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Collection
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
-from flask import abort, send_file
+from flask import abort, request, send_file
 from werkzeug.routing import PathConverter
+
+from landscape.io import file_category
 
 from .catalog import Catalog, resolve_under
 from .components import CSS
@@ -39,20 +44,53 @@ def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
     )
 
 
-def create_app(root: str | Path, *, refresh_s: float = 3.0) -> Dash:
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SERVED = (".h5", ".png", ".svg", ".pdf")  # analysis files and figures: nothing else under ROOT is sent
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'; object-src 'none'; base-uri 'self'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def host_name(header: str) -> str:
+    """The name in a ``Host`` header, without its port (``[::1]:8050`` -> ``::1``)."""
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else ""
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def create_app(root: str | Path, *, refresh_s: float = 3.0, hosts: Collection[str] = LOOPBACK) -> Dash:
+    """The explorer over ``root``. ``hosts``: the names a request's ``Host`` header may carry (the bound address
+    and its names), so that a page of another site cannot reach the server by DNS rebinding; ``"*"`` allows any."""
     catalog = Catalog(root)
     app = Dash(__name__, title="landscape explorer")
     app.layout = layout(catalog, int(refresh_s * 1000))
     app.index_string = app.index_string.replace("</head>", f"<style>{CSS}</style></head>")
     app.server.url_map.converters["anypath"] = AnyPath
+    allowed = {h.lower() for h in hosts}
+
+    @app.server.before_request
+    def check_host():
+        if "*" not in allowed and host_name(request.host.lower()) not in allowed:
+            abort(400, "unknown Host header")
+
+    @app.server.after_request
+    def secure(response):
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     @app.server.route("/files/<anypath:rel>")
     def download(rel: str):
         try:
             path = resolve_under(catalog.root, rel)
-        except PermissionError:
-            abort(403)
-        if not path.is_file():
+            known = path.suffix in SERVED and path.is_file() and (path.suffix != ".h5" or file_category(path))
+        except (PermissionError, ValueError, OSError):  # out of ROOT, a NUL byte, a name too long: no such file
+            known = False
+        if not known:
             abort(404)
         return send_file(path, as_attachment=True, download_name=re.sub(r"[\x00-\x1f\x7f]", "_", path.name))
 

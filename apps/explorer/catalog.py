@@ -15,6 +15,7 @@ from landscape.io import inspect_file
 from landscape.report import SHARPNESS_RHO, Run, columns, find_run, group_stats, summary_row
 from trainers.rundir import RUN_MARKERS
 
+OUTSIDE = "refused: a link to a file outside the served folder"
 CONFIG_COLUMNS = ("lr", "batch_size", "rho", "eta", "epsilon", "sigma", "num_splits", "weight_decay")  # hparams shown
 
 
@@ -73,7 +74,11 @@ class Catalog:
             signature = []
             for name in sorted(filenames):
                 path = here / name
-                if name.startswith(".") or path.is_symlink():  # temporary files of atomic writes; links may leave ROOT
+                if name.startswith("."):  # temporary files of atomic writes
+                    continue
+                if path.is_symlink():  # never listed; one that leaves ROOT is named (a run's metadata: by find_run)
+                    if name.endswith(".h5") and not path.resolve().is_relative_to(self.root):
+                        problems.append({"path": path.relative_to(self.root).as_posix(), "reason": OUTSIDE})
                     continue
                 try:
                     stat = path.stat()
@@ -121,7 +126,7 @@ class Catalog:
             return cached[1]
         run = None
         try:
-            run = find_run(self.root / rel, name=rel)
+            run = find_run(self.root / rel, name=rel, root=self.root)
             config = settings(run.config)
             found: tuple[dict | None, str | None] = (
                 {
@@ -138,7 +143,7 @@ class Catalog:
         return found
 
     def run(self, rel: str) -> Run:
-        return find_run(resolve_under(self.root, rel), name=rel)
+        return find_run(resolve_under(self.root, rel), name=rel, root=self.root)
 
 
 def group_rows(stats: list[dict], rows: dict[str, dict]) -> list[dict]:

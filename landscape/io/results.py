@@ -10,10 +10,11 @@ import h5py
 import numpy as np
 
 from trainers.checkpoint import atomic_write, changed_options, payload_bytes, remove_stale_temps
+from trainers.rundir import CHECKPOINTS
 
 from ..directions import Direction
 from .directions import AXES, group_direction, write_direction
-from .files import base_attrs, open_h5, read_whole, root_attrs
+from .files import base_attrs, inspect_file, open_h5, read_whole, root_attrs
 
 
 class ResultWriter:
@@ -104,9 +105,13 @@ class ResultWriter:
         self.f["computed"][...] = computed
         self.f.flush()
 
-    def finish(self) -> None:
-        self.f.attrs["complete"] = bool(self.computed_flat().all())
+    def finish(self) -> int:
+        """Mark the file complete (or not) and record how many computed points hold a non-finite value."""
+        computed = self.f["computed"][()].astype(bool)
+        nonfinite = nonfinite_points({n: self.f[n][()] for n in self.names}, computed)
+        self.f.attrs.update({"complete": bool(computed.all()), "nonfinite_points": nonfinite})
         self.f.flush()
+        return nonfinite
 
     def close(self) -> None:
         self.f.close()
@@ -128,8 +133,19 @@ class MemoryWriter:
                 arr[index] = vals[name]
             self.computed[index] = True
 
-    def finish(self) -> None:
-        self.attrs["complete"] = bool(self.computed.all())
+    def finish(self) -> int:
+        nonfinite = nonfinite_points(self.arrays, self.computed)
+        self.attrs.update({"complete": bool(self.computed.all()), "nonfinite_points": nonfinite})
+        return nonfinite
+
+
+def nonfinite_points(arrays: dict[str, np.ndarray], computed: np.ndarray) -> int:
+    """How many computed grid points hold a NaN or infinite value (a diverged model): stored as they are, and
+    counted so that no summary hides them."""
+    bad = np.zeros(computed.shape, bool)
+    for arr in arrays.values():
+        bad |= ~np.isfinite(arr).reshape(computed.shape + (-1,)).all(-1)
+    return int((bad & computed).sum())
 
 
 RESUME_OPTIONS = {  # a stored attribute -> what the user set it with
@@ -155,6 +171,29 @@ RESUME_KEYS: dict[str, tuple[str, ...]] = {  # per kind: what a resumed file mus
 }  # fmt: skip
 
 
+def check_output(out: str | Path, kind: str, inputs: tuple[str | Path | None, ...] = ()) -> None:
+    """Refuse to write a ``kind`` result to ``out`` where that would destroy something else, whatever ``overwrite``
+    says: one of the job's ``inputs`` (same file), a checkpoint (``.pt``, or any file inside a run's
+    ``checkpoints/``), or an existing file that is not a result of the same kind. Overwriting means replacing
+    one's earlier result of this kind, nothing more."""
+    out = Path(out)
+    if out.suffix == ".pt" or out.parent.name == CHECKPOINTS:
+        raise ValueError(
+            f"{out}: refused: a result is never written as a checkpoint (.pt) or into a run's {CHECKPOINTS}/ "
+            "folder; choose another output path"
+        )
+    if not out.exists() or out.is_dir():
+        return
+    for given in inputs:
+        if given is not None and Path(given).exists() and out.samefile(given):
+            raise ValueError(f"{out} is an input of this job: choose another output path")
+    category, reason = inspect_file(out)
+    found = "surface" if category and category.startswith("surface") else category
+    if found != kind:
+        what = f"a {found} result" if found else f"not a result file of this toolkit ({reason or 'no kind'})"
+        raise ValueError(f"{out} exists and is {what}: it is not replaced by a {kind} result; choose another path")
+
+
 def open_results(
     out: str | Path,
     kind: str,
@@ -169,6 +208,7 @@ def open_results(
     for ``kind`` (taken from ``attrs``) and the grid (``same_grid``) match; returns (writer, created)."""
     wanted = {k: v for k, v in {**attrs, "kind": kind}.items() if k in RESUME_KEYS[kind]}
     out = Path(out)
+    check_output(out, kind)
     if out.exists() and not (resume or overwrite):
         raise ValueError(f"{out} exists: pass resume=True to finish it or overwrite=True to replace it")
     if out.exists() and resume:
@@ -184,6 +224,7 @@ def open_results(
             )
         return writer, False
     if out.exists():
+        open_h5(out, "r+").close()  # a job still writing it holds its lock: refused, not replaced under it
         out.unlink()
     return create(), True
 

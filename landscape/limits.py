@@ -1,0 +1,52 @@
+"""The largest sizes an analysis accepts, checked before any work or allocation (one line each, naming the
+argument): a documented ceiling, and the memory the request would take on its device.
+
+The ceilings are far above what a study uses and far below what hangs a machine: `hessian --top-k 24058` asked
+for every eigenpair of a small model (hours of products, gigabytes of Krylov vectors); ``--trace 1000000000`` and
+``--radii 0:1:100000000`` ended with the kernel's OOM killer.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from trainers.device import check_memory
+
+MAX_TOP_K = 1_000  # eigenpairs (Lanczos keeps about 4k + 20 Krylov vectors of the parameters' size)
+FEW_TOP_K = 100  # beyond this many eigenpairs a warning says what it costs
+MAX_MATVECS = 100_000  # Hessian-vector products of a trace, or of a density (probes x steps)
+MAX_TRIALS = 10_000  # random or adaptive draws per radius of a sweep
+MAX_STEPS = 10_000  # PGD steps per radius
+MAX_AXIS_POINTS = 100_000  # coordinates along one grid axis, radii of a sweep
+FLOAT64 = 8
+
+
+def check_count(name: str, value: object, ceiling: int, least: int = 0) -> int:
+    """``value`` as an int within ``least..ceiling``; a bool, a float or anything else is refused."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < least:
+        raise ValueError(f"{name} must be >= {least}, got {value}")
+    if value > ceiling:
+        raise ValueError(f"{name} {value:,} is more than this toolkit runs ({ceiling:,}; see landscape.limits)")
+    return value
+
+
+def check_eigenpairs(top_k: int, size: int, device: torch.device | str) -> None:
+    """At most the parameter count and :data:`MAX_TOP_K`, and Krylov vectors that fit; a warning past
+    :data:`FEW_TOP_K` (each eigenpair costs several Hessian-vector products)."""
+    check_count("top_k", top_k, max(size, MAX_TOP_K))  # an integer >= 0; the parameter count names the limit first
+    if top_k > size:
+        raise ValueError(f"top_k {top_k} is more eigenpairs than the {size} analysed parameters have")
+    check_count("top_k", top_k, MAX_TOP_K)
+    check_memory(f"top_k={top_k} (Lanczos vectors)", min(size, 4 * top_k + 20) * size * FLOAT64, device)
+    if top_k > FEW_TOP_K:
+        warnings.warn(f"top_k={top_k}: Lanczos will take about {4 * top_k + 20} Hessian-vector products", stacklevel=3)
+
+
+def check_matvecs(name: str, count: int, vectors: int, size: int, device: torch.device | str) -> None:
+    """``count`` products within :data:`MAX_MATVECS`, ``vectors`` of them kept at once in memory."""
+    check_count(name, count, MAX_MATVECS)
+    check_memory(f"{name}={count:,}", vectors * size * FLOAT64, device)
