@@ -148,11 +148,11 @@ def analyse(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/examples/cnn")
-    ap.add_argument("--epochs", type=int, default=None, help="[10; 2 with --quick]")
+    ap.add_argument("--epochs", type=int, default=None, help="[10; 3 with --quick]")
     ap.add_argument("--seeds", default="0", help="comma-separated: one run per method and seed [%(default)s]")
     ap.add_argument("--quick", action="store_true", help="small grids and few epochs")
     args = ap.parse_args()
-    out, epochs = Path(args.out), args.epochs or (2 if args.quick else 10)
+    out, epochs = Path(args.out), args.epochs or (3 if args.quick else 10)
     seeds = [int(s) for s in args.seeds.split(",")]
     train_set, test_set = digits()
     rows: dict[str, list[dict]] = {"sgd": [], "sam": []}

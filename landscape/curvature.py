@@ -12,7 +12,7 @@ per product to save memory.
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, get_args
@@ -27,6 +27,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm import tqdm
 
+from trainers.checkpoint import exclusive
 from trainers.distributed import join_group
 
 from .batches import unpack
@@ -34,7 +35,7 @@ from .density import spectral_density
 from .directions import Direction
 from .folding import eval_affine, faster_module
 from .io import base_attrs, read_analysis, read_direction_group, write_analysis
-from .io.results import check_output
+from .io.results import check_output, check_resumable
 from .lanczos import WHICH, lanczos
 from .limits import MAX_MATVECS, check_count, check_eigenpairs, check_matvecs
 from .problem import Problem
@@ -305,8 +306,10 @@ def hessian(
     split: str | None = None,
     seed: int = 0,
     out: str | Path | None = None,
+    resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
     attrs: dict | None = None,
 ) -> Hessian:
     """Top-k eigenpairs (with residuals), optionally the trace and the spectral density, of the problem's loss.
@@ -319,7 +322,9 @@ def hessian(
         curvature: ``"hessian"`` or ``"ggn"`` (generalized Gauss-Newton).
         split: the split the loss averages over (default the problem's first).
         out: also write a ``kind="hessian"`` file (eigenvectors as direction groups ``eigenvector_i``,
-            usable as surface axes).
+            usable as surface axes), after each finished stage (eigenpairs, trace, density): ``resume=True``
+            finishes a killed job's file without recomputing its finished stages; ``overwrite=True`` replaces it.
+            While the job runs the file is locked against a second writer.
 
     Under ``torchrun`` each rank takes a share of the data and the products are summed over the ranks
     (the same operator as one process, up to the order of float sums); rank 0 writes the file.
@@ -333,71 +338,119 @@ def hessian(
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
     group = join_group(problem.device.type)
-
-    def free() -> None:
-        if out is not None:
-            check_output(out, "hessian")
-        if out is not None and Path(out).exists() and not overwrite:
-            raise ValueError(f"{out} exists: pass overwrite=True to replace it")
-
-    group.agree(free)
     size = sum(p.numel() for p in problem.params())
     check_eigenpairs(top_k, size, problem.device)
     check_matvecs("trace", trace_matvecs, 2 * trace_matvecs, size, problem.device)
     if density:
         check_matvecs("density_probes x density_steps", density_probes * density_steps, 3, size, problem.device)
-    result = Hessian()
-    with (
-        problem.sharded(group),
-        CurvatureOperator(problem, split, kind=curvature) as op,
-        tqdm(desc=curvature, unit=" products", disable=not (progress and group.is_main)) as bar,
-    ):
-        mv = _counting(op.matvec, bar)
-        device = op.device
-        if top_k:
-            eig = lanczos(mv, op.size, top_k, which=which, tol=tol, seed=seed, device=device)
-            result.eigenvalues, result.residuals = eig.eigenvalues, eig.residuals
-            result.eigen_matvecs, result.eigen_converged = eig.matvecs, eig.converged
-            result.eigenvectors = [op.to_direction(eig.eigenvectors[:, i]) for i in range(eig.eigenvectors.shape[1])]
-        if trace_matvecs:
-            tr = estimate_trace(mv, op.size, trace_matvecs, method=trace_method, seed=seed, device=device)
-            result.trace, result.trace_stderr = tr.estimate, tr.stderr
-            result.trace_ci95, result.trace_matvecs = np.array(tr.ci95), tr.matvecs
-        if density:
-            d = spectral_density(mv, op.size, num_probes=density_probes, steps=density_steps, seed=seed, device=device)
-            result.density_grid, result.density, result.slq_nodes, result.slq_weights = (
-                d.grid,
-                d.density,
-                d.nodes,
-                d.weights,
-            )
-            result.density_sigma, result.density_matvecs = d.sigma, d.matvecs
-        size, chosen = op.size, op.split
-    result.attrs = {
-        "kind": "hessian",
-        **base_attrs(),
+    wanted = {
         **problem.file_attrs(),
-        "split": chosen,
         "curvature": curvature,
         "which": which,
         "tol": tol,
         "seed": seed,
-        "num_params": size,
+        "top_k": top_k,
+        "trace_matvecs": trace_matvecs,
         "trace_method": trace_method,
+        "density_probes": density_probes if density else 0,
+        "density_steps": density_steps if density else 0,
         "params": problem.params_attr(),
+        "split": split or next(iter(problem.splits)),
         **(attrs or {}),
     }
+    result = Hessian()
+
+    def start() -> list[str]:
+        """Rank 0: check the output, and with ``resume`` read the stages a killed job finished (their names)."""
+        nonlocal result
+        if out is None:
+            return []
+        check_output(out, "hessian")
+        if not Path(out).exists():
+            return []
+        if not resume and not overwrite:
+            raise ValueError(f"{out} exists: pass resume=True to finish it or overwrite=True to replace it")
+        if not resume:
+            return []
+        stored = read_hessian(out)
+        check_resumable(out, "hessian", stored.attrs, wanted)
+        result = stored
+        return list(stored.attrs.get("stages_done") or [])
+
+    with exclusive(out) if out is not None and group.is_main else nullcontext():
+        done = group.agree(start)
+        stages = [name for name, asked in (("eigen", top_k), ("trace", trace_matvecs), ("density", density)) if asked]
+        if log and done and group.is_main:
+            log(f"resuming {out}: {', '.join(done)} already computed")
+        with (
+            problem.sharded(group),
+            CurvatureOperator(problem, split, kind=curvature) as op,
+            tqdm(
+                desc=curvature,
+                unit=" products",
+                total=_planned(top_k, op.size, trace_matvecs, density_probes * density_steps if density else 0, done),
+                disable=not (progress and group.is_main),
+            ) as bar,
+        ):
+            mv = _counting(op.matvec, bar)
+            device = op.device
+            result.attrs = {
+                "kind": "hessian",
+                **base_attrs(),
+                **wanted,
+                "split": op.split,
+                "num_params": op.size,
+                "stages_done": list(done),
+                "complete": False,
+            }
+            for stage in stages:
+                if stage in done:
+                    continue
+                if stage == "eigen":
+                    eig = lanczos(mv, op.size, top_k, which=which, tol=tol, seed=seed, device=device)
+                    result.eigenvalues, result.residuals = eig.eigenvalues, eig.residuals
+                    result.eigen_matvecs, result.eigen_converged = eig.matvecs, eig.converged
+                    result.eigenvectors = [
+                        op.to_direction(eig.eigenvectors[:, i]) for i in range(eig.eigenvectors.shape[1])
+                    ]
+                elif stage == "trace":
+                    tr = estimate_trace(mv, op.size, trace_matvecs, method=trace_method, seed=seed, device=device)
+                    result.trace, result.trace_stderr = tr.estimate, tr.stderr
+                    result.trace_ci95, result.trace_matvecs = np.array(tr.ci95), tr.matvecs
+                else:
+                    d = spectral_density(
+                        mv, op.size, num_probes=density_probes, steps=density_steps, seed=seed, device=device
+                    )
+                    result.density_grid, result.density = d.grid, d.density
+                    result.slq_nodes, result.slq_weights = d.nodes, d.weights
+                    result.density_sigma, result.density_matvecs = d.sigma, d.matvecs
+                result.attrs["stages_done"] = [*result.attrs["stages_done"], stage]
+                result.attrs["complete"] = len(result.attrs["stages_done"]) == len(stages)
+                if out is not None and group.is_main:  # each finished stage is kept: a kill loses only the current one
+                    _write_hessian(out, result)
+            result.attrs["complete"] = True
+            if out is not None and group.is_main and not stages:
+                _write_hessian(out, result)
     if out is not None and group.is_main:
-        skip = ("kind", "schema_version", "toolkit_version", "created")
-        write_analysis(
-            out,
-            "hessian",
-            result.arrays(),
-            {k: v for k, v in result.attrs.items() if k not in skip},
-            {f"eigenvector_{i}": d for i, d in enumerate(result.eigenvectors)},
-        )
         return read_hessian(out)
     return result
+
+
+def _planned(top_k: int, n: int, trace: int, density: int, done: list[str]) -> int:
+    """The products the progress bar counts to (Lanczos: its iteration cap, usually more than it needs)."""
+    lanczos_cap = min(n, max(4 * top_k + 20, 40)) if top_k else 0
+    return sum(c for stage, c in (("eigen", lanczos_cap), ("trace", trace), ("density", density)) if stage not in done)
+
+
+def _write_hessian(out: str | Path, result: Hessian) -> None:
+    skip = ("kind", "schema_version", "toolkit_version", "created")
+    write_analysis(
+        out,
+        "hessian",
+        result.arrays(),
+        {k: v for k, v in result.attrs.items() if k not in skip},
+        {f"eigenvector_{i}": d for i, d in enumerate(result.eigenvectors)},
+    )
 
 
 def hessian_directions(problem: Problem, count: int, source: Any = None, *, seed: int = 0) -> list[Direction]:

@@ -154,6 +154,13 @@ def pca_directions(
     evals, evecs = torch.linalg.eigh(centred @ centred.T)
     order = evals.argsort(descending=True)
     evals, evecs = evals[order].clamp_min(0), evecs[:, order]
+    if not evals[0] > 0:
+        raise ValueError("every snapshot holds the same weights: a PCA of zero variance has no plane to draw")
+    if not evals[1] > 1e-12 * evals[0]:
+        raise ValueError(
+            f"the {len(trajectory)} snapshots lie on one line (e.g. two distinct points): the PCA plane needs at "
+            "least 3 snapshots that are not collinear"
+        )
     comps = []
     for i in range(2):
         v = centred.T @ evecs[:, i]

@@ -299,8 +299,26 @@ def run_grid(
     return Surface("", xs, ys, values, memory.computed, memory.attrs, "landscape", extras or {}, directions)
 
 
+def nonzero(make_directions: Callable[[], list[Direction]]) -> Callable[[], list[Direction]]:
+    """``make_directions``, refusing a direction that is zero on every tensor (only biases analysed with
+    ``ignore="biasbn"``, a zero direction passed in): every point of its axis would be the centre."""
+
+    def make() -> list[Direction]:
+        dirs = make_directions()
+        for i, d in enumerate(dirs, 1):
+            if not any(bool(t.ne(0).any()) for t in d.values() if t.is_floating_point()):
+                raise ValueError(
+                    f"direction {i} is zero on every analysed tensor (a zero direction, or only 1-D tensors with "
+                    "ignore='biasbn'): the surface would be flat"
+                )
+        return dirs
+
+    return make
+
+
 def _prepare(out, make_directions, xs, ys, splits, names, attrs, resume, overwrite, extras, log):
     """(directions, todo, writer): from a new file, a resumed one (its stored directions), or none (in memory)."""
+    make_directions = nonzero(make_directions)
     if out is None:
         return make_directions(), list(range(len(xs) * (1 if ys is None else len(ys)))), None
     wanted = {**attrs, "kind": "surface", "index_order": "x" if ys is None else "yx", "values": names}
@@ -558,7 +576,7 @@ def trajectory(
     """
     items = snapshot_files(snapshots) if isinstance(snapshots, (str, Path)) else list(snapshots)
     if len(items) < 2:
-        raise ValueError(f"PCA of a trajectory needs at least 2 snapshots, got {len(items)}")
+        raise ValueError(f"the PCA plane of a trajectory needs at least 3 snapshots, got {len(items)}")
     with problem.session():
         center = {n: t.detach().cpu() for n, t in target_tensors(problem.model, "weights").items()}
     path = []

@@ -72,9 +72,8 @@ def group_runs(runs: list[Run]) -> list[Group]:
             )
             detail = ", ".join(f"{k}={_short(own[k]) if k in own else 'default'}" for k in differ[:3])
             names[i] = f"{methods[i]} ({detail})" if detail else f"{methods[i]} ({g[0].name})"
-    for i, g in enumerate(groups):  # three differing settings shown may not tell two groups apart: their first run does
-        if names.count(names[i]) > 1:
-            names[i] = f"{names[i]} [{g[0].name}]"
+    shown = list(names)  # three differing settings shown may not tell two groups apart: their first run does
+    names = [f"{n} [{g[0].name}]" if shown.count(n) > 1 else n for n, g in zip(shown, groups)]
     return [Group(name, members) for name, members in zip(names, groups)]
 
 

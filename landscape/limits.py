@@ -20,16 +20,19 @@ MAX_MATVECS = 100_000  # Hessian-vector products of a trace, or of a density (pr
 MAX_TRIALS = 10_000  # random or adaptive draws per radius of a sweep
 MAX_STEPS = 10_000  # PGD steps per radius
 MAX_AXIS_POINTS = 100_000  # coordinates along one grid axis, radii of a sweep
+MAX_RADIUS = 1e12  # a perturbation's norm: its square must stay finite in float32 (a norm of 1e30 overflowed to inf,
+# the projection onto the ball then zeroed the perturbation, and r = 1e30 reported the unperturbed loss)
 FLOAT64 = 8
 
 
-def check_count(name: str, value: object, ceiling: int, least: int = 0) -> int:
-    """``value`` as an int within ``least..ceiling``; a bool, a float or anything else is refused."""
+def check_count(name: str, value: object, ceiling: int | None, least: int = 0) -> int:
+    """``value`` as an int within ``least..ceiling`` (None: no ceiling); a bool, a float or anything else is
+    refused."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < least:
         raise ValueError(f"{name} must be >= {least}, got {value}")
-    if value > ceiling:
+    if ceiling is not None and value > ceiling:
         raise ValueError(f"{name} {value:,} is more than this toolkit runs ({ceiling:,}; see landscape.limits)")
     return value
 
@@ -37,7 +40,7 @@ def check_count(name: str, value: object, ceiling: int, least: int = 0) -> int:
 def check_eigenpairs(top_k: int, size: int, device: torch.device | str) -> None:
     """At most the parameter count and :data:`MAX_TOP_K`, and Krylov vectors that fit; a warning past
     :data:`FEW_TOP_K` (each eigenpair costs several Hessian-vector products)."""
-    check_count("top_k", top_k, max(size, MAX_TOP_K))  # an integer >= 0; the parameter count names the limit first
+    check_count("top_k", top_k, None)
     if top_k > size:
         raise ValueError(f"top_k {top_k} is more eigenpairs than the {size} analysed parameters have")
     check_count("top_k", top_k, MAX_TOP_K)
@@ -50,3 +53,10 @@ def check_matvecs(name: str, count: int, vectors: int, size: int, device: torch.
     """``count`` products within :data:`MAX_MATVECS`, ``vectors`` of them kept at once in memory."""
     check_count(name, count, MAX_MATVECS)
     check_memory(f"{name}={count:,}", vectors * size * FLOAT64, device)
+
+
+def check_radii(name: str, radii) -> None:
+    """Perturbation radii within :data:`MAX_RADIUS`."""
+    largest = float(max(radii, default=0.0))
+    if largest > MAX_RADIUS:
+        raise ValueError(f"{name}: a radius of {largest:g} is more than this toolkit perturbs by ({MAX_RADIUS:g})")

@@ -36,7 +36,7 @@ from .directions import normalize_direction, tensor_sum
 from .folding import faster_module
 from .grid import Displacement, coordinates
 from .io import MemoryWriter, ResultWriter, Sweep, open_results, read_sweep
-from .limits import MAX_STEPS, MAX_TRIALS, check_count
+from .limits import MAX_STEPS, MAX_TRIALS, check_count, check_radii
 from .problem import Problem
 
 SweepKind = Literal["random", "adversarial", "multiplicative", "adaptive"]
@@ -224,6 +224,7 @@ def sweep(
     radii = coordinates(radii, "radii")
     if np.any(radii < 0):
         raise ValueError("radii must be >= 0")
+    check_radii("radii", radii)
     sweeper = Sweeper(problem, split, settings, is_weight=is_weight, fast=fast)
     attrs = {
         **problem.file_attrs(),
@@ -300,6 +301,7 @@ def sharpness(
         raise ValueError(f"unknown sharpness {kind!r}; choose from {', '.join(SHARPNESS)}")
     if not rho >= 0:
         raise ValueError(f"rho must be >= 0, got {rho}")
+    check_radii("rho", [rho])
     settings = SweepSettings(trials=trials, steps=steps, eta=eta, seed=seed)
     with Sweeper(problem, split, settings, is_weight=is_weight, fast=fast) as sw:
         clean = float(sw.point("random", 0.0)["loss_mean"])  # type: ignore[arg-type]

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection
 
 import numpy as np
 
-from trainers.checkpoint import atomic_write, read_checkpoint, write_json
+from trainers.checkpoint import json_text, read_checkpoint, write_files
 from trainers.rundir import CONFIG, METRICS, check_rows, final_or_newest, read_json, read_metrics, within
 
 from .curvature import read_hessian
@@ -324,12 +323,6 @@ def robustness_tables(groups: list[Group]) -> list[tuple[str, list[str], list[li
     return out
 
 
-def _save_to(fig, fmt: str, tmp: Path) -> None:
-    from .plots import mpl as plot_mpl
-
-    plot_mpl.save(fig, str(tmp), fmt)
-
-
 def overlay_figures(
     groups: list[Group],
     lib: Renderer,
@@ -474,7 +467,6 @@ def write_report(
     from .plots import plotly as plot_plotly
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     cols = columns(rho)
     rows = {r.name: summary_row(r, rho) for r in runs}
     groups = group_runs(runs)
@@ -483,9 +475,10 @@ def write_report(
     pairs = paired_stats(groups, base, rows)
     group_of = {r.name: g.name for g in groups for r in g.runs}
     md_figs = []
+    files: dict[str, bytes] = {}  # made in memory, written together (write_files): never a half-replaced report
     for name, fig in overlay_figures(groups, plot_mpl, log=log, calibration=calibration).items():
         for fmt in formats:
-            atomic_write(out / f"{name}.{fmt}", partial(_save_to, fig, fmt))
+            files[f"{name}.{fmt}"] = plot_mpl.to_bytes(fig, fmt)
         md_figs.append(f"### {name}\n\n{CAPTIONS[name]}\n\n![{name}]({name}.{formats[0]})\n")
     sources = _sources(runs)
     title = "Comparison of " + ", ".join(g.name for g in groups)
@@ -503,7 +496,7 @@ def write_report(
         + f"{_sources_md(sources)}\n\n## Figures\n\n"
         + "\n".join(md_figs)
     )
-    atomic_write(out / "report.md", lambda tmp: tmp.write_text(md))
+    files["report.md"] = md.encode()
     parts = []
     for i, (name, fig) in enumerate(overlay_figures(groups, plot_plotly, log=log, calibration=calibration).items()):
         parts.append(
@@ -520,7 +513,7 @@ def write_report(
         + f"<details><summary>Per seed ({len(rows)} runs)</summary>{html_table(*per_seed)}</details>"
         + f"<h2>Figures</h2>{''.join(parts)}</body></html>"
     )
-    atomic_write(out / "report.html", lambda tmp: tmp.write_text(page))
+    files["report.html"] = page.encode()
     summary = {
         "rho": rho,
         "columns": {c.key: {"header": c.header, "from": c.source} for c in cols},
@@ -530,7 +523,8 @@ def write_report(
         "paired": pairs,
         "sources": sources,
     }
-    write_json(out / "summary.json", summary)
+    files["summary.json"] = json_text(summary).encode()
+    write_files(out, files)
     return out
 
 

@@ -36,8 +36,8 @@ def test_custom_cnn_trains_analyses_and_compares(tmp_path):
             "sweep.h5": "sweep",
             "trajectory.h5": "surface_2d",
         }
-        assert len(list((run / "snapshots").glob("step_*.pt"))) == 2
-        assert read_surface(run / "trajectory.h5").attrs["snapshots"] == 2
+        assert len(list((run / "snapshots").glob("step_*.pt"))) == 3
+        assert read_surface(run / "trajectory.h5").attrs["snapshots"] == 3
     runs = find_runs([tmp_path / "sgd", tmp_path / "sam"])
     rows = [summary_row(r, 0.5) for r in runs]
     assert [r["method"] for r in rows] == ["sgd", "sam"]  # the problems' labels

@@ -324,12 +324,15 @@ def test_interpolation_reaches_the_other_model_and_trajectory_projects_its_path(
     line = landscape.interpolate(problem, other, "0:1:3", progress=False)
     assert line.values["train_loss"][2] == pytest.approx(by_hand(other, x, y)[0], rel=1e-5)
     folder = tmp_path / "snapshots"
+    g = torch.Generator().manual_seed(0)
     for step in (1, 2, 10):  # numeric order, not name order
         with torch.no_grad():
             for p in other.parameters():
                 p.mul_(0.5).add_(
                     0.5 * dict(net.named_parameters())[[n for n, q in other.named_parameters() if q is p][0]]
                 )
+                if step == 2:  # off the line towards w0: a path the PCA can find a plane for
+                    p.add_(0.02 * torch.randn(p.shape, generator=g))
         landscape.save_snapshot(other, folder, step)
     t = landscape.trajectory(problem, folder, progress=False)
     assert t.values["train_loss"].shape == (21, 21) and len(t.extras["proj_xcoord"]) == 3

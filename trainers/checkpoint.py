@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import math
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -55,6 +57,34 @@ def atomic_write(path: Path, write: Callable[[Path], object], nbytes: int | None
         tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def exclusive(target: str | Path) -> Iterator[None]:
+    """Hold ``target`` (a result file or a run directory) for one writer while a job runs: a second job is refused
+    with one line, ``--overwrite`` included. The lock is the kernel's (``flock`` on ``.NAME.lock`` beside the
+    target), so a killed job never leaves it held; the lock file is removed when the job ends."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / f".{target.name}.lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError(f"{target} is being written by another job (still running?): wait for it to end") from None
+        try:  # the lock file may have been removed by the job that held it just before: then lock the new one
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
 def remove_stale_temps(folder: Path) -> list[Path]:
     """Remove the temporary files (``.NAME.tmpPID``) that writers killed mid-write left in ``folder``."""
     removed = []
@@ -87,9 +117,27 @@ def strict(obj: Any) -> Any:
     return obj
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` atomically, after checking the disk has room for it."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data), nbytes=len(data))
+
+
+def write_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Several files made in memory (a report, a set of figures) into ``folder``: the room for all of them is
+    checked before the first is written, so a full disk leaves the earlier set whole rather than half replaced."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ensure_space(folder, sum(len(b) for b in files.values()))
+    for name, data in files.items():
+        write_bytes(folder / name, data)
+
+
+def json_text(obj: Any) -> str:
+    """Strict, indented JSON of ``obj`` (non-finite numbers as null)."""
+    return json.dumps(strict(obj), indent=2, allow_nan=False) + "\n"
+
+
 def write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(strict(obj), indent=2, allow_nan=False) + "\n"
-    atomic_write(path, lambda tmp: tmp.write_text(text), nbytes=len(text))
+    write_bytes(path, json_text(obj).encode())
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -54,15 +54,16 @@ def final_or_newest(run_dir: str | Path) -> Path | None:
 
 
 def trajectory_checkpoints(run_dir: str | Path) -> tuple[list[Path], Path]:
-    """The epoch checkpoints of a finished run (at least two: the path a PCA needs) and its final one."""
+    """The epoch checkpoints of a finished run (at least three: a plane the PCA can find) and its final one."""
     run_dir = Path(run_dir)
     found = epoch_checkpoints(run_dir)
     final = run_dir / FINAL
     if not final.is_file():
         raise FileNotFoundError(f"{run_dir} has no final.pt (is it a finished run directory?)")
-    if len(found) < 2:
+    if len(found) < 3:
         raise ValueError(
-            f"{run_dir} has {len(found)} epoch checkpoints; PCA of a trajectory needs >= 2 (train with --save-every 1)"
+            f"{run_dir} has {len(found)} epoch checkpoints; the PCA plane of a trajectory needs >= 3 (train 3 or "
+            "more epochs with --save-every 1)"
         )
     return found, final
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from data.corruptions import CorruptHalf, parse_severities
 
 from .checkpoint import (
     changed_options,
+    exclusive,
     read_checkpoint,
     remove_stale_temps,
     save_checkpoint,
@@ -36,6 +38,8 @@ from .models import MODELS, create_model
 from .optim import build_method, method_info
 from .rundir import CHECKPOINTS, CONFIG, FINAL, METRICS, checkpoint_path, newest_checkpoint
 from .schedules import SCHEDULES, lr_factor
+
+MAX_CROP_PADDING = 64  # pixels of zero padding before a random crop (CIFAR's customary 4)
 
 
 @dataclass
@@ -69,7 +73,13 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     hparams: dict = field(default_factory=dict)  # the method's hyperparameters (unset ones take defaults)
 
-    def validate(self) -> None:
+    def severities(self) -> list[int]:
+        """The severities a corrupted half of a batch draws from (default 1-5)."""
+        return parse_severities("1-5" if self.augment_severity is None else self.augment_severity)
+
+    def validate(self, world: int = 1) -> None:
+        """Every setting checked before any work, for a job on ``world`` processes (``--nproc`` checks before it
+        launches torchrun)."""
         method_info(self.method)
         dataset_info(self.dataset)
         if self.model not in MODELS:
@@ -90,7 +100,7 @@ class TrainConfig:
             raise ValueError(f"--num-splits {splits} is more sub-batches than the {self.batch_size} images of a batch")
         if self.augment_corruption is not None:
             try:
-                severities = parse_severities(self.augment_severity or "1-5")
+                severities = self.severities()
             except ValueError as e:
                 raise ValueError(str(e).replace("--severities", "--augment-severity")) from None
             CorruptHalf(self.augment_corruption, severities)
@@ -98,6 +108,17 @@ class TrainConfig:
             raise ValueError("--augment-severity needs --augment-corruption")
         if self.local_ascent and self.method not in ("sam", "asam", "amp"):
             raise ValueError(f"--local-ascent applies to sam, asam and amp, not {self.method}")
+        if self.crop_padding is not None and not 0 <= self.crop_padding <= MAX_CROP_PADDING:
+            raise ValueError(f"--crop-padding {self.crop_padding}: must be 0 to {MAX_CROP_PADDING} pixels")
+        if self.batch_size % world:
+            raise ValueError(f"--batch-size {self.batch_size} is the global batch: it must divide among {world} ranks")
+        if splits > self.batch_size // world:
+            raise ValueError(
+                f"--num-splits {splits} is more sub-batches than the {self.batch_size // world} images "
+                f"of a rank's batch"
+            )
+        if world > 1 and "num_splits" in method_info(self.method).hparams and splits % world:
+            raise ValueError(f"--num-splits {splits} sub-batches do not divide among {world} ranks")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"unknown device {self.device!r}; expected auto, cpu or cuda")
 
@@ -163,10 +184,12 @@ def _check_finite(loss: float, model: nn.Module, cfg: TrainConfig, epoch: int, o
         )
 
 
-def _start(cfg: TrainConfig, out: Path, resume: bool, group: Group) -> tuple[Path | None, dict | None]:
-    """The checkpoint to resume from, decided on rank 0 before any rank writes."""
+def _start(cfg: TrainConfig, out: Path, resume: bool, group: Group, held: ExitStack) -> tuple[Path | None, dict | None]:
+    """The checkpoint to resume from, decided on rank 0 before any rank writes; rank 0 holds the run directory
+    (``held``) until training ends, so a second job into it is refused."""
 
     def decide() -> str | None:
+        held.enter_context(exclusive(out))
         ckpt = newest_checkpoint(out) if resume else None
         if resume:  # a writer killed mid-write left its temporary file: nobody will finish it
             remove_stale_temps(out)
@@ -204,7 +227,10 @@ def train(
     out = Path(out)
     device = resolve_device(cfg.device)
     group, rank_device = init_group(device.type)  # joined for the process's lifetime: a group cannot be remade
-    return _train(cfg, out, rank_device or device, group, resume, progress, log if group.is_main else lambda line: None)
+    with ExitStack() as held:
+        return _train(
+            cfg, out, rank_device or device, group, resume, progress, log if group.is_main else lambda line: None, held
+        )
 
 
 def _train(
@@ -215,21 +241,17 @@ def _train(
     resume: bool,
     progress: bool,
     log: Callable[[str], None],
+    held: ExitStack,
 ) -> dict:
-    if cfg.batch_size % group.world:
-        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch: it must divide among {group.world} ranks")
-    splits = cfg.resolved_hparams().get("num_splits", 1)
-    if splits > cfg.batch_size // group.world:
-        raise ValueError(
-            f"--num-splits {splits} is more sub-batches than the {cfg.batch_size // group.world} images "
-            f"of a rank's batch"
-        )
-    ckpt_path, state = _start(cfg, out, resume, group)
+    cfg.validate(group.world)
+    ckpt_path, state = _start(cfg, out, resume, group, held)
     main = group.is_main
 
     torch.manual_seed(cfg.seed)
     ds = load_dataset(cfg.dataset, cfg.data_root)
     default_aug = dataset_info(cfg.dataset).augment
+    if cfg.crop_padding is not None and cfg.crop_padding > ds.image_size:
+        raise ValueError(f"--crop-padding {cfg.crop_padding}: more than the {ds.image_size}-pixel images")
     augment = Augment(
         default_aug.crop_padding if cfg.crop_padding is None else cfg.crop_padding,
         default_aug.hflip if cfg.hflip is None else cfg.hflip,
@@ -237,7 +259,9 @@ def _train(
     channels_last = device.type == "cuda"
     common: dict[str, Any] = dict(mean=ds.mean, std=ds.std, device=device, channels_last=channels_last)
     corrupt = (
-        CorruptHalf(cfg.augment_corruption, parse_severities(cfg.augment_severity or "1-5"))
+        CorruptHalf(
+            cfg.augment_corruption, parse_severities("1-5" if cfg.augment_severity is None else cfg.augment_severity)
+        )
         if cfg.augment_corruption
         else None
     )

@@ -28,11 +28,11 @@ from landscape.report import (
     markdown_table,
     write_report,
 )
-from trainers import TrainConfig, read_checkpoint, train
+from trainers import METHODS, TrainConfig, read_checkpoint, train
 from trainers.rundir import CONFIG, FINAL, newest_checkpoint
 
 from .commands import help_of
-from .numbers import COUNT, PORT, number
+from .numbers import COUNT, PORT, checked, names, number
 from .train import seed_list
 
 DEMO_METHODS = ("erm", "sam", "asam", "amp", "damp")
@@ -56,7 +56,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="runs/demo", help="folder of the demo runs [%(default)s]")
     p.add_argument("--epochs", type=COUNT, default=15, help="[%(default)s]")
-    p.add_argument("--methods", default=",".join(DEMO_METHODS), help="comma-separated [%(default)s]")
+    p.add_argument(
+        "--methods",
+        type=names(tuple(METHODS)),
+        default=list(DEMO_METHODS),
+        help=f"comma-separated [{','.join(DEMO_METHODS)}]",
+    )
     p.add_argument(
         "--seeds",
         type=seed_list,
@@ -73,8 +78,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--surface-samples", type=COUNT, default=500, help="training images evaluated per grid point [%(default)s]"
     )
-    p.add_argument("--corruptions", default="all", help="robustness: corruptions evaluated [%(default)s]")
-    p.add_argument("--severities", default="1-5", help="robustness: severities [%(default)s]")
+    p.add_argument(
+        "--corruptions",
+        type=checked(parse_corruptions),
+        default="all",
+        help="robustness: corruptions evaluated [%(default)s]",
+    )
+    p.add_argument(
+        "--severities", type=checked(parse_severities), default="1-5", help="robustness: severities [%(default)s]"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-serve", action="store_true", help="end after the report instead of serving the explorer")
     p.add_argument("--port", type=PORT, default=8050, help="the explorer's port (on 127.0.0.1) [%(default)s]")
@@ -84,8 +96,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     base = TrainConfig(model="small_cnn", dataset="digits", epochs=args.epochs, device="cpu")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    corruptions, severities = parse_corruptions(args.corruptions), parse_severities(args.severities)
+    methods, corruptions, severities = args.methods, args.corruptions, args.severities
     progress = not args.no_progress
     analysis = EvalOptions(splits=["train"], samples=args.surface_samples, device="cpu", progress=progress)
     for seed in args.seeds:

@@ -23,12 +23,14 @@ EXAMPLES = """examples:
   landscape hessian runs/sam/final.pt --top-k 2 --which smallest --out sam_negative.h5
   landscape hessian runs/sam/final.pt --top-k 1 --trace --density --out sam_spectrum.h5
   landscape hessian runs/sam/final.pt --curvature ggn --top-k 5 --out sam_ggn.h5
+  landscape hessian runs/sam/final.pt --top-k 5 --trace --density --out sam_spectrum.h5 --resume   # after a kill
   landscape surface runs/sam/final.pt --directions hessian --hessian sam_hessian.h5 --x -1:1:21 --y -1:1:21 --out h.h5
 
 Eigenpairs come from Lanczos with full reorthogonalization, stopped when every residual
 ||Hv - lambda v|| <= tol * |lambda| (the residuals are stored). The loss is the mean
 cross-entropy over the first --split (BatchNorm in eval mode); with --problem, the problem's
-loss over its first split (or --split)."""
+loss over its first split (or --split). The file is written after each finished stage
+(eigenpairs, trace, density): --resume finishes a killed job without redoing those."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,10 +57,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="MATVECS",
         help="estimate the trace with MATVECS products (99 if given alone)",
     )
-    p.add_argument("--trace-method", choices=("hutch++", "hutchinson"), default="hutch++", help="[%(default)s]")
+    p.add_argument("--trace-method", choices=("hutch++", "hutchinson"), default=None, help="with --trace [hutch++]")
     p.add_argument("--density", action="store_true", help="spectral density by stochastic Lanczos quadrature")
-    p.add_argument("--density-probes", type=COUNT, default=10, help="[%(default)s]")
-    p.add_argument("--density-steps", type=number(int, least=2), default=80, help="[%(default)s]")
+    p.add_argument("--density-probes", type=COUNT, default=None, help="with --density [10]")
+    p.add_argument("--density-steps", type=number(int, least=2), default=None, help="with --density [80]")
     p.add_argument(
         "--curvature",
         choices=("hessian", "ggn"),
@@ -75,22 +77,26 @@ def run(args: argparse.Namespace) -> int:
     from landscape.io import read_analysis
     from landscape.jobs import hessian_analysis
 
-    if args.format != "landscape" or args.resume or args.bn != "eval" or args.compile or args.plain_forward:
-        raise ValueError("hessian takes none of --format, --resume, --bn recompute, --compile, --plain-forward")
+    if args.format != "landscape" or args.bn != "eval" or args.compile or args.plain_forward:
+        raise ValueError("hessian takes none of --format, --bn recompute, --compile, --plain-forward")
     check_output(args)
-    if args.top_k < 0 or args.trace < 0:
-        raise ValueError("--top-k and --trace must be >= 0")
+    if args.trace_method is not None and not args.trace:
+        raise ValueError("--trace-method chooses the estimator of --trace: add --trace")
+    if (args.density_probes or args.density_steps) and not args.density:
+        raise ValueError("--density-probes and --density-steps set the spectral density: add --density")
     settings = dict(
         top_k=args.top_k,
         which=args.which,
         tol=args.tol,
-        trace_method=args.trace_method,
+        trace_method=args.trace_method or "hutch++",
         density=args.density,
-        density_probes=args.density_probes,
-        density_steps=args.density_steps,
+        density_probes=args.density_probes or 10,
+        density_steps=args.density_steps or 80,
         curvature=args.curvature,
         seed=args.seed,
+        resume=args.resume,
         overwrite=args.overwrite,
+        log=print,
     )
     problem = problem_from_args(args)
     if problem is not None:

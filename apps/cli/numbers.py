@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable
+import re
+from typing import Any, Callable, Collection
 
 
 def number(
@@ -38,3 +39,35 @@ INDEX = number(int, least=0)  # seeds, top-k, matvecs
 NONNEGATIVE = number(float, least=0)  # learning rates, radii, decays
 POSITIVE = number(float, above=0)
 PORT = number(int, least=1, most=65535)
+
+
+def checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type made of a parser that raises ValueError: the whole list is checked when the command line is
+    parsed, before any work, and the parser's message becomes the option's one-line error."""
+
+    def run(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(re.sub(r"^--[\w-]+:?\s+", "", str(e))) from None  # argparse names it
+
+    run.__name__ = parse.__name__
+    return run
+
+
+def names(choices: Collection[str]) -> Callable[[str], list[str]]:
+    """A comma-separated list of distinct names from ``choices``, at least one (``--methods erm,sam``)."""
+
+    def parse(text: str) -> list[str]:
+        found = [n.strip() for n in text.split(",")]
+        if not text.strip() or "" in found:
+            raise argparse.ArgumentTypeError(f"expected comma-separated names from {', '.join(choices)}, got {text!r}")
+        unknown = [n for n in found if n not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(choices)}")
+        if len(set(found)) != len(found):
+            raise argparse.ArgumentTypeError(f"a name is given twice in {text!r}")
+        return found
+
+    parse.__name__ = "list"
+    return parse

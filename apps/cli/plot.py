@@ -13,6 +13,7 @@ from landscape.plots import mpl as plot_mpl
 from landscape.plots import plotly as plot_plotly
 from landscape.plots.catalog import figures_for
 from landscape.plots.vtp import surface_to_vtp
+from trainers.checkpoint import write_files
 
 from .commands import help_of
 from .numbers import number
@@ -72,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     if bad or not formats:
         raise ValueError(f"--format: unsupported {', '.join(bad) or '(none)'}; use png, pdf, svg, html")
     static = [f for f in formats if f != "html"]
+    if args.zmax is not None and not args.vtp:
+        raise ValueError("--zmax clips the heights of --vtp exports: add --vtp")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for name in args.files:
         path = Path(name)
         if path.is_dir():
@@ -82,20 +84,20 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{name!r} does not exist")
         stem = f"{path.parent.name}_{path.stem}" if path.parent.name else path.stem
         data = plot_data(path, args.device)
+        if args.vtp and not (isinstance(data, Surface) and data.dim == 2):
+            raise ValueError(f"--vtp exports 2-D surfaces; {name} is not one")
+        files: dict[str, bytes] = {}  # one file's figures, written together once all are drawn
         if static:
             for suffix, fig in figures_for(data, args.log, plot_mpl).items():
                 for fmt in static:
-                    target = out / f"{stem}_{suffix}.{fmt}"
-                    plot_mpl.save(fig, str(target), fmt)
-                    print(f"wrote {target}")
-        if args.vtp and isinstance(data, Surface) and data.dim == 2:
+                    files[f"{stem}_{suffix}.{fmt}"] = plot_mpl.to_bytes(fig, fmt)
+        if args.vtp:
             for value in [v for v in data.values if v.endswith("_loss")]:
-                target = out / f"{stem}_{value}.vtp"
-                target.write_text(surface_to_vtp(data, value, zmax=args.zmax, log=args.log))
-                print(f"wrote {target}")
+                files[f"{stem}_{value}.vtp"] = surface_to_vtp(data, value, zmax=args.zmax, log=args.log).encode()
         if "html" in formats:  # standalone: plotly.js embedded, works offline
             for suffix, fig in figures_for(data, args.log, plot_plotly).items():
-                target = out / f"{stem}_{suffix}.html"
-                fig.write_html(target, include_plotlyjs=True, full_html=True)
-                print(f"wrote {target}")
+                files[f"{stem}_{suffix}.html"] = fig.to_html(include_plotlyjs=True, full_html=True).encode()
+        write_files(out, files)
+        for target in files:
+            print(f"wrote {out / target}")
     return 0

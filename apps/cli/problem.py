@@ -37,6 +37,11 @@ def _module(target: str) -> ModuleType:
             spec.loader.exec_module(module)
         except SyntaxError as e:
             raise ValueError(f"--problem: {target}:{e.lineno}: SyntaxError: {e.msg}") from None
+        except SystemExit as e:  # the file is a script (sys.exit, argparse): it must not end the analysis silently
+            raise ValueError(
+                f"--problem: running {target} called sys.exit({e.code!r}); guard its script part with "
+                "if __name__ == '__main__':"
+            ) from None
         except Exception as e:
             raise ValueError(f"--problem: running {target} raised {_first_line(e)}") from e
         finally:
@@ -46,6 +51,8 @@ def _module(target: str) -> ModuleType:
         return importlib.import_module(target)
     except ModuleNotFoundError as e:
         raise ValueError(f"--problem: no file or module {target!r} ({_first_line(e)})") from None
+    except SystemExit as e:
+        raise ValueError(f"--problem: importing {target} called sys.exit({e.code!r})") from None
     except Exception as e:
         raise ValueError(f"--problem: importing {target} raised {_first_line(e)}") from e
 

@@ -9,7 +9,7 @@ import numpy as np
 from data.corruptions import parse_corruptions, parse_severities
 
 from .commands import help_of
-from .numbers import COUNT, INDEX
+from .numbers import COUNT, INDEX, checked
 from .surface import add_eval_args, check_output, eval_options
 
 EXAMPLES = """examples:
@@ -36,8 +36,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint")
     p.add_argument("--baseline", default=None, help="checkpoint whose errors normalize CE (the paper: SGD/ERM)")
-    p.add_argument("--corruptions", default="all", help="all, common, extra or comma-separated names [%(default)s]")
-    p.add_argument("--severities", default="1-5", help="e.g. 1-5 or 1,3,5 [%(default)s]")
+    p.add_argument(
+        "--corruptions",
+        type=checked(parse_corruptions),
+        default="all",
+        help="all, common, extra or comma-separated names [%(default)s]",
+    )
+    p.add_argument(
+        "--severities", type=checked(parse_severities), default="1-5", help="e.g. 1-5 or 1,3,5 [%(default)s]"
+    )
     p.add_argument("--source", choices=("generated", "released"), default="generated", help="[%(default)s]")
     p.add_argument("--c-root", default=None, help="folder holding CIFAR-10-C/, CIFAR-100-C/ or Tiny-ImageNet-C/")
     p.add_argument("--corruption-seed", type=INDEX, default=0, help="seed of the generated corruptions [%(default)s]")
@@ -50,7 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from landscape.jobs import robustness_analysis
     from landscape.robustness import read_robustness
 
-    if args.format != "landscape" or args.bn != "eval" or args.compile or args.plain_forward or args.split != "test":
+    if (
+        args.format != "landscape"
+        or args.bn != "eval"
+        or args.compile
+        or args.plain_forward
+        or args.split not in ("test", ["test"])
+    ):
         raise ValueError(
             "robustness takes none of --format, --bn recompute, --compile, --plain-forward, "
             "--split (it uses the test split)"
@@ -63,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     out = robustness_analysis(
         args.checkpoint,
         args.out,
-        parse_corruptions(args.corruptions),
-        parse_severities(args.severities),
+        args.corruptions,
+        args.severities,
         eval_options(args),
         baseline=args.baseline,
         source=args.source,

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from landscape.jobs import EvalOptions
 
 from .commands import help_of
-from .numbers import COUNT, INDEX
+from .numbers import COUNT, INDEX, checked
 from .problem import problem_from_args
 
 SURFACE_EXAMPLES = """examples:
@@ -44,7 +44,12 @@ def add_eval_args(p: argparse.ArgumentParser, *, problem: bool = False) -> None:
             help="instead of a checkpoint: your own landscape.Problem (or a zero-argument function returning "
             "one) named NAME in FILE.py or in an importable module (runs that file's code)",
         )
-    g.add_argument("--split", default=None, help="train, test or train,test [train; with --problem: its splits]")
+    g.add_argument(
+        "--split",
+        type=checked(split_list),
+        default=None,
+        help="train, test or train,test [train; with --problem: its splits]",
+    )
     g.add_argument(
         "--samples", type=COUNT, default=None, help="a fixed seeded subset of N images per split (default: all)"
     )
@@ -87,8 +92,14 @@ def add_eval_args(p: argparse.ArgumentParser, *, problem: bool = False) -> None:
     )
 
 
-def split_list(text: str | None) -> list[str] | None:
-    return None if text is None else [s.strip() for s in text.split(",") if s.strip()]
+def split_list(text: str | list[str] | None) -> list[str] | None:
+    """``train,test`` -> ``["train", "test"]`` (an empty name is refused: ``--split ''`` is no default)."""
+    if text is None or isinstance(text, list):
+        return text
+    found = [s.strip() for s in text.split(",")]
+    if "" in found or len(set(found)) != len(found):
+        raise ValueError(f"--split: expected names like train or train,test, got {text!r}")
+    return found
 
 
 def eval_options(args: argparse.Namespace) -> EvalOptions:
@@ -101,7 +112,7 @@ def eval_options(args: argparse.Namespace) -> EvalOptions:
     splits = split_list(args.split) or ["train"]
     bad = [s for s in splits if s not in SPLITS]
     if bad:
-        raise ValueError(f"--split must name train and/or test, got {args.split}")
+        raise ValueError(f"--split must name train and/or test, got {','.join(splits)}")
     for flag, value in (("--samples", args.samples), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be >= 1, got {value}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,11 +12,13 @@ from pathlib import Path
 from typing import Callable
 
 from data import DATASETS
+from data.corruptions import parse_severities
 from trainers import METHODS, MODELS, TrainConfig, train
+from trainers.device import resolve_device
 from trainers.schedules import SCHEDULES
 
 from .commands import help_of
-from .numbers import COUNT, INDEX, NONNEGATIVE, POSITIVE, number
+from .numbers import COUNT, INDEX, NONNEGATIVE, POSITIVE, checked, number
 
 EXAMPLES = """examples:
   landscape train --method erm --epochs 10 --out runs/erm
@@ -64,6 +67,12 @@ def _hparam_types() -> dict[str, Callable[[str], object]]:
         for k, v in info.hparams.items():
             types.setdefault(k, COUNT if isinstance(v, int) else NONNEGATIVE if isinstance(v, float) else str)
     return types
+
+
+def severities_text(text: str) -> str:
+    """The severities as given (``1-5``), checked now: ``''`` is no default."""
+    parse_severities(text)
+    return text
 
 
 def _model_arg(text: str) -> tuple[str, object]:
@@ -142,12 +151,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument(
         "--augment-severity",
+        type=checked(severities_text),
         default=None,
         metavar="S",
         help="severities the corrupted images draw from uniformly, e.g. 3 or 1-5 (default 1-5)",
     )
     r = p.add_argument_group("run")
-    r.add_argument("--seed", type=INDEX, default=d.seed, help="[%(default)s]")
+    r.add_argument("--seed", type=INDEX, default=None, help=f"[{d.seed}]")
     r.add_argument(
         "--seeds",
         type=seed_list,
@@ -210,7 +220,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         nesterov=args.nesterov,
         weight_decay=args.weight_decay,
         schedule=args.schedule,
-        seed=args.seed,
+        seed=TrainConfig.seed if args.seed is None else args.seed,
         device=args.device,
         bf16=args.bf16,
         save_every=args.save_every,
@@ -227,24 +237,30 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+MAX_SEEDS = 1_000
+
+
 def seed_list(text: str) -> list[int]:
     """``0,1,2`` or ``0-4`` (or both, ``0-2,7``): distinct seeds >= 0, in order."""
     seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 or 0-4, got {text!r}") from None
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"expected distinct seeds >= 0, got {text!r}")
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if m is None or (m[2] is not None and int(m[2]) < int(m[1])):
+            raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 or 0-4, got {text!r}")
+        seeds += list(range(int(m[1]), int(m[2] or m[1]) + 1))
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct seeds, got {text!r}")
+    if len(seeds) > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"{len(seeds)} seeds: at most {MAX_SEEDS} runs at once")
     return seeds
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if (args.sync_bn or args.local_ascent) and args.nproc == 1 and "WORLD_SIZE" not in os.environ:
+        raise ValueError(f"{'--sync-bn' if args.sync_bn else '--local-ascent'} is for several processes: add --nproc N")
     if args.seeds is not None:
-        if args.seed != TrainConfig().seed:
+        if args.seed is not None:
             raise ValueError("--seed and --seeds exclude each other")
         for seed in args.seeds:  # one run directory per seed, each resumable on its own
             code = run_one(
@@ -262,7 +278,8 @@ def run(args: argparse.Namespace) -> int:
 def run_one(args: argparse.Namespace, cfg: TrainConfig, out: str, override: list[str]) -> int:
     """Train one run, here or (``--nproc N``) under a torchrun launched on this machine."""
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        cfg.validate()
+        cfg.validate(args.nproc)  # here, in one line, rather than in every rank
+        resolve_device(cfg.device)
         return launch(
             args.nproc,
             without(args.argv, ("--nproc", "--seeds", *(("--seed", "--out") if override else ()))) + override,
@@ -285,13 +302,14 @@ def without(argv: list[str], flags: tuple[str, ...]) -> list[str]:
 
 
 def launch(nproc: int, argv: list[str]) -> int:
-    """``torchrun --standalone --nproc_per_node=N -m apps.cli ARGV`` on this machine; its exit code."""
+    """``torchrun --standalone --nproc_per_node=N -m apps.cli ARGV`` on this machine (its report of a failed rank
+    replaced by our line: :mod:`apps.cli.torchrun`); its exit code."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     cmd = [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "apps.cli.torchrun",
         "--standalone",
         f"--nproc_per_node={nproc}",
         "-m",

@@ -22,9 +22,12 @@ CONFIG_COLUMNS = ("lr", "batch_size", "rho", "eta", "epsilon", "sigma", "num_spl
 def resolve_under(root: Path, rel: str) -> Path:
     """``root/rel`` if it stays inside ``root`` (symlinks resolved); anything else is refused."""
     root = root.resolve()
-    path = (root / rel).resolve()
+    try:
+        path = (root / rel).resolve()
+    except (OSError, ValueError):  # a NUL byte, a name too long for the file system: no file of ours
+        raise PermissionError(f"{rel[:80]!r} is not a path under the served folder") from None
     if not path.is_relative_to(root) or any(part.startswith(".") for part in path.relative_to(root).parts):
-        raise PermissionError(f"{rel!r} is outside the served folder")
+        raise PermissionError(f"{rel[:80]!r} is outside the served folder")
     return path
 
 

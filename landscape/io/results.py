@@ -140,10 +140,12 @@ class MemoryWriter:
 
 
 def nonfinite_points(arrays: dict[str, np.ndarray], computed: np.ndarray) -> int:
-    """How many computed grid points hold a NaN or infinite value (a diverged model): stored as they are, and
-    counted so that no summary hides them."""
+    """How many computed grid points have a NaN or infinite loss (a diverged model): stored as they are, and
+    counted so that no summary hides them. (Accuracies are NaN by design where a problem has none.)"""
     bad = np.zeros(computed.shape, bool)
-    for arr in arrays.values():
+    for name, arr in arrays.items():
+        if "loss" not in name:
+            continue
         bad |= ~np.isfinite(arr).reshape(computed.shape + (-1,)).all(-1)
     return int((bad & computed).sum())
 
@@ -168,7 +170,22 @@ RESUME_KEYS: dict[str, tuple[str, ...]] = {  # per kind: what a resumed file mus
               "trials", "steps", "normalize", "eta", "seed"),
     "robustness": ("kind", "corruptions", "severities", "source", "corruption_seed", "samples", "sample_seed",
                    "checkpoint_sha256", "baseline_sha256"),
+    "hessian": ("kind", "curvature", "which", "tol", "seed", "top_k", "trace_matvecs", "trace_method",
+                "density_probes", "density_steps", "split", "samples", "sample_seed", "checkpoint_sha256",
+                "weights_sha256", "params"),
 }  # fmt: skip
+
+
+def check_resumable(out: str | Path, kind: str, stored: dict, attrs: dict, same_grid: bool = True) -> None:
+    """Refuse to resume ``out`` (attributes ``stored``) with a job whose settings of :data:`RESUME_KEYS` differ."""
+    wanted = {k: v for k, v in {**attrs, "kind": kind}.items() if k in RESUME_KEYS[kind]}
+    before = {k: _plain_seq(stored.get(k)) for k in wanted}
+    diff = changed_options(before, {k: _plain_seq(v) for k, v in wanted.items()}, RESUME_OPTIONS)
+    if diff or not same_grid:
+        raise ValueError(
+            f"cannot resume {out}: it was made with {'; '.join(diff or [RESUME_OPTIONS['grid']])}; "
+            f"use its options, or --overwrite to start again"
+        )
 
 
 def check_output(out: str | Path, kind: str, inputs: tuple[str | Path | None, ...] = ()) -> None:
@@ -206,7 +223,6 @@ def open_results(
 ) -> tuple[ResultWriter, bool]:
     """Create ``out``, or reopen it with ``resume`` after checking that the settings of :data:`RESUME_KEYS`
     for ``kind`` (taken from ``attrs``) and the grid (``same_grid``) match; returns (writer, created)."""
-    wanted = {k: v for k, v in {**attrs, "kind": kind}.items() if k in RESUME_KEYS[kind]}
     out = Path(out)
     check_output(out, kind)
     if out.exists() and not (resume or overwrite):
@@ -214,14 +230,11 @@ def open_results(
     if out.exists() and resume:
         remove_stale_temps(out.parent)  # left by a writer killed mid-write
         writer = ResultWriter(out)
-        stored = {k: _plain_seq(writer.attrs.get(k)) for k in wanted}
-        diff = changed_options(stored, {k: _plain_seq(v) for k, v in wanted.items()}, RESUME_OPTIONS)
-        if diff or not same_grid(writer):
+        try:
+            check_resumable(out, kind, writer.attrs, attrs, same_grid(writer))
+        except ValueError:
             writer.close()
-            raise ValueError(
-                f"cannot resume {out}: it was made with {'; '.join(diff or [RESUME_OPTIONS['grid']])}; "
-                f"use its options, or --overwrite to start again"
-            )
+            raise
         return writer, False
     if out.exists():
         open_h5(out, "r+").close()  # a job still writing it holds its lock: refused, not replaced under it

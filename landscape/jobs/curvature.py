@@ -26,7 +26,9 @@ def hessian_analysis(
     density_steps: int = 80,
     curvature: str = "hessian",
     seed: int = 0,
+    resume: bool = False,
     overwrite: bool = False,
+    log=None,
 ) -> Path:
     """Top-k eigenpairs (with residuals), optionally the trace and the spectral density, of a checkpoint's loss
     over the first split of ``opts``, written to a ``kind="hessian"`` file (see :func:`landscape.hessian`)."""
@@ -46,8 +48,10 @@ def hessian_analysis(
         split=opts.splits[0],
         seed=seed,
         out=out,
+        resume=resume,
         overwrite=overwrite,
         progress=opts.progress,
+        log=log,
     )
     return Path(out)
 

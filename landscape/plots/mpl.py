@@ -8,6 +8,7 @@ unperturbed loss with each kind's own radius unit.
 
 from __future__ import annotations
 
+import io
 from typing import IO, Any, Literal
 
 import matplotlib
@@ -64,6 +65,13 @@ def save(fig: Figure, target: str | IO[bytes], fmt: str, dpi: int = 150) -> None
     """Write ``fig`` as PNG, SVG or PDF to a path or a binary file (the one way every caller saves a figure)."""
     with matplotlib.rc_context(TEXT_AS_TEXT):  # type: ignore[arg-type]
         fig.savefig(target, format=fmt, dpi=dpi)
+
+
+def to_bytes(fig: Figure, fmt: str, dpi: int = 150) -> bytes:
+    """The file ``fig`` makes as PNG, SVG or PDF, in memory (written atomically by the caller)."""
+    buf = io.BytesIO()
+    save(fig, buf, fmt, dpi)
+    return buf.getvalue()
 
 
 def _dash(split: str) -> str:
