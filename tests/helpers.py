@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,3 +32,19 @@ def cli(*args, env=None, **kw):
         env={**os.environ, **(env or {})},
         **kw,
     )
+
+
+@contextmanager
+def live_writer(code: str):
+    """Another process running ``code`` (the repository importable) that holds a file open until this block ends;
+    the block starts once the code has printed ``ready``."""
+    script = (
+        f"import sys, time\nsys.path.insert(0, {str(ROOT)!r})\n{textwrap.dedent(code)}\nprint('ready', flush=True)\n"
+    )
+    job = subprocess.Popen([sys.executable, "-c", script + "time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline().strip() == "ready"
+        yield job
+    finally:
+        job.kill()
+        job.wait()

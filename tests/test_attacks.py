@@ -4,9 +4,6 @@ writes over an input or a checkpoint (file hashes are compared before and after)
 
 import hashlib
 import json
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -15,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from helpers import ROOT, cli
+from helpers import cli, live_writer
 
 import landscape
 from apps.explorer.app import create_app
@@ -347,28 +344,17 @@ def test_a_second_writer_is_refused_while_the_first_runs(runs, tmp_path):
 
 def test_overwrite_does_not_replace_a_file_a_live_job_is_writing(runs, tmp_path):
     out = tmp_path / "s.h5"
-    holder = textwrap.dedent(
-        f"""
-        import sys, time, numpy as np, torch
-        sys.path.insert(0, {str(ROOT)!r})
+    code = f"""
+        import numpy as np, torch
         from landscape.io import create_surface
         w = create_surface({str(out)!r}, np.linspace(-1, 1, 3), None, ["train"], [{{"w": torch.zeros(1)}}], {{}})
-        print("open", flush=True)
-        time.sleep(60)
-        """
-    )
-    job = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
-    try:
-        assert job.stdout.readline().strip() == "open"
+    """
+    with live_writer(code):
         before = digest(out)
-        r = cli(
-            "surface", str(runs / "erm" / "final.pt"), "--x=-1:1:3", "--samples", "20", "--overwrite", "--out", str(out)
-        )
+        ckpt = str(runs / "erm" / "final.pt")
+        r = cli("surface", ckpt, "--x=-1:1:3", "--samples", "20", "--overwrite", "--out", str(out))
         one_line(r, "open for writing by another process")
         assert digest(out) == before
-    finally:
-        job.kill()
-        job.wait()
 
 
 def test_a_full_disk_leaves_no_half_written_report(analysed, tmp_path, monkeypatch):

@@ -3,8 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -13,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import live_writer
 
 import landscape
 from apps.explorer import views
@@ -23,8 +22,6 @@ from landscape.io import export_loss_landscape, read_analysis, read_directions, 
 from landscape.problem import Problem
 from landscape.report import find_run, summary_row
 from landscape.robustness import read_robustness
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -152,27 +149,20 @@ def test_a_surface_being_written_is_shown_as_far_as_it_goes(folder):
     """Another process holds the file open and fills it point by point; the explorer reads it meanwhile."""
     target = folder / "erm" / "growing.h5"
     code = f"""
-import sys, time, numpy as np
-sys.path.insert(0, {str(ROOT)!r})
-from landscape.io import ResultWriter
-w = ResultWriter.create({str(target)!r}, "surface", (3, 4), {{"train_loss": (), "train_acc": ()}},
-                        {{"xcoordinates": np.linspace(-1, 1, 4), "ycoordinates": np.linspace(-1, 1, 3)}}, {{}}, {{}})
-w.write([(k, {{"train_loss": 1.0 + k, "train_acc": 50.0}}) for k in range(5)])
-print("ready", flush=True)
-time.sleep(30)
-"""
-    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "ready"
+        import numpy as np
+        from landscape.io import ResultWriter
+        axes = {{"xcoordinates": np.linspace(-1, 1, 4), "ycoordinates": np.linspace(-1, 1, 3)}}
+        values = {{"train_loss": (), "train_acc": ()}}
+        w = ResultWriter.create({str(target)!r}, "surface", (3, 4), values, axes, {{}}, {{}})
+        w.write([(k, {{"train_loss": 1.0 + k, "train_acc": 50.0}}) for k in range(5)])
+    """
+    with live_writer(code):
         cat = Catalog(folder)
         assert "erm/growing.h5" in [e["rel"] for e in cat.scan()["files"]]
         fig, _ = views.surface_figure(cat, "erm/growing.h5", kind="heatmap", value="train_loss", log=False, levels=10)
         z = np.array(fig.data[0].z, dtype=float)
         np.testing.assert_array_equal(z.ravel()[:5], [1, 2, 3, 4, 5])
         assert np.isnan(z.ravel()[5:]).all() and "5 of 12 points computed" in fig.layout.annotations[0].text
-    finally:
-        writer.kill()
-        writer.wait()
 
 
 def test_file_route_serves_only_files_under_the_root(folder):

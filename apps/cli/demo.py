@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from apps.cli.explore import serve
-from data.corruptions import parse_corruptions, parse_severities
 from landscape.jobs import (
     EvalOptions,
     calibration,
@@ -32,7 +31,8 @@ from trainers import METHODS, TrainConfig, read_checkpoint, train
 from trainers.rundir import CONFIG, FINAL, newest_checkpoint
 
 from .commands import help_of
-from .numbers import COUNT, PORT, checked, names, number
+from .numbers import COUNT, PORT, names, number
+from .robustness import add_corruption_args
 from .train import seed_list
 
 DEMO_METHODS = ("erm", "sam", "asam", "amp", "damp")
@@ -78,15 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--surface-samples", type=COUNT, default=500, help="training images evaluated per grid point [%(default)s]"
     )
-    p.add_argument(
-        "--corruptions",
-        type=checked(parse_corruptions),
-        default="all",
-        help="robustness: corruptions evaluated [%(default)s]",
-    )
-    p.add_argument(
-        "--severities", type=checked(parse_severities), default="1-5", help="robustness: severities [%(default)s]"
-    )
+    add_corruption_args(p, "robustness: ")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-serve", action="store_true", help="end after the report instead of serving the explorer")
     p.add_argument("--port", type=PORT, default=8050, help="the explorer's port (on 127.0.0.1) [%(default)s]")

@@ -36,21 +36,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint")
     p.add_argument("--baseline", default=None, help="checkpoint whose errors normalize CE (the paper: SGD/ERM)")
-    p.add_argument(
-        "--corruptions",
-        type=checked(parse_corruptions),
-        default="all",
-        help="all, common, extra or comma-separated names [%(default)s]",
-    )
-    p.add_argument(
-        "--severities", type=checked(parse_severities), default="1-5", help="e.g. 1-5 or 1,3,5 [%(default)s]"
-    )
+    add_corruption_args(p)
     p.add_argument("--source", choices=("generated", "released"), default="generated", help="[%(default)s]")
     p.add_argument("--c-root", default=None, help="folder holding CIFAR-10-C/, CIFAR-100-C/ or Tiny-ImageNet-C/")
     p.add_argument("--corruption-seed", type=INDEX, default=0, help="seed of the generated corruptions [%(default)s]")
     p.add_argument("--workers", type=COUNT, default=1, help="processes generating corruptions [%(default)s]")
     add_eval_args(p)
     p.set_defaults(run=run, split="test")
+
+
+def add_corruption_args(p: argparse.ArgumentParser, what: str = "") -> None:
+    """``--corruptions`` and ``--severities``, each list checked whole when the command line is parsed."""
+    p.add_argument(
+        "--corruptions",
+        type=checked(parse_corruptions),
+        default="all",
+        help=f"{what}all, common, extra or comma-separated names [%(default)s]",
+    )
+    p.add_argument("--severities", type=checked(parse_severities), default="1-5", help=f"{what}e.g. 1-5 or 1,3,5 [1-5]")
 
 
 def run(args: argparse.Namespace) -> int:
