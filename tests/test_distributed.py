@@ -129,6 +129,7 @@ def test_kill_9_of_one_rank_then_resume_equals_the_uninterrupted_run(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and not (out / "final.pt").exists(), "the run finished before the kill"
     assert "rank 0 stopped: another rank failed" in err  # the survivor says why instead of hanging
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err  # and torchrun's report is gone
     resumed = cli(*args, "--out", str(out), "--resume")
     assert "resuming" in resumed.stdout
     a, b = weights(tmp_path / "straight"), weights(out)
