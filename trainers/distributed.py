@@ -125,13 +125,30 @@ def stopped_message(command: str) -> str:
     )
 
 
+SAID = "LANDSCAPE_SAID"  # a file (set by apps.cli.torchrun) each rank appends to once it has printed its line
+_said = False
+
+
+def say(line: str) -> None:
+    """Print this rank's one line about why it stopped, once (torchrun's SIGTERM may follow the error path), and
+    record it for the launcher, which then adds nothing."""
+    global _said
+    if _said:
+        return
+    _said = True
+    print(line, file=sys.stderr, flush=True)
+    if os.environ.get(SAID):
+        with open(os.environ[SAID], "a") as f:
+            f.write(f"{os.environ.get('RANK', '?')}\n")
+
+
 def stop_when_terminated(command: str) -> None:
     """Under torchrun, a rank that torchrun terminates after another rank's failure says so in one line."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return
 
     def handler(signum: int, frame: object) -> None:
-        print(stopped_message(command), file=sys.stderr, flush=True)
+        say(stopped_message(command))
         os._exit(1)
 
     signal.signal(signal.SIGTERM, handler)

@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainers.distributed import (
         close_group,
         lost_peer,
+        say,
         stop_when_terminated,
         stopped_message,
     )
@@ -105,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank raises it: say it once
             text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            print(f"landscape {args.command}: error: {text}", file=sys.stderr)
+            say(f"landscape {args.command}: error: {text}")
         return 2
     except RuntimeError as e:
         if not lost_peer(e) or os.environ.get("LANDSCAPE_DEBUG"):
             raise
-        print(stopped_message(args.command), file=sys.stderr)
+        say(stopped_message(args.command))
         return 1
     except KeyboardInterrupt:
         print(
