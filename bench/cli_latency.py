@@ -15,10 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from report import report  # bench/report.py: this script's folder is on sys.path
 
-from report import report  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 COMMANDS = [
     ["--help"],
@@ -32,7 +31,7 @@ COMMANDS = [
 
 def seconds(source: Path, argv: list[str]) -> float:
     tic = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "apps.cli", *argv], cwd=source, capture_output=True)
+    subprocess.run([sys.executable, "-m", "landscape.apps.cli", *argv], cwd=source, capture_output=True)
     return time.perf_counter() - tic
 
 
@@ -63,7 +62,7 @@ def main() -> None:
                 subprocess.run(["git", "worktree", "remove", "--force", tmp + "/before"], cwd=ROOT, capture_output=True)
     head = "| command | " + " | ".join(f"{n} (s)" for n in sources) + (" | before / now |" if args.before else " |")
     lines = [
-        f"median of {args.repeats} fresh processes (`python -m apps.cli ...`)",
+        f"median of {args.repeats} fresh processes (`python -m landscape.apps.cli ...`)",
         "",
         head,
         "|---" * (len(sources) + 1 + bool(args.before)) + "|",

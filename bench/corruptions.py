@@ -7,16 +7,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from report import report
 
-from data import load_dataset
-from data.corruptions import ALL, corrupt_images
+from landscape.data import load_dataset
+from landscape.data.corruptions import ALL, corrupt_images
 
 
 def per_image_ms(images, name: str, severity: int) -> float:

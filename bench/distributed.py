@@ -16,9 +16,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from report import report
 
@@ -26,11 +23,11 @@ from report import report
 def worker(args: argparse.Namespace) -> None:
     import torch
 
-    from data import load_dataset
-    from data.loader import TensorLoader
-    from trainers import create_model
-    from trainers.distributed import batchnorm_buffers, init_group
-    from trainers.optim import BatchClosure, build_method
+    from landscape.data import load_dataset
+    from landscape.data.loader import TensorLoader
+    from landscape.trainers import create_model
+    from landscape.trainers.distributed import batchnorm_buffers, init_group
+    from landscape.trainers.optim import BatchClosure, build_method
 
     group, rank_device = init_group(args.device)
     device = rank_device or torch.device(args.device)

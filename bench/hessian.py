@@ -13,7 +13,6 @@ import argparse
 import copy
 import importlib
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,16 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from report import report
 
 from landscape.curvature import CurvatureOperator
 from landscape.evaluation import EvalSet
 from landscape.lanczos import lanczos
 from landscape.problem import Problem
-from trainers import TrainConfig, train
+from landscape.trainers.train import TrainConfig, train
 
 
 def ours(model: nn.Module, data: EvalSet, k: int, seed: int) -> tuple[np.ndarray, int]:

@@ -18,21 +18,16 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from report import report
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from report import report
-
-from data import load_dataset
+from landscape.data import load_dataset
 from landscape.problem import Problem
-from trainers import create_model
+from landscape.trainers import create_model
 
 
 class Batches(Dataset):

@@ -14,20 +14,15 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from report import report
 
-from data import load_dataset
-from trainers import create_model
-from trainers.optim import METHODS, BatchClosure, build_method
+from landscape.data import load_dataset
+from landscape.trainers import create_model
+from landscape.trainers.optim import METHODS, BatchClosure, build_method
 
 
 class LoopSAM(torch.optim.Optimizer):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,17 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from report import report
 
-from data import load_dataset
+from landscape.data import load_dataset
 from landscape.directions import random_directions, target_tensors
 from landscape.folding import faster_module
 from landscape.grid import fill_surface
 from landscape.problem import Problem
-from trainers import TrainConfig, load_checkpoint, train
+from landscape.trainers import load_checkpoint
+from landscape.trainers.train import TrainConfig, train
 
 DEFAULT = "landscape (default: BatchNorm folded, channels-last on CPU)"
 

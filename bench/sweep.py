@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from report import report
 
 import landscape
-from trainers import TrainConfig, train
+from landscape.trainers.train import TrainConfig, train
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ NumPy 2). Every image gets its own seed derived from ``(seed, corruption, severi
 corrupted split is the same on every run, in any order, on any number of workers. The library needs
 images of at least 32x32: smaller ones (digits, MNIST) are upsampled (nearest) by an integer factor,
 corrupted, and area-averaged back. Note that its severity constants are ImageNet-C's, so generating
-"CIFAR-10-C" here does not reproduce the released files (read those with :mod:`data.formats`).
+"CIFAR-10-C" here does not reproduce the released files (read those with :mod:`landscape.data.formats`).
 """
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ def parse_severities(spec: str) -> list[int]:
             lo, _, hi = part.partition("-")
             out += list(range(int(lo), int(hi or lo) + 1))
     except ValueError:
-        raise ValueError(f"--severities: expected e.g. 1-5 or 1,3,5, got {spec!r}") from None
+        raise ValueError(f"severities={spec!r}: expected e.g. 1-5 or 1,3,5") from None
     if not out or any(s not in SEVERITIES for s in out):
-        raise ValueError(f"--severities must lie in 1..5, got {spec!r}")
+        raise ValueError(f"severities={spec!r}: must lie in 1..5")
     return sorted(set(out))
 
 

@@ -142,7 +142,7 @@ def load_dataset(name: str, root: str | Path | None = None) -> ImageDataset:
     folder = None if root is None else Path(root)
     if info.needs_root:
         if folder is None:
-            raise ValueError(f"dataset {name!r} is read from disk: pass --data-root (the folder holding its files)")
+            raise ValueError(f"dataset {name!r} is read from disk: pass data_root= (the folder holding its files)")
         if not folder.is_dir():
             raise FileNotFoundError(f"data root {str(folder)!r} is not a directory")
     return info.load(folder)

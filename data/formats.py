@@ -27,7 +27,7 @@ def _find(root: Path, dataset: str, names: list[str], subdirs: list[str]) -> Pat
         if path.is_file():
             return path
     raise FileNotFoundError(
-        f"{dataset}: expected {tried[0]} under --data-root (also looked for {len(tried) - 1} other spellings)"
+        f"{dataset}: expected {tried[0]} under data_root= (also looked for {len(tried) - 1} other spellings)"
     )
 
 

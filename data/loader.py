@@ -45,7 +45,7 @@ class TensorLoader:
         drop_last: skip the final incomplete batch (training).
         augment: random crop / flip applied per batch, or ``None``.
         transform: a further ``f(uint8 batch, generator) -> uint8 batch`` after crop/flip (e.g.
-            :class:`data.corruptions.CorruptHalf`), drawing its randomness from the loader's generator.
+            :class:`landscape.data.corruptions.CorruptHalf`), drawing its randomness from the loader's generator.
         seed: seed of the loader's generator (permutations and augmentation).
         channels_last: hand batches out in channels-last memory format (faster convs on GPU).
         shard: ``(rank, world)``: every batch is drawn and augmented whole (the same on every rank,

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,8 +24,8 @@ from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
 import landscape
-from trainers.metrics import evaluate
-from trainers.optim import SAM
+from landscape.trainers.metrics import evaluate
+from landscape.trainers.optim import SAM
 
 
 class CNN(nn.Module):
@@ -174,11 +172,7 @@ def main() -> None:
             + " |"
         )
     dirs = sorted(p for p in out.iterdir() if (p / "metrics.jsonl").is_file())
-    subprocess.run(
-        [sys.executable, "-m", "apps.cli", "compare", *map(str, dirs), "--out", str(out / "report"), "--rho", "0.5"],
-        check=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
+    landscape.compare(dirs, out / "report", rho=0.5)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ _EXPORTS = {
     "sweep": "perturbation",
     "Problem": "problem",
     "save_snapshot": "snapshots",
+    "compare": "report",
     "Surface": "io",
     "Sweep": "io",
     "read_directions": "io",
@@ -62,6 +63,7 @@ __all__ = [
     "sweep",
     "sharpness",
     "save_snapshot",
+    "compare",
     # results and their files
     "Surface",
     "Sweep",

@@ -14,7 +14,7 @@ import torch.nn as nn
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from data import load_dataset
+from landscape.data import load_dataset
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm import tqdm
 
-from trainers.distributed import Group, join_group
+from landscape.trainers.distributed import Group, join_group
 
 from .directions import (
     DIR_TYPES,
@@ -268,7 +268,7 @@ def run_grid(
                 if module is None:
                     raise ValueError(
                         "torch.compile failed on this model (on CPU inductor needs a C++ compiler); "
-                        "run without --compile (compile=False)"
+                        "run with compile=False"
                     )
             fill_surface(
                 problem,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import stats
 
-from trainers.optim import METHODS
+from landscape.trainers.optim import METHODS
 
 from .io import Surface, Sweep
 

@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-from trainers.device import check_memory
+from landscape.trainers.device import check_memory
 
 MAX_TOP_K = 1_000  # eigenpairs (Lanczos keeps about 4k + 20 Krylov vectors of the parameters' size)
 FEW_TOP_K = 100  # beyond this many eigenpairs a warning says what it costs

@@ -11,7 +11,7 @@ For each radius ``r`` the analysed parameters move by ``delta`` (the problem's m
 - ``adaptive``: the worst ``delta = T z`` with ``||z|| <= r`` and ``T = |w| + eta`` on
   weights, 1 elsewhere (ASAM's ball), by the same ascent in ``z``.
 
-"Weights" are decided by a rule on parameter names, by default :func:`trainers.optim.is_weight`
+"Weights" are decided by a rule on parameter names, by default :func:`landscape.trainers.optim.is_weight`
 (PyTorch's ``*.weight``: conv/linear kernels and norm scales, not biases), the rule ASAM and
 DAMP use; pass ``is_weight=`` to change it. This draws the AMP poster's "loss values with
 varying perturbation size" for any model.
@@ -28,9 +28,9 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from trainers.distributed import join_group
-from trainers.optim.rules import adaptive_scale, project_to_ball_
-from trainers.optim.rules import is_weight as default_is_weight
+from landscape.trainers.distributed import join_group
+from landscape.trainers.rules import adaptive_scale, project_to_ball_
+from landscape.trainers.rules import is_weight as default_is_weight
 
 from .directions import normalize_direction, tensor_sum
 from .folding import faster_module

@@ -25,9 +25,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainers import load_checkpoint
-from trainers.device import check_device, resolve_device
-from trainers.distributed import Group
+from landscape.trainers.checkpoint import load_checkpoint
+from landscape.trainers.device import check_device, resolve_device
+from landscape.trainers.distributed import Group
 
 from .batches import Batch, SizeFn, Split, as_splits, split_names, unpack
 from .evaluation import eval_sets

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Collection
 
 import numpy as np
 
-from trainers.checkpoint import json_text, read_checkpoint, write_files
-from trainers.rundir import CONFIG, METRICS, check_rows, final_or_newest, read_json, read_metrics, within
+from landscape.trainers.checkpoint import json_text, read_checkpoint, write_files
+from landscape.trainers.rundir import CONFIG, METRICS, check_rows, final_or_newest, read_json, read_metrics, within
 
 from .curvature import read_hessian
 from .groups import (
@@ -447,6 +447,21 @@ CAPTIONS = {
     "calibration": "Reliability diagram of the final checkpoints' test predictions (15 equal-width confidence bins; a "
     "group's seeds pooled).",
 }
+
+
+def compare(
+    paths: list[str | Path],
+    out: str | Path,
+    *,
+    rho: float = SHARPNESS_RHO,
+    formats: tuple[str, ...] = ("png",),
+    log: bool = False,
+    baseline: str | None = None,
+) -> Path:
+    """The comparison report of ``landscape compare`` from Python: the run folders in ``paths`` (training runs or
+    a user's own folders of result files), grouped by seed, written to ``out`` (``report.md``, ``report.html``,
+    ``summary.json``, figures in ``formats``). Returns ``out``; raises ValueError for a malformed run."""
+    return write_report(find_runs(list(paths)), out, rho=rho, formats=formats, log=log, baseline=baseline)
 
 
 def write_report(

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.corruptions import COMMON
-from trainers.metrics import ece_from_sums
+from landscape.data.corruptions import COMMON
+from landscape.trainers.metrics import ece_from_sums
 
 from .io import read_grid
 

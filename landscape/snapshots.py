@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from trainers.checkpoint import FORMAT, atomic_write, read_checkpoint
+from landscape.trainers.checkpoint import FORMAT, atomic_write, read_checkpoint
 
 
 def save_snapshot(model: nn.Module, folder: str | Path, step: int) -> Path:

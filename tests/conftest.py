@@ -1,14 +1,8 @@
 import os
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,7 +19,7 @@ def _seed():
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """Two small finished runs on digits (ERM and SAM, small_cnn, 3 epochs, a checkpoint every epoch)."""
-    from trainers import TrainConfig, train
+    from landscape.trainers.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("runs")
     for method in ("erm", "sam"):

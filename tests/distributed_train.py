@@ -13,10 +13,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from trainers import TrainConfig, train
-from trainers.distributed import close_group
+from landscape.trainers.distributed import close_group
+from landscape.trainers.train import TrainConfig, train
 
 torch.set_default_dtype(torch.float64)
 out = Path(sys.argv[1])

@@ -23,9 +23,9 @@ REPORT_FIGURES = (
 
 
 def cli(*args, env=None, **kw):
-    """``python -m apps.cli ARGS`` in a fresh process from the repository root (output captured)."""
+    """``python -m landscape.apps.cli ARGS`` in a fresh process from the repository root (output captured)."""
     return subprocess.run(
-        [sys.executable, "-m", "apps.cli", *args],
+        [sys.executable, "-m", "landscape.apps.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -36,12 +36,10 @@ def cli(*args, env=None, **kw):
 
 @contextmanager
 def live_writer(code: str):
-    """Another process running ``code`` (the repository importable) that holds a file open until this block ends;
+    """Another process running ``code`` that holds a file open until this block ends;
     the block starts once the code has printed ``ready``."""
-    script = (
-        f"import sys, time\nsys.path.insert(0, {str(ROOT)!r})\n{textwrap.dedent(code)}\nprint('ready', flush=True)\n"
-    )
-    job = subprocess.Popen([sys.executable, "-c", script + "time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    script = f"import time\n{textwrap.dedent(code)}\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    job = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert job.stdout.readline().strip() == "ready"
         yield job

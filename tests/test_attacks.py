@@ -15,9 +15,9 @@ import torch.nn as nn
 from helpers import cli, live_writer
 
 import landscape
-from apps.explorer.app import create_app
-from apps.explorer.catalog import Catalog
-from trainers.checkpoint import exclusive
+from landscape.apps.explorer.app import create_app
+from landscape.apps.explorer.catalog import Catalog
+from landscape.trainers.checkpoint import exclusive
 
 SECRET = "TOP-SECRET-7d1f"
 
@@ -320,7 +320,7 @@ def test_hessian_resumes_its_finished_stages(tmp_path, monkeypatch):
         return original(self, v)
 
     monkeypatch.setattr(curvature.CurvatureOperator, "matvec", counting)
-    with pytest.raises(ValueError, match="cannot resume .* --seed"):
+    with pytest.raises(ValueError, match="cannot resume .* seed=0 \\(now 1\\)"):
         landscape.hessian(p, top_k=2, trace=30, seed=1, out=out, resume=True, progress=False)
     done = landscape.hessian(p, top_k=2, trace=30, out=out, resume=True, progress=False)
     assert count["products"] == 30  # the trace only: the eigenpairs were not computed again

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from data import load_dataset
-from data.corruptions import (
+from landscape.data import load_dataset
+from landscape.data.corruptions import (
     ALL,
     COMMON,
     CorruptHalf,
@@ -16,9 +16,9 @@ from data.corruptions import (
     parse_corruptions,
     parse_severities,
 )
-from data.formats import read_released_c
+from landscape.data.formats import read_released_c
 from landscape.robustness import corruption_error, mean_corruption_error, read_robustness
-from trainers.metrics import ece_from_sums, expected_calibration_error, reliability
+from landscape.trainers.metrics import ece_from_sums, expected_calibration_error, reliability
 
 # corruptions whose mean pixel change grows strictly with severity on these images (seed 0); snow, frost, fog,
 # glass_blur, spatter and saturate are not monotone in that measure (random layers, grey input)
@@ -71,7 +71,9 @@ def test_small_images_are_corrupted_through_32px(images):
 def test_cache_returns_the_stored_split(images, tmp_path, monkeypatch):
     first = corrupted_split(images, "digits32/test-6", "fog", 2, cache=tmp_path)
     assert (tmp_path / "digits32/test-6/fog_s2_seed0.npy").is_file()
-    monkeypatch.setattr("data.corruptions.corrupt_images", lambda *a, **k: pytest.fail("recomputed a cached split"))
+    monkeypatch.setattr(
+        "landscape.data.corruptions.corrupt_images", lambda *a, **k: pytest.fail("recomputed a cached split")
+    )
     assert torch.equal(corrupted_split(images, "digits32/test-6", "fog", 2, cache=tmp_path), first)
 
 
@@ -147,9 +149,9 @@ def test_pooled_ece_equals_the_ece_of_the_union():
 
 
 def test_robustness_file_matches_a_hand_evaluation(runs, tmp_path, monkeypatch):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
     from landscape.evaluation import normalize, subset
-    from trainers import classification_metrics, load_checkpoint
+    from landscape.trainers import classification_metrics, load_checkpoint
 
     monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "rob.h5"
@@ -213,13 +215,14 @@ def test_corrupt_half_corrupts_exactly_half_reproducibly():
 
 
 def test_train_with_a_corruption_augmentation(tmp_path):
-    from trainers import TrainConfig, read_checkpoint, train
+    from landscape.trainers import read_checkpoint
+    from landscape.trainers.train import TrainConfig, train
 
     cfg = TrainConfig(epochs=2, augment_corruption="contrast", augment_severity="2-3", seed=0)
     last = train(cfg, tmp_path / "run", progress=False, log=lambda line: None)
     assert last["test_error"] < 50
     assert read_checkpoint(tmp_path / "run" / "final.pt")["config"]["augment_corruption"] == "contrast"
-    with pytest.raises(ValueError, match="needs --augment-corruption"):
+    with pytest.raises(ValueError, match="augment_severity= needs augment_corruption="):
         TrainConfig(augment_severity="3").validate()
 
 

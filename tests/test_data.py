@@ -8,8 +8,8 @@ import pytest
 import scipy.io
 import torch
 
-from data import Augment, TensorLoader, load_dataset
-from data.loader import random_crop, random_hflip
+from landscape.data import Augment, TensorLoader, load_dataset
+from landscape.data.loader import random_crop, random_hflip
 
 
 def test_digits_split_is_fixed_stratified_and_real():
@@ -130,7 +130,7 @@ def test_svhn_mat(tmp_path):
 def test_missing_files_and_roots_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-py/data_batch_1"):
         load_dataset("cifar10", tmp_path)
-    with pytest.raises(ValueError, match="--data-root"):
+    with pytest.raises(ValueError, match="pass data_root="):
         load_dataset("svhn")
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         load_dataset("mnist", tmp_path / "nope")

@@ -12,7 +12,7 @@ from landscape.directions import (
     random_directions,
     target_tensors,
 )
-from trainers import create_model
+from landscape.trainers import create_model
 
 
 @pytest.fixture

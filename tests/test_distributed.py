@@ -27,7 +27,7 @@ def run(*args, **kw):
 
 
 def cli(*args):
-    return run("-m", "apps.cli", *args)
+    return run("-m", "landscape.apps.cli", *args)
 
 
 def torchrun(*args, port):
@@ -90,7 +90,7 @@ def rank_pid(out_dir, rank):
             environ = (proc / "environ").read_bytes().split(b"\0")
         except (OSError, ValueError):
             continue
-        if str(out_dir).encode() in cmdline and f"RANK={rank}".encode() in environ and b"apps.cli" in cmdline:
+        if str(out_dir).encode() in cmdline and f"RANK={rank}".encode() in environ and b"landscape.apps.cli" in cmdline:
             return int(proc.name)
     return None
 
@@ -113,7 +113,7 @@ def test_kill_9_of_one_rank_then_resume_equals_the_uninterrupted_run(tmp_path):
     cli(*args, "--out", str(tmp_path / "straight"))
     out = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "apps.cli", *args, "--out", str(out)],
+        [sys.executable, "-m", "landscape.apps.cli", *args, "--out", str(out)],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.PIPE,
@@ -156,8 +156,8 @@ def test_hessian_and_sweep_on_two_ranks_equal_one_process(runs, tmp_path):
     sweep = ["sweep", ckpt, "--radii", "0:0.3:3", "--trials", "2", "--steps", "3", "--samples", "300", "--no-progress"]
     cli(*hess, "--out", str(tmp_path / "h1.h5"))
     cli(*sweep, "--out", str(tmp_path / "w1.h5"))
-    torchrun("-m", "apps.cli", *hess, "--out", str(tmp_path / "h2.h5"), port=29532)
-    torchrun("-m", "apps.cli", *sweep, "--out", str(tmp_path / "w2.h5"), port=29533)
+    torchrun("-m", "landscape.apps.cli", *hess, "--out", str(tmp_path / "h2.h5"), port=29532)
+    torchrun("-m", "landscape.apps.cli", *sweep, "--out", str(tmp_path / "w2.h5"), port=29533)
     h1, h2 = read_hessian(tmp_path / "h1.h5"), read_hessian(tmp_path / "h2.h5")
     np.testing.assert_allclose(h2.eigenvalues, h1.eigenvalues, rtol=1e-5)
     assert h2.trace == pytest.approx(h1.trace, rel=1e-5) and h2.eigen_matvecs == h1.eigen_matvecs

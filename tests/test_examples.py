@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from apps.explorer.catalog import Catalog
-from apps.explorer.views import chosen_groups, compare_figures
+from landscape.apps.explorer.catalog import Catalog
+from landscape.apps.explorer.views import chosen_groups, compare_figures
 from landscape.io import file_category, read_surface
 from landscape.report import find_runs, summary_row
 

@@ -14,10 +14,10 @@ import torch
 from helpers import live_writer
 
 import landscape
-from apps.explorer import views
-from apps.explorer.app import create_app
-from apps.explorer.catalog import Catalog, resolve_under
-from apps.explorer.components import guard
+from landscape.apps.explorer import views
+from landscape.apps.explorer.app import create_app
+from landscape.apps.explorer.catalog import Catalog, resolve_under
+from landscape.apps.explorer.components import guard
 from landscape.io import export_loss_landscape, read_analysis, read_directions, read_surface, read_sweep
 from landscape.problem import Problem
 from landscape.report import find_run, summary_row
@@ -176,7 +176,7 @@ def test_file_route_serves_only_files_under_the_root(folder):
 
 
 def test_explore_binds_localhost_by_default():
-    from apps.cli.__main__ import build_parser
+    from landscape.apps.cli.__main__ import build_parser
 
     args = build_parser().parse_args(["explore", "runs"])
     assert (args.host, args.port) == ("127.0.0.1", 8050)
@@ -410,7 +410,7 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
 def test_explore_says_in_one_line_when_the_port_is_taken(folder, capsys):
     import socket
 
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
 
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]

@@ -8,7 +8,7 @@ import torch.nn as nn
 import landscape
 from landscape.folding import FoldedConv, faster_module
 from landscape.problem import Problem
-from trainers import create_model
+from landscape.trainers import create_model
 
 
 class ViewAfterConv(nn.Module):
@@ -228,7 +228,7 @@ def test_a_module_that_fails_to_compile_is_not_used(monkeypatch):
 
 @pytest.mark.parametrize("command", ["hessian", "sweep"])
 def test_plain_forward_is_refused_where_it_means_nothing(runs, tmp_path, capsys, command):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
 
     argv = [command, str(runs / "erm" / "final.pt"), "--out", str(tmp_path / "x.h5"), "--plain-forward"]
     assert main(argv) == 2
@@ -237,7 +237,7 @@ def test_plain_forward_is_refused_where_it_means_nothing(runs, tmp_path, capsys,
 
 
 def test_plain_forward_from_the_command_line(runs, tmp_path):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
     from landscape.io import read_surface
 
     files = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apps.cli.__main__ import main
+from landscape.apps.cli.__main__ import main
 from landscape.groups import describe, group_runs, interval95, mean_sweep, paired
 from landscape.io import Sweep
 from landscape.report import Run, find_runs

@@ -15,7 +15,7 @@ import pytest
 import torch
 from helpers import cli
 
-from apps.explorer.catalog import Catalog
+from landscape.apps.explorer.catalog import Catalog
 from landscape.io import read_surface
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,8 +59,8 @@ def evil_files(root: Path, secret: Path) -> dict[str, Path]:
 
 
 def test_files_pointing_outside_are_refused_everywhere(tmp_path, capsys):
-    from apps.cli.__main__ import main
-    from apps.explorer import views
+    from landscape.apps.cli.__main__ import main
+    from landscape.apps.explorer import views
 
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP SECRET")
@@ -228,7 +228,7 @@ def test_kill_9_of_robustness_leaves_no_worker_behind(runs, tmp_path):
         [
             sys.executable,
             "-m",
-            "apps.cli",
+            "landscape.apps.cli",
             "robustness",
             str(runs / "erm" / "final.pt"),
             "--corruptions",
@@ -367,8 +367,8 @@ def test_a_malformed_cifar_batch_and_an_empty_corruption_cache(tmp_path):
 
     import torch
 
-    from data.corruptions import corrupted_split
-    from data.formats import read_cifar_batch
+    from landscape.data.corruptions import corrupted_split
+    from landscape.data.formats import read_cifar_batch
 
     batch = tmp_path / "data_batch_1"
     batch.write_bytes(pickle.dumps({"data": np.zeros((3, 10), np.uint8), "labels": [0, 1, 2]}))
@@ -391,13 +391,13 @@ def test_a_malformed_cifar_batch_and_an_empty_corruption_cache(tmp_path):
 def test_download_links_survive_odd_file_names(analysed, tmp_path):
     import shutil
 
-    from apps.explorer.app import create_app
+    from landscape.apps.explorer.app import create_app
 
     root = tmp_path / "root"
     (root / "odd").mkdir(parents=True)
     name = "a #1?b %41\nc.h5"
     shutil.copy(analysed / "erm" / "surface_2d.h5", root / "odd" / name)
-    from apps.explorer.views import download_href
+    from landscape.apps.explorer.views import download_href
 
     app = create_app(root)
     href = download_href(f"odd/{name}")

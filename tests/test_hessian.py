@@ -166,7 +166,7 @@ def test_density_integrates_to_one_and_matches_the_exact_histogram(problem):
 
 @pytest.fixture(scope="module")
 def mlp_run(tmp_path_factory):
-    from trainers import TrainConfig, train
+    from landscape.trainers.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("mlp")
     cfg = TrainConfig(model="mlp", model_kwargs={"width": 8, "depth": 1}, epochs=2)
@@ -186,7 +186,7 @@ def dense_hessian_of_checkpoint(ckpt, samples):
 
 
 def test_hessian_cli_against_the_dense_hessian(mlp_run, tmp_path, capsys):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
     from landscape.io import read_analysis
 
     out = tmp_path / "h.h5"

@@ -1,12 +1,12 @@
-"""trainers.loop.fit over a user's own model and DataLoader: the same weights as a hand-written loop."""
+"""landscape.trainers.loop.fit over a user's own model and DataLoader: the same weights as a hand-written loop."""
 
 import pytest
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from trainers.loop import fit
-from trainers.optim import ERM
+from landscape.trainers.loop import fit
+from landscape.trainers.optim import ERM
 
 
 def data():

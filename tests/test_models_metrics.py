@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainers import MODELS, classification_metrics, create_model, expected_calibration_error
-from trainers.schedules import lr_factor
+from landscape.trainers import MODELS, classification_metrics, create_model, expected_calibration_error
+from landscape.trainers.schedules import lr_factor
 
 
 def n_params(model):
@@ -67,7 +67,7 @@ def test_ece_by_hand():
 
 
 def test_reliability_bins_by_hand():
-    from trainers.metrics import reliability
+    from landscape.trainers.metrics import reliability
 
     probs = torch.tensor([[0.9, 0.1], [0.88, 0.12], [0.3, 0.7], [0.2, 0.8]], dtype=torch.float64)
     rel = reliability(probs, torch.tensor([0, 1, 1, 1]), bins=5)  # bins (0,.2] (.2,.4] (.4,.6] (.6,.8] (.8,1]
@@ -99,7 +99,7 @@ def test_schedules():
 
 @pytest.mark.parametrize("junk", [b"junk\n", bytes(range(256)) * 4])
 def test_junk_is_not_a_checkpoint(tmp_path, junk):
-    from trainers import read_checkpoint
+    from landscape.trainers import read_checkpoint
 
     path = tmp_path / "x.pt"
     path.write_bytes(junk)

@@ -9,8 +9,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad
 
-from trainers.optim import AMP, ASAM, DAMP, METHODS, SAM, BatchClosure, build_method
-from trainers.optim.noise import noise_seed
+from landscape.trainers.optim import AMP, ASAM, DAMP, METHODS, SAM, BatchClosure, build_method
+from landscape.trainers.optim.noise import noise_seed
 
 LR = 0.05
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from trainers.optim import AMP, ASAM, DAAP, DAMP, ERM, RMP, SAM
-from trainers.optim.noise import noise_seed
+from landscape.trainers.optim import AMP, ASAM, DAAP, DAMP, ERM, RMP, SAM
+from landscape.trainers.optim.noise import noise_seed
 
 LR = 0.1
 RNG = np.random.default_rng(0)
@@ -284,7 +284,7 @@ def test_clip_grad_norm_clips_every_gradient_the_method_uses(cls, kw):
 def test_amp_warns_when_epsilon_is_large_for_the_model():
     import warnings
 
-    from trainers.models import create_model
+    from landscape.trainers.models import create_model
 
     def build(model, **kw):
         return AMP(model, torch.optim.SGD(model.parameters(), lr=LR), **kw)

@@ -14,7 +14,7 @@ from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from landscape.io import Surface, Sweep
 from landscape.plots import mpl as plot_mpl
 from landscape.plots.style import axis_label
-from trainers.metrics import ece_from_bins
+from landscape.trainers.metrics import ece_from_bins
 
 
 def not_blank(fig) -> bool:
@@ -111,7 +111,7 @@ def test_spectrum_and_sweep():
 
 
 def test_plot_cli_draws_every_kind(runs, tmp_path):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
     from landscape.jobs import EvalOptions, hessian_analysis, random_surface, sweep_analysis
 
     opts = EvalOptions(samples=100, device="cpu", progress=False)
@@ -148,7 +148,7 @@ def test_plot_cli_writes_standalone_html_with_the_data(runs, tmp_path):
     import json
     import re
 
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
     from landscape.io import read_surface
     from landscape.jobs import EvalOptions, random_surface
 
@@ -187,7 +187,7 @@ def test_vtp_is_vtk_xml_with_the_grid():
 
 
 def rel_bins():
-    from trainers.metrics import reliability
+    from landscape.trainers.metrics import reliability
 
     probs = torch.tensor([[0.9, 0.1], [0.88, 0.12], [0.3, 0.7], [0.2, 0.8], [0.45, 0.55]], dtype=torch.float64)
     return reliability(probs, torch.tensor([0, 1, 1, 1, 0]), bins=5)
@@ -281,7 +281,7 @@ def test_plot_cli_draws_checkpoints_and_robustness_files(analysed, tmp_path):
     import json
     import re
 
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
     from landscape.jobs import EvalOptions, calibration
 
     figs = tmp_path / "figs"

@@ -188,7 +188,7 @@ def test_tiny_transformer_hessian_equals_the_dense_one_whole_and_per_block(tiny_
 
 
 def test_checkpoint_problem_with_the_api_writes_the_clis_files_bit_for_bit(runs, tmp_path):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
 
     ckpt = runs / "sam" / "final.pt"
     cli, api = tmp_path / "cli", tmp_path / "api"  # the same file names: surface files store their own
@@ -410,7 +410,7 @@ def write_problem_file(path, body):
 
 
 def test_cli_takes_a_users_problem_file(tmp_path, capsys):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
 
     f = write_problem_file(
         tmp_path / "mine.py",
@@ -469,7 +469,7 @@ def test_cli_takes_a_users_problem_file(tmp_path, capsys):
     ],
 )
 def test_cli_problem_errors_are_one_line(tmp_path, capsys, body, spec, message):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
 
     f = write_problem_file(tmp_path / "p.py", body)
     assert main(["surface", "--problem", spec.format(f=f), "--no-progress", "--out", str(tmp_path / "s.h5")]) == 2
@@ -478,7 +478,7 @@ def test_cli_problem_errors_are_one_line(tmp_path, capsys, body, spec, message):
 
 
 def test_cli_problem_refuses_checkpoint_options(tmp_path, capsys, runs):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
 
     f = write_problem_file(tmp_path / "p.py", "problem = None\n")
     assert main(["surface", "--problem", f"{f}:problem", "--samples", "10", "--out", str(tmp_path / "s.h5")]) == 2

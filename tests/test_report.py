@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from helpers import REPORT_FIGURES
 
-from apps.cli.__main__ import main
+from landscape.apps.cli.__main__ import main
 from landscape.io import Sweep, read_analysis, read_surface, read_sweep
 from landscape.jobs import EvalOptions, calibration
 from landscape.report import sweep_sharpness
 from landscape.robustness import read_robustness
-from trainers import read_checkpoint
+from landscape.trainers import read_checkpoint
 
 
 def test_sharpness_interpolates_between_radii():

@@ -16,12 +16,12 @@ from helpers import cli
 from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 
-from data import load_dataset
+from landscape.data import load_dataset
 from landscape.grid import Displacement, evaluate_point, parse_range
 from landscape.io import export_loss_landscape, read_directions, read_surface
 from landscape.jobs import EvalOptions, interpolation_surface, random_surface, trajectory_surface
 from landscape.problem import Problem
-from trainers import load_checkpoint
+from landscape.trainers import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTS = EvalOptions(splits=["train", "test"], samples=300, device="cpu", progress=False)
@@ -156,7 +156,7 @@ def test_kill_9_mid_grid_then_resume_equals_uninterrupted(runs, tmp_path):
     ]
     out, total = tmp_path / "killed.h5", 256
     proc = subprocess.Popen(
-        [sys.executable, "-m", "apps.cli", *args, "--out", str(out)],
+        [sys.executable, "-m", "landscape.apps.cli", *args, "--out", str(out)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -209,7 +209,7 @@ def test_two_ranks_equal_one(runs, tmp_path):
             "--nproc_per_node=2",
             "--master_port=29517",
             "-m",
-            "apps.cli",
+            "landscape.apps.cli",
             *args,
             "--out",
             str(tmp_path / "two.h5"),
@@ -290,7 +290,7 @@ def test_cli_loss_landscape_format(runs, tmp_path):
     ],
 )
 def test_surface_bad_input(runs, tmp_path, capsys, argv, message):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
 
     assert (
         main(["surface", str(runs / "erm" / "final.pt"), "--out", str(tmp_path / "x.h5"), "--no-progress", *argv]) == 2
@@ -300,7 +300,7 @@ def test_surface_bad_input(runs, tmp_path, capsys, argv, message):
 
 
 def test_surface_file_errors(runs, tmp_path, capsys):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
 
     base = ["surface", str(runs / "erm" / "final.pt"), "--x", "-1:1:3", "--samples", "20", "--no-progress"]
     assert main([*base[:1], str(tmp_path / "nope.pt"), *base[2:], "--out", str(tmp_path / "a.h5")]) == 2
@@ -351,8 +351,8 @@ def test_reads_loss_landscape_direction_groups(tmp_path):
 
 
 def test_mismatched_checkpoints_are_refused(runs, tmp_path, capsys):
-    from apps.cli.__main__ import main
-    from trainers import TrainConfig, train
+    from landscape.apps.cli.__main__ import main
+    from landscape.trainers.train import TrainConfig, train
 
     train(TrainConfig(model="mlp", epochs=1), tmp_path / "mlp", progress=False, log=lambda line: None)
     assert (

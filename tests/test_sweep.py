@@ -10,7 +10,7 @@ from landscape.io import read_sweep
 from landscape.jobs import EvalOptions, sweep_analysis
 from landscape.perturbation import Sweeper, SweepSettings, sharpness
 from landscape.problem import Problem
-from trainers.optim import is_weight
+from landscape.trainers.optim import is_weight
 
 OPTS = EvalOptions(samples=300, device="cpu", progress=False)
 
@@ -71,7 +71,7 @@ def test_adversarial_is_at_least_random(loaded, tmp_path, runs):
 
 
 def test_resume_recomputes_only_missing_points_and_agrees(runs, tmp_path, capsys):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
 
     args = [
         "sweep",
@@ -108,7 +108,7 @@ def test_resume_recomputes_only_missing_points_and_agrees(runs, tmp_path, capsys
     ],
 )
 def test_sweep_bad_input(runs, tmp_path, capsys, argv, message):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
 
     assert main(["sweep", str(runs / "erm" / "final.pt"), "--out", str(tmp_path / "x.h5"), "--no-progress", *argv]) == 2
     err = capsys.readouterr().err.strip()

@@ -12,8 +12,9 @@ import pytest
 import torch
 from helpers import REPORT_FIGURES, cli
 
-from data import TensorLoader, load_dataset
-from trainers import METHODS, TrainConfig, evaluate, load_checkpoint, read_checkpoint, train
+from landscape.data import TensorLoader, load_dataset
+from landscape.trainers import METHODS, evaluate, load_checkpoint, read_checkpoint
+from landscape.trainers.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = dict(progress=False, log=lambda line: None)
@@ -82,7 +83,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, method):
 def test_kill_9_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     args = ["train", "--method", "damp", "--num-splits", "2", "--epochs", "3", "--batch-size", "16", "--no-progress"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "apps.cli", *args, "--out", str(tmp_path / "killed")],
+        [sys.executable, "-m", "landscape.apps.cli", *args, "--out", str(tmp_path / "killed")],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -139,7 +140,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path, capsys, argv, message):
-    from apps.cli.__main__ import main
+    from landscape.apps.cli.__main__ import main
 
     assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *argv]) == 2
     err = capsys.readouterr().err.strip()
@@ -179,7 +180,7 @@ def test_version_and_help_load_only_what_they_need():
     version = cli("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"landscape {__version__}" and version.stderr == ""
     probe = (
-        "import sys; from apps.cli.__main__ import main; code = main({argv}); "
+        "import sys; from landscape.apps.cli.__main__ import main; code = main({argv}); "
         "print(sorted(m for m in ('torch', 'matplotlib', 'scipy', 'dash') if m in sys.modules))"
     )
     bare = subprocess.run(

@@ -146,13 +146,13 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def changed_options(saved: dict, now: dict, names: dict[str, str] | None = None) -> list[str]:
-    """``--rho 0.05 (now 0.1)`` for every setting that differs, in the user's option names (``names`` overrides
-    the ``--key-name`` spelling; values too long to read are left out)."""
+    """``rho=0.05 (now 0.1)`` for every setting that differs, by its keyword (``names`` overrides that spelling;
+    values too long to read are left out); the command line shows ``--rho 0.05 (now 0.1)``."""
     out = []
     for key in (k for k in now if saved.get(k) != now[k]):
-        name = (names or {}).get(key, "--" + key.replace("_", "-"))
+        name = (names or {}).get(key, f"{key}=")
         old, new = (v if isinstance(v, str) else json.dumps(v, default=str) for v in (saved.get(key), now[key]))
-        out.append(f"{name} {old} (now {new})" if len(old) + len(new) < 60 else name)
+        out.append(f"{name}{'' if name.endswith('=') else ' '}{old} (now {new})" if len(old) + len(new) < 60 else name)
     return out
 
 
@@ -203,8 +203,8 @@ SCALAR = (int, float, bool, str, type(None))
 def check_checkpoint(ck: dict, path: str | Path) -> None:
     """The one validator every reader goes through (CLI, ``Problem.from_checkpoint``, compare, the explorer): the
     fields a checkpoint must hold, their types, a known model and dataset; one line naming the file and the field.
-    (The model's arguments are bounded when it is built: :func:`~trainers.models.create_model`.)"""
-    from data import DATASETS
+    (The model's arguments are bounded when it is built: :func:`~landscape.trainers.models.create_model`.)"""
+    from landscape.data import DATASETS
 
     def bad(field: str, why: str) -> ValueError:
         return ValueError(f"{path}: field {field!r} {why} (not a valid landscape checkpoint)")

@@ -119,22 +119,20 @@ def close_group(wait: bool = True) -> None:
 
 
 def stopped_message(command: str) -> str:
+    """The line of a rank of a ``landscape COMMAND`` job that torchrun stops (the command line's words)."""
     return (
         f"landscape {command}: rank {os.environ.get('RANK', '?')} stopped: another rank failed or the job was "
         "stopped (its message is above); finished epochs and points are saved: rerun with --resume"
     )
 
 
-SAID = "LANDSCAPE_SAID"  # a file (set by apps.cli.torchrun) each rank appends to once it has printed its line
+SAID = "LANDSCAPE_SAID"  # a file (set by landscape.apps.cli.torchrun) each rank appends to once it has printed its line
 _said = False
 
 
 def say(line: str) -> None:
-    """Print this rank's one line about why it stopped, once (torchrun's SIGTERM may follow the error path), and
-    record it for the launcher, which then adds nothing."""
+    """Print this rank's one line about why it stopped and record it for the launcher, which then adds nothing."""
     global _said
-    if _said:
-        return
     _said = True
     print(line, file=sys.stderr, flush=True)
     if os.environ.get(SAID):
@@ -148,7 +146,8 @@ def stop_when_terminated(command: str) -> None:
         return
 
     def handler(signum: int, frame: object) -> None:
-        say(stopped_message(command))
+        if not _said:  # torchrun's SIGTERM may come after this rank has said why it stopped
+            say(stopped_message(command))
         os._exit(1)
 
     signal.signal(signal.SIGTERM, handler)

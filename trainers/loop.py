@@ -3,8 +3,8 @@
 ``landscape train`` is this loop plus a run directory (evaluation, metrics.jsonl, checkpoints); a user with
 their own model and ``DataLoader`` of ``(x, y)`` batches calls it directly::
 
-    from trainers.loop import fit
-    from trainers.optim import SAM
+    from landscape.trainers.loop import fit
+    from landscape.trainers.optim import SAM
     opt = SAM(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), rho=0.05)
     history = fit(model, loader, opt, epochs=10, lr_at=lambda epoch: 0.1 * 0.5 ** (epoch // 5))
 """

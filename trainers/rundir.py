@@ -63,7 +63,7 @@ def trajectory_checkpoints(run_dir: str | Path) -> tuple[list[Path], Path]:
     if len(found) < 3:
         raise ValueError(
             f"{run_dir} has {len(found)} epoch checkpoints; the PCA plane of a trajectory needs >= 3 (train 3 or "
-            "more epochs with --save-every 1)"
+            "more epochs with save_every=1)"
         )
     return found, final
 

@@ -1,6 +1,6 @@
 """The training loop behind ``landscape train``: config in, run directory out.
 
-A run directory (:mod:`trainers.rundir`) holds ``config.json``, ``metrics.jsonl`` (one line per
+A run directory (:mod:`landscape.trainers.rundir`) holds ``config.json``, ``metrics.jsonl`` (one line per
 epoch), ``checkpoints/epoch_NNN.pt`` and ``final.pt``, every file written atomically. Resume
 continues from the newest checkpoint; on CPU the result equals an uninterrupted run
 bit for bit (model, optimizer, loader and RNG states are all checkpointed).
@@ -18,8 +18,8 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from data import Augment, TensorLoader, dataset_info, load_dataset
-from data.corruptions import CorruptHalf, parse_severities
+from landscape.data import Augment, TensorLoader, dataset_info, load_dataset
+from landscape.data.corruptions import CorruptHalf, parse_severities
 
 from .checkpoint import (
     changed_options,
@@ -88,37 +88,36 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
         for name in ("epochs", "batch_size", "eval_batch_size", "save_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.clip_grad_norm is not None and not (self.clip_grad_norm > 0 and math.isfinite(self.clip_grad_norm)):
-            raise ValueError(f"--clip-grad-norm must be finite and > 0, got {self.clip_grad_norm}")
+            raise ValueError(f"clip_grad_norm={self.clip_grad_norm} must be finite and > 0")
         for name in ("lr", "momentum", "weight_decay"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"--{name.replace('_', '-')} must be finite and >= 0, got {value}")
+                raise ValueError(f"{name}={value} must be finite and >= 0")
         splits = self.hparams.get("num_splits") or method_info(self.method).hparams.get("num_splits", 1)
         if splits > self.batch_size:
-            raise ValueError(f"--num-splits {splits} is more sub-batches than the {self.batch_size} images of a batch")
+            raise ValueError(f"num_splits={splits} is more sub-batches than the {self.batch_size} images of a batch")
         if self.augment_corruption is not None:
             try:
                 severities = self.severities()
             except ValueError as e:
-                raise ValueError(str(e).replace("--severities", "--augment-severity")) from None
+                raise ValueError(str(e).replace("severities=", "augment_severity=")) from None
             CorruptHalf(self.augment_corruption, severities)
         elif self.augment_severity is not None:
-            raise ValueError("--augment-severity needs --augment-corruption")
+            raise ValueError("augment_severity= needs augment_corruption=")
         if self.local_ascent and self.method not in ("sam", "asam", "amp"):
-            raise ValueError(f"--local-ascent applies to sam, asam and amp, not {self.method}")
+            raise ValueError(f"local_ascent=True applies to sam, asam and amp, not {self.method}")
         if self.crop_padding is not None and not 0 <= self.crop_padding <= MAX_CROP_PADDING:
-            raise ValueError(f"--crop-padding {self.crop_padding}: must be 0 to {MAX_CROP_PADDING} pixels")
+            raise ValueError(f"crop_padding={self.crop_padding}: must be 0 to {MAX_CROP_PADDING} pixels")
         if self.batch_size % world:
-            raise ValueError(f"--batch-size {self.batch_size} is the global batch: it must divide among {world} ranks")
+            raise ValueError(f"batch_size={self.batch_size} is the global batch: it must divide among {world} ranks")
         if splits > self.batch_size // world:
             raise ValueError(
-                f"--num-splits {splits} is more sub-batches than the {self.batch_size // world} images "
-                f"of a rank's batch"
+                f"num_splits={splits} is more sub-batches than the {self.batch_size // world} images of a rank's batch"
             )
         if world > 1 and "num_splits" in method_info(self.method).hparams and splits % world:
-            raise ValueError(f"--num-splits {splits} sub-batches do not divide among {world} ranks")
+            raise ValueError(f"num_splits={splits} sub-batches do not divide among {world} ranks")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"unknown device {self.device!r}; expected auto, cpu or cuda")
 
@@ -167,7 +166,7 @@ def _config_mismatch(saved: dict, cfg: TrainConfig) -> list[str]:
             }
         )
         after.update(cfg.resolved_hparams())
-    return changed_options(before, after, {"model_kwargs": "--model-arg"})
+    return changed_options(before, after, {"model_kwargs": "model_kwargs="})
 
 
 def _check_finite(loss: float, model: nn.Module, cfg: TrainConfig, epoch: int, out: Path) -> None:
@@ -179,7 +178,7 @@ def _check_finite(loss: float, model: nn.Module, cfg: TrainConfig, epoch: int, o
         last = newest_checkpoint(out)
         what = f"the training loss is {loss}" if broken is None else f"{broken} holds NaN or infinite values"
         raise ValueError(
-            f"training diverged in epoch {epoch + 1}: {what} (--lr {cfg.lr:g} or the method's radius too "
+            f"training diverged in epoch {epoch + 1}: {what} (lr={cfg.lr:g} or the method's radius too "
             f"large?); nothing of this epoch was saved" + (f", the last good checkpoint is {last}" if last else "")
         )
 
@@ -195,13 +194,15 @@ def _start(cfg: TrainConfig, out: Path, resume: bool, group: Group, held: ExitSt
             remove_stale_temps(out)
             remove_stale_temps(out / CHECKPOINTS)
         if not resume and out.exists() and any(out.iterdir()):
-            raise ValueError(f"{out} already holds files: pass --resume to continue that run, or choose another --out")
+            raise ValueError(
+                f"{out} already holds files: pass resume=True to continue that run, or choose another out="
+            )
         if ckpt is not None:
             bad = _config_mismatch(read_checkpoint(ckpt)["config"], cfg)
             if bad:
                 raise ValueError(
                     f"cannot resume {out}: it was trained with {'; '.join(bad)}; use its options, or "
-                    f"another --out to start a new run"
+                    f"another out= to start a new run"
                 )
         return str(ckpt) if ckpt else None
 
@@ -251,7 +252,7 @@ def _train(
     ds = load_dataset(cfg.dataset, cfg.data_root)
     default_aug = dataset_info(cfg.dataset).augment
     if cfg.crop_padding is not None and cfg.crop_padding > ds.image_size:
-        raise ValueError(f"--crop-padding {cfg.crop_padding}: more than the {ds.image_size}-pixel images")
+        raise ValueError(f"crop_padding={cfg.crop_padding}: more than the {ds.image_size}-pixel images")
     augment = Augment(
         default_aug.crop_padding if cfg.crop_padding is None else cfg.crop_padding,
         default_aug.hflip if cfg.hflip is None else cfg.hflip,

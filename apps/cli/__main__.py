@@ -49,7 +49,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if name in sub.choices:
             continue
         if module in wanted:
-            importlib.import_module(f"apps.cli.{module}").add_parser(sub)  # adds every command of the module
+            importlib.import_module(f"landscape.apps.cli.{module}").add_parser(sub)  # adds every command of the module
         else:
             sub.add_parser(name, help=text)
     return parser
@@ -77,6 +77,31 @@ def join_negative_ranges(argv: list[str]) -> list[str]:
     return out
 
 
+KEYWORD = re.compile(r"\b([a-z][a-z0-9_]*)=(True\b)?")
+
+
+def in_flags(text: str, parser: argparse.ArgumentParser, command: str) -> str:
+    """A library message in the command line's words: the library names keyword arguments (``resume=True``,
+    ``data_root=``, ``rho=0.05``), the user typed flags (``--resume``, ``--data-root``, ``--rho 0.05``)."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    command_parser = sub.choices.get(command) if sub is not None else None
+    flags = {
+        action.dest.removeprefix("hp_"): next(o for o in action.option_strings if o.startswith("--"))
+        for action in (command_parser._actions if command_parser is not None else [])
+        if any(o.startswith("--") for o in action.option_strings)
+    }
+    flags.update({"model_kwargs": "--model-arg", "splits": "--split", "x": "--x", "y": "--y"})
+
+    def flag(m: re.Match) -> str:
+        name = flags.get(m[1])
+        if name is None:
+            return m[0]
+        follows = text[m.end() : m.end() + 1]
+        return name if m[2] or not follows or follows in " ,;:)" else f"{name} "
+
+    return KEYWORD.sub(flag, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     raw = join_negative_ranges(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser(command_of(raw) or "")
@@ -88,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     args.argv = raw
-    from trainers.distributed import (
+    from landscape.trainers.distributed import (
         close_group,
         lost_peer,
         say,
@@ -106,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank raises it: say it once
             text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            say(f"landscape {args.command}: error: {text}")
+            say(f"landscape {args.command}: error: {in_flags(text, parser, args.command)}")
         return 2
     except RuntimeError as e:
         if not lost_peer(e) or os.environ.get("LANDSCAPE_DEBUG"):

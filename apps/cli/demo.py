@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.cli.explore import serve
+from landscape.apps.cli.explore import serve
 from landscape.jobs import (
     EvalOptions,
     calibration,
@@ -27,8 +27,9 @@ from landscape.report import (
     markdown_table,
     write_report,
 )
-from trainers import METHODS, TrainConfig, read_checkpoint, train
-from trainers.rundir import CONFIG, FINAL, newest_checkpoint
+from landscape.trainers import METHODS, read_checkpoint
+from landscape.trainers.rundir import CONFIG, FINAL, newest_checkpoint
+from landscape.trainers.train import TrainConfig, train
 
 from .commands import help_of
 from .numbers import COUNT, PORT, names, number

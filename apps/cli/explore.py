@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def allowed_hosts(host: str, extra: list[str]) -> list[str]:
     """The names a request may carry in its ``Host`` header: the bound address, the loopback names, and where the
     server listens on every interface (0.0.0.0, ::) this machine's own names; plus ``extra``."""
-    from apps.explorer.app import LOOPBACK
+    from landscape.apps.explorer.app import LOOPBACK
 
     names = [host, *LOOPBACK, *extra]
     if host in ("0.0.0.0", "::", ""):
@@ -59,7 +59,7 @@ def allowed_hosts(host: str, extra: list[str]) -> list[str]:
 
 
 def serve(root: str, host: str = "127.0.0.1", port: int = 8050, refresh: float = 3.0, allow: list[str] = ()) -> None:
-    from apps.explorer.app import create_app
+    from landscape.apps.explorer.app import create_app
 
     if refresh <= 0:
         raise ValueError(f"--refresh must be > 0, got {refresh}")

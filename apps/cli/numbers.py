@@ -49,7 +49,8 @@ def checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
         try:
             return parse(text)
         except ValueError as e:
-            raise argparse.ArgumentTypeError(re.sub(r"^--[\w-]+:?\s+", "", str(e))) from None  # argparse names it
+            # argparse names the option itself: drop the parser's own name for it
+            raise argparse.ArgumentTypeError(re.sub(r"^(--[\w-]+:?\s+|[a-z_]+=)", "", str(e))) from None
 
     run.__name__ = parse.__name__
     return run

@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from data.corruptions import parse_corruptions, parse_severities
+from landscape.data.corruptions import parse_corruptions, parse_severities
 
 from .commands import help_of
 from .numbers import COUNT, INDEX, checked

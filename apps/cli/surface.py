@@ -22,7 +22,7 @@ SURFACE_EXAMPLES = """examples:
   landscape surface --problem my_problem.py:problem --x -1:1:21 --y -1:1:21 --out mine_2d.h5     # your own model
   landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --split train,test --samples 500 --out sam_2d.h5
   landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --out sam_2d.h5 --resume     # after an interruption
-  torchrun --nproc_per_node=2 -m apps.cli surface runs/sam/final.pt --x -1:1:51 --y -1:1:51 --out big.h5
+  torchrun --nproc_per_node=2 -m landscape.apps.cli surface runs/sam/final.pt --x -1:1:51 --y -1:1:51 --out big.h5
   landscape surface runs/sam/final.pt --x -1:1:21 --y -1:1:21 --format loss-landscape --out theirs.h5
   landscape surface runs/sam/final.pt --x -1:1:101 --y -1:1:101 --compile --out fine.h5   # compile from the start
 

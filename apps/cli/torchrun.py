@@ -1,4 +1,4 @@
-"""``python -m apps.cli.torchrun ARGS``: torchrun for ``--nproc N``, with our one line in place of its report.
+"""``python -m landscape.apps.cli.torchrun ARGS``: torchrun for ``--nproc N``, with our one line in place of its report.
 
 torchrun prints a 35-line traceback and failure table when a rank fails, after the rank has said what went wrong in
 one line of its own (a user error, or "another rank failed"). Here that report is dropped; only a job whose ranks
@@ -16,7 +16,7 @@ from pathlib import Path
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import parse_args, run
 
-from trainers.distributed import SAID
+from landscape.trainers.distributed import SAID
 
 
 def main(argv: list[str]) -> int:

@@ -11,11 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from data import DATASETS
-from data.corruptions import parse_severities
-from trainers import METHODS, MODELS, TrainConfig, train
-from trainers.device import resolve_device
-from trainers.schedules import SCHEDULES
+from landscape.data import DATASETS
+from landscape.data.corruptions import parse_severities
+from landscape.trainers import METHODS, MODELS
+from landscape.trainers.device import resolve_device
+from landscape.trainers.schedules import SCHEDULES
+from landscape.trainers.train import TrainConfig, train
 
 from .commands import help_of
 from .numbers import COUNT, INDEX, NONNEGATIVE, POSITIVE, checked, number
@@ -31,7 +32,7 @@ EXAMPLES = """examples:
   landscape train --out runs/sam --method sam --resume      # continue after an interruption
   landscape train --method sam --nproc 2 --out runs/sam2     # 2 processes (torchrun): the same run as one
   landscape train --method sam --seeds 0-2 --out runs/sam   # runs/sam/seed0..seed2, grouped by compare
-  torchrun --nproc_per_node=8 -m apps.cli train --method damp --model resnet18 --dataset cifar10 \
+  torchrun --nproc_per_node=8 -m landscape.apps.cli train --method damp --model resnet18 --dataset cifar10 \
       --data-root ~/data --sync-bn --out runs/c10-damp       # 8 GPUs, one noise draw per GPU (M = 8)
 
 method hyperparameters (defaults in brackets):
@@ -302,18 +303,18 @@ def without(argv: list[str], flags: tuple[str, ...]) -> list[str]:
 
 
 def launch(nproc: int, argv: list[str]) -> int:
-    """``torchrun --standalone --nproc_per_node=N -m apps.cli ARGV`` on this machine (its report of a failed rank
-    replaced by our line: :mod:`apps.cli.torchrun`); its exit code."""
+    """``torchrun --standalone --nproc_per_node=N -m landscape.apps.cli ARGV`` on this machine (its report of a
+    failed rank replaced by our line: :mod:`landscape.apps.cli.torchrun`); its exit code."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     cmd = [
         sys.executable,
         "-m",
-        "apps.cli.torchrun",
+        "landscape.apps.cli.torchrun",
         "--standalone",
         f"--nproc_per_node={nproc}",
         "-m",
-        "apps.cli",
+        "landscape.apps.cli",
         *argv,
     ]
     return subprocess.run(cmd, env=env).returncode

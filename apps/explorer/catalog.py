@@ -13,7 +13,7 @@ from pathlib import Path
 from landscape.groups import group_runs, settings
 from landscape.io import inspect_file
 from landscape.report import SHARPNESS_RHO, Run, columns, find_run, group_stats, summary_row
-from trainers.rundir import RUN_MARKERS
+from landscape.trainers.rundir import RUN_MARKERS
 
 OUTSIDE = "refused: a link to a file outside the served folder"
 CONFIG_COLUMNS = ("lr", "batch_size", "rho", "eta", "epsilon", "sigma", "num_splits", "weight_decay")  # hparams shown

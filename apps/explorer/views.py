@@ -1,6 +1,6 @@
 """What each explorer view shows, as plain functions of (catalog, choices) -> figures and table rows.
 
-The Dash callbacks in :mod:`apps.explorer.app` only route inputs to these; the figures come from
+The Dash callbacks in :mod:`landscape.apps.explorer.app` only route inputs to these; the figures come from
 :mod:`landscape.plots` and :mod:`landscape.report`, the same code as ``landscape plot`` and
 ``landscape compare``.
 """

@@ -9,8 +9,8 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from trainers.checkpoint import atomic_write, changed_options, payload_bytes, remove_stale_temps
-from trainers.rundir import CHECKPOINTS
+from landscape.trainers.checkpoint import atomic_write, changed_options, payload_bytes, remove_stale_temps
+from landscape.trainers.rundir import CHECKPOINTS
 
 from ..directions import Direction
 from .directions import AXES, group_direction, write_direction
@@ -151,15 +151,15 @@ def nonfinite_points(arrays: dict[str, np.ndarray], computed: np.ndarray) -> int
 
 
 RESUME_OPTIONS = {  # a stored attribute -> what the user set it with
-    "grid": "another grid (--x/--y or --radii)",
+    "grid": "another grid (x=/y= or radii=)",
     "checkpoint_sha256": "another checkpoint (its contents differ)",
     "checkpoint_b_sha256": "another second checkpoint",
     "weights_sha256": "other model weights",
-    "params": "--params (other parameters analysed)",
-    "values": "--split (other values stored)",
+    "params": "params= (other parameters analysed)",
+    "values": "splits= (other values stored)",
     "index_order": "--y (1-D vs 2-D)",
     "kind": "another analysis (kind)",
-    "models": "another --baseline",
+    "models": "another baseline=",
 }
 
 
@@ -184,7 +184,7 @@ def check_resumable(out: str | Path, kind: str, stored: dict, attrs: dict, same_
     if diff or not same_grid:
         raise ValueError(
             f"cannot resume {out}: it was made with {'; '.join(diff or [RESUME_OPTIONS['grid']])}; "
-            f"use its options, or --overwrite to start again"
+            f"use its options, or overwrite=True to start again"
         )
 
 

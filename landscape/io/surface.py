@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from trainers.checkpoint import atomic_write, payload_bytes
+from landscape.trainers.checkpoint import atomic_write, payload_bytes
 
 from ..directions import Direction
 from .directions import AXES, write_group

@@ -10,12 +10,12 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from data import load_dataset
-from data.corruptions import corrupted_split, split_key
-from data.formats import RELEASED_C, read_released_c
-from trainers import classification_metrics, load_checkpoint, predict
-from trainers.device import resolve_device
-from trainers.metrics import ECE_BINS, reliability
+from landscape.data import load_dataset
+from landscape.data.corruptions import corrupted_split, split_key
+from landscape.data.formats import RELEASED_C, read_released_c
+from landscape.trainers import classification_metrics, load_checkpoint, predict
+from landscape.trainers.device import resolve_device
+from landscape.trainers.metrics import ECE_BINS, reliability
 
 from ..evaluation import EvalSet, normalize, subset
 from ..io import ResultWriter, open_results, sha256
@@ -69,7 +69,7 @@ def _condition_images(
             x, split_key(dataset, "test", total, idx), name, severity, seed, indices=idx, workers=workers
         ), y
     if c_root is None:
-        raise ValueError("--source released needs --c-root (the folder holding the released *-C files)")
+        raise ValueError("source='released' needs c_root= (the folder holding the released *-C files)")
     cx, cy = read_released_c(c_root, dataset, name, severity)
     if len(cy) != total:
         raise ValueError(f"{dataset}-C {name} severity {severity} has {len(cy)} images, the test split {total}")
@@ -132,7 +132,7 @@ def robustness_analysis(
     if source == "released" and dataset not in RELEASED_C:
         raise ValueError(
             f"no released corruption benchmark for {dataset!r} (known: {', '.join(RELEASED_C)}); "
-            f"use generated corruptions (--source generated)"
+            f"use generated corruptions (source='generated')"
         )
     ds = load_dataset(dataset, opts.data_root or meta["config"].get("data_root"))
     x, y = ds.split("test")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.rundir import trajectory_checkpoints
+from landscape.trainers.rundir import trajectory_checkpoints
 
 from ..grid import interpolate, surface, trajectory
 from .options import EvalOptions, surface_job

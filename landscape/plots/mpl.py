@@ -18,7 +18,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from trainers.metrics import ece_from_bins
+from landscape.trainers.metrics import ece_from_bins
 
 from ..io import Surface, Sweep
 from ..robustness import Robustness, severity_curves
@@ -204,7 +204,7 @@ def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> F
     """Reliability diagrams (Guo et al.), one column per model: accuracy per confidence bin as bars with the gap
     to the diagonal shaded, and above it the share of predictions in each bin (log scale).
 
-    ``curves``: ``(label, bins)`` with ``bins`` from :func:`trainers.metrics.reliability`.
+    ``curves``: ``(label, bins)`` with ``bins`` from :func:`landscape.trainers.metrics.reliability`.
     """
     n = len(curves)
     fig, axes = _subplots(

@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from trainers.metrics import ece_from_bins
+from landscape.trainers.metrics import ece_from_bins
 
 from ..io import Surface, Sweep
 from ..robustness import Robustness, severity_curves

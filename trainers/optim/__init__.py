@@ -8,11 +8,11 @@ from typing import cast
 import torch.nn as nn
 from torch.optim import Optimizer
 
+from ..rules import is_weight
 from .ascent import AMP, ASAM, SAM
 from .base import ERM, BatchNormState, BNUpdate, Closure, PerturbedOptimizer
 from .closure import BatchClosure
 from .noise import DAAP, DAMP, RMP, NoiseOptimizer
-from .rules import is_weight
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from torch import Tensor
 from torch.nn.utils import get_total_norm
 from torch.optim import Optimizer
 
+from ..rules import adaptive_scale, is_weight, project_each_to_ball_, project_to_ball_, scale_to_radius_
 from .base import BNUpdate, Closure, Params, PerturbedOptimizer, grads_of
-from .rules import adaptive_scale, is_weight, project_each_to_ball_, project_to_ball_, scale_to_radius_
 
 Groups = list[tuple[dict, slice]]  # each param group and its slice of the flat parameter list
 
@@ -121,7 +121,7 @@ class ASAM(SAM):
     """Adaptive SAM (Kwon et al., ICML 2021), the official SamsungLabs rule.
 
     ``T_w = |w| + eta`` on weights (conv/linear kernels and norm scales, see
-    :func:`~trainers.optim.base.is_weight`), ``T = 1`` on biases and BN shifts, and
+    :func:`~landscape.trainers.optim.base.is_weight`), ``T = 1`` on biases and BN shifts, and
     ``offset = rho * T^2 g / ||T g||``. ``adaptive_params="all", eta=0`` gives
     davda54/sam's ``adaptive=True`` variant (T = |w| on every parameter).
     """

@@ -8,7 +8,7 @@ Closure contract (the same for every method, ERM included)::
         # that the mean over the parts equals the batch's mean loss.
 
 The optimizer owns ``zero_grad`` and ``backward`` because it decides which passes run,
-at which weights, and how sub-batches are weighted. :class:`trainers.optim.BatchClosure`
+at which weights, and how sub-batches are weighted. :class:`landscape.trainers.optim.BatchClosure`
 builds such a closure for a model and a batch. An ordinary torch closure ``loss = closure()``
 (a forward on the whole batch; it may call ``backward`` itself, torch's convention) serves
 every method that needs whole batches only: all but DAMP/DAAP with ``num_splits > 1``, whose
@@ -60,7 +60,7 @@ class WholeBatch:
 
 NO_SUB_BATCHES = (
     "a closure() without arguments evaluates the whole batch, one noise draw per batch: use num_splits=1, "
-    "or a closure(part, num_parts) that evaluates sub-batch `part` (see trainers.optim.BatchClosure)"
+    "or a closure(part, num_parts) that evaluates sub-batch `part` (see landscape.trainers.optim.BatchClosure)"
 )
 
 

@@ -10,7 +10,7 @@ the perturbed tensors in parameter order) from a generator seeded by ``(seed, t,
 (:func:`noise_seed`): the draws depend on nothing else, so resume is exact (the step count
 is in ``state_dict``) and a run with M sub-batches draws the same noise on one process or
 on N ranks holding M/N sub-batches each (the DAMP reference's one draw per device is
-M = N; see :meth:`~trainers.optim.base.PerturbedOptimizer.distribute`). BatchNorm: with
+M = N; see :meth:`~landscape.trainers.optim.base.PerturbedOptimizer.distribute`). BatchNorm: with
 ``bn_update="once"`` every sub-batch starts from the same running statistics and the step
 keeps their mean (one update per step, the mean of the sub-batch statistics); batch
 statistics themselves are per sub-batch (ghost BN), whereas the DAMP reference pools them
@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from ..distributed import Group
+from ..rules import is_weight
 from .ascent import check_nonneg
 from .base import (
     NO_SUB_BATCHES,
@@ -37,7 +38,6 @@ from .base import (
     PerturbedOptimizer,
     WholeBatch,
 )
-from .rules import is_weight
 
 PerturbMode = Literal["weights", "all"]
 PERTURB: tuple[PerturbMode, ...] = get_args(PerturbMode)
