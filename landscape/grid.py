@@ -294,7 +294,11 @@ def run_grid(
             if writer is not None:
                 writer.close()
     if out is not None:
-        return read_surface(out) if group.is_main else None
+        if not group.is_main:
+            return None
+        written = read_surface(out)
+        written.directions = directions  # the axes in memory: the same the file holds
+        return written
     values = {n: np.where(memory.computed, v, np.nan) for n, v in memory.arrays.items()}
     return Surface("", xs, ys, values, memory.computed, memory.attrs, "landscape", extras or {}, directions)
 

@@ -17,6 +17,7 @@ from helpers import cli, live_writer
 import landscape
 from landscape.apps.explorer.app import create_app
 from landscape.apps.explorer.catalog import Catalog
+from landscape.io import read_surface
 from landscape.trainers.checkpoint import exclusive
 
 SECRET = "TOP-SECRET-7d1f"
@@ -495,3 +496,16 @@ def test_links_out_of_the_root_reach_no_page_in_the_browser(browser, linked_out)
         html = page.content()
         page.close()
     assert bodies and all(SECRET not in b and "987654" not in b and "12.3456" not in b for b in bodies + [html])
+
+
+def test_a_surface_holds_its_directions_after_out_and_when_read_back(tmp_path):
+    """Issue 21's finding: ``Surface.directions`` was None after ``out=`` and after ``read_surface``."""
+    net = nn.Linear(4, 2)
+    p = landscape.Problem(net, tensors())
+    s = landscape.surface(p, "-1:1:3", "-1:1:3", out=tmp_path / "s.h5", progress=False)
+    memory = landscape.surface(p, "-1:1:3", "-1:1:3", progress=False)
+    back = read_surface(tmp_path / "s.h5", directions=True)
+    assert len(s.directions) == len(back.directions) == 2 and read_surface(tmp_path / "s.h5").directions is None
+    for got in (s.directions, back.directions):
+        for d, m in zip(got, memory.directions):
+            assert d.keys() == m.keys() and all(torch.equal(d[k], m[k]) for k in d)

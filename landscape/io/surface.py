@@ -21,7 +21,7 @@ import numpy as np
 from landscape.trainers.checkpoint import atomic_write, payload_bytes
 
 from ..directions import Direction
-from .directions import AXES, write_group
+from .directions import AXES, group_direction, write_group
 from .files import SCHEMA_VERSION, check_grid, open_h5, read_whole, root_attrs
 from .results import ResultWriter
 
@@ -45,7 +45,7 @@ class Surface:
     attrs: dict = field(default_factory=dict)
     layout: str = "landscape"  # or "loss-landscape"
     extras: dict[str, np.ndarray] = field(default_factory=dict)
-    directions: list[Direction] | None = None  # the axes, when computed in memory (files: read_directions)
+    directions: list[Direction] | None = None  # the axes: from the analysis, or read_surface(directions=True)
     spread: dict[str, np.ndarray] = field(default_factory=dict)  # a group's mean surface: the std over its seeds
 
     @property
@@ -107,9 +107,11 @@ def _read_strided(ds: h5py.Dataset, iy: np.ndarray | None, ix: np.ndarray, sx: i
     return np.concatenate([part, ds[rows, ix[-1] : ix[-1] + 1]], axis=1) if last else part
 
 
-def read_surface(path: str | Path, max_points: int | None = None) -> Surface:
+def read_surface(path: str | Path, max_points: int | None = None, *, directions: bool = False) -> Surface:
     """Read one of our surface files or a loss-landscape surface file; ``max_points`` reads only every k-th grid
-    line per axis (and the last) so that about that many remain, without reading the rest of the file."""
+    line per axis (and the last) so that about that many remain, without reading the rest of the file;
+    ``directions=True`` also reads the axes (as the analysis returned them: a model's size each) into
+    ``Surface.directions`` (our files only)."""
     with open_h5(path) as f:
         if "xcoordinates" not in f:
             raise ValueError(f"{path}: not a surface file (no 'xcoordinates')")
@@ -145,6 +147,7 @@ def read_surface(path: str | Path, max_points: int | None = None) -> Surface:
         extras = {
             n: read_whole(f, n, path) for n in ("proj_xcoord", "proj_ycoord", "explained_variance_ratio_") if n in f
         }
+        axes = [group_direction(f[axis]) for axis in AXES if axis in f] if directions and ours else None
     return Surface(
         str(path),
         xs[ix],
@@ -154,6 +157,7 @@ def read_surface(path: str | Path, max_points: int | None = None) -> Surface:
         attrs,
         "landscape" if ours else "loss-landscape",
         extras,
+        axes,
     )
 
 
