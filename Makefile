@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-torch-$(TORCH_VERSION)
 DEMO_ARGS ?=
 
-.PHONY: demo test lint browser bench clean
+.PHONY: demo test lint docs browser bench clean
 
 $(STAMP): setup.py pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): setup.py pyproject.toml requirements.txt
 demo: $(STAMP)
 	$(BIN)/landscape demo --out runs/demo $(DEMO_ARGS)
 
-test: $(STAMP) browser lint
+test: $(STAMP) browser lint docs
 	$(BIN)/python -m pytest -q tests
 
 # lint + format check (ruff) and types (mypy on landscape/ and trainers/), as CI runs them
@@ -27,6 +27,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The API reference from the docstrings (warnings are errors), then every public name checked to be in it
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W -q -b html docs docs/_build/html
+	$(BIN)/python docs/coverage_check.py docs/_build/html/objects.inv
 
 # The explorer's browser tests use Debian's chromium; install it where we may (root + apt), else they skip.
 browser:
@@ -47,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/cli_latency.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache docs/_build

@@ -14,14 +14,21 @@ import torch
 
 from landscape.trainers.device import check_memory
 
-MAX_TOP_K = 1_000  # eigenpairs (Lanczos keeps about 4k + 20 Krylov vectors of the parameters' size)
-FEW_TOP_K = 100  # beyond this many eigenpairs a warning says what it costs
-MAX_MATVECS = 100_000  # Hessian-vector products of a trace, or of a density (probes x steps)
-MAX_TRIALS = 10_000  # random or adaptive draws per radius of a sweep
-MAX_STEPS = 10_000  # PGD steps per radius
-MAX_AXIS_POINTS = 100_000  # coordinates along one grid axis, radii of a sweep
-MAX_RADIUS = 1e12  # a perturbation's norm: its square must stay finite in float32 (a norm of 1e30 overflowed to inf,
-# the projection onto the ball then zeroed the perturbation, and r = 1e30 reported the unperturbed loss)
+#: Eigenpairs at most (Lanczos keeps about 4k + 20 Krylov vectors of the parameters' size).
+MAX_TOP_K = 1_000
+#: Beyond this many eigenpairs a warning says what they cost.
+FEW_TOP_K = 100
+#: Hessian-vector products of a trace, or of a density (probes x steps), at most.
+MAX_MATVECS = 100_000
+#: Random or adaptive draws per radius of a sweep, at most.
+MAX_TRIALS = 10_000
+#: PGD steps per radius, at most.
+MAX_STEPS = 10_000
+#: Coordinates along one grid axis, or radii of a sweep, at most.
+MAX_AXIS_POINTS = 100_000
+#: A perturbation's norm at most: its square must stay finite in float32 (a norm of 1e30 overflowed to inf, the
+#: projection onto the ball then zeroed the perturbation, and r = 1e30 reported the unperturbed loss).
+MAX_RADIUS = 1e12
 FLOAT64 = 8
 
 
@@ -60,3 +67,18 @@ def check_radii(name: str, radii) -> None:
     largest = float(max(radii, default=0.0))
     if largest > MAX_RADIUS:
         raise ValueError(f"{name}: a radius of {largest:g} is more than this toolkit perturbs by ({MAX_RADIUS:g})")
+
+
+__all__ = [
+    "FEW_TOP_K",
+    "MAX_AXIS_POINTS",
+    "MAX_MATVECS",
+    "MAX_RADIUS",
+    "MAX_STEPS",
+    "MAX_TOP_K",
+    "MAX_TRIALS",
+    "check_count",
+    "check_eigenpairs",
+    "check_matvecs",
+    "check_radii",
+]
