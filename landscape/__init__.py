@@ -14,6 +14,7 @@ import importlib
 # name -> the module that defines it, imported on first use (PEP 562): ``import landscape`` and the CLI's
 # ``--help`` stay fast; ``landscape.hessian`` still loads what it needs when it is touched.
 _EXPORTS = {
+    "CurvatureOperator": "curvature",
     "Hessian": "curvature",
     "hessian": "curvature",
     "read_hessian": "curvature",
@@ -38,6 +39,10 @@ _EXPORTS = {
     "read_directions": "io",
     "read_surface": "io",
     "read_sweep": "io",
+    "read": "io",
+    "Robustness": "robustness",
+    "read_robustness": "robustness",
+    "fit": "trainers.loop",
 }
 
 
@@ -64,6 +69,8 @@ __all__ = [
     "sharpness",
     "save_snapshot",
     "compare",
+    "CurvatureOperator",
+    "fit",
     # results and their files
     "Surface",
     "Sweep",
@@ -72,6 +79,9 @@ __all__ = [
     "read_sweep",
     "read_hessian",
     "read_directions",
+    "read",
+    "Robustness",
+    "read_robustness",
     # directions
     "normalize_direction",
     "pca_directions",
