@@ -215,7 +215,20 @@ class CurvatureOperator:
 
 @dataclass
 class Hessian:
-    """What :func:`hessian` computed (``None`` where not asked), in memory or read back from its file."""
+    """What :func:`hessian` computed (``None`` where not asked), in memory or read back from its file.
+
+    Attributes:
+        eigenvalues: the top-k (``which="largest"``) or most negative (``"smallest"``) eigenvalues, in that order.
+        residuals: ``||H v - lambda v||`` of each pair.
+        eigenvectors: unit-norm directions keyed by parameter name (zero outside the analysed parameters).
+        eigen_matvecs, eigen_converged: the products Lanczos took, and whether every residual met ``tol``.
+        trace, trace_stderr, trace_ci95, trace_matvecs: the trace estimate, its standard error, 95 % interval
+            and products.
+        density_grid, density, slq_nodes, slq_weights, density_sigma, density_matvecs: the smoothed spectral
+            density on its grid, the quadrature nodes and weights per probe, the smoothing width and products.
+        attrs: the file's metadata (settings, provenance, ``stages_done``, ``complete``).
+        path: the file it was read from (``""`` in memory).
+    """
 
     eigenvalues: np.ndarray | None = None  # largest first ("smallest": most negative first)
     residuals: np.ndarray | None = None  # ||H v - lambda v|| of each pair

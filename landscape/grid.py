@@ -504,8 +504,22 @@ def interpolate(
     log: Callable[[str], None] | None = None,
     attrs: dict | None = None,
 ) -> Surface | None:
-    """The line from the problem's weights (x=0) to ``other``'s (x=1) and beyond: direction ``other - w0``,
-    not normalized. ``other``: a model of the same architecture, its state dict, or a file of either kind."""
+    """The loss along the line from the problem's weights (x=0) to ``other``'s (x=1) and beyond.
+
+    Args:
+        other: a model of the same architecture, its state dict, or a file of either kind; the direction is
+            ``other - w0``, not normalized.
+        x: coordinates along the line (an array, or ``"MIN:MAX:NUM"``).
+        dir_type: ``"states"`` (parameters and BatchNorm running statistics, the default) or ``"weights"``.
+        splits, bn, bn_split, compile, fast, out, resume, overwrite, progress, log, attrs: as for
+            :func:`surface`.
+
+    Returns:
+        The 1-D :class:`~landscape.io.Surface` (ranks other than 0 of a ``torchrun`` job with ``out=``: None).
+
+    Raises:
+        ValueError: ``other`` lacks a tensor of the model or has another shape, or a bad argument.
+    """
     xs = coordinates(x, "x")
     state = load_state(other)
 
@@ -574,9 +588,23 @@ def trajectory(
     """A 2-D surface around the problem's weights (the end of training) on the top-2 PCA directions of
     ``theta_t - theta_final`` over ``snapshots`` (Li et al. Sec. 7), with the projected path.
 
-    ``snapshots``: a folder of ``.pt`` files (see :func:`~landscape.snapshots.save_snapshot`; our run's
-    ``checkpoints/`` works too), or a list of state dicts, models or files, in training order.
-    ``x``/``y`` default to the path's extent plus 25 %, 21 points each.
+    Args:
+        snapshots: a folder of ``.pt`` files (see :func:`~landscape.snapshots.save_snapshot`; our run's
+            ``checkpoints/`` works too), or a list of state dicts, models or files, in training order; at
+            least 3 that are not collinear.
+        x, y: coordinates along the two principal directions; default the path's extent plus 25 %, 21 points
+            each.
+        ignore: ``"biasbn"`` leaves 1-D tensors (biases, BatchNorm) out of the PCA, ``"none"`` keeps them.
+        splits, bn, bn_split, compile, fast, out, resume, overwrite, progress, log, attrs: as for
+            :func:`surface`.
+
+    Returns:
+        The 2-D :class:`~landscape.io.Surface`, its ``extras`` holding the projected path (``proj_xcoord``,
+        ``proj_ycoord``) and ``explained_variance_ratio_``.
+
+    Raises:
+        ValueError: fewer than 3 snapshots, snapshots that are identical or collinear, or a snapshot that is not
+            the model's state dict.
     """
     items = snapshot_files(snapshots) if isinstance(snapshots, (str, Path)) else list(snapshots)
     if len(items) < 2:

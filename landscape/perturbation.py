@@ -208,12 +208,27 @@ def sweep(
     """Loss and accuracy against perturbation radius for each kind (module docstring), one point per
     (kind, radius); with ``out=`` written point by point to a resumable ``kind="sweep"`` file.
 
-    ``trials`` draws per radius for random and multiplicative perturbations, ``steps`` ascent
-    steps for adversarial and adaptive ones, ``eta`` the adaptive ball's offset, ``is_weight``
-    the rule (on parameter names) for which tensors are weights, ``fast=False`` evaluates the model as
-    written (see :func:`landscape.folding.faster_module`; same numbers to ~1e-6). Under ``torchrun`` each rank
-    takes a share of the data (losses and gradients are summed over the ranks) and rank 0
-    writes the file.
+    Args:
+        radii: radii >= 0 (an array or ``"MIN:MAX:NUM"``), at most :data:`~landscape.limits.MAX_RADIUS`.
+        kinds: any of ``random``, ``adversarial``, ``multiplicative``, ``adaptive``.
+        trials: draws per radius for random and multiplicative perturbations.
+        steps: ascent (PGD) steps for adversarial and adaptive ones.
+        normalize: ``"none"`` (random directions of global norm r) or ``"filter"`` (filter-normalized).
+        eta: the adaptive ball's offset (ASAM's).
+        seed: the draws' seed (each (kind, radius) has its own stream: a resumed sweep draws the same).
+        is_weight: the rule on parameter names for which tensors are weights (multiplicative, adaptive).
+        split: the split the loss averages over (default the problem's first).
+        fast: ``False`` evaluates the model as written (see :func:`landscape.folding.faster_module`; same
+            numbers to ~1e-6).
+        out, resume, overwrite, progress, log, attrs: the file, as for :func:`~landscape.surface`.
+
+    Returns:
+        The :class:`~landscape.io.Sweep`. Under ``torchrun`` each rank takes a share of the data (losses and
+        gradients are summed over the ranks) and rank 0 writes the file.
+
+    Raises:
+        ValueError: an unknown kind, a negative or too large radius, counts beyond :mod:`landscape.limits`, or an
+            output that exists (without ``resume``/``overwrite``) or may not be replaced.
     """
     settings = SweepSettings(trials=trials, steps=steps, normalize=normalize, eta=eta, seed=seed)
     settings.validate()

@@ -12,7 +12,18 @@ from .results import read_grid
 
 @dataclass
 class Sweep:
-    """A perturbation-size sweep read back: arrays are (kinds, radii[, trials]), NaN where not computed."""
+    """A perturbation-size sweep, computed or read back.
+
+    Attributes:
+        path: the file it was read from (``""`` in memory).
+        radii: the perturbation radii, increasing (shape ``(R,)``).
+        kinds: the sweep kinds in the order of the first axis (``random``, ``adversarial``, ...).
+        values: ``loss_mean``, ``loss_std``, ``acc_mean``, ``acc_std`` of shape ``(K, R)`` and the per-trial
+            ``losses``, ``accs`` of shape ``(K, R, trials)``; NaN where not computed (accuracies: also NaN for a
+            problem without an ``acc`` metric).
+        computed: ``(K, R)`` mask of the points done.
+        attrs: the file's metadata (settings, provenance, ``nonfinite_points``).
+    """
 
     path: str
     radii: np.ndarray
@@ -22,12 +33,15 @@ class Sweep:
     attrs: dict
 
     def curve(self, kind: str, name: str = "loss_mean") -> np.ndarray:
+        """The ``(R,)`` values of ``name`` along the radii for ``kind``; raises ValueError for a kind not swept."""
         if kind not in self.kinds:
             raise ValueError(f"{self.path} has no {kind!r} sweep (it has {', '.join(self.kinds)})")
         return self.values[name][self.kinds.index(kind)]
 
 
 def read_sweep(path: str | Path) -> Sweep:
+    """The :class:`Sweep` in a ``kind="sweep"`` file; raises ValueError for a file that is not one or whose arrays
+    do not fit its grid (and for files whose data live outside them)."""
     attrs, arrays, values = read_grid(path, "sweep", {"kinds": 0})
     radii = arrays.get("radii")
     if radii is None or radii.ndim != 1 or len(radii) != arrays["computed"].shape[1]:
