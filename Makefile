@@ -50,6 +50,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/problem.py --rounds 7
 	$(BIN)/python bench/corruptions.py
 	$(BIN)/python bench/cli_latency.py
+	$(BIN)/python bench/hdf5_scan.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache docs/_build
