@@ -3,7 +3,7 @@
 Compares, interleaved: loss-landscapes' ``random_plane`` (PyPI ``loss-landscapes``, its own
 uniform directions, same grid size and data), a plain in-place loop
 (``p.copy_(w0 + a*d1 + b*d2)`` then a forward under ``no_grad``), this toolkit's
-:func:`landscape.grid.fill_surface` on the model as written (``--plain-forward``), on the
+:func:`landscape.surfaces.fill_surface` on the model as written (``--plain-forward``), on the
 default folded/channels-last view (:mod:`landscape.folding`), and that view under
 ``torch.compile``. Checks that every path reproduces the plain loop's losses, and reports the
 achieved FLOP/s against the rate of the model's costliest convolution run alone.
@@ -27,8 +27,8 @@ from report import report
 from landscape.data import load_dataset
 from landscape.directions import random_directions, target_tensors
 from landscape.folding import faster_module
-from landscape.grid import fill_surface
 from landscape.problem import Problem
+from landscape.surfaces import fill_surface
 from landscape.trainers import load_checkpoint
 from landscape.trainers.train import TrainConfig, train
 

@@ -21,7 +21,7 @@ from landscape.trainers.optim import METHODS
 from .io import Surface, Sweep
 
 if TYPE_CHECKING:
-    from .report import Run
+    from .runs import Run
 
 SEEDLESS = ("seed", "device", "save_every", "data_root", "world_size", "rank_batch_size")
 

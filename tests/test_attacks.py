@@ -361,7 +361,8 @@ def test_overwrite_does_not_replace_a_file_a_live_job_is_writing(runs, tmp_path)
 def test_a_full_disk_leaves_no_half_written_report(analysed, tmp_path, monkeypatch):
     import shutil as sh
 
-    from landscape.report import find_runs, write_report
+    from landscape.report import write_report
+    from landscape.runs import find_runs
 
     runs = find_runs([analysed / "erm", analysed / "sam"])
     out = tmp_path / "report"
@@ -460,7 +461,7 @@ def test_group_names_are_unique_when_three_settings_do_not_tell_them_apart():
     """Two groups that differ only in a fourth setting showed the same three (``sam (batch_size=128, lr=0.1,
     momentum=0.9)`` twice; AG Grid warned of duplicate row ids)."""
     from landscape.groups import group_runs
-    from landscape.report import Run
+    from landscape.runs import Run
 
     def run(name, **config):
         return Run(name, Path(name), {"method": "sam", "seed": 0, **config}, {}, None, None)

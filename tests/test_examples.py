@@ -10,7 +10,8 @@ import pytest
 from landscape.apps.explorer.catalog import Catalog
 from landscape.apps.explorer.views import chosen_groups, compare_figures
 from landscape.io import file_category, read_surface
-from landscape.report import find_runs, summary_row
+from landscape.report import summary_row
+from landscape.runs import find_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 

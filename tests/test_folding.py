@@ -185,7 +185,7 @@ class Counting(nn.Module):
 
 @pytest.mark.parametrize("after, switched", [(0.0, True), (1e9, False)])
 def test_automatic_compile_takes_over_after_the_first_round(monkeypatch, after, switched):
-    import landscape.grid as grid
+    import landscape.surfaces as grid
 
     made = []
 

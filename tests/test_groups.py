@@ -11,7 +11,7 @@ import pytest
 from landscape.apps.cli.__main__ import main
 from landscape.groups import describe, group_runs, interval95, mean_sweep, paired
 from landscape.io import Sweep
-from landscape.report import Run, find_runs
+from landscape.runs import Run, find_runs
 
 T975 = {2: 4.302652729911275, 3: 3.182446305284263}  # Student-t 0.975 quantiles for 2 and 3 degrees of freedom
 

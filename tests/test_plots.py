@@ -393,7 +393,8 @@ def overlapping_ticks(fig) -> list[str]:
 
 def test_every_comparison_figure_is_labelled_for_people(analysed):
     from landscape.groups import group_runs
-    from landscape.report import find_runs, overlay_figures
+    from landscape.report import overlay_figures
+    from landscape.runs import find_runs
 
     groups = group_runs(find_runs([analysed / "erm", analysed / "sam"]))
     rel = rel_bins()

@@ -17,10 +17,10 @@ from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 
 from landscape.data import load_dataset
-from landscape.grid import Displacement, evaluate_point, parse_range
 from landscape.io import export_loss_landscape, read_directions, read_surface
 from landscape.jobs import EvalOptions, interpolation_surface, random_surface, trajectory_surface
 from landscape.problem import Problem
+from landscape.surfaces import Displacement, evaluate_point, parse_range
 from landscape.trainers import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

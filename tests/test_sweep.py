@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from landscape.io import read_sweep
 from landscape.jobs import EvalOptions, sweep_analysis
-from landscape.perturbation import Sweeper, SweepSettings, sharpness
 from landscape.problem import Problem
+from landscape.sweeps import Sweeper, SweepSettings, sharpness
 from landscape.trainers.optim import is_weight
 
 OPTS = EvalOptions(samples=300, device="cpu", progress=False)

@@ -1,6 +1,6 @@
 """The perturbation rules, in one place: which tensors are weights, ASAM's elementwise scale, and the L2-ball
 steps. The optimizers (:mod:`landscape.trainers.optim`) take one such step per update; the sweeps
-(:mod:`landscape.perturbation`) iterate them (PGD) to measure the worst loss within a radius.
+(:mod:`landscape.sweeps`) iterate them (PGD) to measure the worst loss within a radius.
 
 The in-place functions (``*_``) work on lists of tensors with ``torch._foreach_*`` ops and no host syncs.
 """

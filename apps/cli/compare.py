@@ -55,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from landscape.jobs import EvalOptions, calibration
-    from landscape.report import SHARPNESS_RHO, find_runs, write_report
+    from landscape.report import SHARPNESS_RHO, write_report
+    from landscape.runs import find_runs
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     bad = [f for f in formats if f not in ("png", "pdf", "svg")]

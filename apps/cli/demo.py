@@ -18,15 +18,9 @@ from landscape.jobs import (
     robustness_analysis,
     sweep_analysis,
 )
-from landscape.perturbation import SweepSettings
-from landscape.report import (
-    SHARPNESS_RHO,
-    columns,
-    find_runs,
-    grouped_table,
-    markdown_table,
-    write_report,
-)
+from landscape.report import SHARPNESS_RHO, columns, grouped_table, markdown_table, write_report
+from landscape.runs import find_runs
+from landscape.sweeps import SweepSettings
 from landscape.trainers import METHODS, read_checkpoint
 from landscape.trainers.rundir import CONFIG, FINAL, newest_checkpoint
 from landscape.trainers.train import TrainConfig, train

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from landscape.directions import DIR_TYPES, IGNORES, NORMS
-from landscape.grid import BN_MODES, parse_range, surface
+from landscape.surfaces import BN_MODES, parse_range, surface
 
 if TYPE_CHECKING:
     from landscape.jobs import EvalOptions

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from landscape.grid import parse_range
-from landscape.perturbation import SWEEP_KINDS, SweepSettings, sweep
+from landscape.surfaces import parse_range
+from landscape.sweeps import SWEEP_KINDS, SweepSettings, sweep
 
 from .commands import help_of
 from .numbers import COUNT, INDEX, NONNEGATIVE

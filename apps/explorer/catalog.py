@@ -12,7 +12,8 @@ from pathlib import Path
 
 from landscape.groups import group_runs, settings
 from landscape.io import inspect_file
-from landscape.report import SHARPNESS_RHO, Run, columns, find_run, group_stats, summary_row
+from landscape.report import SHARPNESS_RHO, columns, group_stats, summary_row
+from landscape.runs import Run, find_run
 from landscape.trainers.rundir import RUN_MARKERS
 
 OUTSIDE = "refused: a link to a file outside the served folder"

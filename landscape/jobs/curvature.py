@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..curvature import hessian
-from ..perturbation import SweepSettings, sweep
+from ..sweeps import SweepSettings, sweep
 from .options import EvalOptions, checkpoint_problem, process_device
 
 

@@ -28,7 +28,7 @@ class EvalOptions:
     bn: str = "eval"
     device: str = "auto"
     data_root: str | None = None
-    compile: bool | None = None  # None: automatic (landscape.grid.run_grid)
+    compile: bool | None = None  # None: automatic (landscape.surfaces.run_grid)
     fast: bool = True
     progress: bool = True
 

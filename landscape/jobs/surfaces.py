@@ -9,7 +9,7 @@ import numpy as np
 
 from landscape.trainers.rundir import trajectory_checkpoints
 
-from ..grid import interpolate, surface, trajectory
+from ..surfaces import interpolate, surface, trajectory
 from .options import EvalOptions, surface_job
 
 

@@ -34,10 +34,10 @@ from landscape.trainers.rules import is_weight as default_is_weight
 
 from .directions import normalize_direction, tensor_sum
 from .folding import faster_module
-from .grid import Displacement, coordinates
 from .io import MemoryWriter, ResultWriter, Sweep, open_results, read_sweep
 from .limits import MAX_STEPS, MAX_TRIALS, check_count, check_radii
 from .problem import Problem
+from .surfaces import Displacement, coordinates
 
 SweepKind = Literal["random", "adversarial", "multiplicative", "adaptive"]
 SWEEP_KINDS: tuple[SweepKind, ...] = get_args(SweepKind)

@@ -1,0 +1,100 @@
+"""Runs: what one run directory holds (a training run, or a user's folder of result files), found by reading each
+file's kind, and which folders are runs. The comparison report (:mod:`landscape.report`), the explorer and the
+groups read runs through here; every file read stays inside a root (links out of it are refused)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from landscape.trainers.checkpoint import read_checkpoint
+from landscape.trainers.rundir import CONFIG, METRICS, check_rows, final_or_newest, read_json, read_metrics, within
+
+from .io import inspect_file, read_attrs
+
+
+@dataclass
+class Run:
+    """What one run directory holds, found by reading each file's kind."""
+
+    name: str
+    path: Path
+    config: dict
+    metrics: dict  # the last epoch's row, and train_seconds summed over epochs
+    metrics_source: Path | None
+    checkpoint: Path | None
+    files: dict[str, Path] = field(default_factory=dict)
+    ignored: list[tuple[str, Path]] = field(default_factory=list)  # (category, file) beyond the first
+    problems: list[tuple[Path, str]] = field(default_factory=list)  # (file, why) analysis files left out
+    history: list[dict] = field(default_factory=list)  # one metrics row per epoch
+
+
+def _cost(history: list[dict]) -> dict:
+    """Training time summed over epochs, and per optimizer step where the rows count their steps."""
+    seconds = sum(row.get("seconds") or 0 for row in history)
+    steps = [row.get("steps") for row in history]
+    counted = [n for n in steps if isinstance(n, int) and n > 0]
+    per_step = 1000 * seconds / sum(counted) if steps and len(counted) == len(steps) else None
+    return {"train_seconds": seconds, "ms_per_step": per_step}
+
+
+def find_run(path: str | Path, name: str | None = None, root: str | Path | None = None) -> Run:
+    """What a run directory holds; a malformed file in it raises a ValueError naming the file and the problem.
+
+    ``root`` (default: the run directory) bounds what is read: a config, metrics or checkpoint behind a link that
+    leaves it refuses the run; an analysis file behind such a link, or one that cannot be read, is left out and
+    listed in ``Run.problems`` with its reason."""
+    path = Path(path)
+    if not path.is_dir():
+        raise NotADirectoryError(f"{str(path)!r} is not a run directory")
+    root = Path(root) if root is not None else path
+    within(path, root)
+    ckpt = final_or_newest(path)
+    if ckpt is not None:
+        within(ckpt, root)
+    history: list[dict] = []
+    source: Path | None = None
+    if (path / METRICS).is_file():  # written every epoch: current even while the run trains
+        source = within(path / METRICS, root)
+        history = read_metrics(source)
+    elif ckpt is not None:
+        history, source = check_rows(read_checkpoint(ckpt).get("metrics", []), ckpt), ckpt
+    metrics = {**history[-1], **_cost(history)} if history else {}
+    config = read_json(within(path / CONFIG, root)) if (path / CONFIG).is_file() else {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path / CONFIG}: a JSON {type(config).__name__}, not an object")
+    run = Run(name or path.name, path, config, metrics, source, ckpt, history=history)
+    for f in sorted(path.glob("*.h5")):
+        try:
+            category, reason = inspect_file(within(f, root))
+        except ValueError as e:
+            category, reason = None, str(e)
+        if category is None:
+            if reason:
+                run.problems.append((f, reason))
+        elif category in run.files:
+            run.ignored.append((category, f))
+        else:
+            run.files[category] = f
+    if not run.files and ckpt is None and not history:
+        raise ValueError(f"{path}: no metrics, checkpoint or analysis files: not a run directory")
+    if not config and run.files:  # a user's own run: what its analysis files say about the problem
+        attrs = read_attrs(next(iter(run.files.values())))
+        run.config = {
+            "method": attrs.get("label") or attrs.get("method", ""),
+            "model": attrs.get("model", ""),
+            "dataset": attrs.get("dataset", ""),
+        }
+    return run
+
+
+def find_runs(paths: list[str | Path]) -> list[Run]:
+    """Runs named by their folder, or ``parent/folder`` where two folders share a name."""
+    folders = [Path(p) for p in paths]
+    seen: dict[Path, Path] = {}
+    for p in folders:
+        if (real := p.resolve()) in seen:
+            raise ValueError(f"{p} is named twice (as {seen[real]} too): each run counts once in a comparison")
+        seen[real] = p
+    names = [p.resolve().name for p in folders]
+    return [find_run(p, f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n) for p, n in zip(folders, names)]
