@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.abc
 import importlib.util
 import sys
+from importlib.machinery import PathFinder
 from pathlib import Path
 from types import ModuleType
 
@@ -23,6 +25,17 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0][:300]}" if text else type(e).__name__
 
 
+class Neighbours(importlib.abc.MetaPathFinder):
+    """Finds top-level modules in one folder (a ``--problem`` file's own ``data.py``, say) while that file runs,
+    without putting the folder on ``sys.path``, where it would stay visible to every later import."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = str(folder)
+
+    def find_spec(self, name: str, path=None, target=None):
+        return PathFinder.find_spec(name, [self.folder]) if path is None else None
+
+
 def _module(target: str) -> ModuleType:
     if target.endswith(".py") or "/" in target:
         path = Path(target)
@@ -32,7 +45,8 @@ def _module(target: str) -> ModuleType:
         if spec is None or spec.loader is None:
             raise ValueError(f"--problem: cannot load {target!r} as Python")
         module = importlib.util.module_from_spec(spec)
-        sys.path.insert(0, str(path.resolve().parent))  # the file may import its neighbours
+        neighbours = Neighbours(path.resolve().parent)
+        sys.meta_path.insert(0, neighbours)  # the file may import its neighbours, as `python FILE.py` would let it
         try:
             spec.loader.exec_module(module)
         except SyntaxError as e:
@@ -45,7 +59,7 @@ def _module(target: str) -> ModuleType:
         except Exception as e:
             raise ValueError(f"--problem: running {target} raised {_first_line(e)}") from e
         finally:
-            sys.path.remove(str(path.resolve().parent))
+            sys.meta_path.remove(neighbours)
         return module
     try:
         return importlib.import_module(target)
