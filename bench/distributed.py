@@ -23,10 +23,11 @@ from report import report
 def worker(args: argparse.Namespace) -> None:
     import torch
 
+    from landscape._system.ranks import init_group
     from landscape.data import load_dataset
     from landscape.data.loader import TensorLoader
     from landscape.trainers import create_model
-    from landscape.trainers.distributed import batchnorm_buffers, init_group
+    from landscape.trainers.distributed import batchnorm_buffers
     from landscape.trainers.optim import BatchClosure, build_method
 
     group, rank_device = init_group(args.device)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from landscape._system.files import atomic_write
+
 COMMON = (
     "gaussian_noise",
     "shot_noise",
@@ -197,17 +199,15 @@ def corrupted_split(
         except (ValueError, OSError, EOFError):  # a truncated or empty file (a killed writer): made again below
             pass
     out = corrupt_images(images, name, severity, seed, indices=indices, workers=workers)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to the temporary name
             np.save(f, out.numpy())
-        os.replace(tmp, path)
+
+    try:
+        atomic_write(path, write, nbytes=out.numel())
     except OSError as e:  # a read-only or full cache costs time, not the result
         warnings.warn(f"corruptions not cached ({e}); set LANDSCAPE_CACHE to a writable folder", stacklevel=2)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
     return out
 
 

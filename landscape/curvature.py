@@ -27,8 +27,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm import tqdm
 
-from landscape.trainers.checkpoint import exclusive
-from landscape.trainers.distributed import join_group
+from landscape._system.files import exclusive
+from landscape._system.ranks import join_group
 
 from .batches import unpack
 from .density import spectral_density

@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-from landscape.trainers.device import check_memory
+from landscape._system.device import check_memory
 
 #: Eigenpairs at most (Lanczos keeps about 4k + 20 Krylov vectors of the parameters' size).
 MAX_TOP_K = 1_000

@@ -25,9 +25,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from landscape._system.device import check_device, resolve_device
+from landscape._system.ranks import Ranks
 from landscape.trainers.checkpoint import load_checkpoint
-from landscape.trainers.device import check_device, resolve_device
-from landscape.trainers.distributed import Group
 
 from .batches import Batch, SizeFn, Split, as_splits, split_names, unpack
 from .evaluation import eval_sets
@@ -144,7 +144,7 @@ class Sums:
             self.sums[k] += v.detach().double() * n
         self.total += n
 
-    def means(self, group: Group = Group()) -> dict[str, float]:
+    def means(self, group: Ranks = Ranks()) -> dict[str, float]:
         """The means over the data; with a group of ranks each holding a shard, over all of it."""
         both = torch.stack([self.total, *self.sums.values()])
         group.sum_([both])
@@ -221,7 +221,7 @@ class Problem:
         if self.device.type == "meta" or any(t.is_meta for t in (*model.parameters(), *model.buffers())):
             raise ValueError("model: its tensors are on the meta device (no values to analyse); load its weights first")
         self.info: dict = {}  # provenance stored in result files (see file_attrs)
-        self.group = Group()  # the ranks sharing the data (see sharded)
+        self.group = Ranks()  # the ranks sharing the data (see sharded)
         self.meta: dict = {}  # a checkpoint's metadata (from_checkpoint)
         self._depth = 0
         self.splits: dict[str, Split] = {}
@@ -380,7 +380,7 @@ class Problem:
         return Sums(["loss", *self.metrics], self.device)
 
     @contextmanager
-    def sharded(self, group: Group) -> Iterator[None]:
+    def sharded(self, group: Ranks) -> Iterator[None]:
         """Each rank of ``group`` takes its share of every split (a block of rows of tensors, every world-th batch
         of a loader); means, gradients and curvature products are summed over the ranks, so every analysis sees
         the operator one process sees (up to the order of float sums)."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Collection
 
 import numpy as np
 
-from landscape.trainers.checkpoint import json_text, write_files
+from landscape._system.files import json_text, write_files
 
 from .curvature import read_hessian
 from .groups import (

@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from landscape.trainers.checkpoint import FORMAT, atomic_write, read_checkpoint
+from landscape._system.files import atomic_write
+from landscape.trainers.checkpoint import FORMAT, read_checkpoint
 
 
 def save_snapshot(model: nn.Module, folder: str | Path, step: int) -> Path:

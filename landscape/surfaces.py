@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm import tqdm
 
-from landscape.trainers.distributed import Group, join_group
+from landscape._system.ranks import Ranks, join_group
 
 from .directions import (
     DIR_TYPES,
@@ -163,7 +163,7 @@ def fill_surface(
     dir_type: str = "weights",
     bn: BNMode = "eval",
     bn_split: str | None = None,
-    group: Group = Group(),
+    group: Ranks = Ranks(),
     round_size: int = 8,
     module: nn.Module | None = None,
     compile_after: float | None = None,

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from landscape.trainers.distributed import join_group
+from landscape._system.ranks import join_group
 from landscape.trainers.rules import adaptive_scale, project_to_ball_
 from landscape.trainers.rules import is_weight as default_is_weight
 

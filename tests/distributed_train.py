@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from landscape.trainers.distributed import close_group
+from landscape._system.ranks import close_group
 from landscape.trainers.train import TrainConfig, train
 
 torch.set_default_dtype(torch.float64)

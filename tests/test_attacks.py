@@ -15,10 +15,10 @@ import torch.nn as nn
 from helpers import cli, live_writer
 
 import landscape
+from landscape._system.files import exclusive
 from landscape.apps.explorer.app import create_app
 from landscape.apps.explorer.catalog import Catalog
 from landscape.io import read_surface
-from landscape.trainers.checkpoint import exclusive
 
 SECRET = "TOP-SECRET-7d1f"
 

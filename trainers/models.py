@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .device import check_memory
+from landscape._system.device import check_memory
 
 
 @dataclass(frozen=True)

@@ -18,20 +18,14 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from landscape._system.device import resolve_device
+from landscape._system.files import changed_options, exclusive, remove_stale_temps, write_json, write_jsonl
+from landscape._system.ranks import Ranks, init_group
 from landscape.data import Augment, TensorLoader, dataset_info, load_dataset
 from landscape.data.corruptions import CorruptHalf, parse_severities
 
-from .checkpoint import (
-    changed_options,
-    exclusive,
-    read_checkpoint,
-    remove_stale_temps,
-    save_checkpoint,
-    write_json,
-    write_jsonl,
-)
-from .device import resolve_device
-from .distributed import Group, batchnorm_buffers, convert_sync_batchnorm, init_group
+from .checkpoint import read_checkpoint, save_checkpoint
+from .distributed import batchnorm_buffers, convert_sync_batchnorm
 from .loop import fit
 from .metrics import evaluate
 from .models import MODELS, create_model
@@ -183,7 +177,7 @@ def _check_finite(loss: float, model: nn.Module, cfg: TrainConfig, epoch: int, o
         )
 
 
-def _start(cfg: TrainConfig, out: Path, resume: bool, group: Group, held: ExitStack) -> tuple[Path | None, dict | None]:
+def _start(cfg: TrainConfig, out: Path, resume: bool, group: Ranks, held: ExitStack) -> tuple[Path | None, dict | None]:
     """The checkpoint to resume from, decided on rank 0 before any rank writes; rank 0 holds the run directory
     (``held``) until training ends, so a second job into it is refused."""
 
@@ -238,7 +232,7 @@ def _train(
     cfg: TrainConfig,
     out: Path,
     device: torch.device,
-    group: Group,
+    group: Ranks,
     resume: bool,
     progress: bool,
     log: Callable[[str], None],

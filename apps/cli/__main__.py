@@ -113,13 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     args.argv = raw
-    from landscape.trainers.distributed import (
-        close_group,
-        lost_peer,
-        say,
-        stop_when_terminated,
-        stopped_message,
-    )
+    from landscape._system.ranks import close_group, lost_peer, say, stop_when_terminated, stopped_message
 
     stop_when_terminated(args.command)
     try:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from landscape._system.files import write_files
 from landscape.io import Surface, read
 from landscape.jobs import EvalOptions, calibration
 from landscape.plots import mpl as plot_mpl
 from landscape.plots import plotly as plot_plotly
 from landscape.plots.catalog import figures_for
 from landscape.plots.vtp import surface_to_vtp
-from landscape.trainers.checkpoint import write_files
 
 from .commands import help_of
 from .numbers import number

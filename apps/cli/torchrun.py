@@ -16,7 +16,7 @@ from pathlib import Path
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import parse_args, run
 
-from landscape.trainers.distributed import SAID
+from landscape._system.ranks import SAID
 
 
 def main(argv: list[str]) -> int:

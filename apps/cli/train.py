@@ -11,10 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+from landscape._system.device import resolve_device
 from landscape.data import DATASETS
 from landscape.data.corruptions import parse_severities
 from landscape.trainers import METHODS, MODELS
-from landscape.trainers.device import resolve_device
 from landscape.trainers.schedules import SCHEDULES
 from landscape.trainers.train import TrainConfig, train
 

@@ -9,7 +9,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from landscape.trainers.checkpoint import atomic_write, changed_options, payload_bytes, remove_stale_temps
+from landscape._system.files import atomic_write, changed_options, payload_bytes, remove_stale_temps
 from landscape.trainers.rundir import CHECKPOINTS
 
 from ..directions import Direction

@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from landscape.trainers.checkpoint import atomic_write, payload_bytes
+from landscape._system.files import atomic_write, payload_bytes
 
 from ..directions import Direction
 from .directions import AXES, group_direction, write_group

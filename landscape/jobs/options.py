@@ -9,8 +9,8 @@ from typing import Callable
 
 import torch
 
-from landscape.trainers.device import resolve_device
-from landscape.trainers.distributed import init_group
+from landscape._system.device import resolve_device
+from landscape._system.ranks import init_group
 
 from ..problem import Problem
 

@@ -10,11 +10,11 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from landscape._system.device import resolve_device
 from landscape.data import load_dataset
 from landscape.data.corruptions import corrupted_split, split_key
 from landscape.data.formats import RELEASED_C, read_released_c
 from landscape.trainers import classification_metrics, load_checkpoint, predict
-from landscape.trainers.device import resolve_device
 from landscape.trainers.metrics import ECE_BINS, reliability
 
 from ..evaluation import EvalSet, normalize, subset

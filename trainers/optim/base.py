@@ -38,7 +38,7 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
-from ..distributed import Group, current_group
+from landscape._system.ranks import Ranks, current_group
 
 Closure = Callable[[int, int], Tensor]
 Params = Union[nn.Module, Iterable[Tensor], Iterable[tuple[str, Tensor]]]
@@ -139,7 +139,7 @@ class PerturbedOptimizer(Optimizer):
         self._hyper = dict(defaults)
         self._names = {id(p): n for n, p in named}
         self._bn = BatchNormState(params if isinstance(params, nn.Module) else None)
-        self._dist = Group()
+        self._dist = Ranks()
         self.local_ascent = False
         self.max_grad_norm: float | None = None
         self._link()
@@ -151,7 +151,7 @@ class PerturbedOptimizer(Optimizer):
             raise ValueError(f"max_norm must be finite and > 0, got {max_norm}")
         self.max_grad_norm = max_norm
 
-    def distribute(self, group: Group | None = None, *, local_ascent: bool = False) -> None:
+    def distribute(self, group: Ranks | None = None, *, local_ascent: bool = False) -> None:
         """Average gradients over the ranks of ``group`` (default: the torchrun job) before every ascent and every
         step; with ``local_ascent`` each rank perturbs with its own gradient (SAM's m-sharpness), and only the
         descent gradient is averaged."""

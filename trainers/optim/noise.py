@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..distributed import Group
+from landscape._system.ranks import Ranks
+
 from ..rules import is_weight
 from .ascent import check_nonneg
 from .base import (
@@ -83,7 +84,7 @@ class NoiseOptimizer(PerturbedOptimizer):
         """Move one group's ``params`` (now equal to ``clean``) by the noise built from the draw ``z``."""
         raise NotImplementedError
 
-    def distribute(self, group: Group | None = None, *, local_ascent: bool = False) -> None:
+    def distribute(self, group: Ranks | None = None, *, local_ascent: bool = False) -> None:
         super().distribute(group, local_ascent=local_ascent)
         if self.num_splits % self._dist.world:
             raise ValueError(
