@@ -22,9 +22,9 @@ import torch
 import torch.nn as nn
 from report import report
 
+from landscape._evaluation import EvalSet
+from landscape._lanczos import lanczos
 from landscape.curvature import CurvatureOperator
-from landscape.evaluation import EvalSet
-from landscape.lanczos import lanczos
 from landscape.problem import Problem
 from landscape.trainers.train import TrainConfig, train
 

@@ -4,7 +4,7 @@ Compares, interleaved: loss-landscapes' ``random_plane`` (PyPI ``loss-landscapes
 uniform directions, same grid size and data), a plain in-place loop
 (``p.copy_(w0 + a*d1 + b*d2)`` then a forward under ``no_grad``), this toolkit's
 :func:`landscape.surfaces.fill_surface` on the model as written (``--plain-forward``), on the
-default folded/channels-last view (:mod:`landscape.folding`), and that view under
+default folded/channels-last view (:mod:`landscape._folding`), and that view under
 ``torch.compile``. Checks that every path reproduces the plain loop's losses, and reports the
 achieved FLOP/s against the rate of the model's costliest convolution run alone.
 
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from report import report
 
+from landscape._folding import faster_module
 from landscape.data import load_dataset
 from landscape.directions import random_directions, target_tensors
-from landscape.folding import faster_module
 from landscape.problem import Problem
 from landscape.surfaces import fill_surface
 from landscape.trainers import load_checkpoint

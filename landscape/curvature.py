@@ -30,17 +30,17 @@ from tqdm import tqdm
 from landscape._system.files import exclusive
 from landscape._system.ranks import join_group
 
-from .batches import unpack
-from .density import spectral_density
+from ._batches import unpack
+from ._density import spectral_density
+from ._folding import eval_affine, faster_module
+from ._lanczos import WHICH, lanczos
+from ._trace import TRACE_METHODS
+from ._trace import trace as estimate_trace
 from .directions import Direction
-from .folding import eval_affine, faster_module
 from .io import base_attrs, read_analysis, read_direction_group, write_analysis
 from .io.results import check_output, check_resumable
-from .lanczos import WHICH, lanczos
 from .limits import MAX_MATVECS, check_count, check_eigenpairs, check_matvecs
 from .problem import Problem
-from .trace import TRACE_METHODS
-from .trace import trace as estimate_trace
 
 CurvatureKind = Literal["hessian", "ggn"]
 CURVATURE_KINDS: tuple[CurvatureKind, ...] = get_args(CurvatureKind)

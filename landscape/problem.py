@@ -29,8 +29,8 @@ from landscape._system.device import check_device, resolve_device
 from landscape._system.ranks import Ranks
 from landscape.trainers.checkpoint import load_checkpoint
 
-from .batches import Batch, SizeFn, Split, as_splits, split_names, unpack
-from .evaluation import eval_sets
+from ._batches import Batch, SizeFn, Split, as_splits, split_names, unpack
+from ._evaluation import eval_sets
 from .io import sha256
 
 Mode = Literal["eval", "train"]

@@ -25,6 +25,8 @@ from tqdm import tqdm
 
 from landscape._system.ranks import Ranks, join_group
 
+from ._evaluation import recompute_bn_statistics
+from ._folding import compiled_module, faster_module
 from .directions import (
     DIR_TYPES,
     IGNORES,
@@ -36,8 +38,6 @@ from .directions import (
     random_directions,
     target_tensors,
 )
-from .evaluation import recompute_bn_statistics
-from .folding import compiled_module, faster_module
 from .io import (
     MemoryWriter,
     ResultWriter,
@@ -390,7 +390,7 @@ def surface(
             at every point).
         compile: evaluate through ``torch.compile`` (same numbers to ~3e-7); ``None``: once the first round
             of points shows the rest would take over 2 minutes eager (where compiling pays), ``False``: never.
-        fast: evaluate through :func:`~landscape.folding.faster_module` (eval BatchNorm folded into the
+        fast: evaluate through :func:`~landscape._folding.faster_module` (eval BatchNorm folded into the
             convolutions, channels-last on CPU; same numbers to ~1e-6); ``False`` runs the model as written.
         out: the HDF5 file to write (resumable with ``resume=True``); ``None`` keeps it in memory.
         attrs: extra attributes stored in the file.

@@ -32,8 +32,8 @@ from landscape._system.ranks import join_group
 from landscape.trainers.rules import adaptive_scale, project_to_ball_
 from landscape.trainers.rules import is_weight as default_is_weight
 
+from ._folding import faster_module
 from .directions import normalize_direction, tensor_sum
-from .folding import faster_module
 from .io import MemoryWriter, ResultWriter, Sweep, open_results, read_sweep
 from .limits import MAX_STEPS, MAX_TRIALS, check_count, check_radii
 from .problem import Problem
@@ -218,7 +218,7 @@ def sweep(
         seed: the draws' seed (each (kind, radius) has its own stream: a resumed sweep draws the same).
         is_weight: the rule on parameter names for which tensors are weights (multiplicative, adaptive).
         split: the split the loss averages over (default the problem's first).
-        fast: ``False`` evaluates the model as written (see :func:`landscape.folding.faster_module`; same
+        fast: ``False`` evaluates the model as written (see :func:`landscape._folding.faster_module`; same
             numbers to ~1e-6).
         out, resume, overwrite, progress, log, attrs: the file, as for :func:`~landscape.surface`.
 

@@ -149,8 +149,8 @@ def test_pooled_ece_equals_the_ece_of_the_union():
 
 
 def test_robustness_file_matches_a_hand_evaluation(runs, tmp_path, monkeypatch):
+    from landscape._evaluation import normalize, subset
     from landscape.apps.cli.__main__ import main
-    from landscape.evaluation import normalize, subset
     from landscape.trainers import classification_metrics, load_checkpoint
 
     monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))

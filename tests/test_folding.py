@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 import landscape
-from landscape.folding import FoldedConv, faster_module
+from landscape._folding import FoldedConv, faster_module
 from landscape.problem import Problem
 from landscape.trainers import create_model
 
@@ -209,7 +209,7 @@ def test_automatic_compile_takes_over_after_the_first_round(monkeypatch, after, 
 
 
 def test_a_module_that_fails_to_compile_is_not_used(monkeypatch):
-    from landscape.folding import compiled_module
+    from landscape._folding import compiled_module
 
     class Broken(nn.Module):
         def forward(self, x):

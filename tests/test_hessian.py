@@ -7,11 +7,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from landscape._density import spectral_density
+from landscape._lanczos import lanczos
+from landscape._trace import trace
 from landscape.curvature import CurvatureOperator
-from landscape.density import spectral_density
-from landscape.lanczos import lanczos
 from landscape.problem import Problem
-from landscape.trace import trace
 
 
 def flat_loss(model, names, shapes, x, y):

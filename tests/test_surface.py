@@ -28,7 +28,7 @@ OPTS = EvalOptions(splits=["train", "test"], samples=300, device="cpu", progress
 
 
 def inputs(meta, split, samples=None, seed=0):
-    """The evaluation tensors rebuilt independently of landscape.evaluation."""
+    """The evaluation tensors rebuilt independently of landscape._evaluation."""
     ds = load_dataset(meta["dataset"]["name"])
     x, y = ds.split(split)
     if samples:

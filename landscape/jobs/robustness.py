@@ -17,7 +17,7 @@ from landscape.data.formats import RELEASED_C, read_released_c
 from landscape.trainers import classification_metrics, load_checkpoint, predict
 from landscape.trainers.metrics import ECE_BINS, reliability
 
-from ..evaluation import EvalSet, normalize, subset
+from .._evaluation import EvalSet, normalize, subset
 from ..io import ResultWriter, open_results, sha256
 from ..problem import Problem, checkpoint_info
 from .options import SPLITS, EvalOptions

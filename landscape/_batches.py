@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
-from .evaluation import EvalSet
+from ._evaluation import EvalSet
 
 Batch = Any
 SizeFn = Callable[[Batch], "int | float | Tensor"]
