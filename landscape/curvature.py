@@ -32,13 +32,13 @@ from landscape._system.ranks import join_group
 
 from ._batches import unpack
 from ._density import spectral_density
+from ._driver import Output, check_resumable, open_existing
 from ._folding import eval_affine, faster_module
 from ._lanczos import WHICH, lanczos
 from ._trace import TRACE_METHODS
 from ._trace import trace as estimate_trace
 from .directions import Direction
 from .io import base_attrs, read_analysis, read_direction_group, write_analysis
-from .io.results import check_output, check_resumable
 from .limits import MAX_MATVECS, check_count, check_eigenpairs, check_matvecs
 from .problem import Problem
 
@@ -373,17 +373,12 @@ def hessian(
     }
     result = Hessian()
 
+    output = Output(out, resume, overwrite, progress, log)
+
     def start() -> list[str]:
         """Rank 0: check the output, and with ``resume`` read the stages a killed job finished (their names)."""
         nonlocal result
-        if out is None:
-            return []
-        check_output(out, "hessian")
-        if not Path(out).exists():
-            return []
-        if not resume and not overwrite:
-            raise ValueError(f"{out} exists: pass resume=True to finish it or overwrite=True to replace it")
-        if not resume:
+        if out is None or not open_existing(out, "hessian", output):
             return []
         stored = read_hessian(out)
         check_resumable(out, "hessian", stored.attrs, wanted)
@@ -393,8 +388,8 @@ def hessian(
     with exclusive(out) if out is not None and group.is_main else nullcontext():
         done = group.agree(start)
         stages = [name for name, asked in (("eigen", top_k), ("trace", trace_matvecs), ("density", density)) if asked]
-        if log and done and group.is_main:
-            log(f"resuming {out}: {', '.join(done)} already computed")
+        if done:
+            output.say(group, f"resuming {out}: {', '.join(done)} already computed")
         with (
             problem.sharded(group),
             CurvatureOperator(problem, split, kind=curvature) as op,

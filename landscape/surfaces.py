@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, cast, get_args
 
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from landscape._system.ranks import Ranks, join_group
 
+from ._driver import GridJob, Output
 from ._evaluation import recompute_bn_statistics
 from ._folding import compiled_module, faster_module
 from .directions import (
@@ -39,11 +41,9 @@ from .directions import (
     target_tensors,
 )
 from .io import (
-    MemoryWriter,
     ResultWriter,
     Surface,
     create_surface,
-    open_results,
     read_surface,
     sha256,
     surface_attrs,
@@ -213,92 +213,121 @@ def restrict(direction: Direction, problem: Problem) -> Direction:
     return {n: t if n in keep else torch.zeros_like(t) for n, t in direction.items()}
 
 
+@dataclass(frozen=True)
+class GridEvaluation:
+    """How every point of a grid is evaluated: the keyword arguments :func:`surface`, :func:`interpolate` and
+    :func:`trajectory` share.
+
+    Attributes:
+        splits: which of the problem's splits to evaluate (``None``: all).
+        dir_type: ``"weights"`` (parameters) or ``"states"`` (also BatchNorm running statistics) move.
+        bn: ``"eval"`` (the model's BatchNorm statistics) or ``"recompute"`` (recomputed at every point).
+        bn_split: the split they are recomputed on (``None``: ``train`` if the problem has one, else its first).
+        compile: evaluate through ``torch.compile`` (``None``: once compiling pays, ``False``: never).
+        fast: evaluate the folded view of the model (:func:`landscape._folding.faster_module`).
+    """
+
+    splits: Sequence[str] | None = None
+    dir_type: str = "weights"
+    bn: BNMode = "eval"
+    bn_split: str | None = None
+    compile: bool | None = None
+    fast: bool = True
+
+    def check(self, problem: Problem) -> tuple[list[str], str]:
+        """(the splits, the BatchNorm split) on ``problem``.
+
+        Raises:
+            ValueError: a split the problem lacks, or an unknown ``bn`` or ``dir_type``.
+        """
+        splits = list(self.splits or problem.splits)
+        unknown = [s for s in splits if s not in problem.splits]
+        if unknown:
+            raise ValueError(f"no split {unknown[0]!r} in the problem (it has {', '.join(problem.splits)})")
+        if self.bn not in BN_MODES:
+            raise ValueError(f"unknown bn mode {self.bn!r}; expected one of {BN_MODES}")
+        if self.dir_type not in DIR_TYPES:
+            raise ValueError(f"unknown dir_type {self.dir_type!r}; expected one of {DIR_TYPES}")
+        return splits, self.bn_split or ("train" if "train" in problem.splits else splits[0])
+
+
 def run_grid(
     problem: Problem,
     make_directions: Callable[[], list[Direction]],
     xs: np.ndarray,
     ys: np.ndarray | None,
     attrs: dict,
-    *,
-    splits: Sequence[str] | None,
-    dir_type: str,
-    bn: str,
-    bn_split: str | None,
-    compile: bool | None,
-    fast: bool,
-    out: str | Path | None,
-    resume: bool,
-    overwrite: bool,
-    progress: bool,
-    log: Callable[[str], None] | None,
+    how: GridEvaluation,
+    output: Output,
     extras: dict[str, np.ndarray] | None = None,
 ) -> Surface | None:
     """Evaluate a grid around the problem's weights; the shared body of :func:`surface` and friends."""
-    splits = list(splits or problem.splits)
-    unknown = [s for s in splits if s not in problem.splits]
-    if unknown:
-        raise ValueError(f"no split {unknown[0]!r} in the problem (it has {', '.join(problem.splits)})")
-    if bn not in BN_MODES:
-        raise ValueError(f"unknown bn mode {bn!r}; expected one of {BN_MODES}")
-    if dir_type not in DIR_TYPES:
-        raise ValueError(f"unknown dir_type {dir_type!r}; expected one of {DIR_TYPES}")
-    bn_split = bn_split or ("train" if "train" in problem.splits else splits[0])
+    splits, bn_split = how.check(problem)
     if (len(xs) * (1 if ys is None else len(ys))) > MAX_POINTS:
         raise ValueError(f"a grid of {len(xs)} x {len(ys) if ys is not None else 1} points is more than {MAX_POINTS:,}")
     shape = (len(xs),) if ys is None else (len(ys), len(xs))
-    attrs = {**problem.file_attrs(), "bn": bn, "dir_type": dir_type, "params": problem.params_attr(), **attrs}
+    attrs = {**problem.file_attrs(), "bn": how.bn, "dir_type": how.dir_type, "params": problem.params_attr(), **attrs}
     names = value_names(splits, ["loss", *problem.metrics])
-    group = join_group(problem.device.type)
-    memory = MemoryWriter("surface", shape, {n: () for n in names}, surface_attrs(xs, ys, splits, attrs))
-    writer: ResultWriter | None = None
+    ranks = join_group(problem.device.type)
+    job = GridJob("surface", shape, {n: () for n in names}, surface_attrs(xs, ys, splits, attrs), output, ranks)
+    make_directions = nonzero(make_directions)
+    wanted = {**attrs, "kind": "surface", "index_order": "x" if ys is None else "yx", "values": names}
+    made: list[list[Direction]] = []
+
+    def create() -> ResultWriter:
+        made.append(make_directions())
+        return create_surface(output.out, xs, ys, splits, made[0], attrs, extras, names)  # type: ignore[arg-type]
+
+    def same_grid(w: ResultWriter) -> bool:
+        old_y = w.dataset("ycoordinates")
+        return (
+            np.array_equal(w.dataset("xcoordinates"), xs)  # type: ignore[arg-type]
+            and (ys is None) == (old_y is None)
+            and (ys is None or np.array_equal(old_y, ys))  # type: ignore[arg-type]
+        )
 
     def prepare() -> tuple[list[Direction], list[int]]:
-        nonlocal writer
-        directions, todo, writer = _prepare(
-            out, make_directions, xs, ys, splits, names, attrs, resume, overwrite, extras, log
-        )
-        return directions, todo
+        """Rank 0: (the directions: new, or the resumed file's; the flat indices left to compute)."""
+        todo = job.open(create, same_grid, wanted)
+        if output.out is None:
+            return make_directions(), todo
+        return (made[0] if job.created else job.file.directions()), todo  # type: ignore[union-attr]
 
-    with problem.session():
-        directions, todo = group.agree(prepare)  # rank 0 owns the file; the ranks split the points
-        try:
-            module = faster_module(problem) if fast else None
-            if compile:
-                module = compiled_module(problem, module)
-                if module is None:
-                    raise ValueError(
-                        "torch.compile failed on this model (on CPU inductor needs a C++ compiler); "
-                        "run with compile=False"
-                    )
-            fill_surface(
-                problem,
-                directions,
-                [memory] + ([writer] if writer else []),
-                xs,
-                ys,
-                todo,
-                splits,
-                dir_type=dir_type,
-                bn=bn,
-                bn_split=bn_split,
-                group=group,
-                module=module,
-                compile_after=COMPILE_AFTER_S if compile is None else None,
-                progress=progress,
-                log=log,
-            )
-            nonfinite = [w.finish() for w in [memory] + ([writer] if writer else [])][-1]  # the file's, if any
-            if nonfinite and log and group.is_main:
-                log(f"warning: {nonfinite} grid points are NaN or infinite (the model diverged there; stored as such)")
-        finally:
-            if writer is not None:
-                writer.close()
-    if out is not None:
-        if not group.is_main:
+    with problem.session(), job:
+        directions, todo = ranks.agree(prepare)  # rank 0 owns the file; the ranks split the points
+        module = faster_module(problem) if how.fast else None
+        if how.compile:
+            module = compiled_module(problem, module)
+            if module is None:
+                raise ValueError(
+                    "torch.compile failed on this model (on CPU inductor needs a C++ compiler); run with compile=False"
+                )
+        fill_surface(
+            problem,
+            directions,
+            [job],
+            xs,
+            ys,
+            todo,
+            splits,
+            dir_type=how.dir_type,
+            bn=how.bn,
+            bn_split=bn_split,
+            group=ranks,
+            module=module,
+            compile_after=COMPILE_AFTER_S if how.compile is None else None,
+            progress=output.progress,
+            log=output.log,
+        )
+        job.finish("grid points")
+    if output.out is not None:
+        if job.written is None:
             return None
-        written = read_surface(out)
+        written = read_surface(job.written)
         written.directions = directions  # the axes in memory: the same the file holds
         return written
+    memory = job.memory
+    assert memory is not None
     values = {n: np.where(memory.computed, v, np.nan) for n, v in memory.arrays.items()}
     return Surface("", xs, ys, values, memory.computed, memory.attrs, "landscape", extras or {}, directions)
 
@@ -318,33 +347,6 @@ def nonzero(make_directions: Callable[[], list[Direction]]) -> Callable[[], list
         return dirs
 
     return make
-
-
-def _prepare(out, make_directions, xs, ys, splits, names, attrs, resume, overwrite, extras, log):
-    """(directions, todo, writer): from a new file, a resumed one (its stored directions), or none (in memory)."""
-    make_directions = nonzero(make_directions)
-    if out is None:
-        return make_directions(), list(range(len(xs) * (1 if ys is None else len(ys)))), None
-    wanted = {**attrs, "kind": "surface", "index_order": "x" if ys is None else "yx", "values": names}
-    made: list[list[Direction]] = []
-
-    def create() -> ResultWriter:
-        made.append(make_directions())
-        return create_surface(out, xs, ys, splits, made[0], attrs, extras, names)
-
-    def same_grid(w: ResultWriter) -> bool:
-        old_y = w.dataset("ycoordinates")
-        return (
-            np.array_equal(w.dataset("xcoordinates"), xs)  # type: ignore[arg-type]
-            and (ys is None) == (old_y is None)
-            and (ys is None or np.array_equal(old_y, ys))  # type: ignore[arg-type]
-        )
-
-    writer, created = open_results(out, "surface", create, wanted, same_grid, resume=resume, overwrite=overwrite)
-    computed = writer.computed_flat()
-    if resume and computed.any() and log:
-        log(f"resuming: {int(computed.sum())} of {computed.size} points already computed")
-    return (made[0] if created else writer.directions()), [int(k) for k in np.flatnonzero(~computed)], writer
 
 
 def _grid_args(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -448,17 +450,8 @@ def surface(
         xs,
         ys,
         {**meta, **(attrs or {})},
-        splits=splits,
-        dir_type=dir_type,
-        bn=bn,
-        bn_split=bn_split,
-        compile=compile,
-        fast=fast,
-        out=out,
-        resume=resume,
-        overwrite=overwrite,
-        progress=progress,
-        log=log,
+        GridEvaluation(splits, dir_type, bn, bn_split, compile, fast),
+        Output(out, resume, overwrite, progress, log),
     )
 
 
@@ -545,17 +538,8 @@ def interpolate(
         xs,
         None,
         {**meta, **(attrs or {})},
-        splits=splits,
-        dir_type=dir_type,
-        bn=bn,
-        bn_split=bn_split,
-        compile=compile,
-        fast=fast,
-        out=out,
-        resume=resume,
-        overwrite=overwrite,
-        progress=progress,
-        log=log,
+        GridEvaluation(splits, dir_type, bn, bn_split, compile, fast),
+        Output(out, resume, overwrite, progress, log),
     )
 
 
@@ -636,16 +620,7 @@ def trajectory(
         xs,
         ys,
         {**meta, **(attrs or {})},
-        splits=splits,
-        dir_type="weights",
-        bn=bn,
-        bn_split=bn_split,
-        compile=compile,
-        fast=fast,
-        out=out,
-        resume=resume,
-        overwrite=overwrite,
-        progress=progress,
-        log=log,
-        extras=extras,
+        GridEvaluation(splits, "weights", bn, bn_split, compile, fast),
+        Output(out, resume, overwrite, progress, log),
+        extras,
     )

@@ -32,9 +32,10 @@ from landscape._system.ranks import join_group
 from landscape.trainers.rules import adaptive_scale, project_to_ball_
 from landscape.trainers.rules import is_weight as default_is_weight
 
+from ._driver import GridJob, Output
 from ._folding import faster_module
 from .directions import normalize_direction, tensor_sum
-from .io import MemoryWriter, ResultWriter, Sweep, open_results, read_sweep
+from .io import ResultWriter, Sweep, read_sweep
 from .limits import MAX_STEPS, MAX_TRIALS, check_count, check_radii
 from .problem import Problem
 from .surfaces import Displacement, coordinates
@@ -255,45 +256,25 @@ def sweep(
     }
     values = {"loss_mean": (), "loss_std": (), "acc_mean": (), "acc_std": (), "losses": (trials,), "accs": (trials,)}
     grid = (len(kinds), len(radii))
-    memory = MemoryWriter("sweep", grid, values, attrs)
-    group = join_group(problem.device.type)
-    writer: ResultWriter | None = None
+    ranks = join_group(problem.device.type)
+    job = GridJob("sweep", grid, values, attrs, Output(out, resume, overwrite, progress, log), ranks)
 
-    def open_file() -> list[int]:
-        nonlocal writer
-        if out is None:
-            return list(range(grid[0] * grid[1]))
-        writer, created = open_results(
-            out,
-            "sweep",
-            lambda: ResultWriter.create(out, "sweep", grid, values, {"radii": radii}, attrs, {}),
-            attrs,
-            lambda w: np.array_equal(w.dataset("radii"), radii),  # type: ignore[arg-type]
-            resume=resume,
-            overwrite=overwrite,
-        )
-        done = writer.computed_flat()
-        if not created and log and done.any():
-            log(f"resuming: {int(done.sum())} of {done.size} points already computed")
-        return [int(k) for k in np.flatnonzero(~done)]
+    def create() -> ResultWriter:
+        return ResultWriter.create(out, "sweep", grid, values, {"radii": radii}, attrs, {})  # type: ignore[arg-type]
 
-    todo = group.agree(open_file)  # rank 0 owns the file; every rank computes every point on its share of the data
-    writers = [memory] + ([writer] if writer is not None else [])
-    try:
-        with problem.sharded(group), sweeper as sw:
-            for k in tqdm(todo, desc="sweep", unit="pt", disable=not (progress and group.is_main)):
-                i, j = divmod(k, len(radii))
-                point = [(k, sw.point(kinds[i], float(radii[j]), j))]
-                for w in writers:
-                    w.write(point)
-        nonfinite = [w.finish() for w in writers][-1]  # the file's, if any
-        if nonfinite and log and group.is_main:
-            log(f"warning: {nonfinite} sweep points are NaN or infinite (the model diverged there; stored as such)")
-    finally:
-        if writer is not None:
-            writer.close()
-    if out is not None and group.is_main:
-        return read_sweep(out)
+    def same_grid(w: ResultWriter) -> bool:
+        return np.array_equal(w.dataset("radii"), radii)  # type: ignore[arg-type]
+
+    todo = ranks.agree(lambda: job.open(create, same_grid, attrs))  # every rank computes every point on its share
+    with job, problem.sharded(ranks), sweeper as sw:
+        for k in tqdm(todo, desc="sweep", unit="pt", disable=not (progress and ranks.is_main)):
+            i, j = divmod(k, len(radii))
+            job.write([(k, sw.point(kinds[i], float(radii[j]), j))])
+        job.finish("sweep points")
+    if job.written is not None:
+        return read_sweep(job.written)
+    memory = job.memory
+    assert memory is not None
     return Sweep("" if out is None else str(out), radii, kinds, memory.arrays, memory.computed, memory.attrs)
 
 

@@ -152,7 +152,7 @@ def check_output(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.is_dir():
         raise IsADirectoryError(f"--out {args.out} is a folder: give the file to write, e.g. {out / 'result.h5'}")
-    from landscape.io.results import check_output as check_result
+    from landscape._driver import check_output as check_result
 
     kind = {"interpolate": "surface", "trajectory": "surface"}.get(args.command, args.command)
     check_result(out, kind, input_paths(args))

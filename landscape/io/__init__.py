@@ -2,8 +2,8 @@
 surfaces, read from untrusted HDF5 safely and written atomically.
 
 :func:`read` opens any of them by its kind; the modules hold the pieces: :mod:`.files` (safe opening,
-metadata, kinds), :mod:`.directions` (the direction-group format), :mod:`.results` (resumable result files
-and the resume policy), :mod:`.surface` and :mod:`.sweep` (their readers and writers).
+metadata, kinds), :mod:`.directions` (the direction-group format), :mod:`.results` (resumable result
+files), :mod:`.surface` and :mod:`.sweep` (their readers and writers).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from .directions import AXES, read_direction_group, read_directions, write_direction
 from .files import SCHEMA_VERSION, base_attrs, file_category, inspect_file, open_h5, read_attrs, sha256
-from .results import MemoryWriter, ResultWriter, open_results, read_analysis, read_grid, write_analysis
+from .results import MemoryWriter, ResultWriter, read_analysis, read_grid, write_analysis
 from .surface import (
     METRICS,
     Surface,
@@ -51,7 +51,7 @@ def read(path: str | Path) -> Any:
 
 __all__ = [
     "AXES", "METRICS", "SCHEMA_VERSION", "MemoryWriter", "ResultWriter", "Surface", "Sweep", "base_attrs",
-    "create_surface", "export_loss_landscape", "file_category", "inspect_file", "open_h5", "open_results", "read",
+    "create_surface", "export_loss_landscape", "file_category", "inspect_file", "open_h5", "read",
     "read_analysis", "read_attrs", "read_direction_group", "read_directions", "read_grid", "read_surface",
     "read_sweep", "sha256", "surface_attrs", "surface_progress", "value_names", "write_analysis", "write_direction",
 ]  # fmt: skip

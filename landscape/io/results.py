@@ -1,20 +1,19 @@
 """Result files filled point by point over a grid (resumable: every write is flushed, a ``computed`` mask
-says what is done), finished analyses written at once, and the resume policy: which settings must match."""
+says what is done) and finished analyses written at once. The policy of opening, resuming and replacing them is
+:mod:`landscape._driver`'s."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import numpy as np
 
-from landscape._system.files import atomic_write, changed_options, payload_bytes, remove_stale_temps
-from landscape.trainers.rundir import CHECKPOINTS
+from landscape._system.files import atomic_write, payload_bytes
 
 from ..directions import Direction
 from .directions import AXES, group_direction, write_direction
-from .files import base_attrs, inspect_file, open_h5, read_whole, root_attrs
+from .files import base_attrs, open_h5, read_whole, root_attrs
 
 
 class ResultWriter:
@@ -148,102 +147,6 @@ def nonfinite_points(arrays: dict[str, np.ndarray], computed: np.ndarray) -> int
             continue
         bad |= ~np.isfinite(arr).reshape(computed.shape + (-1,)).all(-1)
     return int((bad & computed).sum())
-
-
-RESUME_OPTIONS = {  # a stored attribute -> what the user set it with
-    "grid": "another grid (x=/y= or radii=)",
-    "checkpoint_sha256": "another checkpoint (its contents differ)",
-    "checkpoint_b_sha256": "another second checkpoint",
-    "weights_sha256": "other model weights",
-    "params": "params= (other parameters analysed)",
-    "values": "splits= (other values stored)",
-    "index_order": "--y (1-D vs 2-D)",
-    "kind": "another analysis (kind)",
-    "models": "another baseline=",
-}
-
-
-RESUME_KEYS: dict[str, tuple[str, ...]] = {  # per kind: what a resumed file must share with the job resuming it
-    "surface": ("kind", "index_order", "directions", "norm", "ignore", "dir_type", "seed", "samples", "sample_seed",
-                "bn", "checkpoint_sha256", "checkpoint_b_sha256", "weights_sha256", "params", "values"),
-    "sweep": ("kind", "kinds", "split", "samples", "sample_seed", "checkpoint_sha256", "weights_sha256", "params",
-              "trials", "steps", "normalize", "eta", "seed"),
-    "robustness": ("kind", "corruptions", "severities", "source", "corruption_seed", "samples", "sample_seed",
-                   "checkpoint_sha256", "baseline_sha256"),
-    "hessian": ("kind", "curvature", "which", "tol", "seed", "top_k", "trace_matvecs", "trace_method",
-                "density_probes", "density_steps", "split", "samples", "sample_seed", "checkpoint_sha256",
-                "weights_sha256", "params"),
-}  # fmt: skip
-
-
-def check_resumable(out: str | Path, kind: str, stored: dict, attrs: dict, same_grid: bool = True) -> None:
-    """Refuse to resume ``out`` (attributes ``stored``) with a job whose settings of :data:`RESUME_KEYS` differ."""
-    wanted = {k: v for k, v in {**attrs, "kind": kind}.items() if k in RESUME_KEYS[kind]}
-    before = {k: _plain_seq(stored.get(k)) for k in wanted}
-    diff = changed_options(before, {k: _plain_seq(v) for k, v in wanted.items()}, RESUME_OPTIONS)
-    if diff or not same_grid:
-        raise ValueError(
-            f"cannot resume {out}: it was made with {'; '.join(diff or [RESUME_OPTIONS['grid']])}; "
-            f"use its options, or overwrite=True to start again"
-        )
-
-
-def check_output(out: str | Path, kind: str, inputs: tuple[str | Path | None, ...] = ()) -> None:
-    """Refuse to write a ``kind`` result to ``out`` where that would destroy something else, whatever ``overwrite``
-    says: one of the job's ``inputs`` (same file), a checkpoint (``.pt``, or any file inside a run's
-    ``checkpoints/``), or an existing file that is not a result of the same kind. Overwriting means replacing
-    one's earlier result of this kind, nothing more."""
-    out = Path(out)
-    if out.suffix == ".pt" or out.parent.name == CHECKPOINTS:
-        raise ValueError(
-            f"{out}: refused: a result is never written as a checkpoint (.pt) or into a run's {CHECKPOINTS}/ "
-            "folder; choose another output path"
-        )
-    if not out.exists() or out.is_dir():
-        return
-    for given in inputs:
-        if given is not None and Path(given).exists() and out.samefile(given):
-            raise ValueError(f"{out} is an input of this job: choose another output path")
-    category, reason = inspect_file(out)
-    found = "surface" if category and category.startswith("surface") else category
-    if found != kind:
-        what = f"a {found} result" if found else f"not a result file of this toolkit ({reason or 'no kind'})"
-        raise ValueError(f"{out} exists and is {what}: it is not replaced by a {kind} result; choose another path")
-
-
-def open_results(
-    out: str | Path,
-    kind: str,
-    create: Callable[[], ResultWriter],
-    attrs: dict,
-    same_grid: Callable[[ResultWriter], bool],
-    *,
-    resume: bool,
-    overwrite: bool,
-) -> tuple[ResultWriter, bool]:
-    """Create ``out``, or reopen it with ``resume`` after checking that the settings of :data:`RESUME_KEYS`
-    for ``kind`` (taken from ``attrs``) and the grid (``same_grid``) match; returns (writer, created)."""
-    out = Path(out)
-    check_output(out, kind)
-    if out.exists() and not (resume or overwrite):
-        raise ValueError(f"{out} exists: pass resume=True to finish it or overwrite=True to replace it")
-    if out.exists() and resume:
-        remove_stale_temps(out.parent)  # left by a writer killed mid-write
-        writer = ResultWriter(out)
-        try:
-            check_resumable(out, kind, writer.attrs, attrs, same_grid(writer))
-        except ValueError:
-            writer.close()
-            raise
-        return writer, False
-    if out.exists():
-        open_h5(out, "r+").close()  # a job still writing it holds its lock: refused, not replaced under it
-        out.unlink()
-    return create(), True
-
-
-def _plain_seq(v):
-    return list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
 
 
 def write_analysis(

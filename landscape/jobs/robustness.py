@@ -17,8 +17,10 @@ from landscape.data.formats import RELEASED_C, read_released_c
 from landscape.trainers import classification_metrics, load_checkpoint, predict
 from landscape.trainers.metrics import ECE_BINS, reliability
 
+from .._driver import GridJob, Output
 from .._evaluation import EvalSet, normalize, subset
-from ..io import ResultWriter, open_results, sha256
+from .._system.ranks import Ranks
+from ..io import ResultWriter, sha256
 from ..problem import Problem, checkpoint_info
 from .options import SPLITS, EvalOptions
 
@@ -149,32 +151,20 @@ def robustness_analysis(
         "bin_confidence": (ECE_BINS,),
     }
     grid = (len(attrs["models"]), len(conditions))
-    writer, created = open_results(
-        out,
-        "robustness",
-        lambda: ResultWriter.create(
-            out,
-            "robustness",
-            grid,
-            values,
-            {"condition_severity": np.array([s for _, s in conditions])},
-            {k: v for k, v in attrs.items() if k != "kind"},
-            {},
-        ),
-        attrs,
-        lambda w: tuple(w.shape) == grid,
-        resume=resume,
-        overwrite=overwrite,
+    job = GridJob(
+        "robustness", grid, values, {}, Output(out, resume, overwrite, opts.progress, log), Ranks(), memory=False
     )
-    try:
-        done = writer.computed_flat().reshape(grid)
-        if not created and log and done.any():
-            log(f"resuming: {int(done.all(axis=0).sum())} of {len(conditions)} conditions already evaluated")
+
+    def create() -> ResultWriter:
+        severity: dict[str, object] = {"condition_severity": np.array([s for _, s in conditions])}
+        return ResultWriter.create(
+            out, "robustness", grid, values, severity, {k: v for k, v in attrs.items() if k != "kind"}, {}
+        )
+
+    todo = job.open(create, lambda w: tuple(w.shape) == grid, attrs)
+    with job:
         for p in tqdm(
-            [p for p in range(len(conditions)) if not done[:, p].all()],
-            desc="robustness",
-            unit="condition",
-            disable=not opts.progress,
+            sorted({k % len(conditions) for k in todo}), desc="robustness", unit="condition", disable=not opts.progress
         ):
             images, labels = _condition_images(
                 x,
@@ -206,8 +196,6 @@ def robustness_analysis(
                         },
                     )
                 )
-            writer.write(points)
-        writer.finish()
-    finally:
-        writer.close()
+            job.write(points)
+        job.finish("conditions")
     return Path(out)
