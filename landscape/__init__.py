@@ -15,9 +15,9 @@ import importlib
 # ``--help`` stay fast; ``landscape.hessian`` still loads what it needs when it is touched.
 _EXPORTS = {
     "CurvatureOperator": "curvature",
-    "Hessian": "curvature",
+    "Hessian": "io.hessian",
     "hessian": "curvature",
-    "read_hessian": "curvature",
+    "read_hessian": "io.hessian",
     "normalize_direction": "directions",
     "pca_directions": "directions",
     "random_directions": "directions",
@@ -40,8 +40,8 @@ _EXPORTS = {
     "read_surface": "io",
     "read_sweep": "io",
     "read": "io",
-    "Robustness": "robustness",
-    "read_robustness": "robustness",
+    "Robustness": "io.robustness",
+    "read_robustness": "io.robustness",
     "fit": "trainers.loop",
 }
 

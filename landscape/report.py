@@ -16,7 +16,6 @@ import numpy as np
 
 from landscape._system.files import json_text, write_files
 
-from .curvature import read_hessian
 from .groups import (
     HISTORY,
     Group,
@@ -31,7 +30,8 @@ from .groups import (
     pooled_bins,
 )
 from .io import Surface, Sweep, read_surface, read_sweep
-from .robustness import read_robustness, severity_curves
+from .io.hessian import read_hessian
+from .io.robustness import read_robustness, severity_curves
 from .runs import Run, find_runs
 
 if TYPE_CHECKING:

@@ -17,7 +17,8 @@ from landscape.data.corruptions import (
     parse_severities,
 )
 from landscape.data.formats import read_released_c
-from landscape.robustness import corruption_error, mean_corruption_error, read_robustness
+from landscape.io.robustness import read_robustness
+from landscape.robustness import corruption_error, mean_corruption_error
 from landscape.trainers.metrics import ece_from_sums, expected_calibration_error, reliability
 
 # corruptions whose mean pixel change grows strictly with severity on these images (seed 0); snow, frost, fog,

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.curvature import read_hessian
 from landscape.io import read_sweep
+from landscape.io.hessian import read_hessian
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread per process: the same kernels on both sides

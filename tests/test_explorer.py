@@ -19,9 +19,9 @@ from landscape.apps.explorer.app import create_app
 from landscape.apps.explorer.catalog import Catalog, resolve_under
 from landscape.apps.explorer.components import guard
 from landscape.io import export_loss_landscape, read_analysis, read_directions, read_surface, read_sweep
+from landscape.io.robustness import read_robustness
 from landscape.problem import Problem
 from landscape.report import summary_row
-from landscape.robustness import read_robustness
 from landscape.runs import find_run
 
 

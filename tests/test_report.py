@@ -9,9 +9,9 @@ from helpers import REPORT_FIGURES
 
 from landscape.apps.cli.__main__ import main
 from landscape.io import Sweep, read_analysis, read_surface, read_sweep
+from landscape.io.robustness import read_robustness
 from landscape.jobs import EvalOptions, calibration
 from landscape.report import sweep_sharpness
-from landscape.robustness import read_robustness
 from landscape.trainers import read_checkpoint
 
 

@@ -196,7 +196,7 @@ def test_version_and_help_load_only_what_they_need():
 def test_demo_writes_the_comparison_report(tmp_path):
     import numpy as np
 
-    from landscape.robustness import read_robustness
+    from landscape.io.robustness import read_robustness
 
     out = tmp_path / "demo"
     fast = ("--corruptions", "contrast,fog", "--severities", "1,5", "--no-progress", "--no-serve")

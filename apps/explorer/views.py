@@ -12,13 +12,13 @@ from urllib.parse import quote
 
 import plotly.graph_objects as go
 
-from landscape.curvature import read_hessian
 from landscape.groups import Group, group_runs, history_curves, settings
 from landscape.io import Surface, read_surface, read_sweep, surface_progress
+from landscape.io.hessian import read_hessian
+from landscape.io.robustness import read_robustness
 from landscape.plots import plotly as plot_plotly
 from landscape.plots.catalog import figures_for
 from landscape.report import group_stats, overlay_figures
-from landscape.robustness import read_robustness
 
 from .catalog import (
     COLUMNS,

@@ -39,11 +39,11 @@ def read(path: str | Path) -> Any:
     if category == "sweep":
         return read_sweep(path)
     if category == "hessian":
-        from ..curvature import read_hessian  # the readers of these kinds live with their numerics
+        from .hessian import read_hessian
 
         return read_hessian(path, vectors=False)
     if category == "robustness":
-        from ..robustness import read_robustness
+        from .robustness import read_robustness  # loads the corruption suite: only when asked
 
         return read_robustness(path)
     raise ValueError(f"{path}: no reader for kind {category!r}")

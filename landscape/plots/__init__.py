@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..io import Surface, Sweep
-    from ..robustness import Robustness
+    from ..io.robustness import Robustness
 
 
 class Renderer(Protocol):

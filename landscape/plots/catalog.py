@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..curvature import Hessian
 from ..io import Surface, Sweep
-from ..robustness import Robustness
+from ..io.hessian import Hessian
+from ..io.robustness import Robustness
 from . import Renderer
 
 Calibration = tuple[str, dict]  # (label, reliability bins) of a checkpoint's test predictions

@@ -21,7 +21,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from landscape.trainers.metrics import ece_from_bins
 
 from ..io import Surface, Sweep
-from ..robustness import Robustness, severity_curves
+from ..io.robustness import Robustness, severity_curves
 from .style import (
     DIVERGING,
     PALETTE,

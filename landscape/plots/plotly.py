@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 from landscape.trainers.metrics import ece_from_bins
 
 from ..io import Surface, Sweep
-from ..robustness import Robustness, severity_curves
+from ..io.robustness import Robustness, severity_curves
 from .style import (
     PALETTE,
     PLOTLY_SPLIT_DASHES,
