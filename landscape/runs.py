@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from landscape.trainers.checkpoint import read_checkpoint
-from landscape.trainers.rundir import CONFIG, METRICS, check_rows, final_or_newest, read_json, read_metrics, within
+from landscape.trainers.rundir import CONFIG, METRICS_FILE, check_rows, final_or_newest, read_json, read_metrics, within
 
 from .io import inspect_file, read_attrs
 
@@ -54,8 +54,8 @@ def find_run(path: str | Path, name: str | None = None, root: str | Path | None 
         within(ckpt, root)
     history: list[dict] = []
     source: Path | None = None
-    if (path / METRICS).is_file():  # written every epoch: current even while the run trains
-        source = within(path / METRICS, root)
+    if (path / METRICS_FILE).is_file():  # written every epoch: current even while the run trains
+        source = within(path / METRICS_FILE, root)
         history = read_metrics(source)
     elif ckpt is not None:
         history, source = check_rows(read_checkpoint(ckpt).get("metrics", []), ckpt), ckpt

@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 
 CONFIG = "config.json"
-METRICS = "metrics.jsonl"
+METRICS_FILE = "metrics.jsonl"
 FINAL = "final.pt"
 CHECKPOINTS = "checkpoints"
-RUN_MARKERS = (CONFIG, METRICS, FINAL)  # a folder holding any of these is a run
+RUN_MARKERS = (CONFIG, METRICS_FILE, FINAL)  # a folder holding any of these is a run
 
 
 def within(path: str | Path, root: str | Path) -> Path:

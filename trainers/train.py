@@ -30,7 +30,7 @@ from .loop import fit
 from .metrics import evaluate
 from .models import MODELS, create_model
 from .optim import build_method, method_info
-from .rundir import CHECKPOINTS, CONFIG, FINAL, METRICS, checkpoint_path, newest_checkpoint
+from .rundir import CHECKPOINTS, CONFIG, FINAL, METRICS_FILE, checkpoint_path, newest_checkpoint
 from .schedules import SCHEDULES, lr_factor
 
 MAX_CROP_PADDING = 64  # pixels of zero padding before a random crop (CIFAR's customary 4)
@@ -353,7 +353,7 @@ def _train(
             world_size=group.world,
         )
         history.append(row)
-        write_jsonl(out / METRICS, history)
+        write_jsonl(out / METRICS_FILE, history)
         if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
             save_checkpoint(checkpoint_path(out, epoch + 1), payload(epoch + 1))
         log(

@@ -15,7 +15,7 @@ from .directions import AXES, read_direction_group, read_directions, write_direc
 from .files import SCHEMA_VERSION, base_attrs, file_category, inspect_file, open_h5, read_attrs, sha256
 from .results import MemoryWriter, ResultWriter, read_analysis, read_grid, write_analysis
 from .surface import (
-    METRICS,
+    SURFACE_METRICS,
     Surface,
     create_surface,
     export_loss_landscape,
@@ -50,7 +50,7 @@ def read(path: str | Path) -> Any:
 
 
 __all__ = [
-    "AXES", "METRICS", "SCHEMA_VERSION", "MemoryWriter", "ResultWriter", "Surface", "Sweep", "base_attrs",
+    "AXES", "SURFACE_METRICS", "SCHEMA_VERSION", "MemoryWriter", "ResultWriter", "Surface", "Sweep", "base_attrs",
     "create_surface", "export_loss_landscape", "file_category", "inspect_file", "open_h5", "read",
     "read_analysis", "read_attrs", "read_direction_group", "read_directions", "read_grid", "read_surface",
     "read_sweep", "sha256", "surface_attrs", "surface_progress", "value_names", "write_analysis", "write_direction",

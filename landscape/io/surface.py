@@ -25,10 +25,10 @@ from .directions import AXES, group_direction, write_group
 from .files import SCHEMA_VERSION, check_grid, open_h5, read_whole, root_attrs
 from .results import ResultWriter
 
-METRICS = ("loss", "acc")
+SURFACE_METRICS = ("loss", "acc")
 
 
-def value_names(splits: list[str], metrics: tuple[str, ...] | list[str] = METRICS) -> list[str]:
+def value_names(splits: list[str], metrics: tuple[str, ...] | list[str] = SURFACE_METRICS) -> list[str]:
     """``{split}_{metric}`` for every split and metric (the loss first): the datasets of a surface file."""
     return [f"{split}_{metric}" for split in splits for metric in metrics]
 
@@ -126,7 +126,9 @@ def read_surface(path: str | Path, max_points: int | None = None, *, directions:
         if ours and "values" in attrs:  # every stored metric, in order
             names = [n for n in attrs["values"] if isinstance(f.get(n), h5py.Dataset)]
         else:
-            names = [n for n in f if n.endswith(tuple(f"_{m}" for m in METRICS)) and isinstance(f[n], h5py.Dataset)]
+            names = [
+                n for n in f if n.endswith(tuple(f"_{m}" for m in SURFACE_METRICS)) and isinstance(f[n], h5py.Dataset)
+            ]
         for n in names + (["computed"] if ours else []):
             if n not in f:
                 raise ValueError(f"{path}: has no {n!r} dataset")

@@ -20,7 +20,7 @@ SPLIT_DASHES = {"train": "-", "test": "--"}  # any other split: dotted
 PLOTLY_SPLIT_DASHES = {"train": "solid", "test": "dash"}
 SEQUENTIAL = "viridis"  # perceptually uniform, readable in grey and with colour-vision deficiencies
 DIVERGING = "RdBu_r"  # blue below the centre, red above
-METRICS = {"loss": "loss", "acc": "accuracy (%)", "error": "error (%)", "nll": "NLL", "ece": "ECE"}
+METRIC_LABELS = {"loss": "loss", "acc": "accuracy (%)", "error": "error (%)", "nll": "NLL", "ece": "ECE"}
 RADIUS_UNITS = {
     "random": "‖δ‖₂",
     "random-filter": "× filter norms",
@@ -50,9 +50,9 @@ def plotly_series(i: int) -> dict:
 def human(name: str) -> str:
     """``train_loss`` -> ``train loss``, ``test_acc`` -> ``test accuracy (%)``: labels for people, not keys."""
     split, _, metric = name.rpartition("_")
-    if metric in METRICS and split:
-        return f"{split.replace('_', ' ')} {METRICS[metric]}"
-    return METRICS.get(name, name.replace("_", " "))
+    if metric in METRIC_LABELS and split:
+        return f"{split.replace('_', ' ')} {METRIC_LABELS[metric]}"
+    return METRIC_LABELS.get(name, name.replace("_", " "))
 
 
 def radius_label(kind: str, radii: np.ndarray, normalize: str = "none") -> str:
