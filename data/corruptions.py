@@ -245,3 +245,6 @@ class CorruptHalf:
         x = x.clone()
         x[chosen.to(x.device)] = torch.from_numpy(out).to(x.device)
         return x
+
+
+__all__ = ["COMMON", "EXTRA", "SEVERITIES", "corrupt_image", "corrupt_images"]

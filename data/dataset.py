@@ -15,9 +15,17 @@ from torch import Tensor
 class ImageDataset:
     """A whole dataset held as tensors: uint8 images (N, C, H, W) and int64 labels.
 
-    Keeping images as uint8 makes even CIFAR small enough to live on the GPU whole, so
-    batching and augmentation never leave the device. ``mean``/``std`` are per-channel
-    statistics of the training split on the 0..1 scale, used to normalize every batch.
+    Keeping images as uint8 makes even CIFAR small enough to live on the GPU whole, so batching and augmentation never
+    leave the device. :attr:`mean` and :attr:`std` are per-channel statistics of the training split on the 0..1 scale,
+    used to normalize every batch.
+
+    Attributes:
+        name: the dataset's name.
+        train_x: training images, uint8 (N, C, H, W).
+        train_y: training labels, int64 (N,).
+        test_x: test images.
+        test_y: test labels.
+        num_classes: the number of classes (labels are ``0..num_classes-1``).
     """
 
     name: str
@@ -41,10 +49,12 @@ class ImageDataset:
 
     @property
     def in_channels(self) -> int:
+        """Channels per image (3 for RGB)."""
         return self.train_x.shape[1]
 
     @property
     def image_size(self) -> int:
+        """Height (= width) of the images in pixels."""
         return self.train_x.shape[2]
 
     @cached_property
@@ -64,10 +74,12 @@ class ImageDataset:
 
     @property
     def mean(self) -> tuple[float, ...]:
+        """Per-channel mean of the training images in [0, 1] (normalization)."""
         return self._channel_stats[0]
 
     @property
     def std(self) -> tuple[float, ...]:
+        """Per-channel standard deviation of the training images in [0, 1]."""
         return self._channel_stats[1]
 
     def split(self, name: str) -> tuple[Tensor, Tensor]:
@@ -92,7 +104,12 @@ class ImageDataset:
 
 @dataclass(frozen=True)
 class Augment:
-    """Training augmentation: random crop after zero-padding by ``crop_padding`` pixels, random horizontal flip."""
+    """Training augmentation: random crop after zero-padding, random horizontal flip.
+
+    Attributes:
+        crop_padding: pixels of zero-padding before a random crop of the original size (0: no crop).
+        hflip: flip each image horizontally with probability 1/2.
+    """
 
     crop_padding: int = 0
     hflip: bool = False
@@ -104,6 +121,16 @@ class Augment:
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """A registered dataset.
+
+    Attributes:
+        name: its name (``load_dataset(name)``).
+        load: ``load(root)`` returns the :class:`ImageDataset` (``root``: the folder of its files, or ``None``).
+        needs_root: whether it is read from disk (``data_root=`` required) rather than shipped with the package.
+        description: one line for ``--help`` and the README.
+        augment: its customary training augmentation.
+    """
+
     name: str
     load: Callable[[Path | None], ImageDataset]
     needs_root: bool
@@ -130,6 +157,11 @@ def register_dataset(name: str, *, needs_root: bool, description: str, augment: 
 
 
 def dataset_info(name: str) -> DatasetInfo:
+    """The registration of dataset ``name``.
+
+    Raises:
+        ValueError: an unknown name (the known ones are listed).
+    """
     info = DATASETS.get(name)
     if info is None:
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(sorted(DATASETS))}")
@@ -137,7 +169,18 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def load_dataset(name: str, root: str | Path | None = None) -> ImageDataset:
-    """Load a registered dataset by name; on-disk ones read from ``root`` (never downloaded)."""
+    """Load a registered dataset by name.
+
+    Args:
+        name: one of :data:`DATASETS` (``digits``, the embedded default; ``cifar10``, ``mnist``, ...).
+        root: the folder holding an on-disk dataset's files (never downloaded); ignored for embedded ones.
+
+    Returns:
+        The :class:`ImageDataset`.
+
+    Raises:
+        ValueError: an unknown name, a missing ``root`` for an on-disk dataset, or files that are not the dataset's.
+    """
     info = dataset_info(name)
     folder = None if root is None else Path(root)
     if info.needs_root:
@@ -146,3 +189,6 @@ def load_dataset(name: str, root: str | Path | None = None) -> ImageDataset:
         if not folder.is_dir():
             raise FileNotFoundError(f"data root {str(folder)!r} is not a directory")
     return info.load(folder)
+
+
+__all__ = ["DATASETS", "Augment", "DatasetInfo", "ImageDataset", "dataset_info", "load_dataset"]

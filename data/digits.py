@@ -48,3 +48,6 @@ def load_digits32(root: Path | None = None) -> ImageDataset:
     return ImageDataset(
         "digits32", _to_rgb32(x_tr), torch.from_numpy(y_tr), _to_rgb32(x_te), torch.from_numpy(y_te), 10
     )
+
+
+__all__: list[str] = []  # the toolkit's own helpers: nothing here is public API

@@ -230,3 +230,6 @@ def _read_jpeg_tree(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
     if not xs:
         raise FileNotFoundError(f"{folder}: no <wnid>/*.JPEG images")
     return torch.from_numpy(np.stack(xs)), torch.tensor(ys, dtype=torch.int64)
+
+
+__all__: list[str] = []  # the toolkit's own helpers: nothing here is public API

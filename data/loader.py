@@ -39,7 +39,8 @@ class TensorLoader:
     Args:
         images: uint8 (N, C, H, W); moved to ``device`` once.
         labels: int64 (N,).
-        mean, std: per-channel statistics on the 0..1 scale.
+        mean: per-channel means on the 0..1 scale.
+        std: per-channel standard deviations on the 0..1 scale.
         batch_size: images per batch.
         shuffle: a fresh seeded permutation every epoch.
         drop_last: skip the final incomplete batch (training).
@@ -47,10 +48,15 @@ class TensorLoader:
         transform: a further ``f(uint8 batch, generator) -> uint8 batch`` after crop/flip (e.g.
             :class:`landscape.data.corruptions.CorruptHalf`), drawing its randomness from the loader's generator.
         seed: seed of the loader's generator (permutations and augmentation).
+        device: where the images live and batches are made.
         channels_last: hand batches out in channels-last memory format (faster convs on GPU).
         shard: ``(rank, world)``: every batch is drawn and augmented whole (the same on every rank,
             from the same generator), then this rank gets its ``1/world`` of the rows, so the shards
             of one step are the same images however many ranks there are.
+
+    Raises:
+        ValueError: a batch size below 1, above the number of images (with ``drop_last``), or that does not divide
+            into ``world`` equal shards.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class TensorLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def normalize(self, x: Tensor) -> Tensor:
+        """uint8 images to the normalized float batch the model sees (channels-last if asked)."""
         x = (x.float() / 255 - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -122,7 +129,12 @@ class TensorLoader:
             yield self.normalize(x), y
 
     def state_dict(self) -> dict:
+        """The shuffling generator's state: a resumed run draws the same batches."""
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the state :meth:`state_dict` returned."""
         self.generator.set_state(state["generator"])
+
+
+__all__ = ["TensorLoader"]

@@ -25,10 +25,6 @@ _EXPORTS = {
     "interpolate": "surfaces",
     "surface": "surfaces",
     "trajectory": "surfaces",
-    "EvalOptions": "jobs",
-    "interpolation_surface": "jobs",
-    "random_surface": "jobs",
-    "trajectory_surface": "jobs",
     "sharpness": "sweeps",
     "sweep": "sweeps",
     "Problem": "problem",
@@ -87,9 +83,4 @@ __all__ = [
     "pca_directions",
     "random_directions",
     "target_tensors",
-    # checkpoint jobs (the CLI's)
-    "EvalOptions",
-    "interpolation_surface",
-    "random_surface",
-    "trajectory_surface",
 ]

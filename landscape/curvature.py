@@ -37,7 +37,8 @@ from ._lanczos import WHICH, lanczos
 from ._trace import TRACE_METHODS
 from ._trace import trace as estimate_trace
 from .directions import Direction
-from .io import base_attrs, read_direction_group
+from .io.directions import read_direction_group
+from .io.files import base_attrs
 from .io.hessian import Hessian, read_hessian, write_hessian
 from .limits import MAX_MATVECS, check_count, check_eigenpairs, check_matvecs
 from .problem import Problem
@@ -79,12 +80,18 @@ def _affine_forward(m: _BatchNorm) -> Callable[[Tensor], Tensor]:
 class CurvatureOperator:
     """``H v`` (or ``G v``) for flat vectors over the problem's analysed parameters.
 
+    Use it as a context manager (or call :meth:`close`): it changes the model (BatchNorm in affine form, the math
+    attention kernel) while it lives and restores it afterwards.
+
     Args:
         problem: the model, data and loss; the model is restored by :meth:`close` (or ``with``).
         split: the split the loss averages over (default: the problem's first).
         kind: ``"hessian"`` or ``"ggn"`` (generalized Gauss-Newton ``J^T H_out J``, PSD for convex
             losses; needs a ``loss(outputs, targets)``).
         cache_graph: keep the gradient graphs between products (Hessian only).
+
+    Raises:
+        ValueError: an unknown ``kind``, ``"ggn"`` with a ``loss(model, batch)``, or a split the problem lacks.
     """
 
     def __init__(
@@ -117,6 +124,7 @@ class CurvatureOperator:
         self._graphs: list[list[Tensor]] | None = None
 
     def close(self) -> None:
+        """Release the operator's graphs and its model changes (BatchNorm, attention kernels)."""
         self._graphs = None
         self._stack.close()
 
@@ -204,6 +212,7 @@ class CurvatureOperator:
         return LinearOperator((self.size, self.size), matvec=mv, rmatvec=mv, dtype=np.float64)
 
     def flat_to_dict(self, v: Tensor) -> dict[str, Tensor]:
+        """A flat vector split into tensors keyed by parameter name (views, in the analysed order)."""
         return dict(zip(self.names, self._split(v)))
 
     def to_direction(self, v: Tensor) -> Direction:
@@ -245,20 +254,39 @@ def hessian(
 ) -> Hessian:
     """Top-k eigenpairs (with residuals), optionally the trace and the spectral density, of the problem's loss.
 
-    Args:
-        top_k: eigenpairs by Lanczos with full reorthogonalization, stopped when every residual
-            ``||Hv - lambda v|| <= tol * |lambda|`` (0: none); ``which="smallest"`` gives the most negative.
-        trace: Hutch++ (``trace_method``) with this many products (``True``: 99), with a 95 % interval.
-        density: the spectral density by stochastic Lanczos quadrature (``density_probes`` x ``density_steps``).
-        curvature: ``"hessian"`` or ``"ggn"`` (generalized Gauss-Newton).
-        split: the split the loss averages over (default the problem's first).
-        out: also write a ``kind="hessian"`` file (eigenvectors as direction groups ``eigenvector_i``,
-            usable as surface axes), after each finished stage (eigenpairs, trace, density): ``resume=True``
-            finishes a killed job's file without recomputing its finished stages; ``overwrite=True`` replaces it.
-            While the job runs the file is locked against a second writer.
-
     Under ``torchrun`` each rank takes a share of the data and the products are summed over the ranks
     (the same operator as one process, up to the order of float sums); rank 0 writes the file.
+
+    Args:
+        problem: the model, data and loss.
+        top_k: eigenpairs by Lanczos with full reorthogonalization (0: none).
+        which: ``"largest"`` eigenvalues, or ``"smallest"`` (the most negative).
+        tol: Lanczos stops when every residual ``||Hv - lambda v|| <= tol * |lambda|``.
+        trace: estimate the trace with this many products (``True``: 99; ``False``: no trace), with a 95 %
+            interval.
+        trace_method: ``"hutch++"`` (Meyer et al. 2021) or ``"hutchinson"``.
+        density: the spectral density by stochastic Lanczos quadrature.
+        density_probes: random probes of the density (each a Lanczos run).
+        density_steps: Lanczos steps per probe.
+        curvature: ``"hessian"`` or ``"ggn"`` (generalized Gauss-Newton).
+        split: the split the loss averages over (default the problem's first).
+        seed: the seed of Lanczos's start vector and of the trace and density probes.
+        out: also write a ``kind="hessian"`` file (eigenvectors as direction groups ``eigenvector_i``, usable as
+            surface axes) after each finished stage (eigenpairs, trace, density). While the job runs the file is
+            locked against a second writer.
+        resume: finish a killed job's file without recomputing its finished stages.
+        overwrite: replace an earlier Hessian result at ``out``.
+        progress: a progress bar of the products (its total: every stage's cap; Lanczos usually stops earlier).
+        log: called with one-line messages (resuming); ``None``: silent.
+        attrs: extra attributes stored with the result.
+
+    Returns:
+        The :class:`~landscape.Hessian` (read back from ``out`` on rank 0 when written).
+
+    Raises:
+        ValueError: an unknown ``which``, ``trace_method`` or ``curvature``, counts beyond
+            :mod:`landscape.limits` or the memory free, ``tol <= 0``, or an output that exists (without
+            ``resume``/``overwrite``), may not be replaced, or was made with other settings.
     """
     trace_matvecs = DEFAULT_TRACE_MATVECS if trace is True else check_count("trace", int(trace), MAX_MATVECS)
     if which not in WHICH or trace_method not in TRACE_METHODS:
@@ -384,3 +412,6 @@ def hessian_directions(problem: Problem, count: int, source: Any = None, *, seed
     if len(vectors) < count:
         raise ValueError(f"the Hessian result holds {len(vectors)} eigenvectors; the surface needs {count}")
     return list(vectors[:count])
+
+
+__all__ = ["CurvatureOperator", "hessian"]

@@ -24,7 +24,19 @@ DIR_TYPES: tuple[DirType, ...] = get_args(DirType)
 
 
 def target_tensors(model: nn.Module, dir_type: str = "weights") -> Direction:
-    """The tensors a direction moves: parameters (``weights``) or the whole ``state_dict`` (``states``)."""
+    """The tensors a direction moves, keyed by name (live views of the model's).
+
+    Args:
+        model: the model.
+        dir_type: ``"weights"``: the parameters; ``"states"``: the whole ``state_dict`` (also BatchNorm running
+            statistics).
+
+    Returns:
+        ``{name: tensor}`` (floating-point tensors only for ``states``).
+
+    Raises:
+        ValueError: an unknown ``dir_type``.
+    """
     if dir_type == "weights":
         return {n: p.detach() for n, p in model.named_parameters()}
     if dir_type == "states":
@@ -47,14 +59,21 @@ def normalize_direction(
 ) -> Direction:
     """Scale ``direction`` to the weights, exactly as loss-landscape's ``net_plotter`` does.
 
-    - ``filter``: every slice ``k`` along dim 0 of a tensor with ``dim > 1`` becomes
-      ``d_k * ||w_k|| / (||d_k|| + 1e-10)`` (per output channel / output neuron);
-    - ``layer``: each tensor becomes ``d * ||w|| / ||d||``;
-    - ``model``: the whole direction is scaled to ``||w||`` (global);
-    - ``none``: raw.
+    Args:
+        direction: the raw direction, keyed like ``weights``.
+        weights: the model's tensors it is scaled to.
+        norm: ``"filter"``: every slice ``k`` along dim 0 of a tensor with ``dim > 1`` becomes
+            ``d_k * ||w_k|| / (||d_k|| + 1e-10)`` (per output channel / output neuron); ``"layer"``: each tensor
+            becomes ``d * ||w|| / ||d||``; ``"model"``: the whole direction is scaled to ``||w||`` (global);
+            ``"none"``: raw.
+        ignore: ``"biasbn"`` zeroes tensors with ``dim <= 1`` (biases, BatchNorm parameters and statistics); with
+            ``"none"`` they are set to the weights themselves (loss-landscape's rule).
 
-    Tensors with ``dim <= 1`` (biases, BatchNorm parameters and statistics) are zeroed
-    with ``ignore="biasbn"``, else set to the weights themselves (loss-landscape's rule).
+    Returns:
+        The normalized direction (new tensors).
+
+    Raises:
+        ValueError: an unknown ``norm`` or ``ignore``.
     """
     if norm not in NORMS:
         raise ValueError(f"unknown normalization {norm!r}; expected one of {NORMS}")
@@ -108,9 +127,17 @@ def random_directions(
 ) -> list[Direction]:
     """``count`` normalized random directions from one generator seeded with ``seed``.
 
-    With ``orthogonal=True`` the second is made orthogonal to the first after normalization
-    (exactly orthogonal; its filter norms then differ from the weights' by the removed
-    component, which is tiny for random high-dimensional directions).
+    Args:
+        weights: the model's tensors (:func:`target_tensors`); each direction has their names and shapes.
+        count: how many directions (1 or 2 for a surface).
+        seed: the generator's seed.
+        norm: how each is scaled to the weights (see :func:`normalize_direction`).
+        ignore: ``"biasbn"`` zeroes 1-D tensors (see :func:`normalize_direction`).
+        orthogonal: make the second orthogonal to the first after normalization (exactly orthogonal; its filter norms
+            then differ from the weights' by the removed component, tiny for random high-dimensional directions).
+
+    Returns:
+        The directions, on the weights' devices.
     """
     g = torch.Generator().manual_seed(seed)
     dirs = [normalize_direction(random_direction(weights, g), weights, norm, ignore) for _ in range(count)]
@@ -139,10 +166,20 @@ def pca_directions(
 ) -> tuple[list[Direction], Tensor, Tensor]:
     """Top-2 principal directions of ``theta_e - theta_final`` over a training trajectory (Li et al. Sec. 7).
 
-    Returns the two unit-norm directions, their explained-variance ratios (of the centred
-    rows, as sklearn's PCA), and the (T, 2) coordinates of each trajectory point projected
-    on them (the path to draw on the surface; the final point is at the origin).
     Uses the T x T Gram matrix, so memory is one (T, P) float64 matrix.
+
+    Args:
+        trajectory: the snapshots' tensors in training order, keyed like ``final``.
+        final: the end of training (the centre of the plane).
+        ignore: ``"biasbn"`` leaves 1-D tensors (biases, BatchNorm) out of the PCA, ``"none"`` keeps them.
+
+    Returns:
+        The two unit-norm directions, their explained-variance ratios (of the centred rows, as sklearn's PCA), and the
+        (T, 2) coordinates of each snapshot projected on them (the path to draw on the surface; the final point is at
+        the origin).
+
+    Raises:
+        ValueError: fewer than 2 snapshots besides ``final``, or snapshots that are identical or collinear (no plane).
     """
     if len(trajectory) < 2:
         raise ValueError(
@@ -178,3 +215,6 @@ def pca_directions(
                 d[n] = torch.zeros_like(w)
         dirs.append(d)
     return dirs, ratio, coords
+
+
+__all__ = ["Direction", "normalize_direction", "pca_directions", "random_directions", "target_tensors"]

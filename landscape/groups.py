@@ -28,17 +28,24 @@ SEEDLESS = ("seed", "device", "save_every", "data_root", "world_size", "rank_bat
 
 @dataclass
 class Group:
-    """Runs of one experiment with different seeds."""
+    """Runs of one experiment with different seeds.
+
+    Attributes:
+        name: the group's name: its method, or the settings that tell it apart from groups of the same method.
+        runs: its runs, by seed.
+    """
 
     name: str
     runs: list[Run]
 
     @property
     def method(self) -> str:
+        """The method the group's runs were trained with."""
         return str(self.runs[0].config.get("method", ""))
 
     @property
     def seeds(self) -> list[int | None]:
+        """Each run's seed (``None`` where its config has none)."""
         return [run_seed(r) for r in self.runs]
 
 
@@ -53,8 +60,15 @@ def group_key(run: Run) -> str:
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
-    """Runs grouped by :func:`group_key`, in order of first appearance, each group's runs by seed. Groups are named
-    by their method; where two groups share a method, by the settings that tell them apart."""
+    """Runs grouped by the settings of their configs that are not the seed (nor device, workers and the like).
+
+    Args:
+        runs: the runs to group (:func:`landscape.runs.find_runs`).
+
+    Returns:
+        The groups in order of first appearance, each group's runs by seed. Groups are named by their method; where
+        two groups share a method, by the settings that tell them apart.
+    """
     keyed: dict[str, list[Run]] = {}
     for run in runs:
         keyed.setdefault(group_key(run), []).append(run)
@@ -246,3 +260,6 @@ def pooled_bins(bins: list[dict]) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         out["accuracy"], out["confidence"] = out["correct"] / out["count"], out["confidence_sum"] / out["count"]
     return out
+
+
+__all__ = ["Group", "group_runs"]

@@ -33,8 +33,20 @@ FLOAT64 = 8
 
 
 def check_count(name: str, value: object, ceiling: int | None, least: int = 0) -> int:
-    """``value`` as an int within ``least..ceiling`` (None: no ceiling); a bool, a float or anything else is
-    refused."""
+    """``value`` as an int within ``least..ceiling``.
+
+    Args:
+        name: the keyword the value was given as (named in the error).
+        value: the count; a bool, a float or anything else that is not an int is refused.
+        ceiling: the largest allowed (``None``: no ceiling).
+        least: the smallest allowed.
+
+    Returns:
+        ``value`` as an int.
+
+    Raises:
+        ValueError: naming ``name``, the value and the allowed range.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < least:
@@ -45,8 +57,18 @@ def check_count(name: str, value: object, ceiling: int | None, least: int = 0) -
 
 
 def check_eigenpairs(top_k: int, size: int, device: torch.device | str) -> None:
-    """At most the parameter count and :data:`MAX_TOP_K`, and Krylov vectors that fit; a warning past
-    :data:`FEW_TOP_K` (each eigenpair costs several Hessian-vector products)."""
+    """Refuse more eigenpairs than the parameter count, :data:`MAX_TOP_K` or the memory allow.
+
+    A warning past :data:`FEW_TOP_K` (each eigenpair costs several Hessian-vector products).
+
+    Args:
+        top_k: the eigenpairs asked for.
+        size: the number of analysed parameters.
+        device: where the Krylov vectors would live (its free memory is checked).
+
+    Raises:
+        ValueError: too many eigenpairs, or vectors that do not fit in memory.
+    """
     check_count("top_k", top_k, None)
     if top_k > size:
         raise ValueError(f"top_k {top_k} is more eigenpairs than the {size} analysed parameters have")
@@ -57,13 +79,32 @@ def check_eigenpairs(top_k: int, size: int, device: torch.device | str) -> None:
 
 
 def check_matvecs(name: str, count: int, vectors: int, size: int, device: torch.device | str) -> None:
-    """``count`` products within :data:`MAX_MATVECS`, ``vectors`` of them kept at once in memory."""
+    """Refuse ``count`` products beyond :data:`MAX_MATVECS`, or ``vectors`` of them kept at once beyond the memory free.
+
+    Args:
+        name: the keyword the count was given as (named in the error).
+        count: the products asked for.
+        vectors: how many vectors of ``size`` numbers are kept at once.
+        size: the number of analysed parameters.
+        device: where the vectors would live.
+
+    Raises:
+        ValueError: too many products, or vectors that do not fit in memory.
+    """
     check_count(name, count, MAX_MATVECS)
     check_memory(f"{name}={count:,}", vectors * size * FLOAT64, device)
 
 
 def check_radii(name: str, radii) -> None:
-    """Perturbation radii within :data:`MAX_RADIUS`."""
+    """Refuse perturbation radii beyond :data:`MAX_RADIUS` (or not finite).
+
+    Args:
+        name: the keyword the radii were given as (named in the error).
+        radii: the radii (a number or an array).
+
+    Raises:
+        ValueError: naming ``name`` and the offending radius.
+    """
     largest = float(max(radii, default=0.0))
     if largest > MAX_RADIUS:
         raise ValueError(f"{name}: a radius of {largest:g} is more than this toolkit perturbs by ({MAX_RADIUS:g})")

@@ -31,7 +31,7 @@ from landscape.trainers.checkpoint import load_checkpoint
 
 from ._batches import Batch, SizeFn, Split, as_splits, split_names, unpack
 from ._evaluation import eval_sets
-from .io import sha256
+from .io.files import sha256
 
 Mode = Literal["eval", "train"]
 MODES = ("eval", "train")
@@ -162,7 +162,8 @@ class Problem:
             function whose first parameter is named ``model``, called as ``loss(model, batch)``.
         metrics: ``{name: fn}`` of further per-batch means, called like the loss; default: ``acc``
             (percent) for cross-entropy.
-        params: which parameters to analyse (see :func:`select_params`); default all trainable.
+        params: which parameters to analyse: names, glob patterns, a predicate on (name, parameter) or the
+            parameters themselves; default all trainable.
         device: where to run (default: the model's device); the model returns home afterwards.
         mode: the model's mode during analyses: ``"eval"`` (BatchNorm running statistics, no dropout)
             or ``"train"``.
@@ -172,6 +173,11 @@ class Problem:
         cache: keep the data on the device (True), stream it (False), or keep it while it fits (None).
         label: a name for the problem, stored in result files (e.g. the training method).
         check: check once that two passes over the data give the same batches and the same loss.
+
+    Raises:
+        ValueError: a model that is not an ``nn.Module``, an unknown ``mode``, a bad ``batch_size``, a device this
+            machine lacks, data or a loss that cannot be evaluated (with the reason), parameters that select
+            nothing, or a loss that is not finite at the model's weights.
     """
 
     def __init__(
@@ -492,3 +498,6 @@ def weights_sha256(state: Mapping[str, Tensor]) -> str:
         h.update(k.encode())
         h.update(v.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().tobytes())
     return h.hexdigest()
+
+
+__all__ = ["Problem"]

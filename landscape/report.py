@@ -371,9 +371,24 @@ def compare(
     log: bool = False,
     baseline: str | None = None,
 ) -> Path:
-    """The comparison report of ``landscape compare`` from Python: the run folders in ``paths`` (training runs or
-    a user's own folders of result files), grouped by seed, written to ``out`` (``report.md``, ``report.html``,
-    ``summary.json``, figures in ``formats``). Returns ``out``; raises ValueError for a malformed run."""
+    """The comparison report of ``landscape compare``, from Python.
+
+    Args:
+        paths: run folders (training runs, or a user's own folders of result files); runs that differ only in their
+            seed are grouped, and each group's numbers carry their spread.
+        out: the folder to write ``report.md``, ``report.html``, ``summary.json`` and the figures into.
+        rho: the radius at which the sweep-based sharpness columns are read.
+        formats: the figures' file formats (``"png"``, ``"svg"``, ``"pdf"``).
+        log: draw losses on a log scale.
+        baseline: the name of the group the others are compared with (paired differences); ``None``: the first
+            ERM group, else the first.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        ValueError: a malformed run, no runs, or an unknown ``baseline``.
+    """
     return write_report(find_runs(list(paths)), out, rho=rho, formats=formats, log=log, baseline=baseline)
 
 
@@ -492,3 +507,6 @@ CSS = (
     "th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}details{margin:1em 0}"
     "summary{cursor:pointer;color:#0072B2}"
 )
+
+
+__all__ = ["compare"]

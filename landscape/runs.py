@@ -10,12 +10,26 @@ from pathlib import Path
 from landscape.trainers.checkpoint import read_checkpoint
 from landscape.trainers.rundir import CONFIG, METRICS_FILE, check_rows, final_or_newest, read_json, read_metrics, within
 
-from .io import inspect_file, read_attrs
+from .io import inspect_file
+from .io.files import read_attrs
 
 
 @dataclass
 class Run:
-    """What one run directory holds, found by reading each file's kind."""
+    """What one run directory holds, found by reading each file's kind.
+
+    Attributes:
+        name: the run's name (its folder's, or ``parent/folder`` where two share one).
+        path: the run directory.
+        config: its ``config.json`` (empty for a folder of result files only).
+        metrics: the last epoch's row of ``metrics.jsonl``, with ``train_seconds`` summed over epochs.
+        metrics_source: the file the metrics came from (``None``: none).
+        checkpoint: ``final.pt``, else the newest epoch checkpoint (``None``: none).
+        files: one analysis file per category (``surface_2d``, ``sweep``, ``hessian``, ...).
+        ignored: ``(category, file)`` of further files of a category already found.
+        problems: ``(file, why)`` of analysis files left out (unreadable, or behind a link out of the root).
+        history: one metrics row per epoch.
+    """
 
     name: str
     path: Path
@@ -39,11 +53,23 @@ def _cost(history: list[dict]) -> dict:
 
 
 def find_run(path: str | Path, name: str | None = None, root: str | Path | None = None) -> Run:
-    """What a run directory holds; a malformed file in it raises a ValueError naming the file and the problem.
+    """What a run directory holds (config, metrics, checkpoint, analysis files), found by each file's kind.
 
-    ``root`` (default: the run directory) bounds what is read: a config, metrics or checkpoint behind a link that
-    leaves it refuses the run; an analysis file behind such a link, or one that cannot be read, is left out and
-    listed in ``Run.problems`` with its reason."""
+    Args:
+        path: the run directory (a training run, or any folder of result files).
+        name: the run's name (default: the folder's).
+        root: bounds what is read (default: the run directory): a config, metrics or checkpoint behind a link that
+            leaves it refuses the run; an analysis file behind such a link, or one that cannot be read, is left out
+            and listed in ``Run.problems`` with its reason.
+
+    Returns:
+        The :class:`Run`.
+
+    Raises:
+        ValueError: a malformed config, metrics file or checkpoint (naming the file and the problem), or one behind a
+            link out of ``root``.
+        NotADirectoryError: ``path`` is not a folder.
+    """
     path = Path(path)
     if not path.is_dir():
         raise NotADirectoryError(f"{str(path)!r} is not a run directory")
@@ -89,7 +115,18 @@ def find_run(path: str | Path, name: str | None = None, root: str | Path | None 
 
 
 def find_runs(paths: list[str | Path]) -> list[Run]:
-    """Runs named by their folder, or ``parent/folder`` where two folders share a name."""
+    """The runs in ``paths``, named by their folder, or ``parent/folder`` where two folders share a name.
+
+    Args:
+        paths: run directories.
+
+    Returns:
+        One :class:`Run` per path, in order.
+
+    Raises:
+        ValueError: a malformed run (see :func:`find_run`), or a folder named twice (each run counts once).
+        NotADirectoryError: a path that is not a folder.
+    """
     folders = [Path(p) for p in paths]
     seen: dict[Path, Path] = {}
     for p in folders:
@@ -98,3 +135,6 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
         seen[real] = p
     names = [p.resolve().name for p in folders]
     return [find_run(p, f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n) for p, n in zip(folders, names)]
+
+
+__all__ = ["Run", "find_run", "find_runs"]

@@ -25,7 +25,19 @@ from landscape.trainers.checkpoint import FORMAT, read_checkpoint
 
 
 def save_snapshot(model: nn.Module, folder: str | Path, step: int) -> Path:
-    """Write ``model.state_dict()`` (on the CPU) to ``folder/step_NNNNNN.pt`` atomically; returns the path."""
+    """Write ``model.state_dict()`` (on the CPU) to ``folder/step_NNNNNN.pt`` atomically (for :func:`trajectory`).
+
+    Args:
+        model: the model being trained.
+        folder: where the snapshots go (made if missing).
+        step: the training step (or epoch) the snapshot is taken at; it orders the trajectory.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: a negative ``step``.
+    """
     if not (isinstance(step, int) and step >= 0):
         raise ValueError(f"step must be an integer >= 0, got {step!r}")
     path = Path(folder) / f"step_{step:06d}.pt"
@@ -66,3 +78,6 @@ def load_state(source: Any) -> dict[str, Tensor]:
     if not (isinstance(obj, dict) and obj and all(isinstance(v, Tensor) for v in obj.values())):
         raise ValueError(f"{path}: not a state dict (a dict of tensors) or a landscape checkpoint")
     return obj
+
+
+__all__ = ["save_snapshot"]

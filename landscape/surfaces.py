@@ -40,15 +40,10 @@ from .directions import (
     random_directions,
     target_tensors,
 )
-from .io import (
-    ResultWriter,
-    Surface,
-    create_surface,
-    read_surface,
-    sha256,
-    surface_attrs,
-    value_names,
-)
+from .io import Surface, read_surface
+from .io.files import sha256
+from .io.results import ResultWriter
+from .io.surface import create_surface, surface_attrs, value_names
 from .limits import MAX_AXIS_POINTS, check_count
 from .problem import Problem, weights_sha256
 from .snapshots import load_state, snapshot_files
@@ -380,25 +375,46 @@ def surface(
     """Loss (and metrics) of every split on the grid ``w0 + x*d1 (+ y*d2)`` around the problem's weights.
 
     Args:
-        x, y: coordinates (arrays, or ``"MIN:MAX:NUM"``); ``y=None`` gives a 1-D slice.
-        directions: ``"random"`` (Gaussian from a generator seeded with ``seed``, normalized by
-            ``norm``/``ignore`` as Li et al. 2018), ``"hessian"`` (the top eigenvectors, unit norm: from
-            ``hessian`` — a :class:`~landscape.curvature.Hessian` or its file — or computed), or the
-            directions themselves (dicts of tensors keyed like ``target_tensors(model, dir_type)``;
-            missing names are zero).
-        dir_type: ``"weights"`` (parameters) or ``"states"`` (also BatchNorm running statistics).
-        splits: which of the problem's splits to evaluate (default all).
-        bn: ``"eval"`` (the model's BatchNorm statistics) or ``"recompute"`` (recomputed on ``bn_split``
-            at every point).
-        compile: evaluate through ``torch.compile`` (same numbers to ~3e-7); ``None``: once the first round
-            of points shows the rest would take over 2 minutes eager (where compiling pays), ``False``: never.
-        fast: evaluate through :func:`~landscape._folding.faster_module` (eval BatchNorm folded into the
-            convolutions, channels-last on CPU; same numbers to ~1e-6); ``False`` runs the model as written.
-        out: the HDF5 file to write (resumable with ``resume=True``); ``None`` keeps it in memory.
-        attrs: extra attributes stored in the file.
+        problem: the model, data and loss (its weights are the origin and are restored afterwards).
+        x: coordinates along the first direction (an array, or ``"MIN:MAX:NUM"``).
+        y: coordinates along the second (``None``: a 1-D slice).
+        directions: ``"random"`` (Gaussian from a generator seeded with ``seed``, normalized by ``norm`` and
+            ``ignore`` as Li et al. 2018), ``"hessian"`` (the top eigenvectors, unit norm, from ``hessian`` or
+            computed), or the directions themselves (dicts of tensors keyed like
+            ``target_tensors(model, dir_type)``; missing names are zero).
+        hessian: with ``directions="hessian"``, a :class:`~landscape.Hessian` or its file to take the
+            eigenvectors from (``None``: computed on the ``train`` split).
+        norm: how random directions are scaled: ``"filter"`` (each filter to the norm of the model's filter),
+            ``"layer"`` (each tensor), ``"model"`` (the whole direction) or ``"none"``.
+        ignore: ``"biasbn"`` zeroes random directions on 1-D tensors (biases, BatchNorm); ``"none"`` keeps them.
+        seed: the random directions' seed.
+        dir_type: ``"weights"`` (parameters) or ``"states"`` (also BatchNorm running statistics) move.
+        orthogonal: make the second random direction orthogonal to the first.
+        splits: which of the problem's splits to evaluate (``None``: all).
+        bn: ``"eval"`` (the model's BatchNorm statistics) or ``"recompute"`` (recomputed on ``bn_split`` at
+            every point).
+        bn_split: the split BatchNorm statistics are recomputed on (``None``: ``train`` if the problem has one,
+            else its first).
+        compile: evaluate through ``torch.compile`` (same numbers to ~3e-7); ``None``: once the first round of
+            points shows the rest would take over 2 minutes eager (where compiling pays); ``False``: never.
+        fast: evaluate a traced view of the model with eval BatchNorm folded into the convolutions
+            (channels-last on CPU; same numbers to ~1e-6); ``False`` runs the model as written.
+        out: the HDF5 file to write as the work goes (``None``: the result stays in memory).
+        resume: finish the file a killed job left at ``out`` (its settings must match; nothing finished is
+            recomputed).
+        overwrite: replace an earlier result of the same kind at ``out``.
+        progress: show a progress bar (on rank 0 of a ``torchrun`` job).
+        log: called with one-line messages (resuming, non-finite points); ``None``: silent.
+        attrs: extra attributes stored with the result.
 
-    Returns the :class:`~landscape.io.Surface` (``.values["train_loss"][i, j]`` at
-    ``(x[j], y[i])``); under ``torchrun`` with ``out=``, ranks other than 0 get ``None``.
+    Returns:
+        The :class:`~landscape.io.Surface` (``.values["train_loss"][i, j]`` at ``(x[j], y[i])``) with its
+        directions; under ``torchrun`` with ``out=``, ranks other than 0 get ``None``.
+
+    Raises:
+        ValueError: a bad coordinate range, split, mode or direction (zero, of another shape, naming a tensor the
+            model lacks), a grid beyond :mod:`landscape.limits`, an output that exists (without ``resume`` or
+            ``overwrite``), that may not be replaced, or whose settings differ from this job's (``resume``).
     """
     xs, ys = _grid_args(x, y)
     count = 1 if ys is None else 2
@@ -500,18 +516,34 @@ def interpolate(
     """The loss along the line from the problem's weights (x=0) to ``other``'s (x=1) and beyond.
 
     Args:
+        problem: the model, data and loss; its weights are x=0.
         other: a model of the same architecture, its state dict, or a file of either kind; the direction is
             ``other - w0``, not normalized.
         x: coordinates along the line (an array, or ``"MIN:MAX:NUM"``).
         dir_type: ``"states"`` (parameters and BatchNorm running statistics, the default) or ``"weights"``.
-        splits, bn, bn_split, compile, fast, out, resume, overwrite, progress, log, attrs: as for
-            :func:`surface`.
+        splits: which of the problem's splits to evaluate (``None``: all).
+        bn: ``"eval"`` (the model's BatchNorm statistics) or ``"recompute"`` (recomputed on ``bn_split`` at
+            every point).
+        bn_split: the split BatchNorm statistics are recomputed on (``None``: ``train`` if the problem has one,
+            else its first).
+        compile: evaluate through ``torch.compile`` (same numbers to ~3e-7); ``None``: once the first round of
+            points shows the rest would take over 2 minutes eager (where compiling pays); ``False``: never.
+        fast: evaluate a traced view of the model with eval BatchNorm folded into the convolutions
+            (channels-last on CPU; same numbers to ~1e-6); ``False`` runs the model as written.
+        out: the HDF5 file to write as the work goes (``None``: the result stays in memory).
+        resume: finish the file a killed job left at ``out`` (its settings must match; nothing finished is
+            recomputed).
+        overwrite: replace an earlier result of the same kind at ``out``.
+        progress: show a progress bar (on rank 0 of a ``torchrun`` job).
+        log: called with one-line messages (resuming, non-finite points); ``None``: silent.
+        attrs: extra attributes stored with the result.
 
     Returns:
         The 1-D :class:`~landscape.io.Surface` (ranks other than 0 of a ``torchrun`` job with ``out=``: None).
 
     Raises:
-        ValueError: ``other`` lacks a tensor of the model or has another shape, or a bad argument.
+        ValueError: ``other`` lacks a tensor of the model or has another shape, or a bad argument (as for
+            :func:`surface`).
     """
     xs = coordinates(x, "x")
     state = load_state(other)
@@ -573,22 +605,37 @@ def trajectory(
     ``theta_t - theta_final`` over ``snapshots`` (Li et al. Sec. 7), with the projected path.
 
     Args:
-        snapshots: a folder of ``.pt`` files (see :func:`~landscape.snapshots.save_snapshot`; our run's
+        problem: the model, data and loss; its weights are the centre (the end of training).
+        snapshots: a folder of ``.pt`` files (see :func:`~landscape.save_snapshot`; our run's
             ``checkpoints/`` works too), or a list of state dicts, models or files, in training order; at
             least 3 that are not collinear.
-        x, y: coordinates along the two principal directions; default the path's extent plus 25 %, 21 points
-            each.
+        x: coordinates along the first principal direction (default: the path's extent plus 25 %, 21 points).
+        y: coordinates along the second (default as for ``x``).
         ignore: ``"biasbn"`` leaves 1-D tensors (biases, BatchNorm) out of the PCA, ``"none"`` keeps them.
-        splits, bn, bn_split, compile, fast, out, resume, overwrite, progress, log, attrs: as for
-            :func:`surface`.
+        splits: which of the problem's splits to evaluate (``None``: all).
+        bn: ``"eval"`` (the model's BatchNorm statistics) or ``"recompute"`` (recomputed on ``bn_split`` at
+            every point).
+        bn_split: the split BatchNorm statistics are recomputed on (``None``: ``train`` if the problem has one,
+            else its first).
+        compile: evaluate through ``torch.compile`` (same numbers to ~3e-7); ``None``: once the first round of
+            points shows the rest would take over 2 minutes eager (where compiling pays); ``False``: never.
+        fast: evaluate a traced view of the model with eval BatchNorm folded into the convolutions
+            (channels-last on CPU; same numbers to ~1e-6); ``False`` runs the model as written.
+        out: the HDF5 file to write as the work goes (``None``: the result stays in memory).
+        resume: finish the file a killed job left at ``out`` (its settings must match; nothing finished is
+            recomputed).
+        overwrite: replace an earlier result of the same kind at ``out``.
+        progress: show a progress bar (on rank 0 of a ``torchrun`` job).
+        log: called with one-line messages (resuming, non-finite points); ``None``: silent.
+        attrs: extra attributes stored with the result.
 
     Returns:
         The 2-D :class:`~landscape.io.Surface`, its ``extras`` holding the projected path (``proj_xcoord``,
         ``proj_ycoord``) and ``explained_variance_ratio_``.
 
     Raises:
-        ValueError: fewer than 3 snapshots, snapshots that are identical or collinear, or a snapshot that is not
-            the model's state dict.
+        ValueError: fewer than 3 snapshots, snapshots that are identical or collinear, a snapshot that is not
+            the model's state dict, or a bad argument (as for :func:`surface`).
     """
     items = snapshot_files(snapshots) if isinstance(snapshots, (str, Path)) else list(snapshots)
     if len(items) < 2:
@@ -624,3 +671,6 @@ def trajectory(
         Output(out, resume, overwrite, progress, log),
         extras,
     )
+
+
+__all__ = ["surface", "interpolate", "trajectory", "GridEvaluation"]

@@ -35,7 +35,8 @@ from landscape.trainers.rules import is_weight as default_is_weight
 from ._driver import GridJob, Output
 from ._folding import faster_module
 from .directions import normalize_direction, tensor_sum
-from .io import ResultWriter, Sweep, read_sweep
+from .io import Sweep, read_sweep
+from .io.results import ResultWriter
 from .limits import MAX_STEPS, MAX_TRIALS, check_count, check_radii
 from .problem import Problem
 from .surfaces import Displacement, coordinates
@@ -209,7 +210,11 @@ def sweep(
     """Loss and accuracy against perturbation radius for each kind (module docstring), one point per
     (kind, radius); with ``out=`` written point by point to a resumable ``kind="sweep"`` file.
 
+    Under ``torchrun`` each rank takes a share of the data (losses and gradients are summed over the ranks) and
+    rank 0 writes the file.
+
     Args:
+        problem: the model, data and loss (its weights are restored afterwards).
         radii: radii >= 0 (an array or ``"MIN:MAX:NUM"``), at most :data:`~landscape.limits.MAX_RADIUS`.
         kinds: any of ``random``, ``adversarial``, ``multiplicative``, ``adaptive``.
         trials: draws per radius for random and multiplicative perturbations.
@@ -217,19 +222,26 @@ def sweep(
         normalize: ``"none"`` (random directions of global norm r) or ``"filter"`` (filter-normalized).
         eta: the adaptive ball's offset (ASAM's).
         seed: the draws' seed (each (kind, radius) has its own stream: a resumed sweep draws the same).
-        is_weight: the rule on parameter names for which tensors are weights (multiplicative, adaptive).
+        is_weight: the rule on parameter names for which tensors are weights (multiplicative, adaptive);
+            default :func:`landscape.trainers.rules.is_weight` (the tensors PyTorch names ``*.weight``).
         split: the split the loss averages over (default the problem's first).
-        fast: ``False`` evaluates the model as written (see :func:`landscape._folding.faster_module`; same
-            numbers to ~1e-6).
-        out, resume, overwrite, progress, log, attrs: the file, as for :func:`~landscape.surface`.
+        fast: ``False`` evaluates the model as written (the default evaluates a traced view with eval BatchNorm
+            folded; same numbers to ~1e-6).
+        out: the HDF5 file to write as the work goes (``None``: the result stays in memory).
+        resume: finish the file a killed job left at ``out`` (its settings must match; nothing finished is
+            recomputed).
+        overwrite: replace an earlier result of the same kind at ``out``.
+        progress: show a progress bar (on rank 0 of a ``torchrun`` job).
+        log: called with one-line messages (resuming, non-finite points); ``None``: silent.
+        attrs: extra attributes stored with the result.
 
     Returns:
-        The :class:`~landscape.io.Sweep`. Under ``torchrun`` each rank takes a share of the data (losses and
-        gradients are summed over the ranks) and rank 0 writes the file.
+        The :class:`~landscape.io.Sweep`.
 
     Raises:
         ValueError: an unknown kind, a negative or too large radius, counts beyond :mod:`landscape.limits`, or an
-            output that exists (without ``resume``/``overwrite``) or may not be replaced.
+            output that exists (without ``resume``/``overwrite``), may not be replaced, or was made with other
+            settings.
     """
     settings = SweepSettings(trials=trials, steps=steps, normalize=normalize, eta=eta, seed=seed)
     settings.validate()
@@ -291,8 +303,28 @@ def sharpness(
     split: str | None = None,
     fast: bool = True,
 ) -> float:
-    """``L(w + delta) - L(w)`` at radius ``rho``: the worst case in the L2 ball (``sam``), in ASAM's ball
-    (``adaptive``), or the mean over random directions on the sphere (``average``)."""
+    """``L(w + delta) - L(w)`` at radius ``rho``: one number for a minimum's sharpness.
+
+    Args:
+        problem: the model, data and loss (its weights are restored afterwards).
+        rho: the radius of the perturbation (>= 0).
+        kind: ``"sam"``: the worst case in the L2 ball, found by ``steps`` of projected gradient ascent (SAM's
+            definition); ``"adaptive"``: the worst case in ASAM's ball scaled by ``|w| + eta``; ``"average"``: the mean
+            over ``trials`` random directions on the sphere.
+        steps: ascent steps for ``sam`` and ``adaptive``.
+        trials: random draws for ``average``.
+        eta: the adaptive ball's offset (ASAM's).
+        seed: the draws' seed.
+        is_weight: the rule on parameter names for which tensors are weights (the adaptive ball).
+        split: the split the loss averages over (default the problem's first).
+        fast: ``False`` evaluates the model as written (the default evaluates a traced view; same numbers to ~1e-6).
+
+    Returns:
+        The loss increase (a lower bound of the true worst case for ``sam`` and ``adaptive``).
+
+    Raises:
+        ValueError: an unknown ``kind``, a negative or too large ``rho``, or counts beyond :mod:`landscape.limits`.
+    """
     if kind not in SHARPNESS:
         raise ValueError(f"unknown sharpness {kind!r}; choose from {', '.join(SHARPNESS)}")
     if not rho >= 0:
@@ -302,3 +334,6 @@ def sharpness(
     with Sweeper(problem, split, settings, is_weight=is_weight, fast=fast) as sw:
         clean = float(sw.point("random", 0.0)["loss_mean"])  # type: ignore[arg-type]
         return float(sw.point(SHARPNESS[kind], rho)["loss_mean"]) - clean  # type: ignore[arg-type]
+
+
+__all__ = ["sweep", "sharpness"]

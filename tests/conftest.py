@@ -35,7 +35,7 @@ def analysed(runs, tmp_path_factory):
 
     import numpy as np
 
-    from landscape.jobs import EvalOptions, hessian_analysis, random_surface, robustness_analysis, sweep_analysis
+    from landscape._jobs import EvalOptions, hessian_analysis, random_surface, robustness_analysis, sweep_analysis
 
     root = tmp_path_factory.mktemp("analysed")
     opts = EvalOptions(samples=100, device="cpu", progress=False)

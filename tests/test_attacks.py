@@ -347,7 +347,7 @@ def test_overwrite_does_not_replace_a_file_a_live_job_is_writing(runs, tmp_path)
     out = tmp_path / "s.h5"
     code = f"""
         import numpy as np, torch
-        from landscape.io import create_surface
+        from landscape.io.surface import create_surface
         w = create_surface({str(out)!r}, np.linspace(-1, 1, 3), None, ["train"], [{{"w": torch.zeros(1)}}], {{}})
     """
     with live_writer(code):

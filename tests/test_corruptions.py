@@ -228,8 +228,8 @@ def test_train_with_a_corruption_augmentation(tmp_path):
 
 
 def test_a_checkpoint_against_itself_is_evaluated_once(runs, tmp_path, monkeypatch):
-    from landscape.jobs import EvalOptions, robustness_analysis
-    from landscape.jobs import robustness as jobs
+    from landscape._jobs import EvalOptions, robustness_analysis
+    from landscape._jobs import robustness as jobs
 
     calls = []
     real = jobs._predictive_metrics

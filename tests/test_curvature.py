@@ -187,7 +187,7 @@ def dense_hessian_of_checkpoint(ckpt, samples):
 
 def test_hessian_cli_against_the_dense_hessian(mlp_run, tmp_path, capsys):
     from landscape.apps.cli.__main__ import main
-    from landscape.io import read_analysis
+    from landscape.io.results import read_analysis
 
     out = tmp_path / "h.h5"
     assert (
@@ -225,8 +225,9 @@ def test_hessian_cli_against_the_dense_hessian(mlp_run, tmp_path, capsys):
 
 def test_hessian_surface_axis_has_the_top_curvature(mlp_run, tmp_path):
     """Along a unit top eigenvector, the loss's second difference at 0 is the top eigenvalue."""
-    from landscape.io import read_analysis, read_surface
-    from landscape.jobs import EvalOptions, hessian_analysis, hessian_surface
+    from landscape._jobs import EvalOptions, hessian_analysis, hessian_surface
+    from landscape.io import read_surface
+    from landscape.io.results import read_analysis
 
     opts = EvalOptions(samples=300, device="cpu", progress=False)
     h = hessian_analysis(mlp_run, tmp_path / "h.h5", opts, top_k=1)

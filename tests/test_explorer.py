@@ -18,7 +18,8 @@ from landscape.apps.explorer import views
 from landscape.apps.explorer.app import create_app
 from landscape.apps.explorer.catalog import Catalog, resolve_under
 from landscape.apps.explorer.components import guard
-from landscape.io import export_loss_landscape, read_analysis, read_directions, read_surface, read_sweep
+from landscape.io import export_loss_landscape, read_directions, read_surface, read_sweep
+from landscape.io.results import read_analysis
 from landscape.io.robustness import read_robustness
 from landscape.problem import Problem
 from landscape.report import summary_row
@@ -133,7 +134,7 @@ def test_views_draw_the_files_data(folder):
 def test_large_grids_are_read_strided_with_the_edges_kept(tmp_path):
     import torch
 
-    from landscape.io import create_surface
+    from landscape.io.surface import create_surface
 
     xs, ys = np.linspace(-1, 1, 401), np.linspace(-2, 2, 160)
     z = np.add.outer(ys, xs)
@@ -151,7 +152,7 @@ def test_a_surface_being_written_is_shown_as_far_as_it_goes(folder):
     target = folder / "erm" / "growing.h5"
     code = f"""
         import numpy as np
-        from landscape.io import ResultWriter
+        from landscape.io.results import ResultWriter
         axes = {{"xcoordinates": np.linspace(-1, 1, 4), "ycoordinates": np.linspace(-1, 1, 3)}}
         values = {{"train_loss": (), "train_acc": ()}}
         w = ResultWriter.create({str(target)!r}, "surface", (3, 4), values, axes, {{}}, {{}})
@@ -422,7 +423,7 @@ def test_explore_says_in_one_line_when_the_port_is_taken(folder, capsys):
 
 
 def test_views_draw_trajectories_and_1d_files(runs, folder):
-    from landscape.jobs import EvalOptions, random_surface, trajectory_surface
+    from landscape._jobs import EvalOptions, random_surface, trajectory_surface
 
     opts = EvalOptions(samples=50, device="cpu", progress=False)
     path = trajectory_surface(

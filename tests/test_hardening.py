@@ -192,7 +192,7 @@ def test_a_huge_compressed_grid_is_refused_and_large_ones_are_read_strided(tmp_p
     snap = Catalog(tmp_path).scan()
     assert snap["files"] == [] and "12000 x 12000" in snap["problems"][0]["reason"]  # never offered, never read
     ok = tmp_path / "ok.h5"
-    from landscape.io import create_surface
+    from landscape.io.surface import create_surface
 
     xs, ys = np.linspace(-1, 1, 1001), np.linspace(-1, 1, 700)
     w = create_surface(ok, xs, ys, ["train"], [{"w": torch.zeros(1)}] * 2, {})
@@ -289,7 +289,7 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_strict_json(tmp_path):
 
 
 def test_an_all_nan_surface_plots_to_one_line(tmp_path):
-    from landscape.io import create_surface
+    from landscape.io.surface import create_surface
 
     w = create_surface(tmp_path / "nan.h5", np.linspace(-1, 1, 3), None, ["train"], [{"w": torch.zeros(1)}], {})
     w.write([(k, {"train_loss": float("nan"), "train_acc": float("nan")}) for k in range(3)])

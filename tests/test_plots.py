@@ -111,8 +111,8 @@ def test_spectrum_and_sweep():
 
 
 def test_plot_cli_draws_every_kind(runs, tmp_path):
+    from landscape._jobs import EvalOptions, hessian_analysis, random_surface, sweep_analysis
     from landscape.apps.cli.__main__ import main
-    from landscape.jobs import EvalOptions, hessian_analysis, random_surface, sweep_analysis
 
     opts = EvalOptions(samples=100, device="cpu", progress=False)
     ckpt = runs / "erm" / "final.pt"
@@ -148,9 +148,9 @@ def test_plot_cli_writes_standalone_html_with_the_data(runs, tmp_path):
     import json
     import re
 
+    from landscape._jobs import EvalOptions, random_surface
     from landscape.apps.cli.__main__ import main
     from landscape.io import read_surface
-    from landscape.jobs import EvalOptions, random_surface
 
     out = random_surface(
         runs / "erm" / "final.pt",
@@ -281,8 +281,8 @@ def test_plot_cli_draws_checkpoints_and_robustness_files(analysed, tmp_path):
     import json
     import re
 
+    from landscape._jobs import EvalOptions, calibration
     from landscape.apps.cli.__main__ import main
-    from landscape.jobs import EvalOptions, calibration
 
     figs = tmp_path / "figs"
     ckpt, rob = analysed / "sam" / "final.pt", analysed / "sam" / "robustness.h5"

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from helpers import REPORT_FIGURES
 
+from landscape._jobs import EvalOptions, calibration
 from landscape.apps.cli.__main__ import main
-from landscape.io import Sweep, read_analysis, read_surface, read_sweep
+from landscape.io import Sweep, read_surface, read_sweep
+from landscape.io.results import read_analysis
 from landscape.io.robustness import read_robustness
-from landscape.jobs import EvalOptions, calibration
 from landscape.report import sweep_sharpness
 from landscape.trainers import read_checkpoint
 

@@ -16,9 +16,9 @@ from helpers import cli
 from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 
+from landscape._jobs import EvalOptions, interpolation_surface, random_surface, trajectory_surface
 from landscape.data import load_dataset
 from landscape.io import export_loss_landscape, read_directions, read_surface
-from landscape.jobs import EvalOptions, interpolation_surface, random_surface, trajectory_surface
 from landscape.problem import Problem
 from landscape.surfaces import Displacement, evaluate_point, parse_range
 from landscape.trainers import load_checkpoint
@@ -319,7 +319,7 @@ def test_surface_file_errors(runs, tmp_path, capsys):
 
 
 def test_diverged_points_differ_from_missing_ones(tmp_path):
-    from landscape.io import create_surface
+    from landscape.io.surface import create_surface
 
     d = {"w": torch.ones(2, 2)}
     w = create_surface(tmp_path / "s.h5", np.linspace(-1, 1, 3), None, ["train"], [d], {"seed": 0})

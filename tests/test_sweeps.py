@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from landscape._jobs import EvalOptions, sweep_analysis
 from landscape.io import read_sweep
-from landscape.jobs import EvalOptions, sweep_analysis
 from landscape.problem import Problem
 from landscape.sweeps import Sweeper, SweepSettings, sharpness
 from landscape.trainers.optim import is_weight

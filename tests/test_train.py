@@ -220,7 +220,7 @@ def test_demo_writes_the_comparison_report(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"comparison report: {out / 'report' / 'report.md'}" in r.stdout and "| damp | 2 |" in r.stdout
     assert f"landscape explore {out}" in r.stdout and "RuntimeWarning" not in r.stderr
-    from landscape.io import read_analysis
+    from landscape.io.results import read_analysis
 
     summary = json.loads((out / "report" / "summary.json").read_text())
     rows = summary["rows"]

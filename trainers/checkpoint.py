@@ -22,7 +22,19 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint dict; a clear ValueError for anything that is not one of ours."""
+    """The checkpoint dict, checked.
+
+    Args:
+        path: the file (read with ``weights_only=True``).
+
+    Returns:
+        The dict of plain types and tensors.
+
+    Raises:
+        ValueError: anything that is not one of our checkpoints (the reason is given).
+        FileNotFoundError: ``path`` does not exist.
+        IsADirectoryError: ``path`` is a folder.
+    """
     path = Path(path)
     if path.is_dir():
         newest = sorted(path.glob("*.pt")) or sorted(path.glob("checkpoints/*.pt"))
@@ -95,9 +107,16 @@ def build_model(spec: dict) -> nn.Module:
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """The rebuilt model (eval mode, on ``device``) and the checkpoint's metadata.
 
-    Metadata holds ``model`` (spec), ``dataset``, ``method`` (name and hyperparameters),
-    ``config``, ``epoch`` and ``metrics`` (the per-epoch history); the resume state
-    (optimizer, RNG) is left out.
+    Args:
+        path: one of our checkpoints (read with ``weights_only=True``: no code is unpickled).
+        device: where the model goes.
+
+    Returns:
+        ``(model, meta)``: ``meta`` holds ``model`` (spec), ``dataset``, ``method`` (name and hyperparameters),
+        ``config``, ``epoch`` and ``metrics`` (the per-epoch history); the resume state (optimizer, RNG) is left out.
+
+    Raises:
+        ValueError: not one of our checkpoints, a newer format, or fields of the wrong type or size.
     """
     ck = read_checkpoint(path)
     model = build_model(ck["model"])
@@ -109,3 +128,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         ) from None
     meta = {k: v for k, v in ck.items() if k not in ("model_state", "optimizer", "rng", "loader")}
     return model.to(device).eval(), meta
+
+
+__all__ = ["load_checkpoint", "read_checkpoint"]

@@ -31,6 +31,7 @@ class SyncBatchNorm(_BatchNorm):
             raise ValueError(f"expected at least 2-D input, got {input.dim()}-D")
 
     def forward(self, input: Tensor) -> Tensor:
+        """BatchNorm with the global batch's statistics in training mode on several ranks; plain BatchNorm otherwise."""
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(input)
         self._check_input_dim(input)
@@ -82,3 +83,6 @@ def batchnorm_buffers(model: nn.Module) -> list[Tensor]:
         for b in (m.running_mean, m.running_var)
         if b is not None
     ]
+
+
+__all__ = ["SyncBatchNorm", "convert_sync_batchnorm"]

@@ -40,15 +40,28 @@ def fit(
     progress: bool = True,
     desc: str = "train",
 ) -> list[dict]:
-    """Train epochs ``start .. epochs - 1``; returns one row per epoch (``epoch`` counted from 1, ``lr``,
-    ``train_loss`` the mean batch loss, ``train_acc`` in %, ``seconds``, ``steps``).
+    """Train ``model`` with a flat-minima method in a plain loop, epochs ``start .. epochs - 1``.
 
-    ``lr_at(epoch)`` sets every param group's learning rate before the epoch; ``autocast`` runs the passes in
-    that dtype; ``after_step()`` runs after every step (e.g. averaging BatchNorm statistics over processes);
-    ``reduce(tensors)`` sums the epoch's totals over ``world`` processes in place before the row is made;
-    ``check(loss, epoch)`` sees the running loss every :data:`CHECK_EVERY` steps on one process and the epoch's
-    loss at its end (raise to stop, e.g. on a non-finite loss); ``on_epoch_end(epoch, row)`` may add to the row
-    (evaluation) and save.
+    Args:
+        model: the model (put in train mode for the epoch).
+        loader: re-iterable ``(inputs, targets)`` batches, one epoch per pass.
+        optimizer: a method of :mod:`landscape.trainers.optim` around the base optimizer.
+        epochs: the epoch to stop before.
+        start: the epoch to start at (a resumed run).
+        lr_at: ``lr_at(epoch)`` sets every param group's learning rate before the epoch.
+        autocast: run the passes under ``torch.autocast`` in this dtype (e.g. ``torch.bfloat16``).
+        after_step: runs after every step (e.g. averaging BatchNorm statistics over processes).
+        reduce: ``reduce(tensors)`` sums the epoch's totals over ``world`` processes in place before the row is made.
+        world: the number of processes (torchrun) whose totals ``reduce`` sums.
+        check: ``check(loss, epoch)`` sees the running loss every :data:`CHECK_EVERY` steps on one process and the
+            epoch's loss at its end (raise to stop, e.g. on a non-finite loss).
+        on_epoch_end: ``on_epoch_end(epoch, row)`` may add to the row (evaluation) and save.
+        progress: show a progress bar.
+        desc: the progress bar's label.
+
+    Returns:
+        One row per epoch: ``epoch`` counted from 1, ``lr``, ``train_loss`` (the mean batch loss), ``train_acc`` in %,
+        ``seconds``, ``steps``.
     """
     history = []
     for epoch in range(start, epochs):
@@ -90,3 +103,6 @@ def fit(
             on_epoch_end(epoch, row)
         history.append(row)
     return history
+
+
+__all__ = ["fit"]

@@ -53,12 +53,30 @@ def ece_from_bins(rel: dict[str, np.ndarray]) -> float:
 
 
 def expected_calibration_error(probs: Tensor, labels: Tensor, bins: int = ECE_BINS) -> float:
-    """ECE with ``bins`` equal-width confidence bins on the max probability (Guo et al. 2017; the DAMP code's 15)."""
+    """ECE with ``bins`` equal-width confidence bins on the max probability (Guo et al. 2017; the DAMP code's 15).
+
+    Args:
+        probs: (N, classes) predicted probabilities.
+        labels: (N,) class indices.
+        bins: the number of bins.
+
+    Returns:
+        The ECE in [0, 1].
+    """
     return ece_from_bins(reliability(probs, labels, bins))
 
 
 def classification_metrics(logits: Tensor, labels: Tensor, bins: int = ECE_BINS) -> dict[str, float]:
-    """``{"error": %, "nll": mean cross-entropy, "ece": ...}`` of a whole split's logits."""
+    """Error, NLL and ECE of a whole split's logits.
+
+    Args:
+        logits: (N, classes).
+        labels: (N,) class indices.
+        bins: equal-width confidence bins of the ECE.
+
+    Returns:
+        ``{"error": percent, "nll": mean cross-entropy, "ece": expected calibration error}``.
+    """
     logits = logits.double()
     return {
         "error": 100.0 * float((logits.argmax(1) != labels).double().mean()),
@@ -69,7 +87,15 @@ def classification_metrics(logits: Tensor, labels: Tensor, bins: int = ECE_BINS)
 
 @torch.inference_mode()
 def predict(model: nn.Module, loader) -> tuple[Tensor, Tensor]:
-    """Logits and labels of every batch of ``loader``, with the model in eval mode (mode restored after)."""
+    """Logits and labels of every batch of ``loader``, with the model in eval mode (its mode restored after).
+
+    Args:
+        model: the classifier.
+        loader: an iterable of ``(inputs, labels)`` batches.
+
+    Returns:
+        ``(logits, labels)`` concatenated over the batches.
+    """
     was_training = model.training
     model.eval()
     try:
@@ -80,4 +106,8 @@ def predict(model: nn.Module, loader) -> tuple[Tensor, Tensor]:
 
 
 def evaluate(model: nn.Module, loader) -> dict[str, float]:
+    """Accuracy, error, NLL and ECE of ``model`` on every batch of ``loader``."""
     return classification_metrics(*predict(model, loader))
+
+
+__all__ = ["classification_metrics", "evaluate", "expected_calibration_error", "predict"]

@@ -40,7 +40,21 @@ def register_model(name: str, description: str, min_image_size: int = 1):
 
 
 def create_model(name: str, num_classes: int, in_channels: int, **kwargs) -> nn.Module:
-    """Build a registered model; ``None`` keyword arguments are dropped (the model's default applies)."""
+    """Build a registered model.
+
+    Args:
+        name: one of :data:`MODELS` (``mlp``, ``small_cnn``, ``resnet18``, ``preactresnet18``, ``vgg16``, ``wrn28_10``).
+        num_classes: outputs of the classifier.
+        in_channels: channels of the input images.
+        kwargs: the model's own options (e.g. ``width``, ``depth``); ``None`` values are dropped (the model's default
+            applies).
+
+    Returns:
+        The model (its parameter count checked against the memory free before it is allocated).
+
+    Raises:
+        ValueError: an unknown model, options it does not take, or a size that does not fit in memory.
+    """
     info = MODELS.get(name)
     if info is None:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
@@ -251,3 +265,6 @@ def wrn(num_classes: int, in_channels: int, depth: int = 28, widen: int = 10, dr
             nn.Linear(widths[-1], num_classes),
         )
     )
+
+
+__all__ = ["MODELS", "create_model"]

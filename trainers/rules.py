@@ -13,10 +13,16 @@ from torch.nn.utils import get_total_norm
 
 
 def is_weight(name: str | None) -> bool:
-    """Conv/linear kernels and norm-layer scales: the parameters PyTorch names ``*.weight``.
+    """Whether a parameter is a weight: a conv/linear kernel or norm-layer scale, which PyTorch names ``*.weight``.
 
-    This is the filter of the official ASAM (``'weight' in name``) and of DAMP's
-    ``kernel``/``scale`` leaves; biases and BatchNorm shifts are excluded.
+    This is the filter of the official ASAM (``'weight' in name``) and of DAMP's ``kernel``/``scale`` leaves; biases and
+    BatchNorm shifts are excluded.
+
+    Args:
+        name: the parameter's name in the model (``None`` for a plain tensor: not a weight).
+
+    Returns:
+        True for a weight.
     """
     return name is not None and name.rsplit(".", 1)[-1] == "weight"
 
@@ -43,3 +49,6 @@ def project_each_to_ball_(vectors: list[Tensor], radius: float, eps: float = 1e-
     """Each tensor onto its own ball of ``radius``: AMP's reference projection (``norm="per_tensor"``)."""
     coef = torch.stack(torch._foreach_norm(vectors)).add_(eps).reciprocal_().mul_(radius).clamp_(max=1.0)
     torch._foreach_mul_(vectors, list(coef.unbind()))  # a tensor per tensor
+
+
+__all__ = ["is_weight"]

@@ -26,3 +26,6 @@ def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
             return 1.0
         return 1.0 - 0.99 * min(1.0, (t - 0.5) / 0.4)
     raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+
+
+__all__: list[str] = []  # the toolkit's own helpers: nothing here is public API

@@ -38,7 +38,36 @@ MAX_CROP_PADDING = 64  # pixels of zero padding before a random crop (CIFAR's cu
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (saved as ``config.json`` and in every checkpoint)."""
+    """Everything that defines a training run (saved as ``config.json`` and in every checkpoint).
+
+    Attributes:
+        method: ``erm``, ``sam``, ``asam``, ``amp``, ``damp``, ``daap`` or ``rmp``.
+        model: a registered model (:data:`~landscape.trainers.MODELS`).
+        dataset: a registered dataset (``digits``, the embedded default; ``cifar10``, ...).
+        data_root: the folder of an on-disk dataset's files.
+        epochs: epochs to train.
+        batch_size: training batch size (the global batch under torchrun).
+        eval_batch_size: batch size of the per-epoch evaluation.
+        lr: the base optimizer's (SGD's) learning rate.
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum.
+        weight_decay: SGD weight decay.
+        schedule: the learning-rate schedule: ``constant``, ``step``, ``cosine`` or ``hold-linear``.
+        seed: seeds the model's initialization, the data order, augmentation and the methods' noise.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        bf16: bf16 autocast on CUDA.
+        save_every: write an epoch checkpoint every this many epochs (the trajectory of ``landscape trajectory``).
+        crop_padding: random-crop padding (``None``: the dataset's customary augmentation).
+        hflip: random horizontal flips (``None``: the dataset's custom).
+        bn_update: ``"once"`` or ``"every_pass"``: how BatchNorm statistics move in multi-pass methods.
+        augment_corruption: Algorithm 2 of the DAMP paper: this corruption applied to half of each batch.
+        augment_severity: the severities it draws from, e.g. ``"1-5"`` (``None``: 1-5).
+        sync_bn: BatchNorm statistics of the global batch across torchrun ranks.
+        local_ascent: SAM/ASAM/AMP under torchrun: each rank's own ascent gradient (m-sharpness).
+        clip_grad_norm: clip every gradient (ascent and descent) to this global L2 norm.
+        model_kwargs: the model's own options (e.g. ``{"width": 16}``).
+        hparams: the method's hyperparameters (unset ones take the method's defaults).
+    """
 
     method: str = "erm"
     model: str = "small_cnn"
@@ -116,6 +145,7 @@ class TrainConfig:
             raise ValueError(f"unknown device {self.device!r}; expected auto, cpu or cuda")
 
     def resolved_hparams(self) -> dict:
+        """The method's hyperparameters: its defaults with the ones this config sets."""
         return {**method_info(self.method).hparams, **{k: v for k, v in self.hparams.items() if v is not None}}
 
 
@@ -381,3 +411,6 @@ def _train(
     if main:
         save_checkpoint(out / FINAL, payload(cfg.epochs))
     return group.broadcast(history[-1] if history else {})
+
+
+__all__ = ["TrainConfig", "train"]

@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from landscape.jobs import EvalOptions, calibration
+    from landscape._jobs import EvalOptions, calibration
     from landscape.report import SHARPNESS_RHO, write_report
     from landscape.runs import find_runs
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landscape.apps.cli.explore import serve
-from landscape.jobs import (
+from landscape._jobs import (
     EvalOptions,
     calibration,
     hessian_analysis,
@@ -18,6 +17,7 @@ from landscape.jobs import (
     robustness_analysis,
     sweep_analysis,
 )
+from landscape.apps.cli.explore import serve
 from landscape.report import SHARPNESS_RHO, columns, grouped_table, markdown_table, write_report
 from landscape.runs import find_runs
 from landscape.sweeps import SweepSettings

@@ -73,9 +73,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from landscape._jobs import hessian_analysis
     from landscape.curvature import hessian
-    from landscape.io import read_analysis
-    from landscape.jobs import hessian_analysis
+    from landscape.io.results import read_analysis
 
     if args.format != "landscape" or args.bn != "eval" or args.compile or args.plain_forward:
         raise ValueError("hessian takes none of --format, --bn recompute, --compile, --plain-forward")

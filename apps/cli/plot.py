@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from landscape._jobs import EvalOptions, calibration
 from landscape._system.files import write_files
 from landscape.io import Surface, read
-from landscape.jobs import EvalOptions, calibration
 from landscape.plots import mpl as plot_mpl
 from landscape.plots import plotly as plot_plotly
 from landscape.plots.catalog import figures_for

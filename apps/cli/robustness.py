@@ -57,8 +57,8 @@ def add_corruption_args(p: argparse.ArgumentParser, what: str = "") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from landscape._jobs import robustness_analysis
     from landscape.io.robustness import read_robustness
-    from landscape.jobs import robustness_analysis
 
     if (
         args.format != "landscape"

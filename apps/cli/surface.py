@@ -11,7 +11,7 @@ from landscape.directions import DIR_TYPES, IGNORES, NORMS
 from landscape.surfaces import BN_MODES, parse_range, surface
 
 if TYPE_CHECKING:
-    from landscape.jobs import EvalOptions
+    from landscape._jobs import EvalOptions
 
 from .commands import help_of
 from .numbers import COUNT, INDEX, checked
@@ -104,7 +104,7 @@ def split_list(text: str | list[str] | None) -> list[str] | None:
 
 def eval_options(args: argparse.Namespace) -> EvalOptions:
     """The checkpoint's evaluation options, each flag checked here (one-line errors in the flags' words)."""
-    from landscape.jobs import (  # here: the analyses' imports are not needed for --help
+    from landscape._jobs import (  # here: the analyses' imports are not needed for --help
         SPLITS,
         EvalOptions,
     )
@@ -290,7 +290,7 @@ def check_modes(args: argparse.Namespace) -> None:
 
 
 def run_surface(args: argparse.Namespace) -> int:
-    from landscape.jobs import hessian_surface, random_surface
+    from landscape._jobs import hessian_surface, random_surface
 
     check_modes(args)
     xs = parse_range(args.x, "--x")
@@ -359,7 +359,7 @@ def run_surface(args: argparse.Namespace) -> int:
 
 
 def run_interpolate(args: argparse.Namespace) -> int:
-    from landscape.jobs import interpolation_surface
+    from landscape._jobs import interpolation_surface
 
     xs = parse_range(args.x, "--x")
     opts = eval_options(args)
@@ -380,7 +380,7 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
 
 def run_trajectory(args: argparse.Namespace) -> int:
-    from landscape.jobs import trajectory_surface
+    from landscape._jobs import trajectory_surface
 
     run_dir = Path(args.run_dir)
     if run_dir.is_file():

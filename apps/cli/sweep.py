@@ -58,8 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from landscape._jobs import sweep_analysis
     from landscape.io import read_sweep
-    from landscape.jobs import sweep_analysis
 
     if args.format != "landscape" or args.bn != "eval" or args.compile or args.plain_forward:
         raise ValueError("sweep takes none of --format, --bn recompute, --compile, --plain-forward")

@@ -13,9 +13,10 @@ from urllib.parse import quote
 import plotly.graph_objects as go
 
 from landscape.groups import Group, group_runs, history_curves, settings
-from landscape.io import Surface, read_surface, read_sweep, surface_progress
+from landscape.io import Surface, read_surface, read_sweep
 from landscape.io.hessian import read_hessian
 from landscape.io.robustness import read_robustness
+from landscape.io.surface import surface_progress
 from landscape.plots import plotly as plot_plotly
 from landscape.plots.catalog import figures_for
 from landscape.report import group_stats, overlay_figures

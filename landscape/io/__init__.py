@@ -11,26 +11,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .directions import AXES, read_direction_group, read_directions, write_direction
-from .files import SCHEMA_VERSION, base_attrs, file_category, inspect_file, open_h5, read_attrs, sha256
-from .results import MemoryWriter, ResultWriter, read_analysis, read_grid, write_analysis
-from .surface import (
-    SURFACE_METRICS,
-    Surface,
-    create_surface,
-    export_loss_landscape,
-    read_surface,
-    surface_attrs,
-    surface_progress,
-    value_names,
-)
+from .directions import read_directions
+from .files import SCHEMA_VERSION, file_category, inspect_file
+from .hessian import Hessian, read_hessian
+from .surface import Surface, export_loss_landscape, read_surface
 from .sweep import Sweep, read_sweep
 
 
 def read(path: str | Path) -> Any:
-    """The result in any analysis file, by its kind: a :class:`Surface` (ours or loss-landscape's), a
-    :class:`Sweep`, a :class:`~landscape.curvature.Hessian` (without eigenvectors) or a
-    :class:`~landscape.robustness.Robustness`; anything else is refused with the reason."""
+    """The result in any analysis file, by its kind.
+
+    Args:
+        path: a surface (ours or loss-landscape's), sweep, Hessian or robustness file.
+
+    Returns:
+        A :class:`Surface`, :class:`Sweep`, :class:`Hessian` (without eigenvectors: ``read_hessian`` reads them) or
+        :class:`~landscape.io.robustness.Robustness`.
+
+    Raises:
+        ValueError: not an analysis file, or one this toolkit refuses (the reason is given).
+    """
     category, reason = inspect_file(path)
     if category is None:
         raise ValueError(reason or f"{path}: not an analysis file (no kind, no xcoordinates)")
@@ -39,8 +39,6 @@ def read(path: str | Path) -> Any:
     if category == "sweep":
         return read_sweep(path)
     if category == "hessian":
-        from .hessian import read_hessian
-
         return read_hessian(path, vectors=False)
     if category == "robustness":
         from .robustness import read_robustness  # loads the corruption suite: only when asked
@@ -50,8 +48,6 @@ def read(path: str | Path) -> Any:
 
 
 __all__ = [
-    "AXES", "SURFACE_METRICS", "SCHEMA_VERSION", "MemoryWriter", "ResultWriter", "Surface", "Sweep", "base_attrs",
-    "create_surface", "export_loss_landscape", "file_category", "inspect_file", "open_h5", "read",
-    "read_analysis", "read_attrs", "read_direction_group", "read_directions", "read_grid", "read_surface",
-    "read_sweep", "sha256", "surface_attrs", "surface_progress", "value_names", "write_analysis", "write_direction",
+    "SCHEMA_VERSION", "Hessian", "Surface", "Sweep", "export_loss_landscape", "file_category", "inspect_file", "read",
+    "read_directions", "read_hessian", "read_surface", "read_sweep",
 ]  # fmt: skip

@@ -45,7 +45,14 @@ def write_direction(f: h5py.File, name: str, direction: Direction) -> None:
 
 
 def read_directions(path: str | Path) -> list[tuple[list[str] | None, list[np.ndarray]]]:
-    """The stored surface axes: (tensor names or None for loss-landscape files, arrays in order)."""
+    """The stored surface axes of a surface file.
+
+    Args:
+        path: a surface file (ours or loss-landscape's).
+
+    Returns:
+        One ``(tensor names, arrays)`` pair per axis, arrays in order (names ``None`` for loss-landscape files).
+    """
     with open_h5(path) as f:
         return [read_group(f[axis]) for axis in AXES if axis in f]
 
@@ -55,3 +62,6 @@ def read_direction_group(path: str | Path, name: str) -> Direction:
         if name not in f:
             raise ValueError(f"{path}: has no direction {name!r}")
         return group_direction(f[name])
+
+
+__all__ = ["read_directions"]

@@ -13,10 +13,11 @@ from h5py import h5d, h5l, h5o
 
 from .. import __version__
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  #: the result-file schema this toolkit writes; a newer one is refused with one line
 
 
 def sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex): the provenance of a checkpoint or a result."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -137,9 +138,19 @@ def read_whole(f: h5py.File, name: str, path: str | Path) -> np.ndarray:
 
 
 def inspect_file(path: str | Path) -> tuple[str | None, str | None]:
-    """``(category, None)`` for an analysis file (``surface_1d``/``surface_2d`` or its ``kind``; loss-landscape's
-    files are surfaces), ``(None, None)`` for another HDF5 file, ``(None, reason)`` for one this toolkit refuses
-    or cannot read (links out of the file, a grid too large, not HDF5). Reads metadata only."""
+    """What a file is, reading its metadata only.
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``(category, None)`` for an analysis file (``surface_1d``/``surface_2d`` or its ``kind``; loss-landscape's
+        files are surfaces), ``(None, None)`` for another HDF5 file, ``(None, reason)`` for one this toolkit refuses
+        or cannot read (links out of the file, a grid too large, not HDF5).
+
+    Raises:
+        Nothing: a file it refuses or cannot read gives a reason instead.
+    """
     try:
         with open_h5(path) as f:
             kind = f.attrs.get("kind", "surface" if "xcoordinates" in f else None)
@@ -160,5 +171,12 @@ def inspect_file(path: str | Path) -> tuple[str | None, str | None]:
 
 
 def file_category(path: str | Path) -> str | None:
-    """The category of an analysis file (see :func:`inspect_file`); None for anything else."""
+    """The category of an analysis file (see :func:`inspect_file`); ``None`` for anything else.
+
+    Args:
+        path: the file.
+    """
     return inspect_file(path)[0]
+
+
+__all__ = ["SCHEMA_VERSION", "file_category", "inspect_file", "open_h5", "sha256"]

@@ -70,8 +70,19 @@ class Hessian:
 
 
 def read_hessian(path: str | Path, *, vectors: bool = True) -> Hessian:
-    """A ``kind="hessian"`` file as a :class:`Hessian` (with its eigenvectors unless ``vectors=False``), checked:
-    eigenvalues and residuals are vectors of one length, the trace a number, the density on its grid."""
+    """A ``kind="hessian"`` file as a :class:`Hessian`, checked.
+
+    Args:
+        path: the file.
+        vectors: also read the eigenvectors (``False``: the numbers only, faster).
+
+    Returns:
+        The :class:`Hessian` with ``path`` set.
+
+    Raises:
+        ValueError: not a Hessian file, or arrays of the wrong shape (eigenvalues and residuals of different
+            lengths, a trace that is not a number, a density off its grid).
+    """
     attrs, arrays = read_analysis(path, "hessian")
     shapes = {
         "eigenvalues": 1,

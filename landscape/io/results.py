@@ -207,3 +207,6 @@ def read_grid(
         v = v.astype(np.float64)
         values[name] = np.where(computed.reshape(computed.shape + (1,) * (v.ndim - computed.ndim)), v, np.nan)
     return attrs, arrays, values
+
+
+__all__: list[str] = []  # the toolkit's own helpers: nothing here is public API

@@ -15,7 +15,18 @@ from .results import read_grid
 
 @dataclass
 class Robustness:
-    """A robustness file read back; arrays are (models, conditions[, bins]), NaN where not computed."""
+    """A robustness file read back.
+
+    Attributes:
+        path: the file it was read from.
+        corruptions: the corruption names, in the order of the conditions.
+        severities: the severities of each corruption (1-5).
+        models: ``["model"]``, or ``["model", "baseline"]`` when a baseline was evaluated.
+        values: ``error`` (%), ``nll``, ``ece`` of shape ``(models, conditions)`` and the reliability-bin sums
+            ``bin_count``, ``bin_correct``, ``bin_confidence`` of shape ``(models, conditions, bins)``; condition 0
+            is the clean test set, then every corruption x severity; NaN where not computed.
+        attrs: the file's metadata (settings, provenance).
+    """
 
     path: str
     corruptions: list[str]
@@ -30,6 +41,7 @@ class Robustness:
         return self.models.index(model)
 
     def clean(self, metric: str = "error", model: str = "model") -> float:
+        """One metric on the clean test set for ``model`` (``"model"`` or ``"baseline"``)."""
         return float(self.values[metric][self._index(model), 0])
 
     def table(self, metric: str = "error", model: str = "model") -> np.ndarray:
@@ -52,6 +64,7 @@ class Robustness:
 
     @property
     def has_baseline(self) -> bool:
+        """Whether the file also holds the baseline model (CE and mCE need it)."""
         return "baseline" in self.models
 
     def ce(self) -> np.ndarray:
@@ -61,13 +74,26 @@ class Robustness:
         return corruption_error(self.table("error"), self.table("error", "baseline"))
 
     def mce(self) -> float:
+        """mCE: the mean CE over the common corruptions (NaN without a baseline)."""
         return mean_corruption_error(self.ce(), self.corruptions) if self.has_baseline else float("nan")
 
     def relative_clean_error(self) -> float:
+        """The clean error relative to the baseline's (NaN without one)."""
         return self.clean() / self.clean(model="baseline") if self.has_baseline else float("nan")
 
 
 def read_robustness(path) -> Robustness:
+    """A ``kind="robustness"`` file as a :class:`Robustness`, checked.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The :class:`Robustness`.
+
+    Raises:
+        ValueError: not a robustness file, or its corruptions and severities do not match its conditions.
+    """
     attrs, arrays, values = read_grid(path, "robustness", {"models": 0})
     corruptions, severities = attrs.get("corruptions"), attrs.get("severities")
     if not (

@@ -35,7 +35,22 @@ def value_names(splits: list[str], metrics: tuple[str, ...] | list[str] = SURFAC
 
 @dataclass
 class Surface:
-    """A surface read back: values are NaN where not computed (``computed`` is False)."""
+    """A loss surface, computed or read back: values are NaN where not computed (``computed`` is False).
+
+    Attributes:
+        path: the file it was read from (``""`` in memory).
+        xcoordinates: the coordinates along the first direction (shape ``(X,)``).
+        ycoordinates: along the second (shape ``(Y,)``); ``None`` for a 1-D slice.
+        values: ``"{split}_{metric}"`` (e.g. ``train_loss``) of shape ``(Y, X)`` (``(X,)`` in 1-D): the value at
+            ``(x[j], y[i])`` is ``values[name][i, j]``.
+        computed: the mask of the points done, of the grid's shape.
+        attrs: the file's metadata (settings, provenance, ``nonfinite_points``).
+        layout: ``"landscape"`` (ours) or ``"loss-landscape"`` (a file of tomgoldstein/loss-landscape).
+        extras: further arrays (a trajectory's projected path and explained variance).
+        directions: the axes as dicts of tensors keyed by name: from the analysis, or from
+            ``read_surface(directions=True)``; ``None`` otherwise.
+        spread: for a group's mean surface, the standard deviation over its seeds of each value.
+    """
 
     path: str
     xcoordinates: np.ndarray
@@ -50,10 +65,12 @@ class Surface:
 
     @property
     def dim(self) -> int:
+        """1 for a slice, 2 for a plane."""
         return 1 if self.ycoordinates is None else 2
 
     @property
     def complete(self) -> bool:
+        """Whether every grid point was computed."""
         return bool(self.computed.all())
 
     @property
@@ -62,6 +79,7 @@ class Surface:
         return [n[: -len("_loss")] for n in self.values if n.endswith("_loss")]
 
     def has(self, split: str, metric: str) -> bool:
+        """Whether the surface holds ``metric`` (``"loss"``, ``"acc"``) on ``split``."""
         return f"{split}_{metric}" in self.values
 
     def slice(self, axis: str, at: float = 0.0) -> Surface:
@@ -108,10 +126,20 @@ def _read_strided(ds: h5py.Dataset, iy: np.ndarray | None, ix: np.ndarray, sx: i
 
 
 def read_surface(path: str | Path, max_points: int | None = None, *, directions: bool = False) -> Surface:
-    """Read one of our surface files or a loss-landscape surface file; ``max_points`` reads only every k-th grid
-    line per axis (and the last) so that about that many remain, without reading the rest of the file;
-    ``directions=True`` also reads the axes (as the analysis returned them: a model's size each) into
-    ``Surface.directions`` (our files only)."""
+    """One of our surface files, or a loss-landscape surface file.
+
+    Args:
+        path: the file.
+        max_points: read only every k-th grid line per axis (and the last) so that about this many points remain,
+            without reading the rest of the file (``None``: all).
+        directions: also read the axes into ``Surface.directions`` (our files only), a model's size each.
+
+    Returns:
+        The :class:`Surface`.
+
+    Raises:
+        ValueError: not a surface file, or one whose arrays do not fit its grid or whose data live outside it.
+    """
     with open_h5(path) as f:
         if "xcoordinates" not in f:
             raise ValueError(f"{path}: not a surface file (no 'xcoordinates')")
@@ -217,7 +245,13 @@ def create_surface(
 def export_loss_landscape(
     surface: Surface, directions: list[tuple[list[str] | None, list[np.ndarray]]], out: str | Path
 ) -> None:
-    """Write ``surface`` in loss-landscape's exact layout: ``(nx, ny)`` arrays filled y-major, -1 = not computed."""
+    """Write ``surface`` in loss-landscape's exact layout (``(nx, ny)`` arrays filled y-major, -1 = not computed).
+
+    Args:
+        surface: the surface to export.
+        directions: its axes as :func:`read_directions` returns them (stored as loss-landscape's direction file).
+        out: the HDF5 file to write (atomically).
+    """
     out = Path(out)
     nx = len(surface.xcoordinates)
     shape = (nx,) if surface.ycoordinates is None else (nx, len(surface.ycoordinates))
@@ -236,3 +270,6 @@ def export_loss_landscape(
                 f[name] = arr
 
     atomic_write(out, write, nbytes=payload_bytes(surface.values) + payload_bytes([a for _, a in directions]))
+
+
+__all__ = ["Surface", "read_surface", "export_loss_landscape"]

@@ -40,10 +40,22 @@ class Sweep:
 
 
 def read_sweep(path: str | Path) -> Sweep:
-    """The :class:`Sweep` in a ``kind="sweep"`` file; raises ValueError for a file that is not one or whose arrays
-    do not fit its grid (and for files whose data live outside them)."""
+    """The :class:`Sweep` in a ``kind="sweep"`` file.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The :class:`Sweep`.
+
+    Raises:
+        ValueError: not a sweep file, or one whose arrays do not fit its grid (or whose data live outside it).
+    """
     attrs, arrays, values = read_grid(path, "sweep", {"kinds": 0})
     radii = arrays.get("radii")
     if radii is None or radii.ndim != 1 or len(radii) != arrays["computed"].shape[1]:
         raise ValueError(f"{path}: 'radii' does not match the sweep's grid")
     return Sweep(str(path), arrays["radii"], list(attrs["kinds"]), values, arrays["computed"].astype(bool), attrs)
+
+
+__all__ = ["Sweep", "read_sweep"]

@@ -60,3 +60,6 @@ def figures_for(data: Surface | Hessian | Sweep | Robustness | Calibration, log:
         return figs
     label, rel = data
     return {"reliability": lib.reliability_diagram([(label, rel)], title=f"reliability: {label} (test)")}
+
+
+__all__ = ["figures_for"]

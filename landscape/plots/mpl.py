@@ -62,13 +62,29 @@ def _subplots(*grid: int, figsize: tuple[float, float], layout: Literal["constra
 
 
 def save(fig: Figure, target: str | IO[bytes], fmt: str, dpi: int = 150) -> None:
-    """Write ``fig`` as PNG, SVG or PDF to a path or a binary file (the one way every caller saves a figure)."""
+    """Write ``fig`` as PNG, SVG or PDF (the one way every caller saves a figure).
+
+    Args:
+        fig: the figure.
+        target: a path or a binary file.
+        fmt: ``"png"``, ``"svg"`` or ``"pdf"``.
+        dpi: resolution of a PNG.
+    """
     with matplotlib.rc_context(TEXT_AS_TEXT):  # type: ignore[arg-type]
         fig.savefig(target, format=fmt, dpi=dpi)
 
 
 def to_bytes(fig: Figure, fmt: str, dpi: int = 150) -> bytes:
-    """The file ``fig`` makes as PNG, SVG or PDF, in memory (written atomically by the caller)."""
+    """The file ``fig`` makes as PNG, SVG or PDF, in memory (written atomically by the caller).
+
+    Args:
+        fig: the figure.
+        fmt: ``"png"``, ``"svg"`` or ``"pdf"``.
+        dpi: resolution of a PNG.
+
+    Returns:
+        The file's bytes.
+    """
     buf = io.BytesIO()
     save(fig, buf, fmt, dpi)
     return buf.getvalue()
@@ -88,8 +104,16 @@ def _legend_outside(ax, source=None, **kw) -> None:
 
 
 def surface_1d(s: Surface, *, log: bool | None = None) -> Figure:
-    """Loss (left axis) and accuracy (right axis) along the direction, train solid and test dashed (Li et al.);
-    the loss on a log axis when it spans decades (``log=None``), so the basin stays visible."""
+    """Loss (left axis) and accuracy (right axis) of every split along a 1-D surface (Li et al.), train solid,
+    test dashed.
+
+    Args:
+        s: the surface.
+        log: losses on a log axis (``None``: when they span more than two decades, so the basin stays visible).
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
     fig, ax = _subplots(figsize=(5.6, 3.6), layout="constrained")
     with_acc = [split for split in s.splits if s.has(split, "acc")]
     acc_ax = ax.twinx() if with_acc else None
@@ -116,8 +140,22 @@ def surface_1d(s: Surface, *, log: bool | None = None) -> Figure:
 def surface_2d(
     s: Surface, kind: str = "contour", *, value: str = "train_loss", log: bool = False, levels: int | np.ndarray = 30
 ) -> Figure:
-    """A 2-D surface as labelled contour lines, filled contours, heat map or 3-D surface, on equal axes;
-    trajectory overlaid if stored. Positive losses get log-spaced levels, labelled in real units."""
+    """A 2-D surface on equal axes, its trajectory overlaid if stored; on a log scale the colour bar, axes and
+    hovers read in real loss units.
+
+    Args:
+        s: the surface.
+        kind: one of ``SURFACE_2D_KINDS`` (contour lines, filled contours, heat map or 3-D surface).
+        value: the value drawn, e.g. ``train_loss``, ``test_acc``.
+        log: colours (or the y-axis) follow log10 of the loss (positive losses).
+        levels: the number of contour levels (or the levels themselves).
+
+    Returns:
+        A matplotlib ``Figure``.
+
+    Raises:
+        ValueError: an unknown ``kind``, a 1-D surface, or a value the surface lacks.
+    """
     if kind not in SURFACE_2D_KINDS:
         raise ValueError(f"unknown 2-D plot {kind!r}; choose from {', '.join(SURFACE_2D_KINDS)}")
     if s.ycoordinates is None:
@@ -171,7 +209,20 @@ def hessian_spectrum(
     *,
     title: str = "",
 ) -> Figure:
-    """Top eigenvalues (stems) and, when given, the spectral density on a log scale."""
+    """The top eigenvalues by rank and, where given, the spectral density (log scale).
+
+    Args:
+        eigenvalues: the top eigenvalues (``None``: none computed).
+        grid: the density's grid (``None``: no density).
+        density: the spectral density on ``grid``.
+        title: the figure's title.
+
+    Returns:
+        A matplotlib ``Figure``.
+
+    Raises:
+        ValueError: neither eigenvalues nor a density to draw.
+    """
     panels = (eigenvalues is not None) + (density is not None)
     if not panels:
         raise ValueError("nothing to plot: no eigenvalues and no density")
@@ -195,16 +246,30 @@ def hessian_spectrum(
 
 
 def sweep_curves(sw: Sweep, *, value: str = "loss", log: bool = False) -> Figure:
-    """One panel per perturbation kind, each with its radius unit and range: the loss increase over the
-    unperturbed loss (or the accuracy), mean over trials with its +-1 std band."""
+    """One panel per perturbation kind, each with its radius unit and range: the loss increase over the unperturbed
+    loss (or the accuracy), the mean over trials with its +-1 std band.
+
+    Args:
+        sw: the sweep.
+        value: ``"loss"`` (the increase) or ``"acc"``.
+        log: the y-axis on a log scale.
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
     return compare_sweeps([(run_title(sw.attrs) or "sweep", sw)], value=value, log=log, legend=False)
 
 
 def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> Figure:
-    """Reliability diagrams (Guo et al.), one column per model: accuracy per confidence bin as bars with the gap
-    to the diagonal shaded, and above it the share of predictions in each bin (log scale).
+    """Reliability diagrams (Guo et al.), one column per model: accuracy per confidence bin with the gap to the
+    diagonal, and the share of predictions in each bin.
 
-    ``curves``: ``(label, bins)`` with ``bins`` from :func:`landscape.trainers.metrics.reliability`.
+    Args:
+        curves: ``(label, bins)`` pairs, ``bins`` from :func:`landscape.trainers.metrics.reliability`.
+        title: the figure's title.
+
+    Returns:
+        A matplotlib ``Figure``.
     """
     n = len(curves)
     fig, axes = _subplots(
@@ -265,8 +330,15 @@ def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> F
 
 
 def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None) -> Figure:
-    """1-D loss and accuracy of several runs (or groups: their mean, +-1 std over seeds as a band) on shared
-    axes: a colour and marker per run, train solid, test dashed; losses on a log axis when they span decades."""
+    """1-D loss and accuracy of several runs on shared axes: a colour and marker per run, train solid, test dashed.
+
+    Args:
+        items: ``(label, result)`` pairs, one per run or group (a group's mean carries its spread over seeds).
+        log: losses on a log axis (``None``: when they span more than two decades, so the basin stays visible).
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
     fig, (ax, acc_ax) = _subplots(1, 2, figsize=(10.5, 3.8), layout="constrained", sharex=True)
     for i, (label, s) in enumerate(items):
         style = series(i)
@@ -312,8 +384,15 @@ def _split_line(ax, x, y, spread, label: str, split: str, style: dict, *, marker
 
 
 def training_curves(items: list[tuple[str, dict]]) -> Figure:
-    """Loss, error and ECE per epoch (``items``: label, :func:`landscape.groups.history_curves` or their mean over
-    seeds with ``*_std``): a colour and marker per run or group, train solid, test dashed, +-1 std bands."""
+    """Loss, error and ECE per epoch: a colour and marker per run or group, train solid, test dashed, +-1 std bands.
+
+    Args:
+        items: ``(label, curves)`` pairs: :func:`landscape.groups.history_curves`, or their mean over seeds with
+        ``*_std``.
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
     fig, axes = _subplots(1, 3, figsize=(12.5, 3.5), layout="constrained")
     for i, (label, c) in enumerate(items):
         style = series(i)
@@ -345,9 +424,18 @@ def training_curves(items: list[tuple[str, dict]]) -> Figure:
 def compare_sweeps(
     items: list[tuple[str, Sweep]], *, value: str = "loss", log: bool = False, legend: bool = True
 ) -> Figure:
-    """One panel per perturbation kind, each with its own radius unit and range; one line per run (or group
-    mean): the loss increase over the unperturbed loss with a +-1 std band (over trials, or over seeds for a
-    group), clipped where the loss or accuracy would leave its range."""
+    """One panel per perturbation kind; one line per run (or group mean): the loss increase over the unperturbed
+    loss with a +-1 std band (over trials, or over seeds for a group).
+
+    Args:
+        items: ``(label, result)`` pairs, one per run or group (a group's mean carries its spread over seeds).
+        value: ``"loss"`` (the increase) or ``"acc"``.
+        log: the y-axis on a log scale.
+        legend: draw the legend.
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
     kinds = list(dict.fromkeys(k for _, sw in items for k in sw.kinds))
     fig, axes = _subplots(
         1, len(kinds), figsize=(3.9 * len(kinds) + (1.6 if legend else 0.4), 3.5), layout="constrained", squeeze=False
@@ -369,8 +457,15 @@ def compare_sweeps(
 
 
 def compare_spectra(items: list[tuple[str, dict]]) -> Figure:
-    """Top Hessian eigenvalues by rank (a group's mean with +-1 std over seeds) and, for the runs that have
-    one, the spectral densities (log scale)."""
+    """Top Hessian eigenvalues by rank of several runs (a group's mean with +-1 std over seeds) and, where
+    computed, their spectral densities (log scale).
+
+    Args:
+        items: ``(label, spectrum)`` pairs: ``eigenvalues`` (and ``*_std``), optionally ``grid`` and ``density``.
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
     dens = [(label, a) for label, a in items if a.get("density") is not None]
     fig, axes = _subplots(
         1, 1 + bool(dens), figsize=(5.2 * (1 + bool(dens)) + 1.4, 3.5), layout="constrained", squeeze=False
@@ -403,7 +498,17 @@ def compare_spectra(items: list[tuple[str, dict]]) -> Figure:
 def compare_surfaces(
     items: list[tuple[str, Surface]], *, value: str = "train_loss", log: bool = False, levels: int = 30
 ) -> Figure:
-    """2-D surfaces side by side as filled contours on one colour scale (same levels, one colour bar)."""
+    """2-D surfaces side by side as filled contours on one colour scale (same levels, one colour bar).
+
+    Args:
+        items: ``(label, result)`` pairs, one per run or group (a group's mean carries its spread over seeds).
+        value: the value drawn, e.g. ``train_loss``, ``test_acc``.
+        log: colours (or the y-axis) follow log10 of the loss (positive losses).
+        levels: the number of contour levels.
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
     zs = [np.ma.masked_invalid(s.values[value]) for _, s in items]
     levels, norm = _levels_and_norm(min(float(z.min()) for z in zs), max(float(z.max()) for z in zs), levels, log)
     fig, axes = _subplots(
@@ -463,8 +568,17 @@ def _band(ax, sw: Sweep, kind: str, value: str, label: str, style: dict) -> None
 
 
 def robustness_by_severity(items: list[tuple[str, Robustness | dict]]) -> Figure:
-    """Error and ECE per severity pooled over corruptions (0 = clean), one line per run or group (a group's mean
-    with +-1 std over seeds) — DAMP paper Fig. 3/4. Items hold a robustness file or :func:`severity_curves`."""
+    """Error and ECE per severity pooled over corruptions (0 = clean), one line per run or group (DAMP paper
+    Fig. 3/4).
+
+    Args:
+        items: ``(label, result)`` pairs: a robustness file read back, or its
+            :func:`~landscape.io.robustness.severity_curves`
+            (a group's mean with ``*_std``).
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
     fig, axes = _subplots(1, 2, figsize=(10.5, 3.6), layout="constrained")
     for i, (label, r) in enumerate(items):
         c = r if isinstance(r, dict) else severity_curves(r)
@@ -482,9 +596,19 @@ def robustness_by_severity(items: list[tuple[str, Robustness | dict]]) -> Figure
 def corruption_table(
     labels: list[str], corruptions: list[str], values: np.ndarray, *, title: str, center: float | None = None
 ) -> Figure:
-    """A (rows x corruptions) heat map with the numbers written in, each in black or white, whichever reads on
-    its cell: errors per severity, or ratios such as CE per run (DAMP paper Fig. 5; ``center=1``: on a log scale
-    symmetric about 1, so 0.63 is as blue as 1.59 is red)."""
+    """A (rows x corruptions) heat map with the numbers written in (DAMP paper Fig. 5): errors per severity, or
+    ratios such as CE per run.
+
+    Args:
+        labels: the rows (runs, or severities).
+        corruptions: the columns.
+        values: ``(rows, corruptions)`` numbers.
+        title: the figure's title.
+        center: ``None``: a sequential scale; ``1``: ratios on a log scale symmetric about 1 (0.63 as blue as 1.59 red).
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
     fig, ax = _subplots(figsize=(0.55 * len(corruptions) + 2.8, 0.45 * len(labels) + 2.0), layout="constrained")
     values = np.asarray(values, dtype=float)
     if center is not None:
@@ -519,3 +643,22 @@ def corruption_table(
         bar.set_label(f"ratio (log scale, centred at {center:g})")
     ax.set_title(title)
     return fig
+
+
+__all__ = [
+    "SURFACE_2D_KINDS",
+    "surface_1d",
+    "surface_2d",
+    "hessian_spectrum",
+    "sweep_curves",
+    "reliability_diagram",
+    "training_curves",
+    "compare_slices",
+    "compare_surfaces",
+    "compare_sweeps",
+    "compare_spectra",
+    "robustness_by_severity",
+    "corruption_table",
+    "save",
+    "to_bytes",
+]

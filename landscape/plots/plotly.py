@@ -52,6 +52,16 @@ def _log_colorbar(lo: float, hi: float, title: str) -> dict:
 
 
 def surface_1d(s: Surface, *, log: bool | None = None) -> go.Figure:
+    """Loss (left axis) and accuracy (right axis) of every split along a 1-D surface (Li et al.), train solid,
+    test dashed.
+
+    Args:
+        s: the surface.
+        log: losses on a log axis (``None``: when they span more than two decades, so the basin stays visible).
+
+    Returns:
+        A plotly ``Figure``.
+    """
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     for split in s.splits:
         for value, color, right in (("loss", PALETTE[0], False), ("acc", PALETTE[1], True)):
@@ -73,8 +83,22 @@ def surface_1d(s: Surface, *, log: bool | None = None) -> go.Figure:
 def surface_2d(
     s: Surface, kind: str = "contour", *, value: str = "train_loss", log: bool = False, levels: int = 30
 ) -> go.Figure:
-    """Contour, heat map or 3-D surface on equal axes; with ``log`` (positive losses) the colours follow log10 of
-    the loss, while the colour bar, the 3-D axis and every hover read in real loss units."""
+    """A 2-D surface on equal axes, its trajectory overlaid if stored; on a log scale the colour bar, axes and
+    hovers read in real loss units.
+
+    Args:
+        s: the surface.
+        kind: one of ``SURFACE_2D_KINDS`` (contour, heat map or 3-D surface).
+        value: the value drawn, e.g. ``train_loss``, ``test_acc``.
+        log: colours (or the y-axis) follow log10 of the loss (positive losses).
+        levels: the number of contour levels.
+
+    Returns:
+        A plotly ``Figure``.
+
+    Raises:
+        ValueError: an unknown ``kind``, a 1-D surface, or a value the surface lacks.
+    """
     if kind not in SURFACE_2D_KINDS:
         raise ValueError(f"unknown 2-D plot {kind!r}; choose from {', '.join(SURFACE_2D_KINDS)}")
     z = s.values[value]
@@ -138,7 +162,18 @@ def surface_2d(
 
 
 def cross_sections(s: Surface, x: float, y: float, *, value: str = "train_loss", log: bool = False) -> go.Figure:
-    """The two 1-D slices of a 2-D surface through the grid point nearest ``(x, y)``, that point marked."""
+    """The two 1-D slices of a 2-D surface through the grid point nearest ``(x, y)``, that point marked.
+
+    Args:
+        s: the surface.
+        x: the first coordinate of the point.
+        y: the second.
+        value: the value drawn, e.g. ``train_loss``, ``test_acc``.
+        log: colours (or the y-axis) follow log10 of the loss (positive losses).
+
+    Returns:
+        A plotly ``Figure``.
+    """
     along_x, along_y = s.slice("x", y), s.slice("y", x)
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=[f"along x at {along_x.attrs['slice']}", f"along y at {along_y.attrs['slice']}"]
@@ -179,6 +214,20 @@ def hessian_spectrum(
     *,
     title: str = "",
 ) -> go.Figure:
+    """The top eigenvalues by rank and, where given, the spectral density (log scale).
+
+    Args:
+        eigenvalues: the top eigenvalues (``None``: none computed).
+        grid: the density's grid (``None``: no density).
+        density: the spectral density on ``grid``.
+        title: the figure's title.
+
+    Returns:
+        A plotly ``Figure``.
+
+    Raises:
+        ValueError: neither eigenvalues nor a density to draw.
+    """
     cols = (eigenvalues is not None) + (density is not None)
     if not cols:
         raise ValueError("nothing to plot: no eigenvalues and no density")
@@ -207,15 +256,33 @@ def hessian_spectrum(
 
 
 def sweep_curves(sw: Sweep, *, value: str = "loss", log: bool = False) -> go.Figure:
-    """One panel per kind with its radius unit: the loss increase (or accuracy) with +-1 std bands."""
+    """One panel per perturbation kind, each with its radius unit and range: the loss increase over the unperturbed
+    loss (or the accuracy), the mean over trials with its +-1 std band.
+
+    Args:
+        sw: the sweep.
+        value: ``"loss"`` (the increase) or ``"acc"``.
+        log: the y-axis on a log scale.
+
+    Returns:
+        A plotly ``Figure``.
+    """
     fig = compare_sweeps([(run_title(sw.attrs) or "sweep", sw)], value=value, log=log)
     fig.update_layout(showlegend=False, title=f"{run_title(sw.attrs)}: loss against perturbation radius".strip(": "))
     return fig
 
 
 def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> go.Figure:
-    """One column per model: share of predictions per confidence bin (top), accuracy bars with the gap to the
-    bin's mean confidence (bottom); the dotted diagonal is perfect calibration."""
+    """Reliability diagrams (Guo et al.), one column per model: accuracy per confidence bin with the gap to the
+    diagonal, and the share of predictions in each bin.
+
+    Args:
+        curves: ``(label, bins)`` pairs, ``bins`` from :func:`landscape.trainers.metrics.reliability`.
+        title: the figure's title.
+
+    Returns:
+        A plotly ``Figure``.
+    """
     n = len(curves)
     fig = make_subplots(
         rows=2,
@@ -301,6 +368,15 @@ def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> g
 
 
 def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None) -> go.Figure:
+    """1-D loss and accuracy of several runs on shared axes: a colour and marker per run, train solid, test dashed.
+
+    Args:
+        items: ``(label, result)`` pairs, one per run or group (a group's mean carries its spread over seeds).
+        log: losses on a log axis (``None``: when they span more than two decades, so the basin stays visible).
+
+    Returns:
+        A plotly ``Figure``.
+    """
     fig = make_subplots(rows=1, cols=2, subplot_titles=["loss", "accuracy (%)"], shared_xaxes=True)
     for i, (label, s) in enumerate(items):
         style = plotly_series(i)
@@ -335,7 +411,15 @@ def _split_trace(x, y, spread, label: str, split: str, style: dict) -> go.Scatte
 
 
 def training_curves(items: list[tuple[str, dict]]) -> go.Figure:
-    """Loss, error and ECE per epoch, as :func:`landscape.plots.mpl.training_curves`."""
+    """Loss, error and ECE per epoch: a colour and marker per run or group, train solid, test dashed, +-1 std bands.
+
+    Args:
+        items: ``(label, curves)`` pairs: :func:`landscape.groups.history_curves`, or their mean over seeds with
+        ``*_std``.
+
+    Returns:
+        A plotly ``Figure``.
+    """
     fig = make_subplots(rows=1, cols=3, subplot_titles=[t for t, _ in TRAINING_PANELS])
     for i, (label, c) in enumerate(items):
         style = plotly_series(i)
@@ -353,8 +437,17 @@ def training_curves(items: list[tuple[str, dict]]) -> go.Figure:
 
 
 def compare_sweeps(items: list[tuple[str, Sweep]], *, value: str = "loss", log: bool = False) -> go.Figure:
-    """One panel per kind, each x axis labelled with its radius unit and range; the loss increase over the
-    unperturbed loss with +-1 std (over trials, or seeds for a group), clipped where a loss cannot go."""
+    """One panel per perturbation kind; one line per run (or group mean): the loss increase over the unperturbed
+    loss with a +-1 std band (over trials, or over seeds for a group).
+
+    Args:
+        items: ``(label, result)`` pairs, one per run or group (a group's mean carries its spread over seeds).
+        value: ``"loss"`` (the increase) or ``"acc"``.
+        log: the y-axis on a log scale.
+
+    Returns:
+        A plotly ``Figure``.
+    """
     kinds = list(dict.fromkeys(k for _, sw in items for k in sw.kinds))
     fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=kinds)
     for col, kind in enumerate(kinds, 1):
@@ -376,6 +469,15 @@ def compare_sweeps(items: list[tuple[str, Sweep]], *, value: str = "loss", log: 
 
 
 def compare_spectra(items: list[tuple[str, dict]]) -> go.Figure:
+    """Top Hessian eigenvalues by rank of several runs (a group's mean with +-1 std over seeds) and, where
+    computed, their spectral densities (log scale).
+
+    Args:
+        items: ``(label, spectrum)`` pairs: ``eigenvalues`` (and ``*_std``), optionally ``grid`` and ``density``.
+
+    Returns:
+        A plotly ``Figure``.
+    """
     dens = [(label, a) for label, a in items if a.get("density") is not None]
     fig = make_subplots(
         rows=1,
@@ -426,8 +528,16 @@ def compare_spectra(items: list[tuple[str, dict]]) -> go.Figure:
 
 
 def compare_surfaces(items: list[tuple[str, Surface]], *, value: str = "train_loss", log: bool = False) -> go.Figure:
-    """Contours side by side on one colour axis (same limits for every run); positive values are coloured by
-    their log10, as the matplotlib version spaces its levels, with the colour bar and hover in real units."""
+    """2-D surfaces side by side as filled contours on one colour scale (same levels, one colour bar).
+
+    Args:
+        items: ``(label, result)`` pairs, one per run or group (a group's mean carries its spread over seeds).
+        value: the value drawn, e.g. ``train_loss``, ``test_acc``.
+        log: colours (or the y-axis) follow log10 of the loss (positive losses).
+
+    Returns:
+        A plotly ``Figure``.
+    """
     log = log or all(np.nanmin(s.values[value]) > 0 for _, s in items)
     zs = [
         np.log10(np.where(s.values[value] > 0, s.values[value], np.nan)) if log else s.values[value] for _, s in items
@@ -486,6 +596,17 @@ def _band(sw: Sweep, kind: str, value: str, name: str, style: dict, legend: bool
 
 
 def robustness_by_severity(items: list[tuple[str, Robustness | dict]]) -> go.Figure:
+    """Error and ECE per severity pooled over corruptions (0 = clean), one line per run or group (DAMP paper
+    Fig. 3/4).
+
+    Args:
+        items: ``(label, result)`` pairs: a robustness file read back, or its
+            :func:`~landscape.io.robustness.severity_curves`
+            (a group's mean with ``*_std``).
+
+    Returns:
+        A plotly ``Figure``.
+    """
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=["error (%) pooled over corruptions", "ECE pooled over corruptions"]
     )
@@ -515,8 +636,19 @@ def robustness_by_severity(items: list[tuple[str, Robustness | dict]]) -> go.Fig
 def corruption_table(
     labels: list[str], corruptions: list[str], values: np.ndarray, *, title: str, center: float | None = None
 ) -> go.Figure:
-    """Heat map with the numbers written in; ratios (``center``) are coloured by their log, symmetric about the
-    centre, with the colour bar ticked in ratios."""
+    """A (rows x corruptions) heat map with the numbers written in (DAMP paper Fig. 5): errors per severity, or
+    ratios such as CE per run.
+
+    Args:
+        labels: the rows (runs, or severities).
+        corruptions: the columns.
+        values: ``(rows, corruptions)`` numbers.
+        title: the figure's title.
+        center: ``None``: a sequential scale; ``1``: ratios on a log scale symmetric about 1 (0.63 as blue as 1.59 red).
+
+    Returns:
+        A plotly ``Figure``.
+    """
     values = np.asarray(values, dtype=float)
     if center is not None:
         logs = np.log(np.where(values > 0, values, np.nan) / center)
@@ -548,3 +680,21 @@ def corruption_table(
     )
     fig.update_layout(template=TEMPLATE, title=title, yaxis={"autorange": "reversed"}, xaxis={"tickangle": -45})
     return fig
+
+
+__all__ = [
+    "SURFACE_2D_KINDS",
+    "surface_1d",
+    "surface_2d",
+    "cross_sections",
+    "hessian_spectrum",
+    "sweep_curves",
+    "reliability_diagram",
+    "training_curves",
+    "compare_slices",
+    "compare_surfaces",
+    "compare_sweeps",
+    "compare_spectra",
+    "robustness_by_severity",
+    "corruption_table",
+]

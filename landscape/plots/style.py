@@ -139,3 +139,6 @@ def axis_label(s: Surface, axis: str) -> str:
     if kind == "interpolation":
         return "interpolation (0: A, 1: B)"
     return f"{axis} direction"
+
+
+__all__: list[str] = []  # the toolkit's own helpers: nothing here is public API

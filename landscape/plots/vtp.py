@@ -54,3 +54,6 @@ def surface_to_vtp(s: Surface, value: str = "train_loss", *, zmax: float | None 
             "",
         ]
     )
+
+
+__all__ = ["surface_to_vtp"]

@@ -17,6 +17,16 @@ from .noise import DAAP, DAMP, RMP, NoiseOptimizer
 
 @dataclass(frozen=True)
 class MethodInfo:
+    """A method's registration.
+
+    Attributes:
+        name: its name (``build_method(name, ...)``, ``--method``).
+        cls: its optimizer class.
+        hparams: its settable hyperparameters and their defaults.
+        passes: forward+backward passes per step (for the docs and the benchmark).
+        description: one line for ``--help``.
+    """
+
     name: str
     cls: type[PerturbedOptimizer]
     hparams: dict = field(default_factory=dict)  # settable hyperparameters and their defaults
@@ -55,6 +65,11 @@ METHODS: dict[str, MethodInfo] = {
 
 
 def method_info(name: str) -> MethodInfo:
+    """The registration of method ``name``.
+
+    Raises:
+        ValueError: an unknown method (the known ones are listed).
+    """
     info = METHODS.get(name)
     if info is None:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
@@ -71,8 +86,24 @@ def build_method(
     clip_grad_norm: float | None = None,
     **hparams,
 ) -> PerturbedOptimizer:
-    """``METHODS[name]`` around ``base_optimizer`` for ``model``; unset hyperparameters take the defaults;
-    ``clip_grad_norm`` clips every gradient it uses (:meth:`PerturbedOptimizer.clip_gradients`)."""
+    """``METHODS[name]`` around ``base_optimizer`` for ``model``, as the training loop builds it.
+
+    Args:
+        name: a method of :data:`METHODS` (``erm``, ``sam``, ``asam``, ``amp``, ``damp``, ``daap``, ``rmp``).
+        model: the model trained (its parameter names select weights; its BatchNorm layers are handled per
+            ``bn_update``).
+        base_optimizer: the optimizer that takes the descent step (e.g. SGD over ``model.parameters()``).
+        seed: the noise seed of the noise methods (DAMP, DAAP, RMP).
+        bn_update: ``"once"`` (BatchNorm statistics move once per step, as in plain training) or ``"every_pass"``.
+        clip_grad_norm: clip every gradient the method uses to this global L2 norm (``None``: no clipping).
+        hparams: the method's hyperparameters (``rho``, ``sigma``, ...); unset ones take the method's defaults.
+
+    Returns:
+        The method, an ``torch.optim.Optimizer``.
+
+    Raises:
+        ValueError: an unknown method, or hyperparameters the method does not take.
+    """
     info = method_info(name)
     wrong = sorted(set(hparams) - set(info.hparams))
     if wrong:
@@ -97,7 +128,6 @@ __all__ = [
     "SAM",
     "BatchClosure",
     "BatchNormState",
-    "Closure",
     "MethodInfo",
     "NoiseOptimizer",
     "PerturbedOptimizer",

@@ -73,8 +73,22 @@ class AscentOptimizer(PerturbedOptimizer):
 class SAM(AscentOptimizer):
     """Sharpness-Aware Minimization (Foret et al., ICLR 2021).
 
-    ``offset = rho * g / (||g|| + eps)``, ``||g||`` the global L2 norm over all perturbed
-    parameters; ``rho`` may differ per param group. Costs 2 forward + 2 backward passes.
+    ``offset = rho * g / (||g|| + eps)``, ``||g||`` the global L2 norm over all perturbed parameters; ``rho`` may differ
+    per param group. Costs 2 forward + 2 backward passes.
+
+    Args:
+        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
+            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
+            ``base_optimizer``.
+        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            ``param_groups`` and ``state``.
+        rho: the radius of the ascent step.
+        eps: added to the gradient norm (a zero gradient gives a zero offset).
+        bn_update: ``"once"`` (BatchNorm statistics move once per step, as in plain training) or ``"every_pass"``.
+
+    Raises:
+        ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
+        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer``.
     """
 
     def __init__(
@@ -121,9 +135,24 @@ class ASAM(SAM):
     """Adaptive SAM (Kwon et al., ICML 2021), the official SamsungLabs rule.
 
     ``T_w = |w| + eta`` on weights (conv/linear kernels and norm scales, see
-    :func:`~landscape.trainers.optim.base.is_weight`), ``T = 1`` on biases and BN shifts, and
-    ``offset = rho * T^2 g / ||T g||``. ``adaptive_params="all", eta=0`` gives
-    davda54/sam's ``adaptive=True`` variant (T = |w| on every parameter).
+    :func:`~landscape.trainers.rules.is_weight`), ``T = 1`` on biases and BN shifts, and
+    ``offset = rho * T^2 g / ||T g||``. ``adaptive_params="all", eta=0`` gives davda54/sam's ``adaptive=True`` variant
+    (``T = |w|`` on every parameter).
+
+    Args:
+        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
+            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
+            ``base_optimizer``.
+        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            ``param_groups`` and ``state``.
+        rho: the radius of the ascent step in the adaptive norm.
+        eta: the offset added to ``|w|``.
+        adaptive_params: ``"weights"`` (the rule above) or ``"all"`` (every parameter scaled by ``|w| + eta``).
+        kw: :class:`SAM`'s options (``eps``, ``bn_update``).
+
+    Raises:
+        ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
+        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer``.
     """
 
     def __init__(
@@ -156,12 +185,26 @@ AMP_RADIUS_WARNING = 0.2  # warn above this share of the weights' norm (ResNet18
 class AMP(AscentOptimizer):
     """Adversarial Model Perturbation (Zheng et al., CVPR 2021), as in the reference code.
 
-    The inner problem starts from ``Delta = 0`` and runs ``inner_iter`` projected ascent
-    steps ``Delta <- proj_eps(Delta + inner_lr * grad)``, each followed by a
-    forward/backward at ``w + Delta``; the base optimizer then steps at ``w`` with the last
-    gradient. ``norm="per_tensor"`` (default, the reference code's choice) projects each
-    parameter tensor onto its own epsilon-ball; ``norm="global"`` projects the whole
-    ``Delta`` (the paper's formula). Costs ``1 + inner_iter`` forward+backward passes.
+    The inner problem starts from ``Delta = 0`` and runs ``inner_iter`` projected ascent steps
+    ``Delta <- proj_eps(Delta + inner_lr * grad)``, each followed by a forward/backward at ``w + Delta``; the base
+    optimizer then steps at ``w`` with the last gradient. Costs ``1 + inner_iter`` forward+backward passes.
+
+    Args:
+        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
+            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
+            ``base_optimizer``.
+        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            ``param_groups`` and ``state``.
+        epsilon: the radius of the ball ``Delta`` is projected onto.
+        inner_lr: the ascent step size.
+        inner_iter: the ascent steps per training step.
+        norm: ``"per_tensor"`` (default, the reference code's choice) projects each parameter tensor onto its own
+            epsilon-ball; ``"global"`` projects the whole ``Delta`` (the paper's formula).
+        bn_update: ``"once"`` (BatchNorm statistics move once per step, as in plain training) or ``"every_pass"``.
+
+    Raises:
+        ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
+        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer``.
     """
 
     def __init__(
@@ -229,3 +272,6 @@ class AMP(AscentOptimizer):
             else:
                 project_to_ball_(d, group["epsilon"])
         return delta
+
+
+__all__ = ["SAM", "ASAM", "AMP"]

@@ -82,7 +82,11 @@ def as_parts(closure: Callable) -> Closure:
 
 
 class BatchNormState:
-    """The running statistics of a model's BatchNorm layers, saved and restored as one group."""
+    """The running statistics of a model's BatchNorm layers, saved and restored as one group.
+
+    Args:
+        model: the model (``None``: no statistics to protect).
+    """
 
     def __init__(self, model: nn.Module | None) -> None:
         mods = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats] if model else []
@@ -92,9 +96,11 @@ class BatchNormState:
         self.floats = [b for b in self.buffers if b.is_floating_point()]
 
     def save(self) -> list[Tensor]:
+        """Copies of the BatchNorm buffers (to restore after an ascent pass)."""
         return [b.clone() for b in self.buffers]
 
     def restore(self, saved: list[Tensor]) -> None:
+        """Put back the buffers :meth:`save` copied."""
         if self.buffers:
             torch._foreach_copy_(self.buffers, saved)
 
@@ -103,13 +109,18 @@ class PerturbedOptimizer(Optimizer):
     """Base of all methods; shares ``param_groups`` and ``state`` with the wrapped optimizer.
 
     Args:
-        params: the parameters to perturb: the model itself (recommended: names tell weights
-            from biases and its BatchNorm statistics are protected), ``named_parameters()``,
-            or plain tensors. All must belong to ``base_optimizer``.
-        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step.
-        defaults: the method's hyperparameters, added to every param group (schedulers and
-            ``state_dict`` see them, and groups may override them).
+        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
+            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
+            ``base_optimizer``.
+        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            ``param_groups`` and ``state``.
+        defaults: the method's hyperparameters, added to every param group (schedulers and ``state_dict`` see them,
+            and groups may override them).
         bn_update: ``"once"`` or ``"every_pass"`` (see the module docstring).
+
+    Raises:
+        ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
+        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer``.
     """
 
     def __init__(
@@ -186,6 +197,7 @@ class PerturbedOptimizer(Optimizer):
         self._groups = [(g, [p for p in g["params"] if id(p) in self._names]) for g in self.param_groups]
 
     def name_of(self, p: Tensor) -> str | None:
+        """The parameter's name in the model (``None`` for plain parameters)."""
         return self._names.get(id(p))
 
     # --- state ------------------------------------------------------------------------------
@@ -199,6 +211,7 @@ class PerturbedOptimizer(Optimizer):
         return sd
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the base optimizer's state and the method's own (noise generator, step count)."""
         state_dict = dict(state_dict)
         extra = state_dict.pop("perturbation", None)
         self.base_optimizer.load_state_dict(state_dict)
@@ -213,6 +226,7 @@ class PerturbedOptimizer(Optimizer):
         pass
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the gradients through the base optimizer."""
         self.base_optimizer.zero_grad(set_to_none=set_to_none)
 
     # --- stepping ---------------------------------------------------------------------------
@@ -254,8 +268,19 @@ class PerturbedOptimizer(Optimizer):
 class ERM(PerturbedOptimizer):
     """Empirical risk minimization: one forward/backward, then the base optimizer's step.
 
-    Identical to calling the base optimizer directly; it exists so that every method
-    follows one closure contract.
+    Identical to calling the base optimizer directly; it exists so that every method follows one closure contract.
+
+    Args:
+        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
+            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
+            ``base_optimizer``.
+        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            ``param_groups`` and ``state``.
+        kw: ``bn_update`` (no effect: there is one pass).
+
+    Raises:
+        ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
+        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer``.
     """
 
     def __init__(self, params: Params, base_optimizer: Optimizer, **kw) -> None:
@@ -267,3 +292,6 @@ class ERM(PerturbedOptimizer):
         self._sync_grads()
         self.base_optimizer.step()
         return loss
+
+
+__all__ = ["ERM", "PerturbedOptimizer", "BatchNormState"]

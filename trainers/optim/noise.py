@@ -51,8 +51,24 @@ def noise_seed(seed: int, step: int, sub_batch: int) -> int:
 
 
 class NoiseOptimizer(PerturbedOptimizer):
-    """The shared step of DAMP, DAAP and RMP; their keyword options: ``num_splits`` (sub-batches, each with its
-    own draw), ``perturb`` (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``."""
+    """The shared step of DAMP, DAAP and RMP: each sub-batch's gradient at its own noisy weights, then the base step.
+
+    Args:
+        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
+            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
+            ``base_optimizer``.
+        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            ``param_groups`` and ``state``.
+        defaults: the method's hyperparameters (``sigma`` or ``epsilon``), added to every param group.
+        num_splits: sub-batches per batch, each with its own noise draw (the DAMP paper's M).
+        perturb: ``"weights"`` (conv/linear kernels and norm scales) or ``"all"`` parameters get noise.
+        seed: keys the draws (the same noise on 1 or N processes).
+        bn_update: ``"once"`` (BatchNorm statistics move once per step, as in plain training) or ``"every_pass"``.
+
+    Raises:
+        ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
+        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer``.
+    """
 
     def __init__(
         self,
@@ -162,10 +178,23 @@ class NoiseOptimizer(PerturbedOptimizer):
 class DAMP(NoiseOptimizer):
     """Data Augmentation via Multiplicative Perturbations (Trinh et al., NeurIPS 2024).
 
-    Each sub-batch sees ``w * xi`` with ``xi ~ N(1, sigma^2)`` elementwise on the weights
-    (conv/linear kernels and norm scales; ``perturb="all"`` adds biases and BN shifts).
-    ``num_splits`` is the paper's M (8 in every reference config); ``num_splits=1`` draws
-    one noise per batch. Same cost as SGD: one forward+backward per sample.
+    Each sub-batch sees ``w * xi`` with ``xi ~ N(1, sigma^2)`` elementwise on the weights (conv/linear kernels and norm
+    scales; ``perturb="all"`` adds biases and BN shifts). ``num_splits`` is the paper's M (8 in every reference config);
+    ``num_splits=1`` draws one noise per batch. Same cost as SGD: one forward+backward per sample.
+
+    Args:
+        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
+            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
+            ``base_optimizer``.
+        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            ``param_groups`` and ``state``.
+        sigma: the standard deviation of the multiplicative noise.
+        kw: :class:`NoiseOptimizer`'s options: ``num_splits`` (sub-batches, each with its own draw), ``perturb``
+            (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``.
+
+    Raises:
+        ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
+        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer``.
     """
 
     def __init__(self, params: Params, base_optimizer: Optimizer, sigma: float = 0.2, **kw: Any) -> None:
@@ -179,8 +208,22 @@ class DAMP(NoiseOptimizer):
 class DAAP(NoiseOptimizer):
     """Data Augmentation via Additive Perturbations (DAMP paper, Algorithm 3): ``w + N(0, sigma^2)``.
 
-    The paper does not say which parameters get noise; the default uses DAMP's filter
-    (weights only) so the two are comparable, ``perturb="all"`` noises every parameter.
+    The paper does not say which parameters get noise; the default uses DAMP's filter (weights only) so the two are
+    comparable, ``perturb="all"`` noises every parameter.
+
+    Args:
+        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
+            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
+            ``base_optimizer``.
+        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            ``param_groups`` and ``state``.
+        sigma: the standard deviation of the additive noise.
+        kw: :class:`NoiseOptimizer`'s options: ``num_splits`` (sub-batches, each with its own draw), ``perturb``
+            (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``.
+
+    Raises:
+        ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
+        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer``.
     """
 
     def __init__(self, params: Params, base_optimizer: Optimizer, sigma: float = 0.01, **kw: Any) -> None:
@@ -194,8 +237,22 @@ class DAAP(NoiseOptimizer):
 class RMP(NoiseOptimizer):
     """Random Model Perturbation, the AMP paper's baseline (AMP's original trainer).
 
-    One forward/backward at ``w + delta``, ``delta ~ U(-b, b)`` elementwise with
-    ``b = sqrt(epsilon / numel)`` per tensor, on every parameter.
+    One forward/backward at ``w + delta``, ``delta ~ U(-b, b)`` elementwise with ``b = sqrt(epsilon / numel)`` per
+    tensor, on every parameter.
+
+    Args:
+        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
+            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
+            ``base_optimizer``.
+        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            ``param_groups`` and ``state``.
+        epsilon: sets the half-width ``b`` of the uniform noise.
+        kw: :class:`NoiseOptimizer`'s options: ``num_splits`` (sub-batches, each with its own draw), ``perturb``
+            (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``.
+
+    Raises:
+        ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
+        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer``.
     """
 
     def __init__(self, params: Params, base_optimizer: Optimizer, epsilon: float = 0.1, **kw: Any) -> None:
@@ -210,3 +267,6 @@ class RMP(NoiseOptimizer):
         torch._foreach_add_(z, -1.0)  # U(-1, 1)
         torch._foreach_mul_(z, [math.sqrt(group["epsilon"] / w.numel()) for w in clean])
         torch._foreach_add_(params, z)
+
+
+__all__ = ["DAMP", "DAAP", "RMP"]

@@ -140,3 +140,6 @@ def hessian_surface(
         ),
         extra=() if hessian_file else ("train",),
     )
+
+
+__all__ = ["random_surface", "interpolation_surface", "trajectory_surface", "hessian_surface"]

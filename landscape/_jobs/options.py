@@ -72,3 +72,6 @@ def surface_job(
         out=out,
     )
     return Path(out)
+
+
+__all__ = ["EvalOptions", "checkpoint_problem"]

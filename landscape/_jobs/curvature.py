@@ -89,3 +89,6 @@ def sweep_analysis(
         log=log,
     )
     return Path(out)
+
+
+__all__ = ["hessian_analysis", "sweep_analysis"]

@@ -20,7 +20,8 @@ from landscape.trainers.metrics import ECE_BINS, reliability
 from .._driver import GridJob, Output
 from .._evaluation import EvalSet, normalize, subset
 from .._system.ranks import Ranks
-from ..io import ResultWriter, sha256
+from ..io.files import sha256
+from ..io.results import ResultWriter
 from ..problem import Problem, checkpoint_info
 from .options import SPLITS, EvalOptions
 
@@ -199,3 +200,6 @@ def robustness_analysis(
             job.write(points)
         job.finish("conditions")
     return Path(out)
+
+
+__all__ = ["calibration", "robustness_analysis"]
