@@ -38,6 +38,7 @@ _EXPORTS = {
     "read": "io",
     "Robustness": "io.robustness",
     "read_robustness": "io.robustness",
+    "corruption_robustness": "robustness",
     "fit": "trainers.loop",
 }
 
@@ -63,6 +64,7 @@ __all__ = [
     "hessian",
     "sweep",
     "sharpness",
+    "corruption_robustness",
     "save_snapshot",
     "compare",
     "CurvatureOperator",

@@ -40,7 +40,7 @@ RESUME_KEYS: dict[str, tuple[str, ...]] = {  # per kind: what a resumed file mus
     "sweep": ("kind", "kinds", "split", "samples", "sample_seed", "checkpoint_sha256", "weights_sha256", "params",
               "trials", "steps", "normalize", "eta", "seed"),
     "robustness": ("kind", "corruptions", "severities", "source", "corruption_seed", "samples", "sample_seed",
-                   "checkpoint_sha256", "baseline_sha256"),
+                   "checkpoint_sha256", "weights_sha256", "baseline_sha256", "split", "models"),
     "hessian": ("kind", "curvature", "which", "tol", "seed", "top_k", "trace_matvecs", "trace_method",
                 "density_probes", "density_steps", "split", "samples", "sample_seed", "checkpoint_sha256",
                 "weights_sha256", "params"),

@@ -228,12 +228,12 @@ def test_train_with_a_corruption_augmentation(tmp_path):
 
 
 def test_a_checkpoint_against_itself_is_evaluated_once(runs, tmp_path, monkeypatch):
+    import landscape.robustness as numerics
     from landscape._jobs import EvalOptions, robustness_analysis
-    from landscape._jobs import robustness as jobs
 
     calls = []
-    real = jobs._predictive_metrics
-    monkeypatch.setattr(jobs, "_predictive_metrics", lambda net, data: calls.append(1) or real(net, data))
+    real = numerics.predict
+    monkeypatch.setattr(numerics, "predict", lambda net, data: calls.append(1) or real(net, data))
     ckpt = runs / "erm" / "final.pt"
     out = robustness_analysis(
         ckpt,

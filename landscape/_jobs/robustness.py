@@ -8,21 +8,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from landscape._system.device import resolve_device
 from landscape.data import load_dataset
 from landscape.data.corruptions import corrupted_split, split_key
 from landscape.data.formats import RELEASED_C, read_released_c
 from landscape.trainers import classification_metrics, load_checkpoint, predict
-from landscape.trainers.metrics import ECE_BINS, reliability
+from landscape.trainers.metrics import reliability
 
 from .._driver import GridJob, Output
 from .._evaluation import EvalSet, normalize, subset
 from .._system.ranks import Ranks
 from ..io.files import sha256
-from ..io.results import ResultWriter
 from ..problem import Problem, checkpoint_info
+from ..robustness import VALUES, Condition, conditions_of, create_robustness, fill_robustness
 from .options import SPLITS, EvalOptions
 
 
@@ -142,63 +141,21 @@ def robustness_analysis(
     total = len(y)
     idx = subset(total, opts.samples, opts.sample_seed)
     x, y = x[idx], y[idx]
-    conditions = [("clean", 0)] + [(c, int(s)) for c in corruptions for s in severities]
-    values = {
-        "error": (),
-        "nll": (),
-        "ece": (),
-        "bin_count": (ECE_BINS,),
-        "bin_correct": (ECE_BINS,),
-        "bin_confidence": (ECE_BINS,),
-    }
+    conditions = conditions_of(corruptions, severities)
     grid = (len(attrs["models"]), len(conditions))
     job = GridJob(
-        "robustness", grid, values, {}, Output(out, resume, overwrite, opts.progress, log), Ranks(), memory=False
+        "robustness", grid, VALUES, {}, Output(out, resume, overwrite, opts.progress, log), Ranks(), memory=False
     )
+    todo = job.open(lambda: create_robustness(out, grid[0], conditions, attrs), lambda w: w.shape == grid, attrs)
 
-    def create() -> ResultWriter:
-        severity: dict[str, object] = {"condition_severity": np.array([s for _, s in conditions])}
-        return ResultWriter.create(
-            out, "robustness", grid, values, severity, {k: v for k, v in attrs.items() if k != "kind"}, {}
+    def batches_of(condition: Condition):
+        images, labels = _condition_images(
+            x, y, idx, total, condition, source=source, dataset=dataset, c_root=c_root, seed=seed, workers=workers
         )
+        return EvalSet(normalize(images, meta["dataset"]).to(device), labels.to(device), opts.batch_size).batches()
 
-    todo = job.open(create, lambda w: tuple(w.shape) == grid, attrs)
     with job:
-        for p in tqdm(
-            sorted({k % len(conditions) for k in todo}), desc="robustness", unit="condition", disable=not opts.progress
-        ):
-            images, labels = _condition_images(
-                x,
-                y,
-                idx,
-                total,
-                conditions[p],
-                source=source,
-                dataset=dataset,
-                c_root=c_root,
-                seed=seed,
-                workers=workers,
-            )
-            data = EvalSet(normalize(images, meta["dataset"]).to(device), labels.to(device), opts.batch_size)
-            results = [_predictive_metrics(net, data.batches()) for net in models]
-            points = []
-            for m in range(grid[0]):
-                metrics, rel = results[min(m, len(results) - 1)]
-                points.append(
-                    (
-                        m * len(conditions) + p,
-                        {
-                            "error": metrics["error"],
-                            "nll": metrics["nll"],
-                            "ece": metrics["ece"],
-                            "bin_count": rel["count"],
-                            "bin_correct": rel["correct"],
-                            "bin_confidence": rel["confidence_sum"],
-                        },
-                    )
-                )
-            job.write(points)
-        job.finish("conditions")
+        fill_robustness(job, models, conditions, todo, batches_of, opts.progress)
     return Path(out)
 
 

@@ -10,7 +10,7 @@ from torch.optim import Optimizer
 
 from ..rules import is_weight
 from .ascent import AMP, ASAM, SAM
-from .base import ERM, BatchNormState, BNUpdate, Closure, PerturbedOptimizer
+from .base import ERM, BatchNormState, BNUpdate, PerturbedOptimizer
 from .closure import BatchClosure
 from .noise import DAAP, DAMP, RMP, NoiseOptimizer
 
