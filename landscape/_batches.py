@@ -11,6 +11,7 @@ whole split are exact however the batches are cut.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import warnings
@@ -18,6 +19,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
@@ -27,6 +30,28 @@ Batch = Any
 SizeFn = Callable[[Batch], "int | float | Tensor"]
 Visit = Callable[[Batch, "float | Tensor"], None]
 TARGET_KEY = "labels"
+
+
+def takes_model(fn: Callable) -> bool:
+    """Whether ``fn`` is ``f(model, batch)`` (its first parameter is named ``model``) rather than
+    ``f(outputs, targets)``."""
+    if isinstance(fn, nn.Module):
+        return False
+    try:
+        names = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(names) and names[0] == "model"
+
+
+def is_cross_entropy(fn: Callable) -> bool:
+    """Whether ``fn`` is cross-entropy (then accuracy means something)."""
+    return isinstance(fn, nn.CrossEntropyLoss) or fn is F.cross_entropy
+
+
+def accuracy(outputs: Tensor, targets: Tensor) -> Tensor:
+    """Percent of argmax predictions (over dimension 1) equal to the targets."""
+    return (outputs.argmax(1) == targets).double().mean() * 100
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
@@ -71,6 +96,18 @@ def unpack(batch: Batch) -> tuple[tuple, dict, Any]:
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return (batch[0],), {}, batch[1]
     raise ValueError(f"data: a batch must be an (inputs, targets) tuple or a dict, got {type(batch).__name__}")
+
+
+def chunk(batch: Batch, part: int, num_parts: int) -> Batch:
+    """Sub-batch ``part`` of ``num_parts``: every tensor's ``torch.tensor_split`` chunk along dim 0, the structure
+    kept (tuples, lists, dicts); anything else is shared by every part."""
+    if isinstance(batch, Tensor):
+        return torch.tensor_split(batch, num_parts)[part] if batch.dim() else batch
+    if isinstance(batch, Mapping):
+        return type(batch)({k: chunk(v, part, num_parts) for k, v in batch.items()})  # type: ignore[call-arg]
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(chunk(v, part, num_parts) for v in batch)
+    return batch
 
 
 def default_size(batch: Batch) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import inspect
 import math
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager, nullcontext
@@ -22,14 +21,13 @@ from typing import Any, Callable, Iterator, Literal
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from landscape._system.device import check_device, resolve_device
 from landscape._system.ranks import Ranks
 from landscape.trainers.checkpoint import load_checkpoint
 
-from ._batches import Batch, SizeFn, Split, as_splits, split_names, unpack
+from ._batches import Batch, SizeFn, Split, accuracy, as_splits, is_cross_entropy, split_names, takes_model, unpack
 from ._evaluation import eval_sets
 from .io.files import sha256
 
@@ -37,27 +35,6 @@ Mode = Literal["eval", "train"]
 MODES = ("eval", "train")
 CHECK_RTOL = 1e-6
 RANDOM_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
-
-
-def takes_model(fn: Callable) -> bool:
-    """Whether ``fn`` is ``f(model, batch)`` (its first parameter is named ``model``) rather than
-    ``f(outputs, targets)``."""
-    if isinstance(fn, nn.Module):
-        return False
-    try:
-        names = list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return False
-    return bool(names) and names[0] == "model"
-
-
-def is_cross_entropy(fn: Callable) -> bool:
-    return isinstance(fn, nn.CrossEntropyLoss) or fn is F.cross_entropy
-
-
-def accuracy(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Percent of argmax predictions (over dimension 1) equal to the targets."""
-    return (outputs.argmax(1) == targets).double().mean() * 100
 
 
 def model_device(model: nn.Module) -> torch.device:

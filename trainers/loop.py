@@ -1,34 +1,38 @@
-"""The training loop over any classifier, loader and flat-minima optimizer: ``fit``.
+"""The training loop over any model, loader, loss and flat-minima optimizer: ``fit``.
 
 ``landscape train`` is this loop plus a run directory (evaluation, metrics.jsonl, checkpoints); a user with
-their own model and ``DataLoader`` of ``(x, y)`` batches calls it directly::
+their own model and ``DataLoader`` calls it directly::
 
-    from landscape.trainers.loop import fit
+    from landscape import fit
     from landscape.trainers.optim import SAM
-    opt = SAM(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), rho=0.05)
+    opt = SAM(model, torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9)
     history = fit(model, loader, opt, epochs=10, lr_at=lambda epoch: 0.1 * 0.5 ** (epoch // 5))
+    history = fit(model, loader, opt, epochs=10, loss=nn.MSELoss())          # a regression
+    history = fit(model, loader, opt, epochs=10, loss=lambda model, batch: model(**batch).loss)  # dict batches
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .optim import BatchClosure, PerturbedOptimizer
+from .optim import LossClosure, PerturbedOptimizer
 
 CHECK_EVERY = 20  # steps between looks at the running loss (each costs a device sync)
 
 
 def fit(
     model: nn.Module,
-    loader: Iterable[tuple[Tensor, Tensor]],
+    loader: Iterable[Any],
     optimizer: PerturbedOptimizer,
     *,
     epochs: int,
+    loss: Callable | None = None,
+    metrics: Mapping[str, Callable] | None = None,
     start: int = 0,
     lr_at: Callable[[int], float] | None = None,
     autocast: torch.dtype | None = None,
@@ -44,9 +48,14 @@ def fit(
 
     Args:
         model: the model (put in train mode for the epoch).
-        loader: re-iterable ``(inputs, targets)`` batches, one epoch per pass.
+        loader: re-iterable batches, one epoch per pass: ``(inputs, targets)``, dicts with their targets under
+            ``"labels"``, or anything ``loss(model, batch)`` takes.
         optimizer: a method of :mod:`landscape.trainers.optim` around the base optimizer.
         epochs: the epoch to stop before.
+        loss: ``loss(outputs, targets)`` with mean reduction (default cross-entropy), or a function whose first
+            parameter is named ``model``, called as ``loss(model, batch)`` (the forms :class:`~landscape.Problem`
+            takes).
+        metrics: ``{name: fn}`` of further per-batch means, called like the loss, reported as ``train_<name>``.
         start: the epoch to start at (a resumed run).
         lr_at: ``lr_at(epoch)`` sets every param group's learning rate before the epoch.
         autocast: run the passes under ``torch.autocast`` in this dtype (e.g. ``torch.bfloat16``).
@@ -60,10 +69,16 @@ def fit(
         desc: the progress bar's label.
 
     Returns:
-        One row per epoch: ``epoch`` counted from 1, ``lr``, ``train_loss`` (the mean batch loss), ``train_acc`` in %,
-        ``seconds``, ``steps``.
+        One row per epoch: ``epoch`` counted from 1, ``lr``, ``train_loss`` (the mean batch loss of the loss
+        optimized), ``train_acc`` in % (cross-entropy only), ``train_<name>`` per metric, ``seconds``, ``steps``.
+
+    Raises:
+        ValueError: a loss that cannot be computed on the first batch (the reason in one line), or cross-entropy on
+            outputs it cannot mean (a regression without ``loss=``).
     """
     history = []
+    names = list(metrics or {})
+    classification = True
     for epoch in range(start, epochs):
         lr = lr_at(epoch) if lr_at is not None else optimizer.param_groups[0]["lr"]
         for g in optimizer.param_groups:
@@ -71,14 +86,18 @@ def fit(
         tic = time.perf_counter()
         model.train()
         device = next(model.parameters()).device
-        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen (this process)
+        # loss sum, correct, seen, then each metric's sum (this process)
+        totals = torch.zeros(3 + len(names), dtype=torch.float64, device=device)
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
         steps = 0
-        for step, (x, y) in enumerate(bar):
-            closure = BatchClosure(model, x, y, autocast_dtype=autocast)
-            totals[0] += optimizer.step(closure)
+        for step, batch in enumerate(bar):
+            closure = LossClosure(model, batch, loss, metrics=metrics, autocast_dtype=autocast)
+            classification = closure.classification
+            totals[0] += _first(optimizer, closure) if step == 0 and epoch == start else optimizer.step(closure)
             totals[1] += closure.correct
-            totals[2] += len(y)
+            totals[2] += closure.size
+            for i, name in enumerate(names):
+                totals[3 + i] += closure.sums[name]
             steps = step + 1
             if after_step is not None:
                 after_step()
@@ -91,18 +110,27 @@ def fit(
             reduce([totals])
         if check is not None:
             check(totals[0].item(), epoch)
-        row = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": totals[0].item() / world / max(steps, 1),
-            "train_acc": 100.0 * totals[1].item() / max(totals[2].item(), 1.0),
-            "seconds": time.perf_counter() - tic,
-            "steps": steps,
-        }
+        seen = max(totals[2].item(), 1.0)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": totals[0].item() / world / max(steps, 1)}
+        if classification:
+            row["train_acc"] = 100.0 * totals[1].item() / seen
+        row.update({f"train_{name}": totals[3 + i].item() / seen for i, name in enumerate(names)})
+        row.update(seconds=time.perf_counter() - tic, steps=steps)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
         history.append(row)
     return history
+
+
+def _first(optimizer: PerturbedOptimizer, closure: LossClosure) -> Tensor:
+    """The first step, whose failure is the loss's or the batch's: said in one line."""
+    try:
+        return optimizer.step(closure)
+    except ValueError:
+        raise
+    except Exception as e:
+        text = str(e).strip().splitlines()[0] if str(e).strip() else "no detail"
+        raise ValueError(f"the loss cannot be computed on the first batch: {type(e).__name__}: {text[:300]}") from e
 
 
 __all__ = ["fit"]

@@ -11,7 +11,7 @@ from torch.optim import Optimizer
 from ..rules import is_weight
 from .ascent import AMP, ASAM, SAM
 from .base import ERM, BatchNormState, BNUpdate, PerturbedOptimizer
-from .closure import BatchClosure
+from .closure import BatchClosure, LossClosure
 from .noise import DAAP, DAMP, RMP, NoiseOptimizer
 
 
@@ -127,6 +127,7 @@ __all__ = [
     "RMP",
     "SAM",
     "BatchClosure",
+    "LossClosure",
     "BatchNormState",
     "MethodInfo",
     "NoiseOptimizer",

@@ -10,6 +10,8 @@ arithmetic is foreach and free of host syncs (norms stay on the device).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,33 +43,81 @@ class AscentOptimizer(PerturbedOptimizer):
         """
         raise NotImplementedError
 
+    _ascent: _Ascent | None = None
+
     def _step(self, closure: Closure) -> Tensor:
+        self._ascent = None  # a step that failed half-way is not continued
         self.zero_grad()
         loss = self._backward(closure)
-        self._sync_grads(ascent=True)
-        params: list[Tensor] = []
-        groups: Groups = []
-        for group, ps in self._groups:
-            active = [p for p in ps if p.grad is not None]
-            groups.append((group, slice(len(params), len(params) + len(active))))
-            params += active
-        clean = self._save_weights(params)
-        saved_bn = self._bn.save() if self.bn_update == "once" else None
-        offsets = None
-        steps = self._ascent_steps()
-        for k in range(steps):
-            offsets = self._offsets(groups, params, clean, offsets)
-            if k:
-                torch._foreach_copy_(params, clean)
-            torch._foreach_add_(params, offsets)
-            self.zero_grad()
+        for _ in range(self._ascent_steps()):
+            self.first_step(zero_grad=True)
             self._backward(closure)
-            self._sync_grads(ascent=k < steps - 1)  # the last gradient is the descent's: always averaged
-        torch._foreach_copy_(params, clean)
-        if saved_bn is not None:
-            self._bn.restore(saved_bn)
-        self.base_optimizer.step()
+        self.second_step()
         return loss
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> None:
+        """Move the weights to ``w + offset`` from the gradients now in ``.grad`` (davda54/sam's form).
+
+        After a backward pass at the clean weights; then run a forward and backward pass at the moved weights and
+        call :meth:`second_step`. AMP with ``inner_iter=k`` takes ``k`` of these (a backward pass before each).
+
+        Args:
+            zero_grad: zero the gradients afterwards (ready for the next backward pass).
+        """
+        self._sync_grads(ascent=True)
+        a = self._ascent
+        if a is None:
+            params: list[Tensor] = []
+            groups: Groups = []
+            for group, ps in self._groups:
+                active = [p for p in ps if p.grad is not None]
+                groups.append((group, slice(len(params), len(params) + len(active))))
+                params += active
+            clean = self._save_weights(params)
+            a = self._ascent = _Ascent(groups, params, clean, self._bn.save() if self.bn_update == "once" else None)
+        else:
+            torch._foreach_copy_(a.params, a.clean)
+        a.offsets = self._offsets(a.groups, a.params, a.clean, a.offsets)
+        torch._foreach_add_(a.params, a.offsets)
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False) -> None:
+        """Put the clean weights back and step the base optimizer with the gradient at the moved weights.
+
+        Args:
+            zero_grad: zero the gradients afterwards.
+
+        Raises:
+            ValueError: :meth:`first_step` was not called before.
+        """
+        a = self._ascent
+        if a is None:
+            raise ValueError(f"{type(self).__name__}.second_step() comes after first_step() (and a backward pass)")
+        self._ascent = None
+        self._sync_grads()  # the descent gradient: always averaged over the ranks
+        torch._foreach_copy_(a.params, a.clean)
+        if a.saved_bn is not None:
+            self._bn.restore(a.saved_bn)
+        self.base_optimizer.step()
+        if zero_grad:
+            self.zero_grad()
+
+    def _no_closure(self) -> str:
+        return super()._no_closure() + "; or call first_step() and second_step() around your own backward passes"
+
+
+@dataclass
+class _Ascent:
+    """A step between :meth:`AscentOptimizer.first_step` and :meth:`~AscentOptimizer.second_step`."""
+
+    groups: Groups
+    params: list[Tensor]
+    clean: list[Tensor]
+    saved_bn: list[Tensor] | None
+    offsets: list[Tensor] | None = None
 
 
 class SAM(AscentOptimizer):
@@ -78,13 +128,17 @@ class SAM(AscentOptimizer):
 
     Args:
         params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
-            ``base_optimizer``.
-        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
+            belong to ``base_optimizer``.
+        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
+            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
             ``param_groups`` and ``state``.
         rho: the radius of the ascent step.
+        adaptive: davda54/sam's adaptive variant: the offset scaled elementwise by ``|w|`` on every parameter
+            (``ASAM(adaptive_params="all", eta=0)``).
         eps: added to the gradient norm (a zero gradient gives a zero offset).
         bn_update: ``"once"`` (BatchNorm statistics move once per step, as in plain training) or ``"every_pass"``.
+        base_kwargs: the base optimizer's arguments (``lr=0.1, momentum=0.9``) when ``base_optimizer`` is a class.
 
     Raises:
         ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
@@ -96,18 +150,22 @@ class SAM(AscentOptimizer):
         params: Params,
         base_optimizer: Optimizer,
         rho: float = 0.05,
+        adaptive: bool = False,
         *,
         eps: float = 1e-12,
         bn_update: BNUpdate = "once",
         _extra: dict | None = None,
+        **base_kwargs: Any,
     ) -> None:
         check_nonneg(rho=rho)
         self.eps = eps
-        super().__init__(params, base_optimizer, {"rho": rho, **(_extra or {})}, bn_update=bn_update)
+        self.adaptive = adaptive
+        extra = {"eta": 0.0, **(_extra or {})} if adaptive else dict(_extra or {})
+        super().__init__(params, base_optimizer, {"rho": rho, **extra}, bn_update=bn_update, **base_kwargs)
 
     def _adapted(self, p: Tensor) -> bool:
-        """Whether ``p`` gets the elementwise scaling T (never, for plain SAM)."""
-        return False
+        """Whether ``p`` gets the elementwise scaling T (every parameter with ``adaptive=True``, else none)."""
+        return self.adaptive
 
     def _offsets(
         self, groups: Groups, params: list[Tensor], clean: list[Tensor], prev: list[Tensor] | None
@@ -141,14 +199,15 @@ class ASAM(SAM):
 
     Args:
         params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
-            ``base_optimizer``.
-        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
+            belong to ``base_optimizer``.
+        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
+            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
             ``param_groups`` and ``state``.
         rho: the radius of the ascent step in the adaptive norm.
         eta: the offset added to ``|w|``.
         adaptive_params: ``"weights"`` (the rule above) or ``"all"`` (every parameter scaled by ``|w| + eta``).
-        kw: :class:`SAM`'s options (``eps``, ``bn_update``).
+        kw: :class:`SAM`'s options (``eps``, ``bn_update``) and the base optimizer's arguments.
 
     Raises:
         ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
@@ -171,9 +230,14 @@ class ASAM(SAM):
         self.adaptive_params = adaptive_params
         super().__init__(params, base_optimizer, rho, _extra={"eta": eta}, **kw)
         if adaptive_params == "weights" and all(n is None for n in self._names.values()):
-            raise ValueError(
-                "ASAM needs parameter names to tell weights from biases: pass the model or named_parameters()"
+            warnings.warn(
+                "ASAM was given parameters without names, which cannot tell weights from biases: every parameter "
+                "gets the scaling |w| + eta (adaptive_params='all'); pass the model or named_parameters() for the "
+                "official rule (weights only)",
+                UserWarning,
+                stacklevel=2,
             )
+            self.adaptive_params = "all"
 
     def _adapted(self, p: Tensor) -> bool:
         return self.adaptive_params == "all" or is_weight(self.name_of(p))
@@ -191,9 +255,10 @@ class AMP(AscentOptimizer):
 
     Args:
         params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
-            ``base_optimizer``.
-        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
+            belong to ``base_optimizer``.
+        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
+            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
             ``param_groups`` and ``state``.
         epsilon: the radius of the ball ``Delta`` is projected onto.
         inner_lr: the ascent step size.
@@ -201,6 +266,7 @@ class AMP(AscentOptimizer):
         norm: ``"per_tensor"`` (default, the reference code's choice) projects each parameter tensor onto its own
             epsilon-ball; ``"global"`` projects the whole ``Delta`` (the paper's formula).
         bn_update: ``"once"`` (BatchNorm statistics move once per step, as in plain training) or ``"every_pass"``.
+        base_kwargs: the base optimizer's arguments (``lr=0.1, momentum=0.9``) when ``base_optimizer`` is a class.
 
     Raises:
         ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
@@ -217,6 +283,7 @@ class AMP(AscentOptimizer):
         *,
         norm: str = "per_tensor",
         bn_update: BNUpdate = "once",
+        **base_kwargs: Any,
     ) -> None:
         check_nonneg(epsilon=epsilon, inner_lr=inner_lr)
         if not (isinstance(inner_iter, int) and inner_iter >= 1):
@@ -229,6 +296,7 @@ class AMP(AscentOptimizer):
             base_optimizer,
             {"epsilon": epsilon, "inner_lr": inner_lr, "inner_iter": inner_iter},
             bn_update=bn_update,
+            **base_kwargs,
         )
         self._check_radius()
 

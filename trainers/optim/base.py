@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Callable, Iterable, Literal, Union, cast, get_args
+import warnings
+from typing import Any, Callable, Iterable, Literal, Union, cast, get_args
 
 import torch
 import torch.nn as nn
@@ -41,7 +42,7 @@ from torch.optim import Optimizer
 from landscape._system.ranks import Ranks, current_group
 
 Closure = Callable[[int, int], Tensor]
-Params = Union[nn.Module, Iterable[Tensor], Iterable[tuple[str, Tensor]]]
+Params = Union[nn.Module, Iterable[Tensor], Iterable[tuple[str, Tensor]], Iterable[dict]]
 BNUpdate = Literal["once", "every_pass"]
 BN_UPDATES: tuple[BNUpdate, ...] = get_args(BNUpdate)
 
@@ -110,37 +111,65 @@ class PerturbedOptimizer(Optimizer):
 
     Args:
         params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
-            ``base_optimizer``.
-        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
+            belong to ``base_optimizer``.
+        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
+            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
             ``param_groups`` and ``state``.
         defaults: the method's hyperparameters, added to every param group (schedulers and ``state_dict`` see them,
             and groups may override them).
         bn_update: ``"once"`` or ``"every_pass"`` (see the module docstring).
+        base_kwargs: the base optimizer's arguments (``lr=0.1, momentum=0.9``) when ``base_optimizer`` is a class.
 
     Raises:
-        ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
-        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer``.
+        ValueError: a negative hyperparameter, an unknown option, no parameters to perturb, or base-optimizer
+            arguments with a built base optimizer.
+        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer`` or its class.
     """
 
+    multi_pass = True  # whether a step runs several passes (then BatchNorm statistics need the model)
+
     def __init__(
-        self, params: Params, base_optimizer: Optimizer, defaults: dict, *, bn_update: BNUpdate = "once"
+        self,
+        params: Params,
+        base_optimizer: Optimizer | type[Optimizer],
+        defaults: dict,
+        *,
+        bn_update: BNUpdate = "once",
+        **base_kwargs: Any,
     ) -> None:
         # torch.optim.Optimizer.__init__ is not called on purpose: the groups and the state
         # are the base optimizer's (as timm's Lookahead does), so they round-trip with it.
-        if not isinstance(base_optimizer, Optimizer):
-            raise TypeError(
-                f"base_optimizer must be a torch.optim.Optimizer instance, got {type(base_optimizer).__name__}"
-            )
         if bn_update not in BN_UPDATES:
             raise ValueError(f"unknown bn_update {bn_update!r}; expected one of {BN_UPDATES}")
-        named = (
-            list(params.named_parameters())
-            if isinstance(params, nn.Module)
-            else [item if isinstance(item, tuple) else (None, item) for item in params]
-        )
+        model = params if isinstance(params, nn.Module) else None
+        items: list[Any] = list(params.named_parameters()) if isinstance(params, nn.Module) else list(params)
+        groups = [g for g in items if isinstance(g, dict)]
+        if groups and len(groups) != len(items):
+            raise ValueError("params: give parameters or param-group dicts, not both")
+        listed = [q for g in groups for q in g["params"]] if groups else items
+        named = [item if isinstance(item, tuple) else (None, item) for item in listed]
         if not named:
             raise ValueError("no parameters to perturb")
+        if isinstance(base_optimizer, type) and issubclass(base_optimizer, Optimizer):  # davda54/sam's form
+            base_optimizer = base_optimizer(groups or [p for _, p in named], **base_kwargs)
+        elif base_kwargs:
+            raise ValueError(
+                f"{type(self).__name__} takes no {', '.join(sorted(base_kwargs))}: give them to the base optimizer, "
+                f"or pass its class (e.g. torch.optim.SGD) to have it built with them"
+            )
+        if not isinstance(base_optimizer, Optimizer):
+            raise TypeError(
+                "base_optimizer must be a torch.optim.Optimizer or its class, got " + type(base_optimizer).__name__
+            )
+        if model is None and self.multi_pass and bn_update == "once":
+            warnings.warn(
+                f"{type(self).__name__} was given parameters without their model: if it has BatchNorm layers, their "
+                "running statistics also move on the extra passes of each step (bn_update='once' needs the model); "
+                f"pass the model itself, {type(self).__name__}(model, ...), to keep them to one update per step",
+                UserWarning,
+                stacklevel=3,
+            )
         owned = {id(p) for g in base_optimizer.param_groups for p in g["params"]}
         strangers = [n or f"#{i}" for i, (n, p) in enumerate(named) if id(p) not in owned]
         if strangers:
@@ -149,7 +178,7 @@ class PerturbedOptimizer(Optimizer):
         self.bn_update = bn_update
         self._hyper = dict(defaults)
         self._names = {id(p): n for n, p in named}
-        self._bn = BatchNormState(params if isinstance(params, nn.Module) else None)
+        self._bn = BatchNormState(model)
         self._dist = Ranks()
         self.local_ascent = False
         self.max_grad_norm: float | None = None
@@ -233,10 +262,27 @@ class PerturbedOptimizer(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None) -> Tensor:  # type: ignore[override]
-        """One update; ``closure(part, num_parts)`` or ``closure()`` is a forward pass (module docstring)."""
+        """One update; ``closure(part, num_parts)`` or ``closure()`` is a forward pass (module docstring).
+
+        Args:
+            closure: the forward pass the method repeats at the weights it chooses.
+
+        Returns:
+            The step's loss (see the module docstring).
+
+        Raises:
+            ValueError: no closure (the message says what to pass), or a closure that breaks the contract.
+        """
         if closure is None:
-            raise ValueError(f"{type(self).__name__}.step needs a closure returning the loss (a forward pass)")
+            raise ValueError(self._no_closure())
         return self._step(as_parts(closure))
+
+    def _no_closure(self) -> str:
+        name = type(self).__name__
+        return (
+            f"{name}.step() needs a closure that runs the forward pass and returns the loss, e.g. "
+            f"opt.step(lambda: loss_fn(model(x), y)): {name} evaluates it again at the perturbed weights"
+        )
 
     def _step(self, closure: Closure) -> Tensor:
         raise NotImplementedError
@@ -272,19 +318,39 @@ class ERM(PerturbedOptimizer):
 
     Args:
         params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
-            ``base_optimizer``.
-        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
+            belong to ``base_optimizer``.
+        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
+            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
             ``param_groups`` and ``state``.
-        kw: ``bn_update`` (no effect: there is one pass).
+        kw: ``bn_update`` (no effect: there is one pass) and the base optimizer's arguments.
 
     Raises:
-        ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
-        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer``.
+        ValueError: a negative hyperparameter, an unknown option, no parameters to perturb, or base-optimizer
+            arguments with a built base optimizer.
+        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer`` or its class.
     """
 
-    def __init__(self, params: Params, base_optimizer: Optimizer, **kw) -> None:
+    multi_pass = False
+
+    def __init__(self, params: Params, base_optimizer: Optimizer | type[Optimizer], **kw) -> None:
         super().__init__(params, base_optimizer, {}, **kw)
+
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None) -> Tensor | None:  # type: ignore[override]
+        """One update; without a closure, the base optimizer's step on the gradients already computed.
+
+        Args:
+            closure: the forward pass (optional, as for any torch optimizer).
+
+        Returns:
+            The loss, or ``None`` without a closure.
+        """
+        if closure is not None:
+            return self._step(as_parts(closure))
+        self._sync_grads()
+        self.base_optimizer.step()
+        return None
 
     def _step(self, closure: Closure) -> Tensor:
         self.zero_grad()

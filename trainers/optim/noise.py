@@ -55,15 +55,17 @@ class NoiseOptimizer(PerturbedOptimizer):
 
     Args:
         params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
-            ``base_optimizer``.
-        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
+            belong to ``base_optimizer``.
+        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
+            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
             ``param_groups`` and ``state``.
         defaults: the method's hyperparameters (``sigma`` or ``epsilon``), added to every param group.
         num_splits: sub-batches per batch, each with its own noise draw (the DAMP paper's M).
         perturb: ``"weights"`` (conv/linear kernels and norm scales) or ``"all"`` parameters get noise.
         seed: keys the draws (the same noise on 1 or N processes).
         bn_update: ``"once"`` (BatchNorm statistics move once per step, as in plain training) or ``"every_pass"``.
+        base_kwargs: the base optimizer's arguments (``lr=0.1, momentum=0.9``) when ``base_optimizer`` is a class.
 
     Raises:
         ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
@@ -80,6 +82,7 @@ class NoiseOptimizer(PerturbedOptimizer):
         perturb: str = "weights",
         seed: int = 0,
         bn_update: BNUpdate = "once",
+        **base_kwargs: Any,
     ) -> None:
         if not (isinstance(num_splits, int) and num_splits >= 1):
             raise ValueError(f"Invalid num_splits: {num_splits} (must be an integer >= 1)")
@@ -89,12 +92,17 @@ class NoiseOptimizer(PerturbedOptimizer):
         self.perturb = perturb
         self.seed = seed
         self.steps = 0  # steps taken: with the sub-batch index, it keys the noise
-        super().__init__(params, base_optimizer, defaults, bn_update=bn_update)
+        super().__init__(params, base_optimizer, defaults, bn_update=bn_update, **base_kwargs)
         if perturb == "weights" and all(n is None for n in self._names.values()):
             raise ValueError(
                 f"{type(self).__name__} needs parameter names to tell weights from biases: "
                 "pass the model or named_parameters(), or perturb='all'"
             )
+
+    @property
+    def multi_pass(self) -> bool:  # type: ignore[override]
+        """Several sub-batches, each a pass at its own noisy weights."""
+        return self.num_splits > 1
 
     def _perturb(self, group: dict, params: list[Tensor], clean: list[Tensor], z: list[Tensor]) -> None:
         """Move one group's ``params`` (now equal to ``clean``) by the noise built from the draw ``z``."""
@@ -184,13 +192,14 @@ class DAMP(NoiseOptimizer):
 
     Args:
         params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
-            ``base_optimizer``.
-        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
+            belong to ``base_optimizer``.
+        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
+            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
             ``param_groups`` and ``state``.
         sigma: the standard deviation of the multiplicative noise.
         kw: :class:`NoiseOptimizer`'s options: ``num_splits`` (sub-batches, each with its own draw), ``perturb``
-            (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``.
+            (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``, and the base optimizer's arguments.
 
     Raises:
         ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
@@ -213,13 +222,14 @@ class DAAP(NoiseOptimizer):
 
     Args:
         params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
-            ``base_optimizer``.
-        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
+            belong to ``base_optimizer``.
+        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
+            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
             ``param_groups`` and ``state``.
         sigma: the standard deviation of the additive noise.
         kw: :class:`NoiseOptimizer`'s options: ``num_splits`` (sub-batches, each with its own draw), ``perturb``
-            (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``.
+            (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``, and the base optimizer's arguments.
 
     Raises:
         ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
@@ -242,13 +252,14 @@ class RMP(NoiseOptimizer):
 
     Args:
         params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, or plain tensors; all must belong to
-            ``base_optimizer``.
-        base_optimizer: an already-built optimizer (e.g. SGD) that takes the actual step; the method shares its
+            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
+            belong to ``base_optimizer``.
+        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
+            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
             ``param_groups`` and ``state``.
         epsilon: sets the half-width ``b`` of the uniform noise.
         kw: :class:`NoiseOptimizer`'s options: ``num_splits`` (sub-batches, each with its own draw), ``perturb``
-            (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``.
+            (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``, and the base optimizer's arguments.
 
     Raises:
         ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
