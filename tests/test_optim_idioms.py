@@ -123,3 +123,39 @@ def test_step_without_a_closure():
             assert opt.step() is None  # torch's convention: the gradients already computed
     for k, v in state(a).items():
         torch.testing.assert_close(v, state(b)[k], rtol=0, atol=0)
+
+
+ACCUMULATED = [
+    (ERM, {}),
+    (SAM, {"rho": 0.05}),
+    (ASAM, {"rho": 0.5}),
+    (AMP, {"epsilon": 0.05, "inner_lr": 0.5, "inner_iter": 2}),
+    (DAMP, {"sigma": 0.1, "num_splits": 2}),
+]
+
+
+@pytest.mark.parametrize("cls, kw", ACCUMULATED, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_micro_batches_give_the_whole_batchs_update(cls, kw):
+    """One step over 4 micro-batches, each with its own backward, equals one step over the whole batch (float64)."""
+    from landscape.trainers.optim import BatchClosure
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(16, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (16,), generator=g)
+    runs = []
+    for k in (1, 4):
+        model = net(bn=False)
+        opt = cls(model, torch.optim.SGD, lr=0.1, momentum=0.9, **kw)
+        opt.accumulate(k)
+        calls = []
+        for _ in range(3):
+            closure = BatchClosure(model, x, y)
+            real = closure.__call__
+            loss = opt.step(lambda part, parts: calls.append(parts) or real(part, parts))
+        runs.append((state(model), float(loss), set(calls)))
+    (whole, loss1, parts1), (micro, loss4, parts4) = runs
+    assert parts1 == ({2} if cls is DAMP else {1}) and parts4 == {4}  # the micro-batches really ran
+    assert loss4 == pytest.approx(loss1, rel=1e-12)
+    for k in whole:
+        torch.testing.assert_close(micro[k], whole[k], rtol=1e-6, atol=1e-12)
+    with pytest.raises(ValueError, match="micro_batches must be an integer >= 1"):
+        opt.accumulate(0)

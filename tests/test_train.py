@@ -259,3 +259,18 @@ def test_demo_writes_the_comparison_report(tmp_path):
         env={"LANDSCAPE_CACHE": str(tmp_path / "cache")},
     )
     assert "reusing finished run" in again.stdout
+
+
+def test_accumulated_micro_batches_train_the_same_weights(tmp_path):
+    """``--accumulate 4`` on the BatchNorm-free mlp: the weights of the run without it, to float32 rounding."""
+    finals = []
+    for k in (1, 4):
+        cfg = TrainConfig(method="sam", model="mlp", epochs=2, batch_size=64, accumulate=k)
+        train(cfg, tmp_path / f"k{k}", **QUIET)
+        finals.append(read_checkpoint(tmp_path / f"k{k}" / "final.pt")["model_state"])
+        assert json.loads((tmp_path / f"k{k}" / "config.json").read_text())["accumulate"] == k
+    for name, value in finals[0].items():
+        torch.testing.assert_close(finals[1][name], value, rtol=1e-4, atol=1e-5)
+    from landscape.apps.cli.__main__ import main
+
+    assert main(["train", "--out", str(tmp_path / "bad"), "--batch-size", "8", "--accumulate", "16"]) == 2

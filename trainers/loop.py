@@ -33,6 +33,7 @@ def fit(
     epochs: int,
     loss: Callable | None = None,
     metrics: Mapping[str, Callable] | None = None,
+    accumulate: int = 1,
     start: int = 0,
     lr_at: Callable[[int], float] | None = None,
     autocast: torch.dtype | None = None,
@@ -56,6 +57,8 @@ def fit(
             parameter is named ``model``, called as ``loss(model, batch)`` (the forms :class:`~landscape.Problem`
             takes).
         metrics: ``{name: fn}`` of further per-batch means, called like the loss, reported as ``train_<name>``.
+        accumulate: run each pass over a batch as this many micro-batches, one backward each (gradient accumulation:
+            the update of the whole batch; see :meth:`~landscape.trainers.optim.PerturbedOptimizer.accumulate`).
         start: the epoch to start at (a resumed run).
         lr_at: ``lr_at(epoch)`` sets every param group's learning rate before the epoch.
         autocast: run the passes under ``torch.autocast`` in this dtype (e.g. ``torch.bfloat16``).
@@ -76,6 +79,7 @@ def fit(
         ValueError: a loss that cannot be computed on the first batch (the reason in one line), or cross-entropy on
             outputs it cannot mean (a regression without ``loss=``).
     """
+    optimizer.accumulate(accumulate)
     history = []
     names = list(metrics or {})
     classification = True

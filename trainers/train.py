@@ -65,6 +65,8 @@ class TrainConfig:
         sync_bn: BatchNorm statistics of the global batch across torchrun ranks.
         local_ascent: SAM/ASAM/AMP under torchrun: each rank's own ascent gradient (m-sharpness).
         clip_grad_norm: clip every gradient (ascent and descent) to this global L2 norm.
+        accumulate: split each pass over a rank's batch into this many micro-batches, one backward each (the update
+            of the whole batch, the memory of a micro-batch).
         model_kwargs: the model's own options (e.g. ``{"width": 16}``).
         hparams: the method's hyperparameters (unset ones take the method's defaults).
     """
@@ -93,6 +95,7 @@ class TrainConfig:
     sync_bn: bool = False  # BatchNorm statistics of the global batch across torchrun ranks
     local_ascent: bool = False  # SAM/ASAM/AMP under torchrun: each rank's own ascent gradient (m-sharpness)
     clip_grad_norm: float | None = None  # every gradient (ascent and descent) clipped to this global L2 norm
+    accumulate: int = 1  # micro-batches per pass (gradient accumulation): the update of the whole batch
     model_kwargs: dict = field(default_factory=dict)
     hparams: dict = field(default_factory=dict)  # the method's hyperparameters (unset ones take defaults)
 
@@ -109,7 +112,7 @@ class TrainConfig:
             raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(sorted(MODELS))}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "save_every"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "save_every", "accumulate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.clip_grad_norm is not None and not (self.clip_grad_norm > 0 and math.isfinite(self.clip_grad_norm)):
@@ -135,6 +138,11 @@ class TrainConfig:
             raise ValueError(f"crop_padding={self.crop_padding}: must be 0 to {MAX_CROP_PADDING} pixels")
         if self.batch_size % world:
             raise ValueError(f"batch_size={self.batch_size} is the global batch: it must divide among {world} ranks")
+        if self.accumulate > self.batch_size // world:
+            raise ValueError(
+                f"accumulate={self.accumulate} is more micro-batches than the {self.batch_size // world} images of a "
+                "rank's batch"
+            )
         if splits > self.batch_size // world:
             raise ValueError(
                 f"num_splits={splits} is more sub-batches than the {self.batch_size // world} images of a rank's batch"
@@ -400,6 +408,7 @@ def _train(
         start=start,
         lr_at=lambda epoch: cfg.lr * lr_factor(cfg.schedule, epoch, cfg.epochs),
         autocast=torch.bfloat16 if cfg.bf16 else None,
+        accumulate=cfg.accumulate,
         after_step=lambda: group.mean_(bn_buffers),  # one set of running statistics, the ranks' mean
         reduce=group.sum_,
         world=group.world,

@@ -130,6 +130,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="clip every gradient the method uses, ascent and descent, to global L2 norm C after the ranks' "
         "average (the AMP reference clips at 50 inside its closure) [off]",
     )
+    g.add_argument(
+        "--accumulate",
+        type=COUNT,
+        default=d.accumulate,
+        metavar="K",
+        help="gradient accumulation: each pass over a batch runs as K micro-batches of batch-size/K, one backward "
+        "each; the update is the whole batch's (BatchNorm sees micro-batch statistics) [%(default)s]",
+    )
     g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="[%(default)s]")
     g.add_argument("--crop-padding", type=INDEX, default=None, help="random-crop padding (default: the dataset's)")
     g.add_argument(
@@ -233,6 +241,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         sync_bn=args.sync_bn,
         local_ascent=args.local_ascent,
         clip_grad_norm=args.clip_grad_norm,
+        accumulate=args.accumulate,
         model_kwargs=dict(args.model_arg),
         hparams=hparams,
     )

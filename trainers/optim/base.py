@@ -182,7 +182,23 @@ class PerturbedOptimizer(Optimizer):
         self._dist = Ranks()
         self.local_ascent = False
         self.max_grad_norm: float | None = None
+        self.micro_batches = 1
         self._link()
+
+    def accumulate(self, micro_batches: int) -> None:
+        """Compute every pass's gradient over ``micro_batches`` parts of the batch, one backward each (gradient
+        accumulation: the memory of a part, the update of the whole batch). Needs a ``closure(part, num_parts)``.
+
+        Args:
+            micro_batches: parts per pass (1: the whole batch at once). DAMP's and DAAP's sub-batches are each split
+                into ``micro_batches / num_splits`` parts with the sub-batch's noise when it is larger.
+
+        Raises:
+            ValueError: not an integer >= 1.
+        """
+        if isinstance(micro_batches, bool) or not isinstance(micro_batches, int) or micro_batches < 1:
+            raise ValueError(f"micro_batches must be an integer >= 1, got {micro_batches!r}")
+        self.micro_batches = micro_batches
 
     def clip_gradients(self, max_norm: float | None) -> None:
         """Clip every gradient the method uses, ascent and descent alike, to a global L2 norm of ``max_norm`` (after
@@ -288,7 +304,19 @@ class PerturbedOptimizer(Optimizer):
         raise NotImplementedError
 
     def _backward(self, closure: Closure, part: int = 0, num_parts: int = 1) -> Tensor:
-        """Gradients of one pass (on zeroed gradients at ``part`` 0); returns its loss."""
+        """Gradients of one pass (on zeroed gradients at ``part`` 0); returns its loss. With :meth:`accumulate`,
+        the pass is parts ``part * k .. part * k + k - 1`` of ``num_parts * k``: the same gradient and loss."""
+        k = max(1, self.micro_batches // num_parts) if num_parts > 1 else self.micro_batches
+        if k > 1:
+            if isinstance(closure, WholeBatch):
+                raise ValueError(f"{type(self).__name__}: accumulating micro-batches needs closure(part, num_parts)")
+            total = torch.zeros(())
+            for i in range(k):
+                with torch.enable_grad():
+                    loss = closure(part * k + i, num_parts * k)
+                    (loss / (num_parts * k)).backward()
+                total = total.to(loss.device) + loss.detach()
+            return total / k
         with torch.enable_grad():
             loss = closure(part, num_parts)
             if not isinstance(loss, Tensor) or loss.numel() != 1:
