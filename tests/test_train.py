@@ -66,7 +66,10 @@ def crash_after(method: str, epochs: int):
 
 @pytest.mark.parametrize("method", ["damp", "sam"])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, method):
-    cfg = TrainConfig(method=method, epochs=4, hparams={"num_splits": 2} if method == "damp" else {}, crop_padding=1)
+    averages = {"swa_start": 2, "ema": 0.9} if method == "sam" else {}  # their state resumes too
+    cfg = TrainConfig(
+        method=method, epochs=4, hparams={"num_splits": 2} if method == "damp" else {}, crop_padding=1, **averages
+    )
     train(cfg, tmp_path / "straight", **QUIET)
     with pytest.raises(Crash):
         train(cfg, tmp_path / "broken", progress=False, log=crash_after(method, 2))
@@ -77,6 +80,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, method):
     for k in a["model_state"]:
         assert torch.equal(a["model_state"][k], b["model_state"][k]), k
     assert [r["test_nll"] for r in a["metrics"]] == [r["test_nll"] for r in b["metrics"]]
+    for name in ("final_swa.pt", "final_ema.pt") if averages else ():
+        a, b = (read_checkpoint(tmp_path / run / name)["model_state"] for run in ("straight", "broken"))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
 @pytest.mark.slow
@@ -274,3 +280,32 @@ def test_accumulated_micro_batches_train_the_same_weights(tmp_path):
     from landscape.apps.cli.__main__ import main
 
     assert main(["train", "--out", str(tmp_path / "bad"), "--batch-size", "8", "--accumulate", "16"]) == 2
+
+
+def test_swa_is_the_mean_of_the_epochs_weights_with_batchnorm_recomputed(tmp_path):
+    """final_swa.pt: the hand-computed mean of the epoch checkpoints from --swa-start on, and BatchNorm statistics
+    recomputed over the training set by our own routine (not torch's update_bn, which the run uses)."""
+    from landscape._evaluation import recompute_bn_statistics
+    from landscape.trainers.rundir import checkpoint_path
+
+    cfg = TrainConfig(method="sam", epochs=3, swa_start=2, swa_lr=0.02, ema=0.0, save_every=1)
+    train(cfg, tmp_path, **QUIET)
+    epochs = [read_checkpoint(checkpoint_path(tmp_path, e)) for e in (2, 3)]
+    swa_model, meta = load_checkpoint(tmp_path / "final_swa.pt")
+    assert meta["epoch"] == 3 and [r["lr"] == 0.02 for r in meta["metrics"]] == [False, False, True]  # after epoch 2
+    swa = swa_model.state_dict()
+    for name, p in swa_model.named_parameters():
+        torch.testing.assert_close(p.detach(), (epochs[0]["model_state"][name] + epochs[1]["model_state"][name]) / 2)
+    ds = load_dataset("digits")
+    loader = TensorLoader(ds.train_x, ds.train_y, batch_size=1000, mean=ds.mean, std=ds.std)
+    by_hand, _ = load_checkpoint(tmp_path / "final_swa.pt")
+    recompute_bn_statistics(by_hand, lambda: [by_hand(x) for x, _ in loader])
+    for name, value in by_hand.state_dict().items():
+        if "running" in name:
+            torch.testing.assert_close(swa[name], value, rtol=1e-4, atol=1e-6)
+    ema = read_checkpoint(tmp_path / "final_ema.pt")["model_state"]  # decay 0: the last weights themselves
+    for name, value in read_checkpoint(tmp_path / "final.pt")["model_state"].items():
+        torch.testing.assert_close(ema[name], value)
+    from landscape.apps.cli.__main__ import main
+
+    assert main(["train", "--out", str(tmp_path / "bad"), "--epochs", "2", "--swa-start", "3"]) == 2

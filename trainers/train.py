@@ -13,10 +13,12 @@ import math
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 import torch.nn as nn
+from torch import Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from landscape._system.device import resolve_device
 from landscape._system.files import changed_options, exclusive, remove_stale_temps, write_json, write_jsonl
@@ -67,6 +69,12 @@ class TrainConfig:
         clip_grad_norm: clip every gradient (ascent and descent) to this global L2 norm.
         accumulate: split each pass over a rank's batch into this many micro-batches, one backward each (the update
             of the whole batch, the memory of a micro-batch).
+        swa_start: stochastic weight averaging (Izmailov et al. 2018): the equal-weight mean of the weights at the end
+            of every epoch from this one (1-based) on, BatchNorm statistics recomputed on the training set, saved as
+            ``final_swa.pt``.
+        swa_lr: the constant learning rate of the epochs after ``swa_start`` (``None``: the schedule goes on).
+        ema: keep an exponential moving average of the weights and buffers, ``decay`` per step, saved as
+            ``final_ema.pt``.
         model_kwargs: the model's own options (e.g. ``{"width": 16}``).
         hparams: the method's hyperparameters (unset ones take the method's defaults).
     """
@@ -96,6 +104,9 @@ class TrainConfig:
     local_ascent: bool = False  # SAM/ASAM/AMP under torchrun: each rank's own ascent gradient (m-sharpness)
     clip_grad_norm: float | None = None  # every gradient (ascent and descent) clipped to this global L2 norm
     accumulate: int = 1  # micro-batches per pass (gradient accumulation): the update of the whole batch
+    swa_start: int | None = None  # stochastic weight averaging from the end of this epoch (1-based) on
+    swa_lr: float | None = None  # the constant learning rate after swa_start (None: the schedule's)
+    ema: float | None = None  # an exponential moving average of the weights with this decay per step
     model_kwargs: dict = field(default_factory=dict)
     hparams: dict = field(default_factory=dict)  # the method's hyperparameters (unset ones take defaults)
 
@@ -138,6 +149,12 @@ class TrainConfig:
             raise ValueError(f"crop_padding={self.crop_padding}: must be 0 to {MAX_CROP_PADDING} pixels")
         if self.batch_size % world:
             raise ValueError(f"batch_size={self.batch_size} is the global batch: it must divide among {world} ranks")
+        if self.swa_start is not None and not 1 <= self.swa_start <= self.epochs:
+            raise ValueError(f"swa_start={self.swa_start} must be an epoch from 1 to epochs={self.epochs}")
+        if self.swa_lr is not None and (self.swa_start is None or not (self.swa_lr > 0 and math.isfinite(self.swa_lr))):
+            raise ValueError(f"swa_lr={self.swa_lr} needs swa_start= and must be finite and > 0")
+        if self.ema is not None and not 0 <= self.ema < 1:
+            raise ValueError(f"ema={self.ema} must be a decay in [0, 1)")
         if self.accumulate > self.batch_size // world:
             raise ValueError(
                 f"accumulate={self.accumulate} is more micro-batches than the {self.batch_size // world} images of a "
@@ -340,6 +357,7 @@ def _train(
     )
     optimizer.distribute(group, local_ascent=cfg.local_ascent)
     bn_buffers = batchnorm_buffers(model)
+    averages = _averages(model, cfg)
 
     history: list[dict] = []
     start = 0
@@ -351,6 +369,8 @@ def _train(
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         history, start = list(state["metrics"]), state["epoch"]
+        for name, avg in averages.items():
+            avg.load_state_dict(state["averages"][name])
         log(f"resuming {out} from {ckpt_path.name if ckpt_path else '?'} (epoch {start}/{cfg.epochs})")
     elif main:
         write_json(
@@ -370,6 +390,7 @@ def _train(
             "optimizer": optimizer.state_dict(),
             "scheduler": {"name": cfg.schedule, "epoch": epoch, "base_lr": cfg.lr},
             "loader": train_loader.state_dict(),
+            "averages": {name: avg.state_dict() for name, avg in averages.items()},
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -377,7 +398,9 @@ def _train(
         }
 
     def end_of_epoch(epoch: int, row: dict) -> None:
-        """Evaluate, record and save (rank 0): the run directory's side of an epoch."""
+        """Average (every rank), then evaluate, record and save (rank 0): the run directory's side of an epoch."""
+        if "swa" in averages and epoch + 1 >= cast(int, cfg.swa_start):
+            averages["swa"].update_parameters(model)
         if not main:
             return
         test = evaluate(model, test_loader)
@@ -406,10 +429,10 @@ def _train(
         optimizer,
         epochs=cfg.epochs,
         start=start,
-        lr_at=lambda epoch: cfg.lr * lr_factor(cfg.schedule, epoch, cfg.epochs),
+        lr_at=lambda epoch: _lr(cfg, epoch),
         autocast=torch.bfloat16 if cfg.bf16 else None,
         accumulate=cfg.accumulate,
-        after_step=lambda: group.mean_(bn_buffers),  # one set of running statistics, the ranks' mean
+        after_step=lambda: _after_step(group, bn_buffers, averages.get("ema"), model),
         reduce=group.sum_,
         world=group.world,
         check=lambda loss, epoch: _check_finite(loss, model, cfg, epoch, out),
@@ -419,7 +442,40 @@ def _train(
     )
     if main:
         save_checkpoint(out / FINAL, payload(cfg.epochs))
+        for name, avg in averages.items():
+            if name == "swa":  # the mean of weights has no statistics of its own: those of the training set
+                clean = TensorLoader(ds.train_x, ds.train_y, batch_size=cfg.eval_batch_size, **common)
+                update_bn(clean, avg.module)
+            test = evaluate(avg.module, test_loader)
+            record = {"kind": name, "n_averaged": int(avg.n_averaged), **{f"test_{k}": v for k, v in test.items()}}
+            save_checkpoint(out / f"final_{name}.pt", {**payload(cfg.epochs), "model_state": avg.module.state_dict(),
+                                                       "average": record})  # fmt: skip
+            log(f"{name}: test error {test['error']:.2f}% nll {test['nll']:.4f} ece {test['ece']:.4f} "
+                f"({record['n_averaged']} averaged)")  # fmt: skip
     return group.broadcast(history[-1] if history else {})
+
+
+def _averages(model: nn.Module, cfg: TrainConfig) -> dict[str, AveragedModel]:
+    """The weight averages the run keeps: SWA's equal-weight mean, an EMA of weights and buffers."""
+    out = {}
+    if cfg.swa_start is not None:
+        out["swa"] = AveragedModel(model)
+    if cfg.ema is not None:
+        out["ema"] = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    return out
+
+
+def _lr(cfg: TrainConfig, epoch: int) -> float:
+    """The learning rate of ``epoch`` (0-based): the schedule's, or ``swa_lr`` after ``swa_start``."""
+    if cfg.swa_lr is not None and epoch >= cast(int, cfg.swa_start):
+        return cfg.swa_lr
+    return cfg.lr * lr_factor(cfg.schedule, epoch, cfg.epochs)
+
+
+def _after_step(group: Ranks, bn_buffers: list[Tensor], ema: AveragedModel | None, model: nn.Module) -> None:
+    group.mean_(bn_buffers)  # one set of running statistics, the ranks' mean
+    if ema is not None:
+        ema.update_parameters(model)
 
 
 __all__ = ["TrainConfig", "train"]

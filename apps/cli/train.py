@@ -138,6 +138,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="gradient accumulation: each pass over a batch runs as K micro-batches of batch-size/K, one backward "
         "each; the update is the whole batch's (BatchNorm sees micro-batch statistics) [%(default)s]",
     )
+    g.add_argument(
+        "--swa-start",
+        type=COUNT,
+        default=None,
+        metavar="EPOCH",
+        help="stochastic weight averaging: the mean of the weights at the end of every epoch from EPOCH on, BatchNorm "
+        "recomputed on the training set, saved as final_swa.pt (any analysis takes it) [off]",
+    )
+    g.add_argument(
+        "--swa-lr", type=POSITIVE, default=None, metavar="LR", help="constant lr after --swa-start [the schedule]"
+    )
+    g.add_argument(
+        "--ema",
+        type=number(float, least=0, most=0.999999),
+        default=None,
+        metavar="DECAY",
+        help="an exponential moving average of the weights (and buffers), DECAY per step, saved as final_ema.pt [off]",
+    )
     g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="[%(default)s]")
     g.add_argument("--crop-padding", type=INDEX, default=None, help="random-crop padding (default: the dataset's)")
     g.add_argument(
@@ -242,6 +260,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         local_ascent=args.local_ascent,
         clip_grad_norm=args.clip_grad_norm,
         accumulate=args.accumulate,
+        swa_start=args.swa_start,
+        swa_lr=args.swa_lr,
+        ema=args.ema,
         model_kwargs=dict(args.model_arg),
         hparams=hparams,
     )
