@@ -33,6 +33,8 @@ step step-cost "$OUT/step_cost-cuda-resnet18.md" $PY bench/step_cost.py --device
 step surface "$OUT/surface-cuda-resnet18.md" $PY bench/surface.py --device cuda --model resnet18 --width 64 \
   --dataset digits32 --samples 1000 --steps 21 --rounds 2 --out "$OUT"
 step hessian "$OUT/hessian-cuda.md" $PY bench/hessian.py --device cuda --width 64 --reps 2 --out "$OUT"
+step fp16-train "$OUT/fp16-train.log" $PY -m landscape.apps.cli train --method sam --model resnet18 \
+  --model-arg width=16 --dataset digits32 --epochs 2 --precision fp16 --device cuda --out "$OUT/fp16-run" --no-progress
 step torchrun "$OUT/distributed-cuda.md" $PY bench/distributed.py --device cuda --model resnet18 --width 64 --bf16 \
   --rounds 2 --steps 10 --out "$OUT"
 

@@ -159,3 +159,91 @@ def test_micro_batches_give_the_whole_batchs_update(cls, kw):
         torch.testing.assert_close(micro[k], whole[k], rtol=1e-6, atol=1e-12)
     with pytest.raises(ValueError, match="micro_batches must be an integer >= 1"):
         opt.accumulate(0)
+
+
+FP16 = [
+    (ERM, {}),
+    (SAM, {"rho": 0.05}),
+    (AMP, {"epsilon": 0.05, "inner_iter": 2}),
+    (DAMP, {"sigma": 0.1, "num_splits": 2}),
+]
+
+
+@pytest.mark.parametrize("cls, kw", FP16, ids=lambda v: getattr(v, "__name__", ""))
+def test_fp16_overflow_skips_the_whole_step(cls, kw):
+    """float16 autocast with a GradScaler: a batch whose scaled gradients overflow leaves weights and optimizer
+    state bit-identical, is counted, and halves the scale; the other steps train."""
+    from landscape.trainers.optim import BatchClosure
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+    opt = cls(model, torch.optim.SGD, lr=0.1, momentum=0.9, **kw)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
+    for i, scale in enumerate([1.0, 1.0, 1e5, 1.0]):  # the third batch's fp16 activations overflow
+        before = (state(model), [v.clone() for s in opt.state.values() for v in s.values() if torch.is_tensor(v)])
+        old_scale = scaler.get_scale()
+        opt.step(BatchClosure(model, x * scale, y, autocast_dtype=torch.float16), grad_scaler=scaler)
+        scaler.update()
+        after = (state(model), [v for s in opt.state.values() for v in s.values() if torch.is_tensor(v)])
+        same = all(torch.equal(before[0][k], after[0][k]) for k in after[0]) and all(
+            torch.equal(a, b) for a, b in zip(before[1], after[1])
+        )
+        assert same == (i == 2), i
+        if i == 2:
+            assert opt.skipped_steps == 1 and scaler.get_scale() == old_scale * 0.5
+    assert opt.skipped_steps == 1
+
+
+def test_the_closure_and_the_two_step_form_take_the_same_fp16_step():
+    from landscape.trainers.optim import BatchClosure
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
+    models, scalers = [], []
+    for form in ("closure", "two-step", "erm-gradscaler"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+        method = ERM if form == "erm-gradscaler" else SAM
+        opt, scaler = (
+            method(model, torch.optim.SGD, lr=0.1, momentum=0.9),
+            torch.amp.GradScaler("cpu", init_scale=256.0),
+        )
+        for _ in range(3):
+            if form == "closure":
+                opt.step(BatchClosure(model, x, y, autocast_dtype=torch.float16), grad_scaler=scaler)
+            elif form == "erm-gradscaler":  # torch's own idiom, for the one-pass method
+                with torch.autocast("cpu", dtype=torch.float16):
+                    scaler.scale(F.cross_entropy(model(x).float(), y)).backward()
+                scaler.step(opt)
+                opt.zero_grad()
+            else:
+                for moved in (False, True):
+                    with torch.autocast("cpu", dtype=torch.float16):
+                        loss = F.cross_entropy(model(x).float(), y)
+                    scaler.scale(loss).backward()
+                    if moved:
+                        opt.second_step(zero_grad=True, grad_scaler=scaler)
+                    else:
+                        assert opt.first_step(zero_grad=True, grad_scaler=scaler)
+            scaler.update()
+        models.append(state(model))
+        scalers.append(scaler.get_scale())
+    for k, v in models[0].items():
+        torch.testing.assert_close(models[1][k], v, rtol=1e-6, atol=1e-7)
+    assert scalers[0] == scalers[1] == scalers[2] == 256.0  # no overflow: the scale unchanged
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+    sgd, scaler = (
+        torch.optim.SGD(plain.parameters(), lr=0.1, momentum=0.9),
+        torch.amp.GradScaler("cpu", init_scale=256.0),
+    )
+    for _ in range(3):  # ERM through GradScaler.step equals plain SGD through it
+        with torch.autocast("cpu", dtype=torch.float16):
+            scaler.scale(F.cross_entropy(plain(x).float(), y)).backward()
+        scaler.step(sgd)
+        scaler.update()
+        sgd.zero_grad()
+    for k, v in state(plain).items():
+        torch.testing.assert_close(models[2][k], v, rtol=0, atol=0)

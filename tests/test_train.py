@@ -309,3 +309,18 @@ def test_swa_is_the_mean_of_the_epochs_weights_with_batchnorm_recomputed(tmp_pat
     from landscape.apps.cli.__main__ import main
 
     assert main(["train", "--out", str(tmp_path / "bad"), "--epochs", "2", "--swa-start", "3"]) == 2
+
+
+def test_fp16_runs_resume_with_their_loss_scale(tmp_path):
+    """--precision fp16 (autocast and a GradScaler, CPU here): the scale is in every checkpoint, and a run stopped
+    after epoch 1 and resumed ends with the uninterrupted run's weights and scale."""
+    cfg = TrainConfig(method="sam", epochs=2, precision="fp16")
+    train(cfg, tmp_path / "straight", **QUIET)
+    with pytest.raises(Crash):
+        train(cfg, tmp_path / "broken", progress=False, log=crash_after("sam", 1))
+    train(cfg, tmp_path / "broken", resume=True, **QUIET)
+    a, b = (read_checkpoint(tmp_path / run / "final.pt") for run in ("straight", "broken"))
+    assert a["scaler"]["scale"] == b["scaler"]["scale"] > 0 and "skipped_steps" in a["metrics"][-1]
+    for k in a["model_state"]:
+        assert torch.equal(a["model_state"][k], b["model_state"][k]), k
+    assert a["metrics"][-1]["test_error"] < 50

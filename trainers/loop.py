@@ -34,6 +34,7 @@ def fit(
     loss: Callable | None = None,
     metrics: Mapping[str, Callable] | None = None,
     accumulate: int = 1,
+    grad_scaler: Any = None,
     start: int = 0,
     lr_at: Callable[[int], float] | None = None,
     autocast: torch.dtype | None = None,
@@ -59,6 +60,9 @@ def fit(
         metrics: ``{name: fn}`` of further per-batch means, called like the loss, reported as ``train_<name>``.
         accumulate: run each pass over a batch as this many micro-batches, one backward each (gradient accumulation:
             the update of the whole batch; see :meth:`~landscape.trainers.optim.PerturbedOptimizer.accumulate`).
+        grad_scaler: a ``torch.amp.GradScaler`` for float16 autocast (``autocast=torch.float16``): losses scaled,
+            gradients unscaled before every use, overflowing steps skipped whole and counted (``skipped_steps`` in
+            the row), the scale updated after every step.
         start: the epoch to start at (a resumed run).
         lr_at: ``lr_at(epoch)`` sets every param group's learning rate before the epoch.
         autocast: run the passes under ``torch.autocast`` in this dtype (e.g. ``torch.bfloat16``).
@@ -97,7 +101,10 @@ def fit(
         for step, batch in enumerate(bar):
             closure = LossClosure(model, batch, loss, metrics=metrics, autocast_dtype=autocast)
             classification = closure.classification
-            totals[0] += _first(optimizer, closure) if step == 0 and epoch == start else optimizer.step(closure)
+            first = step == 0 and epoch == start
+            totals[0] += _first(optimizer, closure, grad_scaler) if first else optimizer.step(closure, grad_scaler)
+            if grad_scaler is not None:
+                grad_scaler.update()
             totals[1] += closure.correct
             totals[2] += closure.size
             for i, name in enumerate(names):
@@ -119,6 +126,8 @@ def fit(
         if classification:
             row["train_acc"] = 100.0 * totals[1].item() / seen
         row.update({f"train_{name}": totals[3 + i].item() / seen for i, name in enumerate(names)})
+        if grad_scaler is not None:
+            row["skipped_steps"] = optimizer.skipped_steps
         row.update(seconds=time.perf_counter() - tic, steps=steps)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
@@ -126,10 +135,10 @@ def fit(
     return history
 
 
-def _first(optimizer: PerturbedOptimizer, closure: LossClosure) -> Tensor:
+def _first(optimizer: PerturbedOptimizer, closure: LossClosure, grad_scaler: Any) -> Tensor:
     """The first step, whose failure is the loss's or the batch's: said in one line."""
     try:
-        return optimizer.step(closure)
+        return optimizer.step(closure, grad_scaler)
     except ValueError:
         raise
     except Exception as e:

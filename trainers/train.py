@@ -38,6 +38,9 @@ from .schedules import SCHEDULES, lr_factor
 MAX_CROP_PADDING = 64  # pixels of zero padding before a random crop (CIFAR's customary 4)
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved as ``config.json`` and in every checkpoint).
@@ -57,7 +60,9 @@ class TrainConfig:
         schedule: the learning-rate schedule: ``constant``, ``step``, ``cosine`` or ``hold-linear``.
         seed: seeds the model's initialization, the data order, augmentation and the methods' noise.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        bf16: bf16 autocast on CUDA.
+        bf16: bf16 autocast (the same as ``precision="bf16"``).
+        precision: ``"fp32"``, ``"bf16"`` (autocast) or ``"fp16"`` (autocast and a ``GradScaler``: overflowing steps
+            skipped whole and counted in ``skipped_steps``; the scale is in every checkpoint).
         save_every: write an epoch checkpoint every this many epochs (the trajectory of ``landscape trajectory``).
         crop_padding: random-crop padding (``None``: the dataset's customary augmentation).
         hflip: random horizontal flips (``None``: the dataset's custom).
@@ -93,7 +98,8 @@ class TrainConfig:
     schedule: str = "cosine"
     seed: int = 0
     device: str = "auto"
-    bf16: bool = False
+    bf16: bool = False  # the same as precision="bf16" (kept for configs that say so)
+    precision: str = "fp32"  # fp32, bf16 (autocast) or fp16 (autocast and a GradScaler)
     save_every: int = 1
     crop_padding: int | None = None  # None: the dataset's customary augmentation
     hflip: bool | None = None
@@ -149,6 +155,8 @@ class TrainConfig:
             raise ValueError(f"crop_padding={self.crop_padding}: must be 0 to {MAX_CROP_PADDING} pixels")
         if self.batch_size % world:
             raise ValueError(f"batch_size={self.batch_size} is the global batch: it must divide among {world} ranks")
+        if self.precision not in PRECISIONS or (self.bf16 and self.precision == "fp16"):
+            raise ValueError(f"precision={self.precision!r}: choose from {', '.join(PRECISIONS)} (bf16=True is bf16)")
         if self.swa_start is not None and not 1 <= self.swa_start <= self.epochs:
             raise ValueError(f"swa_start={self.swa_start} must be an epoch from 1 to epochs={self.epochs}")
         if self.swa_lr is not None and (self.swa_start is None or not (self.swa_lr > 0 and math.isfinite(self.swa_lr))):
@@ -358,6 +366,8 @@ def _train(
     optimizer.distribute(group, local_ascent=cfg.local_ascent)
     bn_buffers = batchnorm_buffers(model)
     averages = _averages(model, cfg)
+    autocast = {"fp16": torch.float16, "bf16": torch.bfloat16}.get("bf16" if cfg.bf16 else cfg.precision)
+    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
 
     history: list[dict] = []
     start = 0
@@ -371,6 +381,8 @@ def _train(
         history, start = list(state["metrics"]), state["epoch"]
         for name, avg in averages.items():
             avg.load_state_dict(state["averages"][name])
+        if scaler is not None:
+            scaler.load_state_dict(state["scaler"])
         log(f"resuming {out} from {ckpt_path.name if ckpt_path else '?'} (epoch {start}/{cfg.epochs})")
     elif main:
         write_json(
@@ -391,6 +403,7 @@ def _train(
             "scheduler": {"name": cfg.schedule, "epoch": epoch, "base_lr": cfg.lr},
             "loader": train_loader.state_dict(),
             "averages": {name: avg.state_dict() for name, avg in averages.items()},
+            "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -430,8 +443,9 @@ def _train(
         epochs=cfg.epochs,
         start=start,
         lr_at=lambda epoch: _lr(cfg, epoch),
-        autocast=torch.bfloat16 if cfg.bf16 else None,
+        autocast=autocast,
         accumulate=cfg.accumulate,
+        grad_scaler=scaler,
         after_step=lambda: _after_step(group, bn_buffers, averages.get("ema"), model),
         reduce=group.sum_,
         world=group.world,

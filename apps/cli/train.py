@@ -16,7 +16,7 @@ from landscape.data import DATASETS
 from landscape.data.corruptions import parse_severities
 from landscape.trainers import METHODS, MODELS
 from landscape.trainers.schedules import SCHEDULES
-from landscape.trainers.train import TrainConfig, train
+from landscape.trainers.train import PRECISIONS, TrainConfig, train
 
 from .commands import help_of
 from .numbers import COUNT, INDEX, NONNEGATIVE, POSITIVE, checked, number
@@ -193,7 +193,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="one run per seed, e.g. 0,1,2 or 0-4: OUT/seed0, OUT/seed1, ... (grouped by compare and explore)",
     )
     r.add_argument("--device", default=d.device, help="auto, cpu or cuda [%(default)s]")
-    r.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the training passes")
+    r.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=d.precision,
+        help="fp32; bf16 (autocast); fp16 (autocast and a GradScaler: overflowing steps are skipped whole and "
+        "counted, the scale resumes with the run) [%(default)s]",
+    )
+    r.add_argument("--bf16", action="store_true", help="the same as --precision bf16")
     r.add_argument("--save-every", type=COUNT, default=d.save_every, help="checkpoint every N epochs [%(default)s]")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument(
@@ -250,6 +257,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         seed=TrainConfig.seed if args.seed is None else args.seed,
         device=args.device,
         bf16=args.bf16,
+        precision=args.precision,
         save_every=args.save_every,
         crop_padding=args.crop_padding,
         hflip=args.hflip,

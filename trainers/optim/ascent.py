@@ -50,13 +50,14 @@ class AscentOptimizer(PerturbedOptimizer):
         self.zero_grad()
         loss = self._backward(closure)
         for _ in range(self._ascent_steps()):
-            self.first_step(zero_grad=True)
+            if not self._first_step(zero_grad=True):
+                return loss  # overflowing gradients (fp16): the step is skipped whole
             self._backward(closure)
-        self.second_step()
+        self._second_step()
         return loss
 
     @torch.no_grad()
-    def first_step(self, zero_grad: bool = False) -> None:
+    def first_step(self, zero_grad: bool = False, grad_scaler: Any = None) -> bool:
         """Move the weights to ``w + offset`` from the gradients now in ``.grad`` (davda54/sam's form).
 
         After a backward pass at the clean weights; then run a forward and backward pass at the moved weights and
@@ -64,8 +65,19 @@ class AscentOptimizer(PerturbedOptimizer):
 
         Args:
             zero_grad: zero the gradients afterwards (ready for the next backward pass).
+            grad_scaler: the ``GradScaler`` whose scaled loss made the gradients (fp16): they are unscaled first.
+
+        Returns:
+            False when the scaled gradients overflowed: the weights are back at ``w`` and the step is over (skip the
+            second pass and :meth:`second_step`; call ``grad_scaler.update()``).
         """
-        self._sync_grads(ascent=True)
+        with self._scaled(grad_scaler):
+            return self._first_step(zero_grad)
+
+    def _first_step(self, zero_grad: bool) -> bool:
+        if not self._sync_grads(ascent=True):
+            self._abandon()
+            return False
         a = self._ascent
         if a is None:
             params: list[Tensor] = []
@@ -82,28 +94,39 @@ class AscentOptimizer(PerturbedOptimizer):
         torch._foreach_add_(a.params, a.offsets)
         if zero_grad:
             self.zero_grad()
+        return True
 
     @torch.no_grad()
-    def second_step(self, zero_grad: bool = False) -> None:
+    def second_step(self, zero_grad: bool = False, grad_scaler: Any = None) -> None:
         """Put the clean weights back and step the base optimizer with the gradient at the moved weights.
 
         Args:
             zero_grad: zero the gradients afterwards.
+            grad_scaler: the ``GradScaler`` of the step (fp16): an overflowing gradient skips the base step.
 
         Raises:
             ValueError: :meth:`first_step` was not called before.
         """
-        a = self._ascent
-        if a is None:
+        if self._ascent is None:
             raise ValueError(f"{type(self).__name__}.second_step() comes after first_step() (and a backward pass)")
-        self._ascent = None
-        self._sync_grads()  # the descent gradient: always averaged over the ranks
-        torch._foreach_copy_(a.params, a.clean)
-        if a.saved_bn is not None:
-            self._bn.restore(a.saved_bn)
-        self.base_optimizer.step()
+        with self._scaled(grad_scaler):
+            self._second_step()
         if zero_grad:
             self.zero_grad()
+
+    def _second_step(self) -> None:
+        finite = self._sync_grads(final=True)  # the descent gradient: always averaged over the ranks
+        self._abandon()
+        if finite:
+            self.base_optimizer.step()
+
+    def _abandon(self) -> None:
+        """The clean weights (and BatchNorm statistics) back, the step's ascent state dropped."""
+        a, self._ascent = self._ascent, None
+        if a is not None:
+            torch._foreach_copy_(a.params, a.clean)
+            if a.saved_bn is not None:
+                self._bn.restore(a.saved_bn)
 
     def _no_closure(self) -> str:
         return super()._no_closure() + "; or call first_step() and second_step() around your own backward passes"

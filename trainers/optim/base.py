@@ -31,7 +31,8 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from typing import Any, Callable, Iterable, Literal, Union, cast, get_args
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Literal, Union, cast, get_args
 
 import torch
 import torch.nn as nn
@@ -183,6 +184,8 @@ class PerturbedOptimizer(Optimizer):
         self.local_ascent = False
         self.max_grad_norm: float | None = None
         self.micro_batches = 1
+        self.skipped_steps = 0  # steps a GradScaler found overflowing gradients in, and skipped whole
+        self._grad_scaler: Any = None
         self._link()
 
     def accumulate(self, micro_batches: int) -> None:
@@ -214,9 +217,10 @@ class PerturbedOptimizer(Optimizer):
         self._dist = group or current_group()
         self.local_ascent = local_ascent
 
-    def _sync_grads(self, ascent: bool = False) -> None:
-        """The gradients' mean over the ranks (a no-op on one process, and for ascent gradients kept local), then
-        clipped (:meth:`clip_gradients`): every gradient a method uses passes through here."""
+    def _sync_grads(self, ascent: bool = False, final: bool = False) -> bool:
+        """The gradients' mean over the ranks (a no-op on one process, and for ascent gradients kept local), unscaled
+        (a ``GradScaler``'s step), then clipped (:meth:`clip_gradients`): every gradient a method uses passes through
+        here. Returns False when a scaled gradient overflowed: the step is then skipped whole."""
         params = [p for g in self.param_groups for p in g["params"]]
         if not (self._dist.world == 1 or (ascent and self.local_ascent)):
             used = torch.tensor([float(p.grad is not None) for p in params])
@@ -228,8 +232,29 @@ class PerturbedOptimizer(Optimizer):
                         p.grad = torch.zeros_like(p)
                     grads.append(p.grad)
             self._dist.mean_(grads)
+        if self._grad_scaler is not None and not self._unscale(params, final):
+            return False
         if self.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.max_grad_norm, foreach=True)
+        return True
+
+    def _unscale(self, params: list[Tensor], final: bool) -> bool:
+        """Divide the gradients by the scaler's scale; False when one is not finite. The descent gradient goes through
+        ``GradScaler.unscale_`` (which records the overflow for ``update()``); an ascent gradient that overflows is
+        recorded the same way, through gradients made non-finite on purpose."""
+        scaler = self._grad_scaler
+        grads = [p.grad for p in params if p.grad is not None]
+        if not final:
+            torch._foreach_mul_(grads, 1.0 / float(scaler.get_scale()))
+            if all(bool(torch.isfinite(g).all()) for g in grads):
+                return True
+            for g in grads:
+                g.fill_(float("nan"))  # what unscale_ below records as an overflow
+        scaler.unscale_(self)
+        finite = all(bool(torch.isfinite(g).all()) for g in grads)
+        if not finite:
+            self.skipped_steps += 1
+        return finite
 
     def _link(self) -> None:
         base = self.base_optimizer
@@ -277,11 +302,14 @@ class PerturbedOptimizer(Optimizer):
     # --- stepping ---------------------------------------------------------------------------
 
     @torch.no_grad()
-    def step(self, closure: Callable | None = None) -> Tensor:  # type: ignore[override]
+    def step(self, closure: Callable | None = None, grad_scaler: Any = None) -> Tensor:  # type: ignore[override]
         """One update; ``closure(part, num_parts)`` or ``closure()`` is a forward pass (module docstring).
 
         Args:
             closure: the forward pass the method repeats at the weights it chooses.
+            grad_scaler: a ``torch.amp.GradScaler`` (fp16): every pass's loss is scaled, every gradient unscaled
+                before use, and a step whose gradients overflow is skipped whole (weights and optimizer state as
+                before it; counted in :attr:`skipped_steps`). Call ``grad_scaler.update()`` after the step, as usual.
 
         Returns:
             The step's loss (see the module docstring).
@@ -291,7 +319,16 @@ class PerturbedOptimizer(Optimizer):
         """
         if closure is None:
             raise ValueError(self._no_closure())
-        return self._step(as_parts(closure))
+        with self._scaled(grad_scaler):
+            return self._step(as_parts(closure))
+
+    @contextmanager
+    def _scaled(self, grad_scaler: Any) -> Iterator[None]:
+        self._grad_scaler = grad_scaler if grad_scaler is not None and grad_scaler.is_enabled() else None
+        try:
+            yield
+        finally:
+            self._grad_scaler = None
 
     def _no_closure(self) -> str:
         name = type(self).__name__
@@ -314,7 +351,7 @@ class PerturbedOptimizer(Optimizer):
             for i in range(k):
                 with torch.enable_grad():
                     loss = closure(part * k + i, num_parts * k)
-                    (loss / (num_parts * k)).backward()
+                    self._scale(loss / (num_parts * k)).backward()
                 total = total.to(loss.device) + loss.detach()
             return total / k
         with torch.enable_grad():
@@ -324,9 +361,16 @@ class PerturbedOptimizer(Optimizer):
             ran_backward = part == 0 and any(p.grad is not None for _, ps in self._groups for p in ps)
             if ran_backward and not isinstance(closure, WholeBatch):
                 raise ValueError("closure(part, num_parts) must not call backward(): the optimizer does")
+            if ran_backward and self._grad_scaler is not None:
+                raise ValueError(
+                    "with a GradScaler the closure must not call backward(): the optimizer scales the loss"
+                )
             if not ran_backward:  # a closure() may have run backward itself (torch's convention)
-                (loss / num_parts if num_parts > 1 else loss).backward()
+                self._scale(loss / num_parts if num_parts > 1 else loss).backward()
         return loss.detach()
+
+    def _scale(self, loss: Tensor) -> Tensor:
+        return loss if self._grad_scaler is None else self._grad_scaler.scale(loss)
 
     def _save_weights(self, params: list[Tensor]) -> list[Tensor]:
         """Copy ``params`` into persistent buffers (allocated once, reused every step)."""
@@ -365,26 +409,28 @@ class ERM(PerturbedOptimizer):
         super().__init__(params, base_optimizer, {}, **kw)
 
     @torch.no_grad()
-    def step(self, closure: Callable | None = None) -> Tensor | None:  # type: ignore[override]
+    def step(self, closure: Callable | None = None, grad_scaler: Any = None) -> Tensor | None:  # type: ignore[override]
         """One update; without a closure, the base optimizer's step on the gradients already computed.
 
         Args:
             closure: the forward pass (optional, as for any torch optimizer).
+            grad_scaler: a ``torch.amp.GradScaler`` (fp16), as for :meth:`PerturbedOptimizer.step`.
 
         Returns:
             The loss, or ``None`` without a closure.
         """
-        if closure is not None:
-            return self._step(as_parts(closure))
-        self._sync_grads()
-        self.base_optimizer.step()
+        with self._scaled(grad_scaler):
+            if closure is not None:
+                return self._step(as_parts(closure))
+            if self._sync_grads(final=True):
+                self.base_optimizer.step()
         return None
 
     def _step(self, closure: Closure) -> Tensor:
         self.zero_grad()
         loss = self._backward(closure)
-        self._sync_grads()
-        self.base_optimizer.step()
+        if self._sync_grads(final=True):
+            self.base_optimizer.step()
         return loss
 
 

@@ -177,8 +177,8 @@ class NoiseOptimizer(PerturbedOptimizer):
         if bn_sum is not None:
             torch._foreach_mul_(bn_sum, 1.0 / local)
             torch._foreach_copy_(self._bn.floats, bn_sum)
-        self._sync_grads()
-        self.base_optimizer.step()
+        if self._sync_grads(final=True):
+            self.base_optimizer.step()
         self.steps += 1
         return torch.stack(losses).mean()
 
