@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -127,6 +127,26 @@ class AscentOptimizer(PerturbedOptimizer):
             torch._foreach_copy_(a.params, a.clean)
             if a.saved_bn is not None:
                 self._bn.restore(a.saved_bn)
+
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None, grad_scaler: Any = None) -> Tensor | None:  # type: ignore[override]
+        """One update (see :meth:`PerturbedOptimizer.step`); without a closure after :meth:`first_step`, the
+        :meth:`second_step` (a loop that calls ``optimizer.step()`` itself, such as Hugging Face's ``Trainer``).
+
+        Args:
+            closure: the forward pass the method repeats at the weights it chooses.
+            grad_scaler: a ``torch.amp.GradScaler`` (fp16), as for :meth:`PerturbedOptimizer.step`.
+
+        Returns:
+            The step's loss, or ``None`` when it ends a two-step update.
+
+        Raises:
+            ValueError: no closure and no :meth:`first_step` before (the message says what to pass).
+        """
+        if closure is None and self._ascent is not None:
+            self.second_step(grad_scaler=grad_scaler)
+            return None
+        return super().step(closure, grad_scaler)
 
     def _no_closure(self) -> str:
         return super()._no_closure() + "; or call first_step() and second_step() around your own backward passes"
