@@ -29,6 +29,7 @@ PUBLIC = (  # the modules the reference documents, each by its __all__
     "landscape.limits",
     "landscape.trainers",
     "landscape.trainers.optim",
+    "landscape.trainers.loop",
     "landscape.trainers.lightning",
     "landscape.trainers.huggingface",
     "landscape.data",

@@ -122,3 +122,88 @@ def test_hugging_face_trainer_refuses_what_it_cannot_do(tmp_path):
     )
     with pytest.raises(ValueError, match="gradient_accumulation_steps"):
         FlatMinimaTrainer(model=model, args=args, optimizers=(SAM(model, torch.optim.SGD, lr=0.1), None))
+
+
+def dense_top_eigenvalue(model: nn.Module, loss_of) -> float:
+    """The largest eigenvalue of the full Hessian of ``loss_of(model)`` in the model's parameters (by hand)."""
+    from torch.func import functional_call
+
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    flat = torch.cat([p.detach().flatten().double() for _, p in model.named_parameters()])
+
+    def f(v):
+        parts = dict(zip(names, (c.view(s) for c, s in zip(v.split([s.numel() for s in shapes]), shapes))))
+        return loss_of(lambda *a, **k: functional_call(model.double(), parts, a, k))
+
+    return float(torch.linalg.eigvalsh(torch.autograd.functional.hessian(f, flat))[-1])
+
+
+def test_lightning_hessian_callback_writes_the_final_weights_spectrum(tmp_path):
+    L = pytest.importorskip("lightning.pytorch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import landscape
+    from landscape.trainers.lightning import flat_minima_step, hessian_callback
+
+    class Model(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+            self.net = net()
+
+        def forward(self, x):
+            return self.net(x)
+
+        def configure_optimizers(self):
+            return SAM(self, torch.optim.SGD, lr=0.1)
+
+        def training_step(self, batch, batch_idx):
+            return flat_minima_step(self, batch, log=None)
+
+    x, y = data()
+    module = Model()
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
+        callbacks=[hessian_callback((x, y), tmp_path / "curvature", every=2, top_k=1, tol=1e-8)],
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=16))
+    assert sorted(p.name for p in (tmp_path / "curvature").iterdir()) == ["hessian_epoch_0002.h5"]
+    h = landscape.read_hessian(tmp_path / "curvature" / "hessian_epoch_0002.h5")
+    assert h.attrs["epoch"] == 2 and module.training  # the module is back in training mode
+    top = dense_top_eigenvalue(module.net, lambda f: F.cross_entropy(f(x.double()), y))
+    assert float(h.eigenvalues[0]) == pytest.approx(top, rel=1e-4)
+
+
+def test_hugging_face_hessian_callback(tmp_path):
+    pytest.importorskip("accelerate")
+    transformers = pytest.importorskip("transformers")
+    import landscape
+    from landscape.trainers.huggingface import FlatMinimaTrainer, HessianCallback
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net()
+
+        def forward(self, x, labels=None):
+            return {"loss": F.cross_entropy(self.net(x), labels)}
+
+    x, y = data()
+    rows = [{"x": x[i], "labels": y[i]} for i in range(len(y))]
+    model = Model()
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=16, num_train_epochs=2, report_to=[], use_cpu=True,
+        save_strategy="no", logging_strategy="no", disable_tqdm=True,
+    )  # fmt: skip
+    callback = HessianCallback([{"x": x, "labels": y}], tmp_path / "curvature", top_k=1, tol=1e-8)
+    FlatMinimaTrainer(
+        model=model, args=args, train_dataset=rows, optimizers=(SAM(model, torch.optim.SGD, lr=0.1), None),
+        callbacks=[callback],
+    ).train()  # fmt: skip
+    files = sorted(p.name for p in (tmp_path / "curvature").iterdir())
+    assert files == ["hessian_epoch_0001.h5", "hessian_epoch_0002.h5"]
+    h = landscape.read_hessian(tmp_path / "curvature" / files[-1])
+    top = dense_top_eigenvalue(model.net, lambda f: F.cross_entropy(f(x.double()), y))
+    assert float(h.eigenvalues[0]) == pytest.approx(top, rel=1e-4)

@@ -13,11 +13,13 @@ schedule, logging and checkpoints stay the ``Trainer``'s).
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
+from .loop import epoch_hessian
 from .optim import PerturbedOptimizer
 from .optim.ascent import AscentOptimizer
 
@@ -78,4 +80,36 @@ class FlatMinimaTrainer(Trainer):
         return loss.detach()
 
 
-__all__ = ["FlatMinimaTrainer"]
+class HessianCallback(TrainerCallback):
+    """A ``TrainerCallback`` that writes the Hessian analysis every ``every`` epochs (see
+    :func:`landscape.trainers.loop.epoch_hessian`): ``Trainer(..., callbacks=[HessianCallback(batches, "runs/x")])``.
+
+    Args:
+        data: the data the loss averages over: batches as the model takes them (dicts with ``labels``, or
+            ``(inputs, targets)``), or named splits.
+        out: the folder of the files (``hessian_epoch_NNNN.h5``).
+        every: analyse after every this many epochs.
+        loss: the loss, as :class:`~landscape.Problem` takes it (for Hugging Face models
+            ``lambda model, batch: model(**batch).loss``, the default here).
+        options: :func:`landscape.hessian`'s keyword arguments (``top_k``, ``trace``, ...).
+    """
+
+    def __init__(
+        self, data: Any, out: str | Path, *, every: int = 1, loss: Callable | None = None, **options: Any
+    ) -> None:
+        self.data, self.out, self.every, self.options = data, out, every, options
+        self.loss = loss or _model_loss
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        """Analyse after the epochs due (on the main process)."""
+        epoch = round(state.epoch or 0)
+        if model is not None and epoch and epoch % self.every == 0 and state.is_world_process_zero:
+            epoch_hessian(model, self.data, epoch, self.out, loss=self.loss, **self.options)
+
+
+def _model_loss(model: Any, batch: Any) -> Any:
+    out = model(**batch)
+    return out["loss"] if isinstance(out, dict) else out.loss
+
+
+__all__ = ["FlatMinimaTrainer", "HessianCallback"]

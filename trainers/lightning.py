@@ -20,10 +20,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from torch import Tensor
 
+from .loop import epoch_hessian
 from .optim import LossClosure, NoiseOptimizer
 
 
@@ -68,4 +70,31 @@ def flat_minima_step(
     return value
 
 
-__all__ = ["flat_minima_step"]
+def hessian_callback(
+    data: Any, out: str | Path, *, every: int = 1, loss: Callable | None = None, **options: Any
+) -> Any:
+    """A Lightning ``Callback`` that writes the Hessian analysis every ``every`` epochs (see
+    :func:`landscape.trainers.loop.epoch_hessian`): ``L.Trainer(callbacks=[hessian_callback(val_loader, "runs/x")])``.
+
+    Args:
+        data: the data the loss averages over (a loader, batches, an ``(inputs, targets)`` pair).
+        out: the folder of the files (``hessian_epoch_NNNN.h5``).
+        every: analyse after every this many epochs.
+        loss: the loss (default cross-entropy), as :class:`~landscape.Problem` takes it.
+        options: :func:`landscape.hessian`'s keyword arguments (``top_k``, ``trace``, ...).
+
+    Returns:
+        The callback.
+    """
+    import lightning.pytorch as pl
+
+    class HessianCallback(pl.Callback):
+        def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+            epoch = trainer.current_epoch + 1
+            if epoch % every == 0 and trainer.is_global_zero:
+                epoch_hessian(module, data, epoch, out, loss=loss, **options)
+
+    return HessianCallback()
+
+
+__all__ = ["flat_minima_step", "hessian_callback"]

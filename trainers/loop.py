@@ -14,6 +14,7 @@ their own model and ``DataLoader`` calls it directly::
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
@@ -146,4 +147,31 @@ def _first(optimizer: PerturbedOptimizer, closure: LossClosure, grad_scaler: Any
         raise ValueError(f"the loss cannot be computed on the first batch: {type(e).__name__}: {text[:300]}") from e
 
 
-__all__ = ["fit"]
+def epoch_hessian(
+    model: nn.Module, data: Any, epoch: int, out: str | Path, *, loss: Callable | None = None, **options: Any
+) -> Path:
+    """The Hessian analysis of ``model`` on ``data`` after ``epoch``, written to ``out/hessian_epoch_NNNN.h5`` (a
+    ``kind="hessian"`` file the explorer, ``plot`` and ``compare`` read): what the Lightning and Hugging Face
+    callbacks call, and a ``fit(on_epoch_end=...)`` can too.
+
+    Args:
+        model: the model being trained (restored exactly afterwards, training mode included).
+        data: what :class:`~landscape.Problem` takes: a loader, batches, an ``(inputs, targets)`` pair, named splits.
+        epoch: the epoch just finished (1-based), in the file name and its ``epoch`` attribute.
+        out: the folder of the files.
+        loss: as :class:`~landscape.Problem` takes it (default cross-entropy).
+        options: :func:`landscape.hessian`'s keyword arguments (``top_k``, ``trace``, ``density``, ...).
+
+    Returns:
+        The file written.
+    """
+    from landscape.curvature import hessian
+    from landscape.problem import Problem
+
+    path = Path(out) / f"hessian_epoch_{epoch:04d}.h5"
+    problem = Problem(model, data, loss, check=False)
+    hessian(problem, out=path, overwrite=True, progress=False, attrs={"epoch": epoch}, **options)
+    return path
+
+
+__all__ = ["epoch_hessian", "fit"]
