@@ -30,17 +30,8 @@ def ours(method, kw, batches, model=None, loss=None):
     return model.state_dict()
 
 
-def assert_same(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("method, kw", METHODS, ids=lambda v: getattr(v, "__name__", ""))
-def test_lightning_manual_optimization_trains_what_fit_trains(method, kw, tmp_path):
-    L = pytest.importorskip("lightning.pytorch")
-    from torch.utils.data import DataLoader, TensorDataset
-
+def lightning_model(L, optimizer):
+    """The LightningModule a user writes for our optimizers: manual optimization, one call per training step."""
     from landscape.trainers.lightning import flat_minima_step
 
     class Model(L.LightningModule):
@@ -53,13 +44,27 @@ def test_lightning_manual_optimization_trains_what_fit_trains(method, kw, tmp_pa
             return self.net(x)
 
         def configure_optimizers(self):
-            return method(self, torch.optim.SGD, lr=0.1, momentum=0.9, **kw)
+            return optimizer(self)
 
         def training_step(self, batch, batch_idx):
             return flat_minima_step(self, batch, log=None)
 
+    return Model()
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method, kw", METHODS, ids=lambda v: getattr(v, "__name__", ""))
+def test_lightning_manual_optimization_trains_what_fit_trains(method, kw, tmp_path):
+    L = pytest.importorskip("lightning.pytorch")
+    from torch.utils.data import DataLoader, TensorDataset
+
     x, y = data()
-    module = Model()
+    module = lightning_model(L, lambda m: method(m, torch.optim.SGD, lr=0.1, momentum=0.9, **kw))
     trainer = L.Trainer(
         max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=tmp_path,
@@ -144,25 +149,10 @@ def test_lightning_hessian_callback_writes_the_final_weights_spectrum(tmp_path):
     from torch.utils.data import DataLoader, TensorDataset
 
     import landscape
-    from landscape.trainers.lightning import flat_minima_step, hessian_callback
-
-    class Model(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.automatic_optimization = False
-            self.net = net()
-
-        def forward(self, x):
-            return self.net(x)
-
-        def configure_optimizers(self):
-            return SAM(self, torch.optim.SGD, lr=0.1)
-
-        def training_step(self, batch, batch_idx):
-            return flat_minima_step(self, batch, log=None)
+    from landscape.trainers.lightning import hessian_callback
 
     x, y = data()
-    module = Model()
+    module = lightning_model(L, lambda m: SAM(m, torch.optim.SGD, lr=0.1))
     trainer = L.Trainer(
         max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=tmp_path,
