@@ -60,6 +60,7 @@ def mlp_runs(tmp_path_factory):
         cli("train", "--method", method, *extra, *MLP, "--out", str(root / method / "one"))
         r = cli("train", "--method", method, *extra, *MLP, "--nproc", "2", "--out", str(root / method / "two"))
         assert r.stdout.count(f"{method} epoch 2/2") == 1  # rank 0 alone reports
+    cli("train", "--method", "sam", *MLP, "--accumulate", "2", "--nproc", "2", "--out", str(root / "sam" / "micro"))
     return root
 
 
@@ -70,6 +71,11 @@ def test_two_ranks_train_what_one_process_trains(mlp_runs, method):
 
     config = json.loads((mlp_runs / method / "two" / "config.json").read_text())
     assert config["world_size"] == 2 and config["rank_batch_size"] == 64
+
+
+def test_two_ranks_accumulating_micro_batches_train_what_one_process_trains(mlp_runs):
+    """SAM on 2 ranks, each running its shard as 2 micro-batches: the one-process run's weights."""
+    assert_same_run(mlp_runs / "sam" / "one", mlp_runs / "sam" / "micro", rtol=1e-5)
 
 
 def test_sync_batchnorm_on_two_ranks_is_batchnorm_of_the_global_batch(tmp_path):
