@@ -40,8 +40,8 @@ class Group:
 
     @property
     def method(self) -> str:
-        """The method the group's runs were trained with."""
-        return str(self.runs[0].config.get("method", ""))
+        """The method the group's runs were trained with (``erm+swa`` for weight averaging on top of ERM)."""
+        return run_method(self.runs[0].config)
 
     @property
     def seeds(self) -> list[int | None]:
@@ -52,6 +52,12 @@ class Group:
 def run_seed(run: Run) -> int | None:
     seed = run.config.get("seed")
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def run_method(config: dict) -> str:
+    """A run's method as its group is named: the optimizer's, ``+swa`` when the run is its weight average."""
+    method = str(config.get("method") or "")
+    return f"{method}+swa" if method and config.get("swa_start") else method
 
 
 def group_key(run: Run) -> str:
@@ -75,7 +81,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
     groups = [
         sorted(members, key=lambda r: (run_seed(r) is None, run_seed(r) or 0, r.name)) for members in keyed.values()
     ]
-    methods = [str(g[0].config.get("method") or g[0].name) for g in groups]
+    methods = [run_method(g[0].config) or g[0].name for g in groups]
     names = list(methods)
     for i, g in enumerate(groups):
         if methods.count(methods[i]) > 1:

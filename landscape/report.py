@@ -475,7 +475,8 @@ def _notes(rho: float) -> str:
     return (
         "Runs that differ only by their seed form a group (mean ± std over its seeds, n seeds); paired differences "
         "match a group's runs with the baseline's of the same seed and give a Student-t 95 % interval. Test error, "
-        "NLL and ECE (15 bins) are the last epoch's evaluation (metrics.jsonl); the Hessian "
+        "NLL and ECE (15 bins) are the last epoch's evaluation (metrics.jsonl; for a weight-averaging group, +swa, "
+        "the averaged model's, averages.json); the Hessian "
         "columns come from each run's Hessian file (Lanczos top eigenvalue, trace estimate) and sharpness from its "
         f"sweep file: adversarial loss at radius {rho:g} minus the loss at radius 0 (linearly interpolated between "
         "swept radii). Corruption error is the mean test error over every corruption and severity of the run's "

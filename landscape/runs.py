@@ -8,7 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from landscape.trainers.checkpoint import read_checkpoint
-from landscape.trainers.rundir import CONFIG, METRICS_FILE, check_rows, final_or_newest, read_json, read_metrics, within
+from landscape.trainers.rundir import (
+    AVERAGES,
+    CONFIG,
+    METRICS_FILE,
+    SWA,
+    check_rows,
+    final_or_newest,
+    read_json,
+    read_metrics,
+    within,
+)
 
 from .io import inspect_file
 from .io.files import read_attrs
@@ -89,6 +99,13 @@ def find_run(path: str | Path, name: str | None = None, root: str | Path | None 
     config = read_json(within(path / CONFIG, root)) if (path / CONFIG).is_file() else {}
     if not isinstance(config, dict):
         raise ValueError(f"{path / CONFIG}: a JSON {type(config).__name__}, not an object")
+    if config.get("swa_start") and (path / SWA).is_file() and (path / AVERAGES).is_file():
+        ckpt = within(path / SWA, root)  # an SWA run stands for its averaged model: its checkpoint and test metrics
+        record = read_json(within(path / AVERAGES, root))
+        swa = record.get("swa") if isinstance(record, dict) else None
+        if not isinstance(swa, dict):
+            raise ValueError(f"{path / AVERAGES}: no 'swa' record")
+        metrics.update({k: v for k, v in swa.items() if k.startswith("test_") and isinstance(v, (int, float))})
     run = Run(name or path.name, path, config, metrics, source, ckpt, history=history)
     for f in sorted(path.glob("*.h5")):
         try:

@@ -303,6 +303,15 @@ def test_swa_is_the_mean_of_the_epochs_weights_with_batchnorm_recomputed(tmp_pat
     for name, value in by_hand.state_dict().items():
         if "running" in name:
             torch.testing.assert_close(swa[name], value, rtol=1e-4, atol=1e-6)
+    from landscape.groups import group_runs
+    from landscape.runs import find_run
+
+    run = find_run(tmp_path)  # the run stands for its average: checkpoint, test metrics, group name
+    record = json.loads((tmp_path / "averages.json").read_text())["swa"]
+    assert run.checkpoint == tmp_path / "final_swa.pt" and run.metrics["test_error"] == record["test_error"]
+    assert record["test_error"] == pytest.approx(evaluate(swa_model, TensorLoader(ds.test_x, ds.test_y,
+                                                 batch_size=1000, mean=ds.mean, std=ds.std))["error"])  # fmt: skip
+    assert group_runs([run])[0].name == "sam+swa"
     ema = read_checkpoint(tmp_path / "final_ema.pt")["model_state"]  # decay 0: the last weights themselves
     for name, value in read_checkpoint(tmp_path / "final.pt")["model_state"].items():
         torch.testing.assert_close(ema[name], value)

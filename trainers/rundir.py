@@ -15,6 +15,8 @@ CONFIG = "config.json"
 METRICS_FILE = "metrics.jsonl"
 FINAL = "final.pt"
 CHECKPOINTS = "checkpoints"
+AVERAGES = "averages.json"  # the test metrics of final_swa.pt / final_ema.pt
+SWA = "final_swa.pt"
 RUN_MARKERS = (CONFIG, METRICS_FILE, FINAL)  # a folder holding any of these is a run
 
 

@@ -32,7 +32,7 @@ from .loop import fit
 from .metrics import evaluate
 from .models import MODELS, create_model
 from .optim import build_method, method_info
-from .rundir import CHECKPOINTS, CONFIG, FINAL, METRICS_FILE, checkpoint_path, newest_checkpoint
+from .rundir import AVERAGES, CHECKPOINTS, CONFIG, FINAL, METRICS_FILE, checkpoint_path, newest_checkpoint
 from .schedules import SCHEDULES, lr_factor
 
 MAX_CROP_PADDING = 64  # pixels of zero padding before a random crop (CIFAR's customary 4)
@@ -456,6 +456,7 @@ def _train(
     )
     if main:
         save_checkpoint(out / FINAL, payload(cfg.epochs))
+        records: dict[str, dict] = {}
         for name, avg in averages.items():
             if name == "swa":  # the mean of weights has no statistics of its own: those of the training set
                 clean = TensorLoader(ds.train_x, ds.train_y, batch_size=cfg.eval_batch_size, **common)
@@ -466,6 +467,9 @@ def _train(
                                                        "average": record})  # fmt: skip
             log(f"{name}: test error {test['error']:.2f}% nll {test['nll']:.4f} ece {test['ece']:.4f} "
                 f"({record['n_averaged']} averaged)")  # fmt: skip
+            records[name] = record
+        if records:  # the averaged models' test metrics, read by the run model without loading a checkpoint
+            write_json(out / AVERAGES, records)
     return group.broadcast(history[-1] if history else {})
 
 

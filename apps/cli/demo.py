@@ -22,7 +22,7 @@ from landscape.report import SHARPNESS_RHO, columns, grouped_table, markdown_tab
 from landscape.runs import find_runs
 from landscape.sweeps import SweepSettings
 from landscape.trainers import METHODS, read_checkpoint
-from landscape.trainers.rundir import CONFIG, FINAL, newest_checkpoint
+from landscape.trainers.rundir import CONFIG, FINAL, SWA, newest_checkpoint
 from landscape.trainers.train import TrainConfig, train
 
 from .commands import help_of
@@ -30,7 +30,8 @@ from .numbers import COUNT, PORT, names, number
 from .robustness import add_corruption_args
 from .train import seed_list
 
-DEMO_METHODS = ("erm", "sam", "asam", "amp", "damp")
+DEMO_METHODS = ("erm", "sam", "asam", "amp", "damp", "swa")
+SWA_LR = 0.05  # "swa": ERM with stochastic weight averaging over the last quarter of the epochs at this constant lr
 SWEEP_RADII = np.linspace(0, 0.5, 6)
 
 
@@ -38,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help=help_of("demo"),
-        description="Trains each method on the embedded digits for every seed into OUT/<method>/seed<N>/ "
+        description="Trains each method (and swa: ERM with stochastic weight averaging over the last quarter of the "
+        "epochs) on the embedded digits for every seed into OUT/<method>/seed<N>/ "
         "(finished runs are reused, interrupted ones resumed), analyses every seed (hessian.h5, "
         "sweep.h5, robustness.h5 against ERM of the same seed) and the first seed's 2-D "
         "surface (surface_2d.h5), writes a comparison report of the groups, mean +- std over "
@@ -53,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=COUNT, default=15, help="[%(default)s]")
     p.add_argument(
         "--methods",
-        type=names(tuple(METHODS)),
+        type=names((*METHODS, "swa")),
         default=list(DEMO_METHODS),
         help=f"comma-separated [{','.join(DEMO_METHODS)}]",
     )
@@ -90,17 +92,20 @@ def run(args: argparse.Namespace) -> int:
         for method in methods:
             run_dir = out / method / f"seed{seed}"
             tag = f"{method} seed {seed}"
+            cfg = replace(base, method=method, seed=seed)
+            if method == "swa":  # Izmailov et al.: SGD, then the mean of the weights of the last epochs
+                cfg = replace(cfg, method="erm", swa_start=max(1, args.epochs - args.epochs // 4), swa_lr=SWA_LR)
             if (run_dir / FINAL).is_file() and read_checkpoint(run_dir / FINAL)["config"]["epochs"] == args.epochs:
                 print(f"[demo] {tag}: reusing finished run {run_dir}")
             else:
                 print(f"[demo] training {tag} -> {run_dir}")
                 train(
-                    replace(base, method=method, seed=seed),
+                    cfg,
                     run_dir,
                     resume=newest_checkpoint(run_dir) is not None or (run_dir / CONFIG).exists(),
                     progress=progress,
                 )
-            final = run_dir / FINAL
+            final = run_dir / (SWA if method == "swa" else FINAL)  # the averaged model is what SWA produces
             if seed == args.seeds[0]:  # one surface per method: the picture, not a number compared over seeds
                 surface = run_dir / "surface_2d.h5"
                 print(f"[demo] {tag}: 2-D loss surface ({args.surface_steps}x{args.surface_steps}) -> {surface}")
