@@ -39,6 +39,8 @@ _EXPORTS = {
     "Robustness": "io.robustness",
     "read_robustness": "io.robustness",
     "corruption_robustness": "robustness",
+    "barrier": "connectivity",
+    "Barrier": "connectivity",
     "fit": "trainers.loop",
 }
 
@@ -65,6 +67,7 @@ __all__ = [
     "sweep",
     "sharpness",
     "corruption_robustness",
+    "barrier",
     "save_snapshot",
     "compare",
     "CurvatureOperator",
@@ -73,6 +76,7 @@ __all__ = [
     "Surface",
     "Sweep",
     "Hessian",
+    "Barrier",
     "read_surface",
     "read_sweep",
     "read_hessian",
