@@ -161,6 +161,25 @@ def test_micro_batches_give_the_whole_batchs_update(cls, kw):
         opt.accumulate(0)
 
 
+def test_fit_keeps_the_optimizers_own_accumulation():
+    """``opt.accumulate(4)`` then ``fit(...)`` without ``accumulate=``: the passes still run as 4 micro-batches."""
+    from landscape import fit
+
+    model = net(bn=False)
+    opt = SAM(model, torch.optim.SGD, lr=0.1)
+    opt.accumulate(4)
+    seen = []
+    real = opt._backward
+
+    def spy(closure, part=0, num_parts=1):
+        seen.append(opt.micro_batches)
+        return real(closure, part, num_parts)
+
+    opt._backward = spy
+    fit(model, batches(1), opt, epochs=1, progress=False)
+    assert seen == [4, 4]  # the clean pass and the ascent pass
+
+
 FP16 = [
     (ERM, {}),
     (SAM, {"rho": 0.05}),

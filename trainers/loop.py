@@ -34,7 +34,7 @@ def fit(
     epochs: int,
     loss: Callable | None = None,
     metrics: Mapping[str, Callable] | None = None,
-    accumulate: int = 1,
+    accumulate: int | None = None,
     grad_scaler: Any = None,
     start: int = 0,
     lr_at: Callable[[int], float] | None = None,
@@ -60,7 +60,8 @@ def fit(
             takes).
         metrics: ``{name: fn}`` of further per-batch means, called like the loss, reported as ``train_<name>``.
         accumulate: run each pass over a batch as this many micro-batches, one backward each (gradient accumulation:
-            the update of the whole batch; see :meth:`~landscape.trainers.optim.PerturbedOptimizer.accumulate`).
+            the update of the whole batch; see :meth:`~landscape.trainers.optim.PerturbedOptimizer.accumulate`);
+            ``None`` keeps the optimizer's own setting.
         grad_scaler: a ``torch.amp.GradScaler`` for float16 autocast (``autocast=torch.float16``): losses scaled,
             gradients unscaled before every use, overflowing steps skipped whole and counted (``skipped_steps`` in
             the row), the scale updated after every step.
@@ -84,7 +85,8 @@ def fit(
         ValueError: a loss that cannot be computed on the first batch (the reason in one line), or cross-entropy on
             outputs it cannot mean (a regression without ``loss=``).
     """
-    optimizer.accumulate(accumulate)
+    if accumulate is not None:
+        optimizer.accumulate(accumulate)
     history = []
     names = list(metrics or {})
     classification = True
