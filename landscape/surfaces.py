@@ -521,22 +521,17 @@ def interpolate(
             ``other - w0``, not normalized.
         x: coordinates along the line (an array, or ``"MIN:MAX:NUM"``).
         dir_type: ``"states"`` (parameters and BatchNorm running statistics, the default) or ``"weights"``.
-        splits: which of the problem's splits to evaluate (``None``: all).
-        bn: ``"eval"`` (the model's BatchNorm statistics) or ``"recompute"`` (recomputed on ``bn_split`` at
-            every point).
-        bn_split: the split BatchNorm statistics are recomputed on (``None``: ``train`` if the problem has one,
-            else its first).
-        compile: evaluate through ``torch.compile`` (same numbers to ~3e-7); ``None``: once the first round of
-            points shows the rest would take over 2 minutes eager (where compiling pays); ``False``: never.
-        fast: evaluate a traced view of the model with eval BatchNorm folded into the convolutions
-            (channels-last on CPU; same numbers to ~1e-6); ``False`` runs the model as written.
-        out: the HDF5 file to write as the work goes (``None``: the result stays in memory).
-        resume: finish the file a killed job left at ``out`` (its settings must match; nothing finished is
-            recomputed).
-        overwrite: replace an earlier result of the same kind at ``out``.
-        progress: show a progress bar (on rank 0 of a ``torchrun`` job).
-        log: called with one-line messages (resuming, non-finite points); ``None``: silent.
-        attrs: extra attributes stored with the result.
+        splits: as for :func:`surface`.
+        bn: as for :func:`surface`.
+        bn_split: as for :func:`surface`.
+        compile: as for :func:`surface`.
+        fast: as for :func:`surface`.
+        out: as for :func:`surface`.
+        resume: as for :func:`surface`.
+        overwrite: as for :func:`surface`.
+        progress: as for :func:`surface`.
+        log: as for :func:`surface`.
+        attrs: as for :func:`surface`.
 
     Returns:
         The 1-D :class:`~landscape.io.Surface` (ranks other than 0 of a ``torchrun`` job with ``out=``: None).
@@ -612,22 +607,17 @@ def trajectory(
         x: coordinates along the first principal direction (default: the path's extent plus 25 %, 21 points).
         y: coordinates along the second (default as for ``x``).
         ignore: ``"biasbn"`` leaves 1-D tensors (biases, BatchNorm) out of the PCA, ``"none"`` keeps them.
-        splits: which of the problem's splits to evaluate (``None``: all).
-        bn: ``"eval"`` (the model's BatchNorm statistics) or ``"recompute"`` (recomputed on ``bn_split`` at
-            every point).
-        bn_split: the split BatchNorm statistics are recomputed on (``None``: ``train`` if the problem has one,
-            else its first).
-        compile: evaluate through ``torch.compile`` (same numbers to ~3e-7); ``None``: once the first round of
-            points shows the rest would take over 2 minutes eager (where compiling pays); ``False``: never.
-        fast: evaluate a traced view of the model with eval BatchNorm folded into the convolutions
-            (channels-last on CPU; same numbers to ~1e-6); ``False`` runs the model as written.
-        out: the HDF5 file to write as the work goes (``None``: the result stays in memory).
-        resume: finish the file a killed job left at ``out`` (its settings must match; nothing finished is
-            recomputed).
-        overwrite: replace an earlier result of the same kind at ``out``.
-        progress: show a progress bar (on rank 0 of a ``torchrun`` job).
-        log: called with one-line messages (resuming, non-finite points); ``None``: silent.
-        attrs: extra attributes stored with the result.
+        splits: as for :func:`surface`.
+        bn: as for :func:`surface`.
+        bn_split: as for :func:`surface`.
+        compile: as for :func:`surface`.
+        fast: as for :func:`surface`.
+        out: as for :func:`surface`.
+        resume: as for :func:`surface`.
+        overwrite: as for :func:`surface`.
+        progress: as for :func:`surface`.
+        log: as for :func:`surface`.
+        attrs: as for :func:`surface`.
 
     Returns:
         The 2-D :class:`~landscape.io.Surface`, its ``extras`` holding the projected path (``proj_xcoord``,

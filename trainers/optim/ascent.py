@@ -170,18 +170,16 @@ class SAM(AscentOptimizer):
     per param group. Costs 2 forward + 2 backward passes.
 
     Args:
-        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
-            belong to ``base_optimizer``.
-        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
-            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
-            ``param_groups`` and ``state``.
+        params: the model (recommended), ``named_parameters()``, plain tensors or param groups (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
+        base_optimizer: the optimizer that steps, built or its class (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
         rho: the radius of the ascent step.
         adaptive: davda54/sam's adaptive variant: the offset scaled elementwise by ``|w|`` on every parameter
             (``ASAM(adaptive_params="all", eta=0)``).
         eps: added to the gradient norm (a zero gradient gives a zero offset).
         bn_update: ``"once"`` (BatchNorm statistics move once per step, as in plain training) or ``"every_pass"``.
-        base_kwargs: the base optimizer's arguments (``lr=0.1, momentum=0.9``) when ``base_optimizer`` is a class.
+        base_kwargs: the base optimizer's arguments when ``base_optimizer`` is a class.
 
     Raises:
         ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
@@ -241,12 +239,10 @@ class ASAM(SAM):
     (``T = |w|`` on every parameter).
 
     Args:
-        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
-            belong to ``base_optimizer``.
-        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
-            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
-            ``param_groups`` and ``state``.
+        params: the model (recommended), ``named_parameters()``, plain tensors or param groups (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
+        base_optimizer: the optimizer that steps, built or its class (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
         rho: the radius of the ascent step in the adaptive norm.
         eta: the offset added to ``|w|``.
         adaptive_params: ``"weights"`` (the rule above) or ``"all"`` (every parameter scaled by ``|w| + eta``).
@@ -297,19 +293,17 @@ class AMP(AscentOptimizer):
     optimizer then steps at ``w`` with the last gradient. Costs ``1 + inner_iter`` forward+backward passes.
 
     Args:
-        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
-            belong to ``base_optimizer``.
-        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
-            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
-            ``param_groups`` and ``state``.
+        params: the model (recommended), ``named_parameters()``, plain tensors or param groups (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
+        base_optimizer: the optimizer that steps, built or its class (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
         epsilon: the radius of the ball ``Delta`` is projected onto.
         inner_lr: the ascent step size.
         inner_iter: the ascent steps per training step.
         norm: ``"per_tensor"`` (default, the reference code's choice) projects each parameter tensor onto its own
             epsilon-ball; ``"global"`` projects the whole ``Delta`` (the paper's formula).
         bn_update: ``"once"`` (BatchNorm statistics move once per step, as in plain training) or ``"every_pass"``.
-        base_kwargs: the base optimizer's arguments (``lr=0.1, momentum=0.9``) when ``base_optimizer`` is a class.
+        base_kwargs: the base optimizer's arguments when ``base_optimizer`` is a class.
 
     Raises:
         ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.

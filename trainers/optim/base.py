@@ -389,18 +389,15 @@ class ERM(PerturbedOptimizer):
     Identical to calling the base optimizer directly; it exists so that every method follows one closure contract.
 
     Args:
-        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
-            belong to ``base_optimizer``.
-        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
-            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
-            ``param_groups`` and ``state``.
+        params: the model (recommended), ``named_parameters()``, plain tensors or param groups (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
+        base_optimizer: the optimizer that steps, built or its class (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
         kw: ``bn_update`` (no effect: there is one pass) and the base optimizer's arguments.
 
     Raises:
-        ValueError: a negative hyperparameter, an unknown option, no parameters to perturb, or base-optimizer
-            arguments with a built base optimizer.
-        TypeError: ``base_optimizer`` is not a ``torch.optim.Optimizer`` or its class.
+        ValueError: a bad hyperparameter or option (see :class:`~landscape.trainers.optim.PerturbedOptimizer`).
+        TypeError: ``base_optimizer`` is not an optimizer or its class.
     """
 
     multi_pass = False

@@ -54,18 +54,16 @@ class NoiseOptimizer(PerturbedOptimizer):
     """The shared step of DAMP, DAAP and RMP: each sub-batch's gradient at its own noisy weights, then the base step.
 
     Args:
-        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
-            belong to ``base_optimizer``.
-        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
-            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
-            ``param_groups`` and ``state``.
+        params: the model (recommended), ``named_parameters()``, plain tensors or param groups (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
+        base_optimizer: the optimizer that steps, built or its class (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
         defaults: the method's hyperparameters (``sigma`` or ``epsilon``), added to every param group.
         num_splits: sub-batches per batch, each with its own noise draw (the DAMP paper's M).
         perturb: ``"weights"`` (conv/linear kernels and norm scales) or ``"all"`` parameters get noise.
         seed: keys the draws (the same noise on 1 or N processes).
         bn_update: ``"once"`` (BatchNorm statistics move once per step, as in plain training) or ``"every_pass"``.
-        base_kwargs: the base optimizer's arguments (``lr=0.1, momentum=0.9``) when ``base_optimizer`` is a class.
+        base_kwargs: the base optimizer's arguments when ``base_optimizer`` is a class.
 
     Raises:
         ValueError: a negative hyperparameter, an unknown option, or no parameters to perturb.
@@ -191,12 +189,10 @@ class DAMP(NoiseOptimizer):
     ``num_splits=1`` draws one noise per batch. Same cost as SGD: one forward+backward per sample.
 
     Args:
-        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
-            belong to ``base_optimizer``.
-        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
-            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
-            ``param_groups`` and ``state``.
+        params: the model (recommended), ``named_parameters()``, plain tensors or param groups (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
+        base_optimizer: the optimizer that steps, built or its class (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
         sigma: the standard deviation of the multiplicative noise.
         kw: :class:`NoiseOptimizer`'s options: ``num_splits`` (sub-batches, each with its own draw), ``perturb``
             (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``, and the base optimizer's arguments.
@@ -221,12 +217,10 @@ class DAAP(NoiseOptimizer):
     comparable, ``perturb="all"`` noises every parameter.
 
     Args:
-        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
-            belong to ``base_optimizer``.
-        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
-            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
-            ``param_groups`` and ``state``.
+        params: the model (recommended), ``named_parameters()``, plain tensors or param groups (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
+        base_optimizer: the optimizer that steps, built or its class (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
         sigma: the standard deviation of the additive noise.
         kw: :class:`NoiseOptimizer`'s options: ``num_splits`` (sub-batches, each with its own draw), ``perturb``
             (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``, and the base optimizer's arguments.
@@ -251,12 +245,10 @@ class RMP(NoiseOptimizer):
     tensor, on every parameter.
 
     Args:
-        params: the parameters to perturb: the model itself (recommended: names tell weights from biases and its
-            BatchNorm statistics are protected), ``named_parameters()``, plain tensors or param-group dicts; all must
-            belong to ``base_optimizer``.
-        base_optimizer: the optimizer that takes the actual step, built (e.g. ``torch.optim.SGD(...)``), or its
-            class (davda54/sam's form: built over ``params`` with ``base_kwargs``); the method shares its
-            ``param_groups`` and ``state``.
+        params: the model (recommended), ``named_parameters()``, plain tensors or param groups (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
+        base_optimizer: the optimizer that steps, built or its class (see
+            :class:`~landscape.trainers.optim.PerturbedOptimizer`).
         epsilon: sets the half-width ``b`` of the uniform noise.
         kw: :class:`NoiseOptimizer`'s options: ``num_splits`` (sub-batches, each with its own draw), ``perturb``
             (``"weights"`` or ``"all"``), ``seed`` (keys the draws), ``bn_update``, and the base optimizer's arguments.
