@@ -105,7 +105,8 @@ def find_run(path: str | Path, name: str | None = None, root: str | Path | None 
         swa = record.get("swa") if isinstance(record, dict) else None
         if not isinstance(swa, dict):
             raise ValueError(f"{path / AVERAGES}: no 'swa' record")
-        metrics.update({k: v for k, v in swa.items() if k.startswith("test_") and isinstance(v, (int, float))})
+        check_rows([swa], path / AVERAGES)  # its numbers as a metrics row's: a wrong type is refused, not skipped
+        metrics.update({k: v for k, v in swa.items() if k in ("test_error", "test_nll", "test_ece")})
     run = Run(name or path.name, path, config, metrics, source, ckpt, history=history)
     for f in sorted(path.glob("*.h5")):
         try:

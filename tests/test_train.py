@@ -312,6 +312,9 @@ def test_swa_is_the_mean_of_the_epochs_weights_with_batchnorm_recomputed(tmp_pat
     assert record["test_error"] == pytest.approx(evaluate(swa_model, TensorLoader(ds.test_x, ds.test_y,
                                                  batch_size=1000, mean=ds.mean, std=ds.std))["error"])  # fmt: skip
     assert group_runs([run])[0].name == "sam+swa"
+    (tmp_path / "averages.json").write_text('{"swa": {"test_error": "low"}}')  # a hostile record: refused, not skipped
+    with pytest.raises(ValueError, match="'test_error' is 'low', not a number"):
+        find_run(tmp_path)
     ema = read_checkpoint(tmp_path / "final_ema.pt")["model_state"]  # decay 0: the last weights themselves
     for name, value in read_checkpoint(tmp_path / "final.pt")["model_state"].items():
         torch.testing.assert_close(ema[name], value)
