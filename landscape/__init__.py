@@ -41,6 +41,9 @@ _EXPORTS = {
     "corruption_robustness": "robustness",
     "barrier": "connectivity",
     "Barrier": "connectivity",
+    "connect": "connectivity",
+    "Curve": "connectivity",
+    "align": "alignment",
     "fit": "trainers.loop",
 }
 
@@ -68,6 +71,8 @@ __all__ = [
     "sharpness",
     "corruption_robustness",
     "barrier",
+    "connect",
+    "align",
     "save_snapshot",
     "compare",
     "CurvatureOperator",
@@ -77,6 +82,7 @@ __all__ = [
     "Sweep",
     "Hessian",
     "Barrier",
+    "Curve",
     "read_surface",
     "read_sweep",
     "read_hessian",

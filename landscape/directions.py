@@ -8,7 +8,7 @@ model.
 
 from __future__ import annotations
 
-from typing import Iterable, Literal, get_args
+from typing import Iterable, Literal, Mapping, get_args
 
 import torch
 import torch.nn as nn
@@ -146,8 +146,8 @@ def random_directions(
     return dirs
 
 
-def difference(a: Direction, b: Direction) -> Direction:
-    """``b - a`` (interpolation from ``a`` at 0 to ``b`` at 1); the two must have the same tensors and shapes."""
+def same_architecture(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> None:
+    """Raise one line unless two state dicts hold the same tensor names and shapes."""
     if a.keys() != b.keys():
         missing = sorted(set(a) ^ set(b))[:3]
         raise ValueError(
@@ -158,6 +158,11 @@ def difference(a: Direction, b: Direction) -> Direction:
         raise ValueError(
             f"the two models differ in shape at {bad[0]}: {tuple(a[bad[0]].shape)} vs {tuple(b[bad[0]].shape)}"
         )
+
+
+def difference(a: Direction, b: Direction) -> Direction:
+    """``b - a`` (interpolation from ``a`` at 0 to ``b`` at 1); the two must have the same tensors and shapes."""
+    same_architecture(a, b)
     return {n: (b[n] - a[n]) if a[n].is_floating_point() else torch.zeros_like(a[n]) for n in a}
 
 

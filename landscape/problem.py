@@ -10,6 +10,7 @@ leaves the model exactly as it found it.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import hashlib
 import math
@@ -295,6 +296,13 @@ class Problem:
                 if home != self.device:
                     self.model.to(home)
 
+    def with_model(self, model: nn.Module) -> Problem:
+        """The same data, loss, metrics and settings over another model (all its trainable parameters analysed),
+        e.g. the network with REPAIR's layers inserted, or the point of a curve."""
+        other = copy.copy(self)
+        other.model, other.param_names, other._depth = model, select_params(model, None), 0
+        return other
+
     def params(self) -> list[Tensor]:
         """The analysed parameters (live tensors), in the model's order."""
         live = dict(self.model.named_parameters())
@@ -402,6 +410,20 @@ class Problem:
             raise ValueError(
                 f"model: the same data[{name!r}] gave the loss {a:.8g}, then {b:.8g}: {self._random_cause()}"
             )
+
+    def check_deterministic(self, split: str) -> None:
+        """Two evaluations of the split's first batch give the same loss: analyses that compare points (barriers,
+        curves) would otherwise measure noise.
+
+        Raises:
+            ValueError: the loss changed between the two evaluations, with the likely cause.
+        """
+        with self.session():
+            batch, _ = next(iter(self.splits[split]))
+            with torch.inference_mode():
+                a, b = (float(self.terms(batch, metrics=False)["loss"]) for _ in range(2))
+        if not (a == b or (a != a and b != b) or abs(a - b) <= CHECK_RTOL * max(abs(a), abs(b))):
+            raise ValueError(f"model: the same batch gave the loss {a:.8g}, then {b:.8g}: {self._random_cause()}")
 
     def _nonfinite_cause(self, name: str) -> str:
         """Which batch makes the loss at the model's weights NaN or infinite, and whether its inputs do."""

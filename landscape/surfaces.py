@@ -164,8 +164,12 @@ def fill_surface(
     compile_after: float | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    path: np.ndarray | None = None,
 ) -> None:
     """Evaluate the grid points ``todo`` (flat indices) and hand every round to each of ``writers``.
+
+    ``path`` (points x directions): the coefficients of the directions at each point, for a curve whose points
+    are not the grid's coordinates (a Bezier curve in the span of its control points); default: the coordinates.
 
     ``module`` is the module actually called (e.g. ``torch.compile(model)``); it must share
     the model's tensors. Each round every rank evaluates up to ``round_size`` of its points
@@ -181,7 +185,7 @@ def fill_surface(
             done = []
             tic = time.perf_counter()
             for k in mine[r * round_size : (r + 1) * round_size]:
-                disp.move(point_coords(k, xs, ys))
+                disp.move(point_coords(k, xs, ys) if path is None else tuple(map(float, path[k])))
                 done.append((k, evaluate_point(problem, splits, bn, bn_split, module)))
             if compile_after is not None and r == 0 and rounds > 1:
                 rest = (time.perf_counter() - tic) / max(len(done), 1) * (len(mine) - len(done))
@@ -255,8 +259,10 @@ def run_grid(
     how: GridEvaluation,
     output: Output,
     extras: dict[str, np.ndarray] | None = None,
+    path: np.ndarray | None = None,
 ) -> Surface | None:
-    """Evaluate a grid around the problem's weights; the shared body of :func:`surface` and friends."""
+    """Evaluate a grid around the problem's weights; the shared body of :func:`surface` and friends (``path``:
+    as for :func:`fill_surface`)."""
     splits, bn_split = how.check(problem)
     if (len(xs) * (1 if ys is None else len(ys))) > MAX_POINTS:
         raise ValueError(f"a grid of {len(xs)} x {len(ys) if ys is not None else 1} points is more than {MAX_POINTS:,}")
@@ -313,6 +319,7 @@ def run_grid(
             compile_after=COMPILE_AFTER_S if how.compile is None else None,
             progress=output.progress,
             log=output.log,
+            path=path,
         )
         job.finish("grid points")
     if output.out is not None:

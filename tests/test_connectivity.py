@@ -1,4 +1,6 @@
-"""landscape.barrier: the loss along the line between two trained minima, checked by hand."""
+"""landscape.barrier and landscape.connect: the loss along lines and curves between trained minima, checked by hand."""
+
+import copy
 
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 import landscape
+from landscape import _curves
 from landscape.connectivity import loss_barrier
 from landscape.data import load_dataset
 from landscape.trainers.optim import ERM
@@ -19,14 +22,14 @@ def digits():
     return (x.float() / 16)[:600], y[:600], (xt.float() / 16), yt
 
 
-def trained(seed: int, bn: bool) -> nn.Module:
+def trained(seed: int, bn: bool, lr: float = 0.1) -> nn.Module:
     """An MLP (with BatchNorm if ``bn``) trained for a few epochs from ``seed``."""
     torch.manual_seed(seed)
     norm = [nn.BatchNorm1d(32)] if bn else []
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), *norm, nn.ReLU(), nn.Linear(32, 10))
     x, y, _, _ = digits()
     batches = [(x[i : i + 50], y[i : i + 50]) for i in range(0, len(y), 50)]
-    landscape.fit(model, batches, ERM(model, torch.optim.SGD, lr=0.1, momentum=0.9), epochs=8, progress=False)
+    landscape.fit(model, batches, ERM(model, torch.optim.SGD, lr=lr, momentum=0.9), epochs=8, progress=False)
     return model.eval()
 
 
@@ -86,3 +89,128 @@ def test_bad_input_is_one_line():
     with pytest.raises(ValueError, match="points must be an integer >= 3"):
         landscape.barrier(problem, a, points=2)
     assert loss_barrier(np.linspace(0, 1, 3), np.array([1.0, 1.0, 2.0])) == 0.0  # below the chord: no barrier
+
+
+def line_by_hand(model: nn.Module, other: nn.Module, x, y, ts) -> list[float]:
+    sa, sb = model.state_dict(), other.state_dict()
+    losses = []
+    for t in ts:
+        w = {k: torch.lerp(sa[k], sb[k], float(t)) for k in sa}
+        with torch.no_grad():
+            losses.append(float(F.cross_entropy(functional_call(model, w, (x,)), y)))
+    return losses
+
+
+def test_alignment_lowers_the_barrier_and_the_aligned_line_is_the_loss_by_hand():
+    a, b = trained(0, bn=False, lr=0.02), trained(1, bn=False, lr=0.02)
+    x, y, xt, yt = digits()
+    problem = landscape.Problem(a, {"train": (x, y), "test": (xt, yt)})
+    naive = landscape.barrier(problem, b, points=6, bn="eval", progress=False)
+    for method in ("weights", "activations"):
+        aligned = landscape.barrier(problem, b, points=6, align=method, bn="eval", progress=False)
+        assert aligned.barrier["train"] < 0.8 * naive.barrier["train"], method
+        assert aligned.attrs["align"] == method
+        b_aligned = landscape.align(a, b, method=method, data=problem)
+        with torch.no_grad():
+            torch.testing.assert_close(b_aligned(x), b(x), atol=1e-5, rtol=1e-5)  # b's function, other units
+        np.testing.assert_allclose(aligned.values["train_loss"], line_by_hand(a, b_aligned, x, y, aligned.t), rtol=1e-5)
+    np.testing.assert_allclose(naive.values["train_loss"], line_by_hand(a, b, x, y, naive.t), rtol=1e-5)
+
+
+def test_repair_rescales_every_hidden_unit_to_the_interpolated_statistics():
+    """At t = 1/2 each hidden unit of the averaged MLP gets the mean of the endpoints' means and standard
+    deviations (REPAIR); evaluated by hand it gives the barrier's midpoint; the ends are the models'."""
+    a, b = trained(0, bn=False, lr=0.02), trained(1, bn=False, lr=0.02)
+    x, y, _, _ = digits()
+    problem = landscape.Problem(a, {"train": (x, y)})
+    plain = landscape.barrier(problem, b, points=3, align="weights", progress=False)
+    repaired = landscape.barrier(problem, b, points=3, align="weights", bn="repair", progress=False)
+    assert repaired.attrs["bn"] == "repair"
+    assert abs(repaired.values["train_loss"][1] - plain.values["train_loss"][1]) > 1e-3
+    np.testing.assert_allclose(repaired.values["train_loss"][[0, 2]], plain.values["train_loss"][[0, 2]], rtol=1e-3)
+    sa, sb = a.state_dict(), landscape.align(a, b).state_dict()
+    hidden = lambda s: F.linear(x.flatten(1), s["1.weight"], s["1.bias"])  # noqa: E731
+    target_mean = (hidden(sa).mean(0) + hidden(sb).mean(0)) / 2
+    target_std = (hidden(sa).std(0, unbiased=False) + hidden(sb).std(0, unbiased=False)) / 2
+    mid = {k: (sa[k] + sb[k]) / 2 for k in sa}
+    h = hidden(mid)  # the split is one batch: the recomputed statistics are its mean and unbiased variance
+    h = (h - h.mean(0)) / torch.sqrt(h.var(0) + 1e-5) * target_std + target_mean
+    by_hand = F.cross_entropy(F.linear(torch.relu(h), mid["3.weight"], mid["3.bias"]), y)
+    assert repaired.values["train_loss"][1] == pytest.approx(float(by_hand), rel=1e-4)
+
+
+def test_a_trained_curve_goes_around_the_barrier_and_untrained_it_is_the_line():
+    a, b = trained(0, bn=True), trained(1, bn=True)
+    x, y, _, _ = digits()
+    problem = landscape.Problem(a, {"train": (x, y)}, batch_size=50)
+    line = landscape.barrier(problem, b, points=7, progress=False)
+    untrained = landscape.connect(problem, b, epochs=0, points=7, progress=False)
+    np.testing.assert_allclose(untrained.values["train_loss"], line.values["train_loss"], rtol=1e-5)
+    sa, sb = a.state_dict(), b.state_dict()
+    for k, bend in untrained.bends[0].items():
+        torch.testing.assert_close(bend, (sa[k] + sb[k]) / 2)  # the midpoint of the line
+    for curve in ("bezier", "polychain"):
+        c = landscape.connect(problem, b, curve=curve, epochs=6, points=7, progress=False)
+        assert c.values["train_loss"].max() < line.values["train_loss"].max(), curve
+        np.testing.assert_allclose(c.values["train_loss"][[0, -1]], line.values["train_loss"][[0, -1]], rtol=1e-5)
+        assert c.history[-1] < c.history[0]
+
+
+def test_curve_coefficients():
+    t = np.array([0.0, 0.25, 0.5, 1.0])
+    np.testing.assert_allclose(
+        _curves.coefficients("bezier", 1, t), [[1, 0, 0], [9 / 16, 6 / 16, 1 / 16], [0.25, 0.5, 0.25], [0, 0, 1]]
+    )
+    np.testing.assert_allclose(
+        _curves.coefficients("polychain", 1, t), [[1, 0, 0], [0.5, 0.5, 0], [0, 1, 0], [0, 0, 1]]
+    )
+    np.testing.assert_allclose(_curves.coefficients("bezier", 3, np.linspace(0, 1, 9)).sum(1), 1.0)
+
+
+def test_a_killed_curve_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    a, b = trained(0, bn=True), trained(1, bn=True)
+    x, y, _, _ = digits()
+    problem = landscape.Problem(a, {"train": (x, y)}, batch_size=100)
+    whole = landscape.connect(problem, b, epochs=3, points=5, progress=False, out=tmp_path / "whole.h5")
+    real = _curves.train_epoch
+    calls = []
+
+    def dies_in_the_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("landscape.connectivity.train_epoch", dies_in_the_second_epoch)
+    out = tmp_path / "curve.h5"
+    with pytest.raises(KeyboardInterrupt):
+        landscape.connect(problem, b, epochs=3, points=5, progress=False, out=out)
+    assert (tmp_path / "curve.h5.train.pt").exists() and not out.exists()
+    monkeypatch.setattr("landscape.connectivity.train_epoch", real)
+    with pytest.raises(ValueError, match="lr"):
+        landscape.connect(problem, b, epochs=3, lr=0.01, points=5, progress=False, out=out, resume=True)
+    done = landscape.connect(problem, b, epochs=3, points=5, progress=False, out=out, resume=True)
+    assert done.history == whole.history
+    for k, v in whole.bends[0].items():
+        torch.testing.assert_close(done.bends[0][k], v, rtol=0, atol=0)
+    read = landscape.read(out)
+    assert read.attrs["directions"] == "curve" and read.attrs["barrier_train"] == pytest.approx(done.barrier["train"])
+    assert not (tmp_path / "curve.h5.train.pt").exists()
+
+
+def test_connectivity_refuses_a_random_problem_in_one_line():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Dropout(0.5), nn.ReLU(), nn.Linear(32, 10))
+    x, y, _, _ = digits()
+    problem = landscape.Problem(model, {"train": (x, y)}, mode="train", check=False)
+    for analysis in (landscape.barrier, landscape.connect):
+        with pytest.raises(ValueError, match="dropout is active") as e:
+            analysis(problem, copy.deepcopy(model), progress=False)
+        assert "\n" not in str(e.value)
+    problem = landscape.Problem(model.eval(), {"train": (x, y)})
+    with pytest.raises(ValueError, match="align must be"):
+        landscape.barrier(problem, model, align="magic")
+    with pytest.raises(ValueError, match="curve must be"):
+        landscape.connect(problem, model, curve="spline")
+    with pytest.raises(ValueError, match="bends must be"):
+        landscape.connect(problem, model, bends=0)

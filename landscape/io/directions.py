@@ -13,7 +13,8 @@ import torch
 from ..directions import Direction
 from .files import open_h5
 
-AXES = ("xdirection", "ydirection")
+# a surface's axes; a curve's further control points (a Bezier curve with several bends) are directions 2, 3, ...
+AXES = ("xdirection", "ydirection", *(f"direction{i}" for i in range(2, 16)))
 
 
 def write_group(f: h5py.File, name: str, arrays: list[np.ndarray], names: list[str] | None = None) -> None:
