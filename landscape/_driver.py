@@ -18,7 +18,7 @@ import numpy as np
 
 from ._system.files import changed_options, remove_stale_temps
 from ._system.ranks import Ranks
-from .io.files import inspect_file, open_h5
+from .io.files import inspect_file, is_surface, open_h5
 from .io.results import MemoryWriter, ResultWriter
 from .trainers.rundir import CHECKPOINTS
 
@@ -92,7 +92,7 @@ def check_output(out: str | Path, kind: str, inputs: tuple[str | Path | None, ..
         if given is not None and Path(given).exists() and out.samefile(given):
             raise ValueError(f"{out} is an input of this job: choose another output path")
     category, reason = inspect_file(out)
-    found = "surface" if category and category.startswith("surface") else category
+    found = "surface" if is_surface(category) else category
     if found != kind:
         what = f"a {found} result" if found else f"not a result file of this toolkit ({reason or 'no kind'})"
         raise ValueError(f"{out} exists and is {what}: it is not replaced by a {kind} result; choose another path")

@@ -28,7 +28,8 @@ from ._system.ranks import join_group
 from .alignment import METHODS, Method
 from .alignment import align as align_models
 from .directions import same_architecture, target_tensors
-from .io import Surface
+from .io import Surface, read_surface
+from .io.surface import surface_progress
 from .problem import Problem, weights_sha256
 from .snapshots import load_state
 from .surfaces import GridEvaluation, interpolate, run_grid
@@ -267,8 +268,10 @@ def connect(
         raise ValueError(f"no split {split!r} in the problem (it has {', '.join(problem.splits)})")
     output = Output(out, resume, overwrite, progress, log)
     ranks = join_group(problem.device.type)
-    if out is not None:
-        ranks.agree(lambda: open_existing(out, "surface", output))
+    if out is not None and ranks.agree(lambda: open_existing(out, "surface", output)):
+        finished = _finished(out, problem)
+        if finished is not None:
+            return finished if ranks.is_main else None
     problem.check_deterministic(split)
     state_b = other_state(problem, other, align, split, log)
     with problem.session():
@@ -312,6 +315,20 @@ def connect(
         state_file.unlink(missing_ok=True)
     bend_tensors = [{k: v.detach().cpu() for k, v in c.items()} for c in controls[1:-1]]
     return Curve(*_heights(line, out), bends=bend_tensors, history=history)
+
+
+def _finished(out: str | Path, problem: Problem) -> Curve | None:
+    """The curve a finished ``out`` holds (resuming it has nothing left to do), else None."""
+    done, total = surface_progress(out)
+    if not total or done < total:
+        return None
+    line = read_surface(out, directions=True)
+    with problem.session():
+        start = {k: v.detach().cpu() for k, v in problem.model.named_parameters()}
+    bends = [{k: start[k] + d[k] for k in start} for d in (line.directions or [])[:-1]]
+    history = [float(x) for x in line.extras.get("train_loss_history", [])]
+    t, values, heights, attrs, _ = _heights(line, None)
+    return Curve(t, values, heights, attrs, str(out), bends=bends, history=history)
 
 
 def _displacement(start: dict[str, Tensor], end: dict[str, Tensor], control: dict[str, Tensor], at: float) -> dict:

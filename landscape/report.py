@@ -30,6 +30,7 @@ from .groups import (
     pooled_bins,
 )
 from .io import Surface, Sweep, read_surface, read_sweep
+from .io.files import CONNECTIVITY, read_attrs
 from .io.hessian import read_hessian
 from .io.robustness import read_robustness, severity_curves
 from .runs import Run, find_runs
@@ -236,6 +237,49 @@ def robustness_tables(groups: list[Group]) -> list[tuple[str, list[str], list[li
     return out
 
 
+CONNECTIVITY_LABELS = dict(zip(CONNECTIVITY, ("line", "aligned line", "trained curve")))
+
+
+def barrier_split(attrs: dict) -> str:
+    """The split a connectivity file's barrier is read on: test where it was evaluated, else train."""
+    return "test" if "barrier_test" in attrs else "train"
+
+
+def connectivity_stats(groups: list[Group]) -> list[dict]:
+    """Per group with line or curve files: the barrier of each kind (:data:`CONNECTIVITY_LABELS`) over its pairs of
+    seeds (``describe``: mean, std, n) and the split it was read on."""
+    found = []
+    for g in groups:
+        attrs = {k: [read_attrs(r.files[k]) for r in g.runs if k in r.files] for k in CONNECTIVITY_LABELS}
+        if any(attrs.values()):
+            row: dict = {"group": g.name}
+            for kind, items in attrs.items():
+                row[kind] = describe([a.get(f"barrier_{barrier_split(a)}") for a in items])
+                row[f"{kind}_split"] = sorted({barrier_split(a) for a in items})
+            found.append(row)
+    return found
+
+
+def connectivity_table(stats: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The barriers between seeds as a table (title, head, body); none without connectivity files."""
+    if not stats:
+        return []
+
+    def cell(row: dict, kind: str) -> str:
+        stat = row[kind]
+        split = "/".join(row[f"{kind}_split"])
+        return "—" if stat["mean"] is None else f"{spread_cell(stat, 4)} ({split}, n={stat['n']})"
+
+    return [
+        (
+            "Mode connectivity: loss barrier between seeds, max_t [L(t) - ((1-t) L(0) + t L(1))] (mean ± std over "
+            "pairs of seeds)",
+            ["group", *CONNECTIVITY_LABELS.values()],
+            [[row["group"], *(cell(row, k) for k in CONNECTIVITY)] for row in stats],
+        )
+    ]
+
+
 def overlay_figures(
     groups: list[Group],
     lib: Renderer,
@@ -326,6 +370,13 @@ def overlay_figures(
                 title="corruption error relative to the baseline "
                 f"({rel[0][1][0].attrs.get('baseline_method', 'baseline')})",
             )
+    if want("connectivity"):
+        lines = []
+        for kind, label in CONNECTIVITY_LABELS.items():
+            for name, mean in per_group(kind, lambda r, k=kind: _one_split(read_surface(r.files[k])), mean_surface):
+                lines.append((f"{name}: {label}", mean))
+        if lines:
+            figs["connectivity"] = lib.compare_slices(lines, log=log or None, title="between two seeds of a group")
     if calibration and want("calibration"):
         pooled = [
             (g.name, pooled_bins([calibration[r.name] for r in g.runs if r.name in calibration]))
@@ -334,6 +385,13 @@ def overlay_figures(
         ]
         figs["calibration"] = lib.reliability_diagram(pooled, title="reliability (test predictions, seeds pooled)")
     return figs
+
+
+def _one_split(s: Surface) -> Surface:
+    """The surface with the values of the split its barrier is read on only (one curve per line in a figure)."""
+    split = barrier_split(s.attrs)
+    keep = {k: v for k, v in s.values.items() if k.startswith(f"{split}_")}
+    return Surface(s.path, s.xcoordinates, s.ycoordinates, keep, s.computed, {**s.attrs, "splits": [split]}, s.layout)
 
 
 def _slice(run: Run) -> Surface:
@@ -357,6 +415,9 @@ CAPTIONS = {
     "corruption_errors": "Corruption error CE_c = sum_s E(c,s) / sum_s E_baseline(c,s) per corruption, the clean error "
     "ratio, and mCE (mean CE over the common corruptions), a group's mean over its seeds; on a log "
     "scale centred at 1: below 1 (blue) is more robust than the baseline.",
+    "connectivity": "Loss and accuracy from one seed's minimum (t=0) to another's (t=1): the straight line, the line "
+    "after permutation alignment, and a trained curve, each a group's mean over its pairs of seeds (test split where "
+    "evaluated).",
     "calibration": "Reliability diagram of the final checkpoints' test predictions (15 equal-width confidence bins; a "
     "group's seeds pooled).",
 }
@@ -430,6 +491,8 @@ def write_report(
         f"Paired differences against {base.name} (seed by seed: mean [95 % interval], n pairs)" if pairs else ""
     )
     robust = robustness_tables(groups)
+    connectivity = connectivity_stats(groups)
+    robust += connectivity_table(connectivity)
     md = (
         f"# {title}\n\n{intro}\n\n**Mean ± std over seeds**\n\n{markdown_table(*main_table)}\n\n"
         + (f"**{pair_title}**\n\n{markdown_table(*paired_table(pairs, cols))}\n\n" if pairs else "")
@@ -464,6 +527,7 @@ def write_report(
         "groups": stats,
         "baseline": base.name,
         "paired": pairs,
+        "connectivity": connectivity,
         "sources": sources,
     }
     files["summary.json"] = json_text(summary).encode()

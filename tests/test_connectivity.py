@@ -1,6 +1,7 @@
 """landscape.barrier and landscape.connect: the loss along lines and curves between trained minima, checked by hand."""
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -11,8 +12,13 @@ from torch.func import functional_call
 
 import landscape
 from landscape import _curves
+from landscape._permutations import analyse
+from landscape.alignment import permute_state
+from landscape.apps.cli.__main__ import main
 from landscape.connectivity import loss_barrier
 from landscape.data import load_dataset
+from landscape.io.files import read_attrs
+from landscape.trainers.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from landscape.trainers.optim import ERM
 
 
@@ -214,3 +220,77 @@ def test_connectivity_refuses_a_random_problem_in_one_line():
         landscape.connect(problem, model, curve="spline")
     with pytest.raises(ValueError, match="bends must be"):
         landscape.connect(problem, model, bends=0)
+
+
+def test_compare_reports_the_barriers_between_seeds(tmp_path):
+    """A group's barriers over its pairs of seeds: the table's mean ± std is that of the files' own numbers."""
+    models = [trained(s, bn=True) for s in range(3)]
+    x, y, xt, yt = digits()
+    runs = []
+    for s in range(3):
+        run = tmp_path / f"seed{s}"
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"method": "erm", "seed": s, "model": "mlp", "dataset": "digits"}))
+        problem = landscape.Problem(models[s], {"train": (x, y), "test": (xt, yt)}, batch_size=200)
+        other = models[(s + 1) % 3]
+        landscape.barrier(problem, other, points=5, out=run / "barrier_next.h5", progress=False)
+        landscape.barrier(
+            problem, other, points=5, align="weights", out=run / "barrier_aligned_next.h5", progress=False
+        )
+        landscape.connect(problem, other, epochs=1, points=5, out=run / "curve_next.h5", progress=False)
+        runs.append(str(run))
+    out = tmp_path / "report"
+    assert main(["compare", *runs, "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    row = next(line for line in md.split("Mode connectivity")[1].splitlines() if line.startswith("| erm "))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    for cell, name in zip(cells[1:], ("barrier_next", "barrier_aligned_next", "curve_next")):
+        values = [read_attrs(tmp_path / f"seed{s}" / f"{name}.h5")["barrier_test"] for s in range(3)]
+        assert cell == f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} (test, n=3)", name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["connectivity"][0]["barrier_aligned"]["n"] == 3
+    assert (out / "connectivity.png").stat().st_size > 10_000
+    assert "between two seeds" in (out / "report.html").read_text()
+
+
+def test_the_commands_write_what_the_functions_compute(runs, tmp_path, capsys):
+    """``landscape barrier`` and ``align`` on two checkpoints: the file holds the API's line, the printed barrier is
+    the file's; the aligned checkpoint computes B's function from weights closer to A's."""
+    a, b = runs / "erm" / "final.pt", runs / "sam" / "final.pt"
+    out = tmp_path / "aligned_line.h5"
+    args = ["--align", "weights", "--split", "train,test", "--samples", "200", "--points", "5", "--no-progress"]
+    assert main(["barrier", str(a), str(b), *args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    problem = landscape.Problem.from_checkpoint(a, ["train", "test"], samples=200)
+    api = landscape.barrier(problem, b, points=5, align="weights", progress=False)
+    read = landscape.read(out)
+    np.testing.assert_allclose(read.values["test_loss"], api.values["test_loss"], rtol=1e-6)
+    assert f"barrier {read.attrs['barrier_test']:.4g}" in printed and read.attrs["align"] == "weights"
+    model_b, _ = load_checkpoint(b)
+    spec, analysis = analyse(model_b)  # B with its units shuffled: the same function, far from A
+    perms = [torch.randperm(g.size, generator=torch.Generator().manual_seed(0)) for g in spec.groups]
+    payload = {k: v for k, v in read_checkpoint(b).items() if k not in ("format", "version")}
+    payload["model_state"] = permute_state(spec, payload["model_state"], perms, analysis.canonical)
+    shuffled, aligned = tmp_path / "sam_shuffled.pt", tmp_path / "sam_aligned.pt"
+    save_checkpoint(shuffled, payload)
+    assert main(["align", str(a), str(shuffled), "--samples", "200", "--out", str(aligned)]) == 0
+    (model_a, _), (model_s, _), (model_c, meta) = (load_checkpoint(p) for p in (a, shuffled, aligned))
+    x = problem.splits["test"].tensors.x[:50]
+    with torch.no_grad():
+        torch.testing.assert_close(model_s(x), model_b(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model_c(x), model_b(x), atol=1e-5, rtol=1e-5)
+
+    def distance(m):
+        return sum(float((p - q).detach().pow(2).sum()) for p, q in zip(model_a.parameters(), m.parameters()))
+
+    assert distance(model_c) == pytest.approx(distance(model_b)) and distance(model_s) > 1.5 * distance(model_b)
+    assert meta["config"]["aligned_to"] == str(a)
+    for argv, message in [
+        (["barrier", str(a), "--out", str(tmp_path / "x.h5")], "give two models A and B, got 1"),
+        (["connect", str(a), str(b), "--bends", "20", "--out", str(tmp_path / "x.h5")], "bends must be"),
+        (["barrier", str(a), str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.h5")], "does not exist"),
+        (["align", str(a), str(b), "--out", str(b)], "is one of the inputs"),
+    ]:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err

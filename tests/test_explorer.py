@@ -131,6 +131,35 @@ def test_views_draw_the_files_data(folder):
     assert "outside the served folder" in refused.layout.annotations[0].text and not refused.data
 
 
+def connected_pair(root: Path) -> dict[str, np.ndarray]:
+    """``root/pair``: the line, the aligned line and a curve between two small MLPs; each file's train loss."""
+    torch.manual_seed(0)
+    make = lambda: torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))  # noqa: E731
+    a, b = make(), make()
+    problem = Problem(a, (torch.randn(40, 4), torch.randint(0, 3, (40,))))
+    pair = root / "pair"
+    pair.mkdir()
+    found = {
+        "barrier_b": landscape.barrier(problem, b, points=5, out=pair / "barrier_b.h5", progress=False),
+        "barrier_aligned_b": landscape.barrier(
+            problem, b, points=5, align="weights", out=pair / "barrier_aligned_b.h5", progress=False
+        ),
+        "curve_b": landscape.connect(problem, b, epochs=1, points=5, out=pair / "curve_b.h5", progress=False),
+    }
+    return {name: r.values["train_loss"] for name, r in found.items()}
+
+
+def test_the_connectivity_view_overlays_a_folders_lines_and_curves(folder):
+    losses = connected_pair(folder)
+    cat = Catalog(folder)
+    fig = views.connectivity_figure(cat, "pair/curve_b.h5", cat.scan(), log=False)
+    drawn = {t.name: t.y for t in fig.data if t.xaxis in ("x", None)}
+    labels = {"barrier_b": "line", "barrier_aligned_b": "aligned line", "curve_b": "trained curve"}
+    assert set(drawn) == {f"{labels[n]} ({n}), train" for n in losses}
+    for name, loss in losses.items():
+        np.testing.assert_allclose(drawn[f"{labels[name]} ({name}), train"], loss)
+
+
 def test_large_grids_are_read_strided_with_the_edges_kept(tmp_path):
     import torch
 
@@ -189,7 +218,7 @@ def test_explore_binds_localhost_by_default():
 FULL_DATA = (
     "sel => { const gd = document.querySelector(sel + ' .js-plotly-plot'); "
     "return gd && gd._fullData ? gd._fullData.map(t => ({name: t.name, type: t.type, x: t.x, y: t.y, z: t.z, "
-    "coloraxis: t.coloraxis})) : null; }"
+    "coloraxis: t.coloraxis, yaxis: t.yaxis})) : null; }"
 )
 
 DATA_TO_PAGE = (
@@ -404,6 +433,17 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         ticks = wait_for(lambda: page.locator("#surface-graph g.y2tick text").all_text_contents())
         assert ticks == ["0", "20", "40", "60", "80", "100"], ticks  # not synced to the loss axis's log ticks
         page.screenshot(path=shots / "surface_1d.png", full_page=True)
+
+        # connectivity: the line, the aligned line and a trained curve of one folder on one pair of axes
+        losses = connected_pair(folder)
+        wait_for(lambda: "18 analysis files" in page.locator("#status").inner_text())
+        page.get_by_text("Connectivity", exact=True).click()
+        traces = wait_for(lambda: figure(page, "connectivity-graph"))
+        drawn = {t["name"]: t["y"] for t in traces if t["yaxis"] == "y"}  # the loss panel (accuracy: y2)
+        assert len(drawn) == 3, drawn
+        np.testing.assert_allclose(drawn["trained curve (curve_b), train"], losses["curve_b"])
+        np.testing.assert_allclose(drawn["aligned line (barrier_aligned_b), train"], losses["barrier_aligned_b"])
+        page.screenshot(path=shots / "connectivity.png", full_page=True)
         assert errors == [], errors
         page.close()
     print(f"screenshots in {shots}: {json.dumps(sorted(p.name for p in shots.iterdir()))}")

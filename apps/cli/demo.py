@@ -12,13 +12,21 @@ import numpy as np
 from landscape._jobs import (
     EvalOptions,
     calibration,
+    connectivity_analysis,
     hessian_analysis,
     random_surface,
     robustness_analysis,
     sweep_analysis,
 )
 from landscape.apps.cli.explore import serve
-from landscape.report import SHARPNESS_RHO, columns, grouped_table, markdown_table, write_report
+from landscape.report import (
+    SHARPNESS_RHO,
+    columns,
+    connectivity_table,
+    grouped_table,
+    markdown_table,
+    write_report,
+)
 from landscape.runs import find_runs
 from landscape.sweeps import SweepSettings
 from landscape.trainers import METHODS, read_checkpoint
@@ -33,6 +41,17 @@ from .train import seed_list
 DEMO_METHODS = ("erm", "sam", "asam", "amp", "damp", "swa")
 SWA_LR = 0.05  # "swa": ERM with stochastic weight averaging over the last quarter of the epochs at this constant lr
 SWEEP_RADII = np.linspace(0, 0.5, 6)
+
+
+CONNECTED = ("erm", "sam")  # the groups whose pairs of seeds get barriers and curves
+CURVE_EPOCHS = 5
+
+
+def seed_pairs(seeds: list[int]) -> list[tuple[int, int]]:
+    """Pairs of seeds whose minima are connected: each seed with the next, in a ring from three seeds on."""
+    if len(seeds) < 2:
+        return []
+    return list(zip(seeds, seeds[1:] + seeds[:1])) if len(seeds) > 2 else [(seeds[0], seeds[1])]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,6 +95,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--surface-samples", type=COUNT, default=500, help="training images evaluated per grid point [%(default)s]"
     )
     add_corruption_args(p, "robustness: ")
+    p.add_argument(
+        "--no-connectivity",
+        action="store_true",
+        help=f"skip the barriers and curves between pairs of seeds of {' and '.join(CONNECTED)}",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-serve", action="store_true", help="end after the report instead of serving the explorer")
     p.add_argument("--port", type=PORT, default=8050, help="the explorer's port (on 127.0.0.1) [%(default)s]")
@@ -152,6 +176,22 @@ def run(args: argparse.Namespace) -> int:
                 seed=seed,
                 resume=True,
             )
+    pairs = seed_pairs(args.seeds)
+    for method in [m for m in CONNECTED if m in methods and not args.no_connectivity]:
+        for a, b in pairs:
+            run_a = out / method / f"seed{a}"
+            print(f"[demo] {method} seeds {a} -> {b}: loss barrier on the line, the aligned line, a curve -> {run_a}")
+            connectivity_analysis(
+                run_a / FINAL,
+                out / method / f"seed{b}" / FINAL,
+                run_a,
+                EvalOptions(
+                    splits=["train", "test"], samples=args.surface_samples, batch_size=128, device="cpu",
+                    progress=progress,
+                ),
+                name=f"seed{b}",
+                curve_epochs=CURVE_EPOCHS,
+            )  # fmt: skip
     runs = find_runs([out / m / f"seed{s}" for m in methods for s in args.seeds])
     curves = {r.name: calibration(r.checkpoint, EvalOptions(device="cpu", progress=False))[1] for r in runs}
     seeds = ", ".join(map(str, args.seeds))
@@ -166,8 +206,10 @@ def run(args: argparse.Namespace) -> int:
     )
     report = write_report(runs, out / "report", rho=SHARPNESS_RHO, calibration=curves, intro=intro)
     summary = json.loads((report / "summary.json").read_text())
+    tables = connectivity_table(summary["connectivity"])
+    links = "".join(f"\n{title}\n\n{markdown_table(h, b)}\n" for title, h, b in tables)
     print(
-        f"\n{markdown_table(*grouped_table(summary['groups'], columns(SHARPNESS_RHO)))}\n\n"
+        f"\n{markdown_table(*grouped_table(summary['groups'], columns(SHARPNESS_RHO)))}\n{links}\n"
         f"(mean ± std over seeds {seeds}; per-seed rows and paired differences against ERM are in the report)\n"
         f"[demo] comparison report: {report / 'report.md'} and {report / 'report.html'} (open it in a browser)"
     )

@@ -33,8 +33,11 @@ BatchNorm folded into its convolutions (channels-last on CPU), and compiled once
 (see --compile, --plain-forward)."""
 
 
-def add_eval_args(p: argparse.ArgumentParser, *, problem: bool = False) -> None:
-    """Options of the data a checkpoint is evaluated on, and of the output file; ``problem`` adds ``--problem``."""
+def add_eval_args(
+    p: argparse.ArgumentParser, *, problem: bool = False, bn: tuple[str, ...] = BN_MODES, bn_default: str = "eval"
+) -> None:
+    """Options of the data a checkpoint is evaluated on, and of the output file; ``problem`` adds ``--problem``,
+    ``bn`` and ``bn_default`` are the BatchNorm modes offered."""
     g = p.add_argument_group("evaluation")
     if problem:
         g.add_argument(
@@ -57,10 +60,12 @@ def add_eval_args(p: argparse.ArgumentParser, *, problem: bool = False) -> None:
     g.add_argument("--batch-size", type=COUNT, default=None, help="evaluation batch [1000]")
     g.add_argument(
         "--bn",
-        choices=BN_MODES,
-        default="eval",
-        help="BatchNorm at each point: the running statistics (eval), or statistics "
-        "recomputed on the training data at every point (recompute) [%(default)s]",
+        choices=bn,
+        default=bn_default,
+        help="BatchNorm at each point: the running statistics (eval), or statistics recomputed on the training data "
+        "at every point (recompute)"
+        + (", also every hidden unit's (repair)" if "repair" in bn else "")
+        + " [%(default)s]",
     )
     g.add_argument("--device", default=None, help="auto, cpu or cuda [auto]")
     g.add_argument(
@@ -100,6 +105,18 @@ def split_list(text: str | list[str] | None) -> list[str] | None:
     if "" in found or len(set(found)) != len(found):
         raise ValueError(f"--split: expected names like train or train,test, got {text!r}")
     return found
+
+
+def analysis_kwargs(args: argparse.Namespace) -> dict:
+    """The keyword arguments of a ``--problem`` analysis set by the evaluation and output flags."""
+    return {
+        "splits": split_list(args.split),
+        "fast": not args.plain_forward,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "progress": not args.no_progress,
+        "log": print,
+    }
 
 
 def eval_options(args: argparse.Namespace) -> EvalOptions:
@@ -154,7 +171,7 @@ def check_output(args: argparse.Namespace) -> None:
         raise IsADirectoryError(f"--out {args.out} is a folder: give the file to write, e.g. {out / 'result.h5'}")
     from landscape._driver import check_output as check_result
 
-    kind = {"interpolate": "surface", "trajectory": "surface"}.get(args.command, args.command)
+    kind = "surface" if args.command in ("interpolate", "trajectory", "barrier", "connect") else args.command
     check_result(out, kind, input_paths(args))
     if out.exists() and not (args.resume or args.overwrite):
         raise ValueError(f"{args.out} exists: pass --resume to finish it or --overwrite to replace it")
@@ -310,15 +327,10 @@ def run_surface(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 dir_type=args.dir_type,
                 orthogonal=args.orthogonal,
-                splits=split_list(args.split),
                 bn=args.bn,
                 compile=args.compile,
-                fast=not args.plain_forward,
                 out=out,
-                resume=args.resume,
-                overwrite=args.overwrite,
-                progress=not args.no_progress,
-                log=print,
+                **analysis_kwargs(args),
             ),
         )
     opts = eval_options(args)

@@ -8,6 +8,7 @@ The Dash callbacks in :mod:`landscape.apps.explorer.app` only route inputs to th
 from __future__ import annotations
 
 import io
+from pathlib import PurePosixPath
 from urllib.parse import quote
 
 import plotly.graph_objects as go
@@ -19,7 +20,7 @@ from landscape.io.robustness import read_robustness
 from landscape.io.surface import surface_progress
 from landscape.plots import plotly as plot_plotly
 from landscape.plots.catalog import figures_for
-from landscape.report import group_stats, overlay_figures
+from landscape.report import CONNECTIVITY_LABELS, group_stats, overlay_figures
 
 from .catalog import (
     COLUMNS,
@@ -104,6 +105,21 @@ def surface_figure(
         )
     fig.update_layout(uirevision=rel)  # keep zoom and camera while the file refreshes
     return fig, list(s.values)
+
+
+def connectivity_figure(catalog: Catalog, rel: str, snapshot: dict, *, log: bool) -> go.Figure:
+    """Every line and curve file of ``rel``'s run folder on one pair of axes (loss, accuracy) along t."""
+    chosen = next((e for e in snapshot["files"] if e["rel"] == rel), None)
+    if chosen is None:
+        return message_figure(f"{rel} is no longer there")
+    siblings = [e for e in snapshot["files"] if e["run"] == chosen["run"] and e["category"] in CONNECTIVITY_LABELS]
+    items = [
+        (f"{CONNECTIVITY_LABELS[e['category']]} ({PurePosixPath(e['rel']).stem})", load_surface(catalog, e["rel"]))
+        for e in siblings
+    ]
+    fig = plot_plotly.compare_slices(items, log=log, title=f"from {chosen['run']} (t=0) to the other model (t=1)")
+    fig.update_layout(uirevision=rel)
+    return fig
 
 
 def slices_figure(catalog: Catalog, rel: str, *, value: str, x: float, y: float, log: bool) -> go.Figure:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .directions import read_directions
-from .files import SCHEMA_VERSION, file_category, inspect_file
+from .files import SCHEMA_VERSION, file_category, inspect_file, is_surface
 from .hessian import Hessian, read_hessian
 from .surface import Surface, export_loss_landscape, read_surface
 from .sweep import Sweep, read_sweep
@@ -34,7 +34,7 @@ def read(path: str | Path) -> Any:
     category, reason = inspect_file(path)
     if category is None:
         raise ValueError(reason or f"{path}: not an analysis file (no kind, no xcoordinates)")
-    if category.startswith("surface"):
+    if is_surface(category):
         return read_surface(path)
     if category == "sweep":
         return read_sweep(path)

@@ -137,6 +137,14 @@ def read_whole(f: h5py.File, name: str, path: str | Path) -> np.ndarray:
     return ds[()]
 
 
+CONNECTIVITY = ("barrier", "barrier_aligned", "curve")  # the straight line, the aligned line, a trained curve
+
+
+def is_surface(category: str | None) -> bool:
+    """A category whose files :func:`~landscape.io.read_surface` reads."""
+    return bool(category) and (category.startswith("surface") or category in CONNECTIVITY)  # type: ignore[union-attr]
+
+
 def inspect_file(path: str | Path) -> tuple[str | None, str | None]:
     """What a file is, reading its metadata only.
 
@@ -144,9 +152,10 @@ def inspect_file(path: str | Path) -> tuple[str | None, str | None]:
         path: the file.
 
     Returns:
-        ``(category, None)`` for an analysis file (``surface_1d``/``surface_2d`` or its ``kind``; loss-landscape's
-        files are surfaces), ``(None, None)`` for another HDF5 file, ``(None, reason)`` for one this toolkit refuses
-        or cannot read (links out of the file, a grid too large, not HDF5).
+        ``(category, None)`` for an analysis file (``surface_1d``/``surface_2d``, the lines and curves between two
+        models :data:`CONNECTIVITY` (1-D surfaces too), or its ``kind``; loss-landscape's files are surfaces),
+        ``(None, None)`` for another HDF5 file, ``(None, reason)`` for one this toolkit refuses or cannot read
+        (links out of the file, a grid too large, not HDF5).
 
     Raises:
         Nothing: a file it refuses or cannot read gives a reason instead.
@@ -165,6 +174,10 @@ def inspect_file(path: str | Path) -> tuple[str | None, str | None]:
             ):
                 raise ValueError(f"{path}: xcoordinates/ycoordinates are not 1-D datasets")
             check_grid(path, x.shape[0], 1 if y is None else y.shape[0])
+            analysis = f.attrs.get("analysis")
+            if y is None and analysis in ("barrier", "curve"):
+                align = f.attrs.get("align", "none")
+                return ("curve" if analysis == "curve" else "barrier" if align == "none" else "barrier_aligned"), None
             return ("surface_1d" if y is None else "surface_2d"), None
     except (OSError, ValueError) as e:
         return None, str(e).splitlines()[0]

@@ -175,7 +175,9 @@ def read_surface(path: str | Path, max_points: int | None = None, *, directions:
                 computed &= v != -1
         values = {n: np.where(computed, v, np.nan) for n, v in raw.items()}
         extras = {
-            n: read_whole(f, n, path) for n in ("proj_xcoord", "proj_ycoord", "explained_variance_ratio_") if n in f
+            n: read_whole(f, n, path)
+            for n in ("proj_xcoord", "proj_ycoord", "explained_variance_ratio_", "coefficients", "train_loss_history")
+            if n in f
         }
         axes = [group_direction(f[axis]) for axis in AXES if axis in f] if directions and ours else None
     return Surface(

@@ -329,12 +329,13 @@ def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> F
     return fig
 
 
-def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None) -> Figure:
+def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None, title: str | None = None) -> Figure:
     """1-D loss and accuracy of several runs on shared axes: a colour and marker per run, train solid, test dashed.
 
     Args:
         items: ``(label, result)`` pairs, one per run or group (a group's mean carries its spread over seeds).
         log: losses on a log axis (``None``: when they span more than two decades, so the basin stays visible).
+        title: what the lines are (default: slices along the x direction).
 
     Returns:
         A matplotlib ``Figure``.
@@ -360,7 +361,7 @@ def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None)
                 )
     if log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for _, s in items for sp in s.splits))):
         ax.set_yscale("log")
-    ax.set(xlabel=axis_label(items[0][1], "x"), ylabel="loss", title="loss along the x direction")
+    ax.set(xlabel=axis_label(items[0][1], "x"), ylabel="loss", title=f"loss {title or 'along the x direction'}")
     acc_ax.set(xlabel=axis_label(items[0][1], "x"), ylabel="accuracy (%)", ylim=(0, 100), title="accuracy")
     _legend_outside(acc_ax)
     return fig

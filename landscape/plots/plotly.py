@@ -367,12 +367,13 @@ def reliability_diagram(curves: list[tuple[str, dict]], *, title: str = "") -> g
     return fig
 
 
-def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None) -> go.Figure:
+def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None, title: str | None = None) -> go.Figure:
     """1-D loss and accuracy of several runs on shared axes: a colour and marker per run, train solid, test dashed.
 
     Args:
         items: ``(label, result)`` pairs, one per run or group (a group's mean carries its spread over seeds).
         log: losses on a log axis (``None``: when they span more than two decades, so the basin stays visible).
+        title: what the lines are (default: 1-D slices).
 
     Returns:
         A plotly ``Figure``.
@@ -390,7 +391,7 @@ def compare_slices(items: list[tuple[str, Surface]], *, log: bool | None = None)
     fig.update_xaxes(title_text=axis_label(items[0][1], "x"))
     fig.update_yaxes(type="log" if logged else "linear", title_text="loss", row=1, col=1)
     fig.update_yaxes(range=[0, 100], title_text="accuracy (%)", row=1, col=2)
-    fig.update_layout(template=TEMPLATE, title="1-D slices")
+    fig.update_layout(template=TEMPLATE, title=title or "1-D slices")
     return fig
 
 

@@ -138,6 +138,8 @@ def axis_label(s: Surface, axis: str) -> str:
         return f"eigenvector {1 if axis == 'x' else 2}"
     if kind == "interpolation":
         return "interpolation (0: A, 1: B)"
+    if kind == "curve":
+        return f"t along the {s.attrs.get('curve') or 'trained'} curve (0: A, 1: B)"
     return f"{axis} direction"
 
 
