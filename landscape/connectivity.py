@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence, cast
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from .io import Surface, read_surface
 from .io.surface import surface_progress
 from .problem import Problem, weights_sha256
 from .snapshots import load_state
-from .surfaces import GridEvaluation, interpolate, run_grid
+from .surfaces import GridEvaluation, auto_range, coordinates, interpolate, run_grid
 
 LineBN = Literal["recompute", "eval", "repair"]
 LINE_BN = ("recompute", "eval", "repair")
@@ -188,10 +188,13 @@ class Curve(Barrier):
     Attributes:
         bends: the bends' parameters, in order along the curve (``{name: tensor}`` each).
         history: the mean training loss of each epoch.
+        controls: the control points after the first model, minus it, over the whole state (the bends, then the
+            other model): ``φ(t) = θ_a + sum_i c_i(t) controls[i]``.
     """
 
     bends: list[dict[str, Tensor]] = field(default_factory=list)
     history: list[float] = field(default_factory=list)
+    controls: list[dict[str, Tensor]] = field(default_factory=list)
 
 
 def connect(
@@ -314,7 +317,102 @@ def connect(
     if state_file is not None:
         state_file.unlink(missing_ok=True)
     bend_tensors = [{k: v.detach().cpu() for k, v in c.items()} for c in controls[1:-1]]
-    return Curve(*_heights(line, out), bends=bend_tensors, history=history)
+    return Curve(*_heights(line, out), bends=bend_tensors, history=history, controls=directions)
+
+
+def curve_plane(
+    problem: Problem,
+    curve: Curve | str | Path,
+    *,
+    x: Any = None,
+    y: Any = None,
+    points: int = 21,
+    splits: Sequence[str] | None = None,
+    bn: Literal["recompute", "eval"] = "recompute",
+    fast: bool = True,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Surface | None:
+    """The loss surface in the plane through the two models and the curve's bend, the curve drawn on it (Garipov
+    et al. 2018, figure 1).
+
+    The plane's axes are orthonormal in parameter space: ``x`` towards the other model, ``y`` towards the (middle)
+    bend, orthogonal to ``x``, so distances read as in weight space; the problem's model is the origin. A Bezier curve
+    with one bend lies in this plane; with more bends the curve is drawn projected onto it.
+
+    Args:
+        problem: the curve's first model (``t = 0``), its data and loss.
+        curve: the :class:`Curve` of :func:`connect`, or its file.
+        x: coordinates along the first axis (default: the curve's extent plus 20 %, ``points`` points).
+        y: coordinates along the second (default: the curve's extent, widened to half the width of ``x``).
+        points: grid points per axis of the default ranges.
+        splits: as for :func:`~landscape.surface`.
+        bn: ``"recompute"`` (BatchNorm statistics recomputed at every point, the default) or ``"eval"``.
+        fast: as for :func:`~landscape.surface`.
+        out: write the plane as a 2-D surface file (``directions="curve_plane"``; the curve's projection as its
+            path), which ``plot`` and ``explore`` draw with the curve on it.
+        resume: as for :func:`~landscape.surface`.
+        overwrite: as for :func:`~landscape.surface`.
+        progress: as for :func:`~landscape.surface`.
+        log: as for :func:`~landscape.surface`.
+
+    Returns:
+        The 2-D :class:`~landscape.io.Surface`, ``extras["proj_xcoord"]``/``["proj_ycoord"]`` the curve.
+
+    Raises:
+        ValueError: a curve of another model, or one whose bend lies on the line (no plane).
+    """
+    if not isinstance(curve, Curve):
+        curve = _curve_of(read_surface(curve, directions=True), problem)
+    names = [n for n, _ in problem.model.named_parameters()]
+    controls = [torch.cat([c[n].reshape(-1).double() for n in names]) for c in curve.controls]
+    bend = controls[(len(controls) - 2) // 2]
+    e1 = controls[-1] / controls[-1].norm()
+    v = bend - (bend @ e1) * e1
+    if float(v.norm()) < 1e-5 * float(bend.norm().clamp_min(1e-30)):  # float32 rounding of a bend on the line
+        raise ValueError("the curve's bend lies on the straight line: there is no plane to draw (train the curve)")
+    e2 = v / v.norm()
+    ts = np.linspace(0.0, 1.0, 101)
+    weights = torch.as_tensor(coefficients(cast(CurveKind, curve.attrs.get("curve", "bezier")), len(controls) - 1, ts))
+    path = weights[:, 1:] @ torch.stack(controls)
+    px, py = (path @ e1).numpy(), (path @ e2).numpy()
+    xs = auto_range(px, points, 0.2) if x is None else coordinates(x, "x")
+    if y is None:  # at least half as tall as wide: the basin around the curve, drawn on equal axes
+        lo, hi = min(float(py.min()), 0.0), max(float(py.max()), 0.0)
+        pad = max(0.2 * (hi - lo), (0.5 * float(np.ptp(xs)) - (hi - lo)) / 2)
+        ys = np.linspace(lo - pad, hi + pad, points)
+    else:
+        ys = coordinates(y, "y")
+    shapes = {n: p.shape for n, p in problem.model.named_parameters()}
+    axes = [dict(zip(names, (c.float().split([int(np.prod(shapes[n])) for n in names])))) for c in (e1, e2)]
+    axes = [{n: t.reshape(shapes[n]) for n, t in a.items()} for a in axes]
+    attrs = {"directions": "curve_plane", "norm": "none", "curve": curve.attrs.get("curve", ""), "analysis": "plane"}
+    return run_grid(
+        problem, lambda: axes, xs, ys, attrs, GridEvaluation(splits, "weights", bn, None, None, fast),
+        Output(out, resume, overwrite, progress, log), {"proj_xcoord": px, "proj_ycoord": py},
+    )  # fmt: skip
+
+
+def _curve_of(line: Surface, problem: Problem) -> Curve:
+    """A curve file read back as a :class:`Curve` (its bends on the problem's model).
+
+    Raises:
+        ValueError: not a curve file.
+    """
+    if line.attrs.get("directions") != "curve" or not line.directions:
+        raise ValueError(f"{line.path}: not a curve file of landscape.connect")
+    with problem.session():
+        start = {k: v.detach().cpu() for k, v in problem.model.named_parameters()}
+    missing = [k for k in start if k not in line.directions[0]]
+    if missing:
+        raise ValueError(f"{line.path}: a curve of another model (it has no {missing[0]!r})")
+    bends = [{k: start[k] + d[k] for k in start} for d in line.directions[:-1]]
+    history = [float(x) for x in line.extras.get("train_loss_history", [])]
+    t, values, heights, attrs, _ = _heights(line, None)
+    return Curve(t, values, heights, attrs, line.path, bends=bends, history=history, controls=line.directions)
 
 
 def _finished(out: str | Path, problem: Problem) -> Curve | None:
@@ -322,13 +420,7 @@ def _finished(out: str | Path, problem: Problem) -> Curve | None:
     done, total = surface_progress(out)
     if not total or done < total:
         return None
-    line = read_surface(out, directions=True)
-    with problem.session():
-        start = {k: v.detach().cpu() for k, v in problem.model.named_parameters()}
-    bends = [{k: start[k] + d[k] for k in start} for d in (line.directions or [])[:-1]]
-    history = [float(x) for x in line.extras.get("train_loss_history", [])]
-    t, values, heights, attrs, _ = _heights(line, None)
-    return Curve(t, values, heights, attrs, str(out), bends=bends, history=history)
+    return _curve_of(read_surface(out, directions=True), problem)
 
 
 def _displacement(start: dict[str, Tensor], end: dict[str, Tensor], control: dict[str, Tensor], at: float) -> dict:
@@ -394,4 +486,4 @@ def _record(path: Path, heights: dict[str, float]) -> None:
         f.attrs.update(_attrs(heights))
 
 
-__all__ = ["Barrier", "Curve", "barrier", "connect", "loss_barrier"]
+__all__ = ["Barrier", "Curve", "barrier", "connect", "curve_plane", "loss_barrier"]

@@ -17,7 +17,7 @@ from landscape.alignment import permute_state
 from landscape.apps.cli.__main__ import main
 from landscape.connectivity import loss_barrier
 from landscape.data import load_dataset
-from landscape.io.files import read_attrs
+from landscape.io.files import file_category, read_attrs
 from landscape.trainers.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from landscape.trainers.optim import ERM
 
@@ -285,6 +285,10 @@ def test_the_commands_write_what_the_functions_compute(runs, tmp_path, capsys):
 
     assert distance(model_c) == pytest.approx(distance(model_b)) and distance(model_s) > 1.5 * distance(model_b)
     assert meta["config"]["aligned_to"] == str(a)
+    curve = tmp_path / "curve.h5"
+    argv = ["connect", str(a), str(aligned), "--epochs", "1", "--plane", "3", "--samples", "200", "--points", "3"]
+    assert main([*argv, "--no-progress", "--out", str(curve)]) == 0
+    assert file_category(curve) == "curve" and file_category(tmp_path / "curve_plane.h5") == "curve_plane"
     for argv, message in [
         (["barrier", str(a), "--out", str(tmp_path / "x.h5")], "give two models A and B, got 1"),
         (["connect", str(a), str(b), "--bends", "20", "--out", str(tmp_path / "x.h5")], "bends must be"),
@@ -294,3 +298,33 @@ def test_the_commands_write_what_the_functions_compute(runs, tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_the_plane_of_a_curve_holds_both_models_and_the_bend(tmp_path):
+    """Garipov et al.'s plane: at the origin the first model's loss, on the x axis at |θ_b - θ_a| the second's, at
+    the bend's projection the bend's loss — each evaluated by hand; the curve is the surface's path."""
+    a, b = trained(0, bn=False, lr=0.02), trained(1, bn=False, lr=0.02)
+    x, y, _, _ = digits()
+    problem = landscape.Problem(a, {"train": (x, y)})
+    curve = landscape.connect(problem, b, epochs=2, points=5, progress=False, out=tmp_path / "curve.h5")
+    sa, sb = a.state_dict(), b.state_dict()
+    names = [n for n, _ in a.named_parameters()]
+    flat = lambda d: torch.cat([d[n].reshape(-1).double() for n in names])  # noqa: E731
+    u, w = flat(sb) - flat(sa), flat(curve.bends[0]) - flat(sa)
+    e1 = u / u.norm()
+    e2 = (w - (w @ e1) * e1) / (w - (w @ e1) * e1).norm()
+    xs, ys = [0.0, float(w @ e1), float(u.norm())], [0.0, float(w @ e2)]
+    plane = landscape.curve_plane(problem, tmp_path / "curve.h5", x=xs, y=ys, progress=False, out=tmp_path / "p.h5")
+
+    def loss(state):
+        with torch.no_grad():
+            return float(F.cross_entropy(functional_call(a, state, (x,)), y))
+
+    got = plane.values["train_loss"]  # (y, x)
+    assert got[0, 0] == pytest.approx(loss(sa), rel=1e-5)
+    assert got[0, 2] == pytest.approx(loss(sb), rel=1e-4)
+    assert got[1, 1] == pytest.approx(loss(curve.bends[0]), rel=1e-4)
+    assert plane.extras["proj_xcoord"][-1] == pytest.approx(float(u.norm()), rel=1e-5)
+    assert landscape.read(tmp_path / "p.h5").attrs["directions"] == "curve_plane"
+    with pytest.raises(ValueError, match="bend lies on the straight line"):
+        landscape.curve_plane(problem, landscape.connect(problem, b, epochs=0, points=3, progress=False))

@@ -29,6 +29,7 @@ read."""
 CONNECT_EXAMPLES = """examples:
   landscape connect runs/demo/sam/seed0/final.pt runs/demo/sam/seed1/final.pt --epochs 10 --out sam_curve.h5
   landscape connect A.pt B.pt --curve polychain --bends 3 --align weights --out chain.h5
+  landscape connect A.pt B.pt --align weights --plane 21 --out curve.h5    # and curve_plane.h5: Garipov's figure
   landscape connect A.pt B.pt --epochs 20 --out curve.h5 --resume      # after an interruption
 
 Trains the bends of a Bezier curve (or polygonal chain) from A to B on the training split: every batch draws t
@@ -75,6 +76,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--epochs", type=INDEX, default=10, help="passes over the training split [%(default)s]")
     c.add_argument("--lr", type=checked(float), default=0.05, help="SGD learning rate, momentum 0.9 [%(default)s]")
     c.add_argument("--seed", type=INDEX, default=0, help="seed of the t drawn per batch [%(default)s]")
+    c.add_argument(
+        "--plane",
+        type=COUNT,
+        default=None,
+        metavar="N",
+        help="also the N x N loss surface in the plane of A, B and the bend, the curve drawn on it (OUT_plane.h5)",
+    )
     _line_args(c, "curve", ("recompute", "eval"))
     c.set_defaults(run=run_connect)
 
@@ -184,6 +192,11 @@ def run_connect(args: argparse.Namespace) -> int:
 
     code = output(args, job)
     _report(found[0] if found else None, f"{args.curve} curve")
+    if args.plane and found:
+        plane = Path(args.out).with_name(f"{Path(args.out).stem}_plane.h5")
+        landscape.curve_plane(problem, args.out, points=args.plane, bn=args.bn, out=plane, **analysis_kwargs(args))
+        if is_main_process():
+            print(f"wrote {plane}")
     return code
 
 

@@ -138,11 +138,12 @@ def read_whole(f: h5py.File, name: str, path: str | Path) -> np.ndarray:
 
 
 CONNECTIVITY = ("barrier", "barrier_aligned", "curve")  # the straight line, the aligned line, a trained curve
+PLANE = "curve_plane"  # the 2-D surface in the plane of a curve (landscape.curve_plane)
 
 
 def is_surface(category: str | None) -> bool:
     """A category whose files :func:`~landscape.io.read_surface` reads."""
-    return bool(category) and (category.startswith("surface") or category in CONNECTIVITY)  # type: ignore[union-attr]
+    return bool(category) and (category.startswith("surface") or category in (*CONNECTIVITY, PLANE))  # type: ignore[union-attr]
 
 
 def inspect_file(path: str | Path) -> tuple[str | None, str | None]:
@@ -153,7 +154,8 @@ def inspect_file(path: str | Path) -> tuple[str | None, str | None]:
 
     Returns:
         ``(category, None)`` for an analysis file (``surface_1d``/``surface_2d``, the lines and curves between two
-        models :data:`CONNECTIVITY` (1-D surfaces too), or its ``kind``; loss-landscape's files are surfaces),
+        models :data:`CONNECTIVITY` (1-D surfaces too) and a curve's plane :data:`PLANE`, or its ``kind``;
+        loss-landscape's files are surfaces),
         ``(None, None)`` for another HDF5 file, ``(None, reason)`` for one this toolkit refuses or cannot read
         (links out of the file, a grid too large, not HDF5).
 
@@ -178,6 +180,8 @@ def inspect_file(path: str | Path) -> tuple[str | None, str | None]:
             if y is None and analysis in ("barrier", "curve"):
                 align = f.attrs.get("align", "none")
                 return ("curve" if analysis == "curve" else "barrier" if align == "none" else "barrier_aligned"), None
+            if y is not None and analysis == "plane":
+                return PLANE, None
             return ("surface_1d" if y is None else "surface_2d"), None
     except (OSError, ValueError) as e:
         return None, str(e).splitlines()[0]

@@ -32,6 +32,7 @@ from .style import (
     band_limits,
     human,
     log_ticks,
+    path_label,
     radius_label,
     run_title,
     series,
@@ -553,7 +554,7 @@ def _trajectory(ax, s: Surface) -> None:
             marker=".",
             markersize=4,
             linewidth=1,
-            label="training trajectory",
+            label=path_label(s),
         )
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.06), fontsize="small", frameon=False)
 

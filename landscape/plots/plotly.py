@@ -22,6 +22,7 @@ from .style import (
     band_limits,
     human,
     log_ticks,
+    path_label,
     plotly_series,
     radius_label,
     run_title,
@@ -151,7 +152,7 @@ def surface_2d(
                     x=s.extras["proj_xcoord"],
                     y=s.extras["proj_ycoord"],
                     mode="lines+markers",
-                    name="training trajectory",
+                    name=path_label(s),
                     line={"color": PALETTE[1]},
                 )
             )

@@ -127,6 +127,11 @@ def surface_title(s: Surface) -> str:
     return run_title(s.attrs) or s.path
 
 
+def path_label(s: Surface) -> str:
+    """What the path drawn on a 2-D surface is: a trained curve between two models, or a training trajectory."""
+    return "trained curve (A at the origin)" if s.attrs.get("directions") == "curve_plane" else "training trajectory"
+
+
 def axis_label(s: Surface, axis: str) -> str:
     """An axis of a surface in what it means: a PCA component and its variance, an eigenvector, a direction."""
     kind = s.attrs.get("directions")
@@ -138,6 +143,8 @@ def axis_label(s: Surface, axis: str) -> str:
         return f"eigenvector {1 if axis == 'x' else 2}"
     if kind == "interpolation":
         return "interpolation (0: A, 1: B)"
+    if kind == "curve_plane":
+        return "towards B (parameter distance)" if axis == "x" else "towards the bend, orthogonal (distance)"
     if kind == "curve":
         return f"t along the {s.attrs.get('curve') or 'trained'} curve (0: A, 1: B)"
     return f"{axis} direction"

@@ -7,13 +7,14 @@ from pathlib import Path
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
+from landscape.io.files import PLANE
 from landscape.plots.plotly import SURFACE_2D_KINDS
 
 from .. import views
 from ..catalog import Catalog
 from ..components import LOG_SCALE, file_choice, file_tab, guard
 
-SURFACES = ("surface_1d", "surface_2d")
+SURFACES = ("surface_1d", "surface_2d", PLANE)
 
 
 def tab() -> dcc.Tab:
