@@ -96,21 +96,25 @@ def weight_matching(
     perms = [torch.arange(g.size) for g in spec.groups] if perms is None else list(perms)
     todo = list(range(len(spec.groups)) if groups is None else groups)
     by_tensor = _by_tensor(spec)
+    matched = [[axis for axis in group.axes if axis.name in a] for group in spec.groups]
+    b32 = {axis.name: b[axis.name].float() for axes in matched for axis in axes}
+    rows_a = {  # a's side never changes: its unit rows once (float32 products, summed in float64)
+        (axis.name, axis.dim): unit_rows(a[axis.name].float(), axis, group.size)
+        for group, axes in zip(spec.groups, matched)
+        for axis in axes
+    }
     rng = np.random.default_rng(seed)
     for _ in range(max_iter):
         improved = False
         for g in rng.permutation(todo):
             group = spec.groups[g]
             cost = torch.zeros(group.size, group.size, dtype=torch.float64)
-            for axis in group.axes:
-                if axis.name not in a:
-                    continue
-                wb = b[axis.name]
+            for axis in matched[g]:
+                wb = b32[axis.name]
                 for other_g, other in by_tensor[axis.name]:
                     if other.dim != axis.dim:
                         wb = permute_axis(wb, other, perms[other_g])
-                rows_a = unit_rows(a[axis.name].double(), axis, group.size)
-                cost += rows_a @ unit_rows(wb.double(), axis, group.size).T
+                cost += (rows_a[axis.name, axis.dim] @ unit_rows(wb, axis, group.size).T).double()
             _, cols = linear_sum_assignment(cost.numpy(), maximize=True)
             new = torch.as_tensor(cols)
             gain = cost[torch.arange(group.size), new].sum() - cost[torch.arange(group.size), perms[g]].sum()
