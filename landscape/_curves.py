@@ -82,7 +82,7 @@ def train_epoch(
     same ``t`` and takes its part of each batch; gradients are summed over the ranks."""
     bends = [t for c in controls[1:-1] for t in c.values()]
     names = list(controls[0])
-    total, seen = 0.0, 0.0
+    sums = torch.zeros(2, dtype=torch.float64)  # this rank's part of (loss x batch weight, batch weight)
     with problem.session():
         for m in problem.model.modules():
             m.train(isinstance(m, _BatchNorm))  # batch statistics; dropout and the rest as in evaluation
@@ -98,9 +98,10 @@ def train_epoch(
                 (loss * share).backward()
             ranks.sum_([b.grad for b in bends if b.grad is not None])
             optimizer.step()
-            total, seen = total + float(loss.detach()) * float(n), seen + float(n)
+            sums += torch.tensor([float(loss.detach()) * share * float(n), share * float(n)], dtype=torch.float64)
             bar.update(1)
-    return total / max(seen, 1.0)
+    ranks.sum_([sums])
+    return float(sums[0] / sums[1].clamp_min(1e-30))
 
 
 def default_optimizer(lr: float) -> Callable[[list[Tensor]], torch.optim.Optimizer]:

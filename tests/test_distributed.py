@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import landscape
 from landscape.io import read_sweep
 from landscape.io.hessian import read_hessian
 
@@ -170,3 +171,16 @@ def test_hessian_and_sweep_on_two_ranks_equal_one_process(runs, tmp_path):
     w1, w2 = read_sweep(tmp_path / "w1.h5"), read_sweep(tmp_path / "w2.h5")
     np.testing.assert_allclose(w2.values["losses"], w1.values["losses"], rtol=1e-5)
     np.testing.assert_allclose(w2.values["accs"], w1.values["accs"], rtol=1e-12)  # counts summed in another order
+
+
+def test_a_curve_trained_on_two_ranks_is_the_curve_of_one_process(mlp_runs, tmp_path):
+    """``landscape connect`` under torchrun: every rank draws the same t and takes its half of each batch, the
+    gradients summed (a BatchNorm-free model: the same steps up to float sums); the points are shared out."""
+    args = ["connect", str(mlp_runs / "erm" / "one" / "final.pt"), str(mlp_runs / "sam" / "one" / "final.pt")]
+    args += ["--epochs", "2", "--samples", "300", "--batch-size", "100", "--points", "5", "--no-progress"]
+    cli(*args, "--out", str(tmp_path / "one.h5"))
+    torchrun("-m", "landscape.apps.cli", *args, "--out", str(tmp_path / "two.h5"), port=29534)
+    one, two = landscape.read(tmp_path / "one.h5"), landscape.read(tmp_path / "two.h5")
+    np.testing.assert_allclose(two.values["train_loss"], one.values["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(two.extras["train_loss_history"], one.extras["train_loss_history"], rtol=1e-5)
+    assert two.attrs["barrier_train"] == pytest.approx(one.attrs["barrier_train"], rel=1e-4, abs=1e-7)
