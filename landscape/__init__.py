@@ -45,6 +45,7 @@ _EXPORTS = {
     "curve_plane": "connectivity",
     "Curve": "connectivity",
     "align": "alignment",
+    "CurvatureTracker": "tracking",
     "fit": "trainers.loop",
 }
 
@@ -78,6 +79,7 @@ __all__ = [
     "save_snapshot",
     "compare",
     "CurvatureOperator",
+    "CurvatureTracker",
     "fit",
     # results and their files
     "Surface",

@@ -46,11 +46,14 @@ def lanczos(
     max_iter: int | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    start: Tensor | None = None,
 ) -> EigenResult:
     """Top-``k`` (``which="largest"``) or bottom-``k`` (``"smallest"``) eigenpairs of a symmetric operator.
 
     Krylov vectors are kept in float64 on ``device`` (``max_iter`` x ``n`` numbers; the
-    default ``max_iter`` is ``min(n, max(4k + 20, 40))``).
+    default ``max_iter`` is ``min(n, max(4k + 20, 40))``). ``start`` (``(n,)`` or ``(n, j)``): a warm start, e.g.
+    the eigenvectors of a nearby operator: the first Krylov vector is their sum plus a little of the seeded random
+    one (so that no eigenvector is missed by being orthogonal to the start).
     """
     if which not in WHICH:
         raise ValueError(f"unknown which {which!r}; expected one of {WHICH}")
@@ -60,6 +63,11 @@ def lanczos(
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(n, generator=g, dtype=torch.float64).to(device)
     q /= q.norm()
+    if start is not None:
+        warm = start.to(device, torch.float64).reshape(n, -1)
+        warm = (warm / warm.norm(dim=0).clamp_min(1e-30)).sum(1)
+        q = warm / warm.norm().clamp_min(1e-30) + 1e-2 * q
+        q /= q.norm()
     basis: list[Tensor] = []
     alpha: list[float] = []
     beta: list[float] = []

@@ -258,6 +258,20 @@ def history_curves(rows: list[dict]) -> dict:
     }
 
 
+CURVATURE = ("loss", "sharpness", "preconditioned", "grad_norm", "sharpness_threshold", "preconditioned_threshold")
+
+
+def curvature_curves(rows: list[dict]) -> dict:
+    """A run's tracked curvature (``curvature.jsonl``) as per-step arrays of :data:`CURVATURE` (``sharpness``: the
+    top Hessian eigenvalue; NaN where a row lacks a measure)."""
+
+    def column(key: str) -> np.ndarray:
+        return np.array([r[key] if isinstance(r.get(key), (int, float)) else np.nan for r in rows], float)
+
+    top = [r["eigenvalues"][0] if isinstance(r.get("eigenvalues"), list) and r["eigenvalues"] else np.nan for r in rows]
+    return {"step": column("step"), **{k: column(k) for k in CURVATURE if k != "sharpness"}, "sharpness": np.array(top)}
+
+
 def pooled_bins(bins: list[dict]) -> dict:
     """Reliability bins of several prediction sets pooled (sums add up): the union's diagram and ECE."""
     out = {"edges": bins[0]["edges"]}

@@ -17,8 +17,10 @@ import numpy as np
 from landscape._system.files import json_text, write_files
 
 from .groups import (
+    CURVATURE,
     HISTORY,
     Group,
+    curvature_curves,
     describe,
     group_runs,
     history_curves,
@@ -315,6 +317,13 @@ def overlay_figures(
     ]
     if histories:
         figs["training"] = lib.training_curves(histories)
+    tracked = [
+        (g.name, mean_curves([curvature_curves(r.curvature) for r in g.runs if r.curvature], "step", CURVATURE))
+        for g in groups
+        if want("curvature") and any(r.curvature for r in g.runs)
+    ]
+    if tracked:
+        figs["curvature"] = lib.sharpness_curves(tracked)
     slices = per_group("surface_1d|surface_2d", _slice, mean_surface) if want("slices") else []
     if slices:
         figs["slices"] = lib.compare_slices(slices, log=log or None)
@@ -415,6 +424,8 @@ CAPTIONS = {
     "corruption_errors": "Corruption error CE_c = sum_s E(c,s) / sum_s E_baseline(c,s) per corruption, the clean error "
     "ratio, and mCE (mean CE over the common corruptions), a group's mean over its seeds; on a log "
     "scale centred at 1: below 1 (blue) is more robust than the baseline.",
+    "curvature": "Curvature tracked during training (curvature.jsonl): the loss on the tracked data and the top "
+    "Hessian eigenvalue against the step, the stability threshold 2/η dotted (Cohen et al. 2021)." + SPREAD,
     "connectivity": "Loss and accuracy from one seed's minimum (t=0) to another's (t=1): the straight line, the line "
     "after permutation alignment, and a trained curve, each a group's mean over its pairs of seeds (test split where "
     "evaluated).",

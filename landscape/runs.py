@@ -11,6 +11,7 @@ from landscape.trainers.checkpoint import read_checkpoint
 from landscape.trainers.rundir import (
     AVERAGES,
     CONFIG,
+    CURVATURE,
     METRICS_FILE,
     SWA,
     check_rows,
@@ -21,6 +22,7 @@ from landscape.trainers.rundir import (
 )
 
 from .io import inspect_file
+from .io.curvature import read_curvature
 from .io.files import read_attrs
 
 
@@ -39,6 +41,7 @@ class Run:
         ignored: ``(category, file)`` of further files of a category already found.
         problems: ``(file, why)`` of analysis files left out (unreadable, or behind a link out of the root).
         history: one metrics row per epoch.
+        curvature: the curvature tracked during training (``curvature.jsonl``), one row per measurement.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Run:
     ignored: list[tuple[str, Path]] = field(default_factory=list)  # (category, file) beyond the first
     problems: list[tuple[Path, str]] = field(default_factory=list)  # (file, why) analysis files left out
     history: list[dict] = field(default_factory=list)  # one metrics row per epoch
+    curvature: list[dict] = field(default_factory=list)  # curvature.jsonl: one row per tracked step
 
 
 def _cost(history: list[dict]) -> dict:
@@ -108,6 +112,8 @@ def find_run(path: str | Path, name: str | None = None, root: str | Path | None 
         check_rows([swa], path / AVERAGES)  # its numbers as a metrics row's: a wrong type is refused, not skipped
         metrics.update({k: v for k, v in swa.items() if k in ("test_error", "test_nll", "test_ece")})
     run = Run(name or path.name, path, config, metrics, source, ckpt, history=history)
+    if (path / CURVATURE).is_file():
+        run.curvature = read_curvature(within(path / CURVATURE, root))[0]
     for f in sorted(path.glob("*.h5")):
         try:
             category, reason = inspect_file(within(f, root))

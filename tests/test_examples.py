@@ -62,3 +62,17 @@ def test_tiny_transformer_example_refuses_train_mode_and_analyses_a_block(tmp_pa
     assert "train mode is refused: model: the same data['train'] gave the loss" in out
     assert "attention block only (1088 parameters)" in out
     assert read_surface(tmp_path / "surface_2d.h5").complete
+
+
+def test_gradient_descent_reaches_the_edge_of_stability_and_hovers_there(tmp_path):
+    """Cohen et al. 2021 on a tanh MLP with MSE, η = 0.2: the tracked top eigenvalue starts below 2/η, rises to it
+    (progressive sharpening), then hovers: its median from there within 10 % of 2/η, never above 1.25 x 2/η."""
+    out = run_example("edge_of_stability", "--steps", "1200", "--out", str(tmp_path))
+    summary = json.loads(out.splitlines()[0])
+    limit = summary["threshold"]
+    assert limit == pytest.approx(10.0)
+    assert summary["first"] < limit and summary["reached_at_step"] is not None
+    assert abs(summary["median_after"] - limit) < 0.1 * limit and summary["max"] < 1.25 * limit
+    rows = [json.loads(line) for line in (tmp_path / "curvature.jsonl").read_text().splitlines()]
+    assert len(rows) == 25 and rows[-1]["step"] == 1200
+    assert (tmp_path / "edge_of_stability.png").stat().st_size > 20_000

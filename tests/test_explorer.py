@@ -438,9 +438,12 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         losses = connected_pair(folder)
         wait_for(lambda: "18 analysis files" in page.locator("#status").inner_text())
         page.get_by_text("Connectivity", exact=True).click()
-        traces = wait_for(lambda: figure(page, "connectivity-graph"))
-        drawn = {t["name"]: t["y"] for t in traces if t["yaxis"] == "y"}  # the loss panel (accuracy: y2)
-        assert len(drawn) == 3, drawn
+
+        def loss_panel():  # the loss panel's lines (accuracy: y2), once all three files are drawn
+            drawn = {t["name"]: t["y"] for t in figure(page, "connectivity-graph") if t["yaxis"] == "y"}
+            return drawn if len(drawn) == 3 else None
+
+        drawn = wait_for(loss_panel)
         np.testing.assert_allclose(drawn["trained curve (curve_b), train"], losses["curve_b"])
         np.testing.assert_allclose(drawn["aligned line (barrier_aligned_b), train"], losses["barrier_aligned_b"])
         page.screenshot(path=shots / "connectivity.png", full_page=True)

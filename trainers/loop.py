@@ -44,6 +44,7 @@ def fit(
     world: int = 1,
     check: Callable[[float, int], None] | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    on_step: Callable[[int, Any], object] | None = None,
     progress: bool = True,
     desc: str = "train",
 ) -> list[dict]:
@@ -74,6 +75,8 @@ def fit(
         check: ``check(loss, epoch)`` sees the running loss every :data:`CHECK_EVERY` steps on one process and the
             epoch's loss at its end (raise to stop, e.g. on a non-finite loss).
         on_epoch_end: ``on_epoch_end(epoch, row)`` may add to the row (evaluation) and save.
+        on_step: ``on_step(step, optimizer)`` before every step, ``step`` counted over the run from 0 (the epochs
+            before ``start`` counted by ``len(loader)``), e.g. a :class:`~landscape.CurvatureTracker`'s ``step``.
         progress: show a progress bar.
         desc: the progress bar's label.
 
@@ -90,6 +93,7 @@ def fit(
     history = []
     names = list(metrics or {})
     classification = True
+    done = start * len(loader) if on_step is not None and start and hasattr(loader, "__len__") else 0  # type: ignore[arg-type]
     for epoch in range(start, epochs):
         lr = lr_at(epoch) if lr_at is not None else optimizer.param_groups[0]["lr"]
         for g in optimizer.param_groups:
@@ -102,6 +106,9 @@ def fit(
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False, disable=not progress)
         steps = 0
         for step, batch in enumerate(bar):
+            if on_step is not None:
+                on_step(done, optimizer)
+                done += 1
             closure = LossClosure(model, batch, loss, metrics=metrics, autocast_dtype=autocast)
             classification = closure.classification
             first = step == 0 and epoch == start

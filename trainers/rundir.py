@@ -13,6 +13,7 @@ from pathlib import Path
 
 CONFIG = "config.json"
 METRICS_FILE = "metrics.jsonl"
+CURVATURE = "curvature.jsonl"  # the curvature tracked during training (--track-curvature)
 FINAL = "final.pt"
 CHECKPOINTS = "checkpoints"
 AVERAGES = "averages.json"  # the test metrics of final_swa.pt / final_ema.pt

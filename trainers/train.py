@@ -32,7 +32,16 @@ from .loop import fit
 from .metrics import evaluate
 from .models import MODELS, create_model
 from .optim import build_method, method_info
-from .rundir import AVERAGES, CHECKPOINTS, CONFIG, FINAL, METRICS_FILE, checkpoint_path, newest_checkpoint
+from .rundir import (
+    AVERAGES,
+    CHECKPOINTS,
+    CONFIG,
+    CURVATURE,
+    FINAL,
+    METRICS_FILE,
+    checkpoint_path,
+    newest_checkpoint,
+)
 from .schedules import SCHEDULES, lr_factor
 
 MAX_CROP_PADDING = 64  # pixels of zero padding before a random crop (CIFAR's customary 4)
@@ -80,6 +89,11 @@ class TrainConfig:
         swa_lr: the constant learning rate of the epochs after ``swa_start`` (``None``: the schedule goes on).
         ema: keep an exponential moving average of the weights and buffers, ``decay`` per step, saved as
             ``final_ema.pt``.
+        track_curvature: measure the curvature every this many steps (:class:`~landscape.CurvatureTracker`: the top
+            Hessian eigenvalue, the gradient norm, the directional sharpness and critical learning rate along the
+            update, SAM's sharpness for SAM and ASAM) into ``curvature.jsonl``.
+        track_data: the training examples it is measured on: a fixed subset of this many, seeded with ``seed``
+            (``None``: all of them), normalized, not augmented.
         model_kwargs: the model's own options (e.g. ``{"width": 16}``).
         hparams: the method's hyperparameters (unset ones take the method's defaults).
     """
@@ -113,6 +127,8 @@ class TrainConfig:
     swa_start: int | None = None  # stochastic weight averaging from the end of this epoch (1-based) on
     swa_lr: float | None = None  # the constant learning rate after swa_start (None: the schedule's)
     ema: float | None = None  # an exponential moving average of the weights with this decay per step
+    track_curvature: int | None = None  # measure the curvature every this many steps (curvature.jsonl)
+    track_data: int | None = None  # on a fixed subset of this many training examples (None: all)
     model_kwargs: dict = field(default_factory=dict)
     hparams: dict = field(default_factory=dict)  # the method's hyperparameters (unset ones take defaults)
 
@@ -163,6 +179,12 @@ class TrainConfig:
             raise ValueError(f"swa_lr={self.swa_lr} needs swa_start= and must be finite and > 0")
         if self.ema is not None and not 0 <= self.ema < 1:
             raise ValueError(f"ema={self.ema} must be a decay in [0, 1)")
+        for name in ("track_curvature", "track_data"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        if self.track_data is not None and self.track_curvature is None:
+            raise ValueError("track_data= needs track_curvature=")
         if self.accumulate > self.batch_size // world:
             raise ValueError(
                 f"accumulate={self.accumulate} is more micro-batches than the {self.batch_size // world} images of a "
@@ -436,6 +458,7 @@ def _train(
             f"{row['test_ece']:.4f} | lr {row['lr']:.4g} | {train_seconds:.1f}s"
         )
 
+    tracker = _tracker(cfg, model, ds.spec(), device, out) if cfg.track_curvature else None
     fit(
         model,
         train_loader,
@@ -451,6 +474,7 @@ def _train(
         world=group.world,
         check=lambda loss, epoch: _check_finite(loss, model, cfg, epoch, out),
         on_epoch_end=end_of_epoch,
+        on_step=tracker.step if tracker is not None else None,
         progress=progress and main,
         desc=cfg.method,
     )
@@ -471,6 +495,22 @@ def _train(
         if records:  # the averaged models' test metrics, read by the run model without loading a checkpoint
             write_json(out / AVERAGES, records)
     return group.broadcast(history[-1] if history else {})
+
+
+def _tracker(cfg: TrainConfig, model: nn.Module, spec: dict, device: torch.device, out: Path):
+    """The run's curvature tracker: the live model on its fixed subset of the training set (normalized as in
+    training, not augmented), appending to ``curvature.jsonl`` (a resumed run goes on where it stopped)."""
+    from landscape._evaluation import eval_sets
+    from landscape.problem import Problem
+    from landscape.tracking import CurvatureTracker
+
+    sets = eval_sets(
+        spec, ["train"], samples=cfg.track_data, seed=cfg.seed, data_root=cfg.data_root, device=device,
+        batch_size=cfg.eval_batch_size,
+    )  # fmt: skip
+    problem = Problem(model, sets, nn.CrossEntropyLoss(), device=device, check=False)
+    measures = ("eigenvalues", "grad_norm", "update") + (("sam",) if cfg.method in ("sam", "asam") else ())
+    return CurvatureTracker(problem, every=cast(int, cfg.track_curvature), measures=measures, out=out / CURVATURE)
 
 
 def _averages(model: nn.Module, cfg: TrainConfig) -> dict[str, AveragedModel]:

@@ -114,7 +114,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     g = p.add_argument_group("optimization")
     g.add_argument("--epochs", type=COUNT, default=d.epochs, help="[%(default)s]")
-    g.add_argument("--batch-size", type=COUNT, default=d.batch_size, help="[%(default)s]")
+    g.add_argument(
+        "--batch-size",
+        type=batch_size,
+        default=d.batch_size,
+        help="images per step, or full: the whole training set (full-batch gradient descent) [%(default)s]",
+    )
     g.add_argument("--eval-batch-size", type=COUNT, default=d.eval_batch_size, help="[%(default)s]")
     g.add_argument("--lr", type=NONNEGATIVE, default=d.lr, help="base SGD learning rate [%(default)s]")
     g.add_argument("--momentum", type=number(float, least=0, most=1), default=d.momentum, help="[%(default)s]")
@@ -157,6 +162,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="an exponential moving average of the weights (and buffers), DECAY per step, saved as final_ema.pt [off]",
     )
     g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="[%(default)s]")
+    g.add_argument(
+        "--track-curvature",
+        type=COUNT,
+        default=None,
+        metavar="EVERY",
+        help="measure the top Hessian eigenvalue, gradient norm, directional sharpness and critical learning rate "
+        "every EVERY steps into curvature.jsonl (SAM and ASAM: their sharpness too) [off]",
+    )
+    g.add_argument(
+        "--track-data",
+        type=COUNT,
+        default=None,
+        metavar="N",
+        help="with --track-curvature: on a fixed seeded subset of N training images [all]",
+    )
     g.add_argument("--crop-padding", type=INDEX, default=None, help="random-crop padding (default: the dataset's)")
     g.add_argument(
         "--hflip",
@@ -233,6 +253,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def batch_size(text: str) -> int | str:
+    """A batch size, or ``full`` (resolved to the training set's size when the dataset is known)."""
+    return "full" if text == "full" else COUNT(text)
+
+
+def training_size(args: argparse.Namespace) -> int:
+    """``--batch-size full``: the number of training images of ``--dataset``."""
+    from landscape.data import load_dataset
+
+    return len(load_dataset(args.dataset, args.data_root).train_y)
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     hparams = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
     accepted = METHODS[args.method].hparams if args.method in METHODS else {}
@@ -247,7 +279,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         dataset=args.dataset,
         data_root=args.data_root,
         epochs=args.epochs,
-        batch_size=args.batch_size,
+        batch_size=training_size(args) if args.batch_size == "full" else args.batch_size,
         eval_batch_size=args.eval_batch_size,
         lr=args.lr,
         momentum=args.momentum,
@@ -271,6 +303,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         swa_start=args.swa_start,
         swa_lr=args.swa_lr,
         ema=args.ema,
+        track_curvature=args.track_curvature,
+        track_data=args.track_data,
         model_kwargs=dict(args.model_arg),
         hparams=hparams,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import dash_ag_grid as dag
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
@@ -65,9 +67,12 @@ def grid(grid_id: str, table: list[tuple], row_id: str, *, spread: bool = False,
     )
 
 
-def file_choice(app: Dash, view: str, categories: tuple[str, ...]) -> None:
+def file_choice(
+    app: Dash, view: str, categories: tuple[str, ...], depends: Callable[[dict, str], list[str]] | None = None
+) -> None:
     """Keep ``<view>-file`` offering the snapshot's files of ``categories`` (the choice kept while it exists), and
-    ``<view>-version`` following the chosen file, so the view redraws when that file changes, not on every scan."""
+    ``<view>-version`` following the chosen file (or the files ``depends(snapshot, chosen)`` names), so the view
+    redraws when they change, not on every scan."""
 
     @app.callback(
         Output(f"{view}-file", "options"),
@@ -81,11 +86,14 @@ def file_choice(app: Dash, view: str, categories: tuple[str, ...]) -> None:
         options = views.file_options(snap, categories)
         return options, keep(chosen, options)
 
-    track_version(app, view, f"{view}-file", "files")
+    track_version(app, view, f"{view}-file", "files", depends)
 
 
-def track_version(app: Dash, view: str, chooser: str, what: str) -> None:
-    """``<view>-version``: what the view shows, as (path, mtime, size) of its files or its runs' rows."""
+def track_version(
+    app: Dash, view: str, chooser: str, what: str, depends: Callable[[dict, str], list[str]] | None = None
+) -> None:
+    """``<view>-version``: what the view shows, as (path, mtime, size) of its files or its runs' rows (``depends``:
+    the files a chosen file's view also draws)."""
 
     @app.callback(
         Output(f"{view}-version", "data"),
@@ -95,6 +103,8 @@ def track_version(app: Dash, view: str, chooser: str, what: str) -> None:
     )
     def follow(snap, chosen, current):
         chosen = chosen if isinstance(chosen, list) else [chosen] if chosen else []
+        if depends is not None and snap:
+            chosen = [rel for c in chosen for rel in depends(snap, c)]
         new = views.version(snap, **{what: chosen})
         return no_update if new == current else new
 

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import plotly.graph_objects as go
 
-from landscape.groups import Group, group_runs, history_curves, settings
+from landscape.groups import Group, curvature_curves, group_runs, history_curves, settings
 from landscape.io import Surface, read_surface, read_sweep
 from landscape.io.hessian import read_hessian
 from landscape.io.robustness import read_robustness
@@ -107,12 +107,20 @@ def surface_figure(
     return fig, list(s.values)
 
 
+def connectivity_files(snapshot: dict, rel: str) -> list[str]:
+    """The line and curve files of ``rel``'s run folder (what its Connectivity view draws)."""
+    chosen = next((e for e in snapshot["files"] if e["rel"] == rel), None)
+    if chosen is None:
+        return []
+    return [e["rel"] for e in snapshot["files"] if e["run"] == chosen["run"] and e["category"] in CONNECTIVITY_LABELS]
+
+
 def connectivity_figure(catalog: Catalog, rel: str, snapshot: dict, *, log: bool) -> go.Figure:
     """Every line and curve file of ``rel``'s run folder on one pair of axes (loss, accuracy) along t."""
     chosen = next((e for e in snapshot["files"] if e["rel"] == rel), None)
     if chosen is None:
         return message_figure(f"{rel} is no longer there")
-    siblings = [e for e in snapshot["files"] if e["run"] == chosen["run"] and e["category"] in CONNECTIVITY_LABELS]
+    siblings = [e for e in snapshot["files"] if e["rel"] in connectivity_files(snapshot, rel)]
     items = [
         (f"{CONNECTIVITY_LABELS[e['category']]} ({PurePosixPath(e['rel']).stem})", load_surface(catalog, e["rel"]))
         for e in siblings
@@ -152,7 +160,10 @@ def robustness_figures(catalog: Catalog, rel: str) -> list[go.Figure]:
     return [figs["by_severity"], figs["errors"], figs.get("ce") or message_figure("no baseline in this file: no CE")]
 
 
-COMPARE_FIGURES = ("training", "slices", "sweeps", "spectra", "surfaces", "robustness", "corruption_errors")
+COMPARE_FIGURES = (
+    "training", "curvature", "slices", "sweeps", "spectra", "surfaces", "robustness", "corruption_errors",
+    "connectivity",
+)  # fmt: skip
 COMPARE_VALUES = {
     "train_loss": "train loss",
     "test_loss": "test loss",
@@ -206,6 +217,14 @@ def training_figure(catalog: Catalog, runs: list[str]) -> go.Figure:
     if not items:
         return message_figure("none of the chosen runs has per-epoch metrics (metrics.jsonl)")
     return plot_plotly.training_curves(items)
+
+
+def curvature_figure(catalog: Catalog, runs: list[str]) -> go.Figure:
+    """Each chosen run's tracked curvature (curvature.jsonl), step by step: the edge-of-stability figure."""
+    items = [(r, curvature_curves(run.curvature)) for r in runs if (run := catalog.run(r)).curvature]
+    if not items:
+        return message_figure("none of the chosen runs tracked its curvature (landscape train --track-curvature)")
+    return plot_plotly.sharpness_curves(items)
 
 
 def run_detail(catalog: Catalog, rel: str) -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ from .style import (
     PALETTE,
     SEQUENTIAL,
     SPLIT_DASHES,
+    THRESHOLD_LABELS,
     TRAINING_PANELS,
     axis_label,
     band_limits,
@@ -423,6 +424,39 @@ def training_curves(items: list[tuple[str, dict]]) -> Figure:
     return fig
 
 
+def sharpness_curves(items: list[tuple[str, dict]]) -> Figure:
+    """The edge-of-stability figure (Cohen et al. 2021, figure 1): the loss on the tracked data and the top Hessian
+    eigenvalue (and Adam's preconditioned one) against the step, each run's stability threshold dotted, +-1 std
+    bands over seeds.
+
+    Args:
+        items: ``(label, curves)`` pairs: :func:`landscape.groups.curvature_curves` of a tracker's history, or their
+            mean over seeds with ``*_std``.
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
+    fig, (loss_ax, sharp_ax) = _subplots(1, 2, figsize=(10.5, 3.6), layout="constrained", sharex=True)
+    for i, (label, c) in enumerate(items):
+        style = {**series(i), "marker": None}
+        _split_line(loss_ax, c["step"], c["loss"], c.get("loss_std"), label, "train", style, markersize=0, floor=1e-12)
+        for key, what, dash in (("sharpness", "top eigenvalue", "train"), ("preconditioned", "preconditioned", "test")):
+            if np.isfinite(c.get(key, np.nan)).any():  # the preconditioned sharpness dashed
+                _split_line(sharp_ax, c["step"], c[key], c.get(f"{key}_std"), f"{label}: {what}", dash, style,
+                            markersize=0, floor=0.0)  # fmt: skip
+        for key, text in THRESHOLD_LABELS.items():
+            finite = np.asarray(c.get(key, [np.nan]), float)
+            finite = finite[np.isfinite(finite)]
+            if len(finite):  # constant under a constant learning rate; its last value otherwise
+                sharp_ax.axhline(finite[-1], color=style["color"], linestyle=":", linewidth=1, label=f"{label}: {text}")
+    if wants_log(*(c["loss"] for _, c in items)):
+        loss_ax.set_yscale("log")
+    loss_ax.set(xlabel="step", ylabel="loss", title="loss on the tracked data")
+    sharp_ax.set(xlabel="step", ylabel="sharpness", title="sharpness")
+    _legend_outside(sharp_ax)
+    return fig
+
+
 def compare_sweeps(
     items: list[tuple[str, Sweep]], *, value: str = "loss", log: bool = False, legend: bool = True
 ) -> Figure:
@@ -655,6 +689,7 @@ __all__ = [
     "sweep_curves",
     "reliability_diagram",
     "training_curves",
+    "sharpness_curves",
     "compare_slices",
     "compare_surfaces",
     "compare_sweeps",

@@ -17,6 +17,7 @@ from ..io.robustness import Robustness, severity_curves
 from .style import (
     PALETTE,
     PLOTLY_SPLIT_DASHES,
+    THRESHOLD_LABELS,
     TRAINING_PANELS,
     axis_label,
     band_limits,
@@ -438,6 +439,40 @@ def training_curves(items: list[tuple[str, dict]]) -> go.Figure:
     return fig
 
 
+def sharpness_curves(items: list[tuple[str, dict]]) -> go.Figure:
+    """The edge-of-stability figure (Cohen et al. 2021, figure 1): the loss on the tracked data and the top Hessian
+    eigenvalue (and Adam's preconditioned one, dashed) against the step, each run's stability threshold dotted,
+    +-1 std error bars over seeds.
+
+    Args:
+        items: ``(label, curves)`` pairs: :func:`landscape.groups.curvature_curves` of a tracker's history, or their
+            mean over seeds with ``*_std``.
+
+    Returns:
+        A plotly ``Figure``.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["loss on the tracked data", "sharpness"])
+    for i, (label, c) in enumerate(items):
+        style = plotly_series(i)
+        fig.add_trace(_split_trace(c["step"], c["loss"], c.get("loss_std"), label, "train", style), row=1, col=1)
+        for key, what, dash in (("sharpness", "top eigenvalue", "train"), ("preconditioned", "preconditioned", "test")):
+            if np.isfinite(c.get(key, np.nan)).any():
+                trace = _split_trace(c["step"], c[key], c.get(f"{key}_std"), f"{label}: {what}", dash, style)
+                fig.add_trace(trace, row=1, col=2)
+        for key, text in THRESHOLD_LABELS.items():
+            finite = np.asarray(c.get(key, [np.nan]), float)
+            finite = finite[np.isfinite(finite)]
+            if len(finite):
+                fig.add_hline(y=float(finite[-1]), line={"color": style["line"]["color"], "dash": "dot", "width": 1},
+                              annotation_text=f"{label}: {text}", row=1, col=2)  # fmt: skip
+    fig.update_xaxes(title_text="step")
+    logged = wants_log(*(c["loss"] for _, c in items))
+    fig.update_yaxes(type="log" if logged else "linear", title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="sharpness", row=1, col=2)
+    fig.update_layout(template=TEMPLATE, title="curvature during training")
+    return fig
+
+
 def compare_sweeps(items: list[tuple[str, Sweep]], *, value: str = "loss", log: bool = False) -> go.Figure:
     """One panel per perturbation kind; one line per run (or group mean): the loss increase over the unperturbed
     loss with a +-1 std band (over trials, or over seeds for a group).
@@ -693,6 +728,7 @@ __all__ = [
     "sweep_curves",
     "reliability_diagram",
     "training_curves",
+    "sharpness_curves",
     "compare_slices",
     "compare_surfaces",
     "compare_sweeps",

@@ -127,6 +127,9 @@ def surface_title(s: Surface) -> str:
     return run_title(s.attrs) or s.path
 
 
+THRESHOLD_LABELS = {"sharpness_threshold": "2/η (stability)", "preconditioned_threshold": "2(1+β₁)/((1-β₁)η)"}
+
+
 def path_label(s: Surface) -> str:
     """What the path drawn on a 2-D surface is: a trained curve between two models, or a training trajectory."""
     return "trained curve (A at the origin)" if s.attrs.get("directions") == "curve_plane" else "training trajectory"

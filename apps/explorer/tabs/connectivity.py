@@ -22,7 +22,7 @@ def tab() -> dcc.Tab:
 
 
 def register(app: Dash, catalog: Catalog) -> None:
-    file_choice(app, "connectivity", CONNECTIVITY)
+    file_choice(app, "connectivity", CONNECTIVITY, views.connectivity_files)  # redrawn when any of them changes
 
     @app.callback(
         Output("connectivity-graph", "figure"),

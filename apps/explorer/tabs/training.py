@@ -1,4 +1,4 @@
-"""Training: loss, error and ECE per epoch from the chosen runs' metrics.jsonl."""
+"""Training: loss, error and ECE per epoch from the chosen runs' metrics.jsonl, and the curvature they tracked."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def tab() -> dcc.Tab:
         children=[
             controls(dcc.Dropdown(id="training-runs", multi=True, placeholder="runs", style={"width": "40em"})),
             dcc.Graph(id="training-graph"),
+            dcc.Graph(id="training-curvature"),
         ],
     )
 
@@ -33,8 +34,13 @@ def register(app: Dash, catalog: Catalog) -> None:
         names = [r["run"] for r in snap["runs"]]
         return names, [r for r in chosen or [] if r in names] or names[:1]
 
-    @app.callback(Output("training-graph", "figure"), Input("training-runs", "value"), Input("snapshot", "data"))
+    @app.callback(
+        Output("training-graph", "figure"),
+        Output("training-curvature", "figure"),
+        Input("training-runs", "value"),
+        Input("snapshot", "data"),
+    )
     def show(runs, _):
         if not runs:
-            return views.message_figure("choose runs")
-        return guard(views.training_figure, catalog, runs)
+            return views.message_figure("choose runs"), views.message_figure("choose runs")
+        return guard(views.training_figure, catalog, runs), guard(views.curvature_figure, catalog, runs)
