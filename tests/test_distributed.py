@@ -1,6 +1,7 @@
 """Several processes (torchrun, gloo, 2 ranks on CPU) compute what one process computes: training for ERM, SAM and
 DAMP, SyncBatchNorm, resume after kill -9 of one rank, and the Hessian and sweeps over sharded data."""
 
+import json
 import os
 import signal
 import subprocess
@@ -57,7 +58,8 @@ MLP = ["--model", "mlp", "--epochs", "2", "--no-progress"]
 def mlp_runs(tmp_path_factory):
     """ERM, SAM and DAMP (M = 4) on a BatchNorm-free MLP: one process, and two ranks via --nproc 2."""
     root = tmp_path_factory.mktemp("mlp")
-    for method, extra in (("erm", []), ("sam", []), ("damp", ["--num-splits", "4"])):
+    track = ["--track-curvature", "5", "--track-data", "300"]  # ERM tracks its curvature, on either side
+    for method, extra in (("erm", track), ("sam", []), ("damp", ["--num-splits", "4"])):
         cli("train", "--method", method, *extra, *MLP, "--out", str(root / method / "one"))
         r = cli("train", "--method", method, *extra, *MLP, "--nproc", "2", "--out", str(root / method / "two"))
         assert r.stdout.count(f"{method} epoch 2/2") == 1  # rank 0 alone reports
@@ -176,11 +178,25 @@ def test_hessian_and_sweep_on_two_ranks_equal_one_process(runs, tmp_path):
 def test_a_curve_trained_on_two_ranks_is_the_curve_of_one_process(mlp_runs, tmp_path):
     """``landscape connect`` under torchrun: every rank draws the same t and takes its half of each batch, the
     gradients summed (a BatchNorm-free model: the same steps up to float sums); the points are shared out."""
-    args = ["connect", str(mlp_runs / "erm" / "one" / "final.pt"), str(mlp_runs / "sam" / "one" / "final.pt")]
-    args += ["--epochs", "2", "--samples", "300", "--batch-size", "100", "--points", "5", "--no-progress"]
-    cli(*args, "--out", str(tmp_path / "one.h5"))
-    torchrun("-m", "landscape.apps.cli", *args, "--out", str(tmp_path / "two.h5"), port=29534)
-    one, two = landscape.read(tmp_path / "one.h5"), landscape.read(tmp_path / "two.h5")
+    a, b = mlp_runs / "erm" / "one" / "final.pt", mlp_runs / "sam" / "one" / "final.pt"
+    args = ["--epochs", "2", "--samples", "300", "--batch-size", "100", "--points", "3", "--no-progress"]
+    torchrun(
+        "-m", "landscape.apps.cli", "connect", str(a), str(b), *args, "--out", str(tmp_path / "two.h5"), port=29534
+    )
+    problem = landscape.Problem.from_checkpoint(a, samples=300, batch_size=100)
+    one = landscape.connect(problem, b, epochs=2, points=3, progress=False)
+    two = landscape.read(tmp_path / "two.h5")
     np.testing.assert_allclose(two.values["train_loss"], one.values["train_loss"], rtol=1e-5)
-    np.testing.assert_allclose(two.extras["train_loss_history"], one.extras["train_loss_history"], rtol=1e-5)
-    assert two.attrs["barrier_train"] == pytest.approx(one.attrs["barrier_train"], rel=1e-4, abs=1e-7)
+    np.testing.assert_allclose(two.extras["train_loss_history"], one.history, rtol=1e-5)
+    assert two.attrs["barrier_train"] == pytest.approx(one.barrier["train"], rel=1e-4, abs=1e-7)
+
+
+def test_the_curvature_tracked_on_two_ranks_is_that_of_one_process(mlp_runs):
+    """``--track-curvature`` under torchrun: each rank measures on its shard, products and gradients summed."""
+    one, two = ([json.loads(line) for line in (mlp_runs / "erm" / run / "curvature.jsonl").read_text().splitlines()]
+                for run in ("one", "two"))  # fmt: skip
+    assert [r["step"] for r in one] == [r["step"] for r in two] == list(range(0, 22, 5))
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(b["eigenvalues"], a["eigenvalues"], rtol=1e-4)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+        assert b["critical_lr"] == pytest.approx(a["critical_lr"], rel=1e-2)  # a bisection to 1e-3
