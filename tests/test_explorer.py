@@ -310,6 +310,8 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         cells = dict(zip(column(page, "groups-table", "group"), column(page, "groups-table", "test_error")))
         assert cells["erm"] == f"{np.mean(errors_erm):.2f} ± {np.std(errors_erm, ddof=1):.2f}"
         assert dict(zip(column(page, "groups-table", "group"), column(page, "groups-table", "n")))["erm"] == "2"
+        header = page.locator("#groups-table .ag-header-cell[col-id='n'] .ag-header-cell-text").bounding_box()
+        assert header and header["height"] < 24, header  # "seeds" on one line, not broken into "seed s"
         for col in ("test_error", "sharpness", "lambda_max", "trace", "mce"):
             right = page.locator(f"#groups-table .ag-header-cell[col-id='{col}']").bounding_box()
             assert right and right["x"] + right["width"] <= 1400, col  # no horizontal scrolling for these
@@ -345,6 +347,9 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         page.wait_for_selector("#surface-graph g.contour", timeout=20000)
         z = np.array(figure(page, "surface-graph")[0]["z"], float)
         np.testing.assert_allclose(z, np.log10(erm.values["train_loss"]), rtol=1e-9)  # erm/surface_2d.h5 comes first
+        shown = page.evaluate("() => document.querySelector('#surface-graph .js-plotly-plot')._fullLayout.xaxis.range")
+        span = erm.xcoordinates.max() - erm.xcoordinates.min()
+        assert shown[1] - shown[0] < 1.1 * span, (shown, span)  # equal axes do not widen the grid's range
         page.mouse.move(*page.evaluate(DATA_TO_PAGE, ["#surface-graph", 0.5, 0.0]))
         page.mouse.click(*page.evaluate(DATA_TO_PAGE, ["#surface-graph", 0.5, 0.0]))  # the grid point x = 0.5, y = 0
         cut = wait_for(
@@ -388,6 +393,11 @@ def test_explorer_in_the_browser(browser, folder, shots, tmp_path):
         assert sweeps
         surfaces = figure(page, "compare-surfaces")
         assert len(surfaces) == 2 and {t["coloraxis"] for t in surfaces} == {"coloraxis"}
+        widths = page.evaluate(
+            "() => { const l = document.querySelector('#compare-surfaces .js-plotly-plot')._fullLayout;"
+            " return [l.xaxis._length, l.xaxis2._length]; }"
+        )
+        assert abs(widths[0] - widths[1]) <= 1, widths  # the two panels equally wide
         wait_for(lambda: sorted(column(page, "compare-table", "group")) == ["erm", "sam"])
         assert dict(zip(column(page, "compare-table", "group"), column(page, "compare-table", "n"))) == {
             "erm": "2",

@@ -12,7 +12,7 @@ from landscape._system.files import write_files
 from landscape.io import Surface, read
 from landscape.plots import mpl as plot_mpl
 from landscape.plots import plotly as plot_plotly
-from landscape.plots.catalog import figures_for
+from landscape.plots.catalog import figure_file, figures_for
 from landscape.plots.vtp import surface_to_vtp
 
 from .commands import help_of
@@ -90,13 +90,15 @@ def run(args: argparse.Namespace) -> int:
         if static:
             for suffix, fig in figures_for(data, args.log, plot_mpl).items():
                 for fmt in static:
-                    files[f"{stem}_{suffix}.{fmt}"] = plot_mpl.to_bytes(fig, fmt)
+                    files[figure_file(stem, suffix, fmt)] = plot_mpl.to_bytes(fig, fmt)
         if args.vtp:
             for value in [v for v in data.values if v.endswith("_loss")]:
-                files[f"{stem}_{value}.vtp"] = surface_to_vtp(data, value, zmax=args.zmax, log=args.log).encode()
+                files[figure_file(stem, value, "vtp")] = surface_to_vtp(
+                    data, value, zmax=args.zmax, log=args.log
+                ).encode()
         if "html" in formats:  # standalone: plotly.js embedded, works offline
             for suffix, fig in figures_for(data, args.log, plot_plotly).items():
-                files[f"{stem}_{suffix}.html"] = fig.to_html(include_plotlyjs=True, full_html=True).encode()
+                files[figure_file(stem, suffix, "html")] = fig.to_html(include_plotlyjs=True, full_html=True).encode()
         write_files(out, files)
         for target in files:
             print(f"wrote {out / target}")

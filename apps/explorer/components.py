@@ -43,6 +43,8 @@ def file_tab(view: str, label: str, *extra, body: list) -> dcc.Tab:
 def _column(key: str, header: str, digits: int | None, spread: bool = False) -> dict:
     """A sortable, filterable column; a number printed with the report's digits (and ``± std`` in a groups table)."""
     col = {"field": key, "headerName": header, "sortable": True, "filter": True, "width": 150 if digits is None else 80}
+    # headers wrap between words, never inside one ("seed s"): room for the longest word and the menu icons
+    col["minWidth"] = 9 * max(len(word) for word in header.split()) + 48
     if digits is not None:
         col.update(type="numericColumn", filter="agNumberColumnFilter")
     if digits is not None and digits >= 0:
@@ -50,6 +52,7 @@ def _column(key: str, header: str, digits: int | None, spread: bool = False) -> 
         std = f"params.data['{key}_std'] == null ? '' : ' ± ' + params.data['{key}_std'].toFixed({digits})"
         col["valueFormatter"] = {"function": f"params.value == null ? '' : {fixed}" + (f" + ({std})" if spread else "")}
         col["width"] = 160 if spread else 112
+    col["width"] = max(col["width"], col["minWidth"])
     return col
 
 

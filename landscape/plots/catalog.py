@@ -14,6 +14,17 @@ from . import Renderer
 Calibration = tuple[str, dict]  # (label, reliability bins) of a checkpoint's test predictions
 
 
+def figure_file(stem: str, suffix: str, fmt: str) -> str:
+    """``stem_suffix.fmt`` without a word said twice where they meet (``seed0_sweep`` + ``sweep_loss`` is
+    ``seed0_sweep_loss``, not ``seed0_sweep_sweep_loss``)."""
+    head, tail = stem.split("_"), suffix.split("_")
+    for n in range(min(len(head), len(tail)), 0, -1):
+        if head[-n:] == tail[:n]:
+            tail = tail[n:]
+            break
+    return "_".join(head + tail) + f".{fmt}"
+
+
 def figures_for(data: Surface | Hessian | Sweep | Robustness | Calibration, log: bool, lib: Renderer) -> dict:
     """``{suffix: figure}`` for one result (as :func:`landscape.io.read` gives it), by its kind (``lib``:
     :mod:`.mpl` or :mod:`.plotly`)."""

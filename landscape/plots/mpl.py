@@ -175,7 +175,11 @@ def surface_2d(
         ax.plot_surface(X, Y, np.log10(Z) if logged else Z, cmap=SEQUENTIAL, linewidth=0, antialiased=True)
         if logged:  # heights are log10 values; the axis reads in real units
             ax.zaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{10**v:.3g}"))
-        ax.set_zlabel(label + (" (log scale)" if logged else ""))
+        for axis in (ax.xaxis, ax.yaxis, ax.zaxis):  # a few ticks: the 3-D axes are short, their labels long
+            axis.set_major_locator(MaxNLocator(nbins=4))
+        ax.set_zlabel(label + (" (log scale)" if logged else ""), labelpad=10)
+        ax.set_box_aspect(None, zoom=0.85)  # room for the labels inside the figure
+        ax.xaxis.labelpad = ax.yaxis.labelpad = 14  # the axis names clear of the tick labels
     else:
         fig, ax = _subplots(figsize=(5.4, 4.4), layout="constrained")
         if kind == "contour":
@@ -188,6 +192,8 @@ def surface_2d(
             mesh = ax.pcolormesh(X, Y, Z, cmap=SEQUENTIAL, norm=norm, shading="auto")
             _colorbar(fig, mesh, ax, label, norm)
         ax.set_aspect("equal")  # one unit of x is one unit of y: the basin's true shape
+        for axis in (ax.xaxis, ax.yaxis):  # labels that stay apart on the square plot
+            axis.set_major_locator(MaxNLocator(nbins=5))
         _trajectory(ax, s)
     ax.set_xlabel(axis_label(s, "x"))
     ax.set_ylabel(axis_label(s, "y"))
@@ -590,7 +596,7 @@ def _trajectory(ax, s: Surface) -> None:
             linewidth=1,
             label=path_label(s),
         )
-        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.06), fontsize="small", frameon=False)
+        ax.legend(loc="best", fontsize="small", framealpha=0.8)  # inside: above the axes it would meet the title
 
 
 def _band(ax, sw: Sweep, kind: str, value: str, label: str, style: dict) -> None:
@@ -645,7 +651,10 @@ def corruption_table(
     Returns:
         A matplotlib ``Figure``.
     """
-    fig, ax = _subplots(figsize=(0.55 * len(corruptions) + 2.8, 0.45 * len(labels) + 2.0), layout="constrained")
+    names = max((len(c) for c in corruptions), default=0)  # the column names stand upright below the table
+    fig, ax = _subplots(
+        figsize=(0.55 * len(corruptions) + 2.8, 0.45 * len(labels) + 1.3 + 0.075 * names), layout="constrained"
+    )
     values = np.asarray(values, dtype=float)
     if center is not None:
         logs = np.log(np.where(values > 0, values, np.nan) / center)
@@ -668,15 +677,21 @@ def corruption_table(
             fontsize=6.5,
             color=text_colour(cell),
         )
-    ax.set_xticks(range(len(corruptions)), corruptions, rotation=60, ha="right", fontsize=8)
+    ax.set_xticks(range(len(corruptions)), corruptions, rotation=90, fontsize=8)  # long names side by side
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     bar = fig.colorbar(mesh, ax=ax, shrink=0.8)
     if center is not None:  # ticks at ratios, placed on their log
         reach = float(norm.vmax or 0.0)
         ratios = [r for r in (0.25, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 4.0) if abs(np.log(r)) <= reach + 1e-9]
+        room = max(3, int(fig.get_figheight() * 1.5))  # labels the bar's height holds
+        kept: list[float] = []
+        for r in sorted(ratios, key=lambda r: abs(np.log(r))):  # from 1 outwards, a tick where its label fits
+            if all(abs(np.log(r) - np.log(k)) >= 2 * reach / (room - 1) for k in kept):
+                kept.append(r)
+        ratios = sorted(kept)
         bar.set_ticks([np.log(r) for r in ratios])
         bar.set_ticklabels([f"{r * center:g}" for r in ratios])
-        bar.set_label(f"ratio (log scale, centred at {center:g})")
+        bar.set_label(f"ratio (log, centre {center:g})")
     ax.set_title(title)
     return fig
 

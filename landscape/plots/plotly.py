@@ -6,6 +6,8 @@ The same conventions (:mod:`landscape.plots.style`): colour-blind-safe series, h
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -121,7 +123,10 @@ def surface_2d(
                 hovertemplate=hover,
             )
         )
-        zaxis = {"title": label, **({"tickvals": bar["tickvals"], "ticktext": bar["ticktext"]} if logged else {})}
+        z_ticks = log_ticks(10 ** float(np.nanmin(shown)), 10 ** float(np.nanmax(shown)), most=6) if logged else None
+        zaxis: dict[str, Any] = {"title": label}
+        if z_ticks is not None:  # a short axis: a few round values, not the colour bar's 1-2-5 crowd
+            zaxis.update(tickvals=np.log10(z_ticks).tolist(), ticktext=[f"{t:.3g}" for t in z_ticks])
         fig.update_layout(
             scene={
                 "xaxis_title": axis_label(s, "x"),
@@ -157,8 +162,9 @@ def surface_2d(
                     line={"color": PALETTE[1]},
                 )
             )
-        fig.update_xaxes(title_text=axis_label(s, "x"))
-        fig.update_yaxes(title_text=axis_label(s, "y"), scaleanchor="x", scaleratio=1)
+        # equal axes by shrinking the plot, not by widening the x range past the grid (a -1..1 grid drawn on -3..3)
+        fig.update_xaxes(title_text=axis_label(s, "x"), constrain="domain")
+        fig.update_yaxes(title_text=axis_label(s, "y"), scaleanchor="x", scaleratio=1, constrain="domain")
     fig.update_layout(title=f"{surface_title(s)}: {label}", template=TEMPLATE)
     return fig
 
@@ -599,8 +605,10 @@ def compare_surfaces(items: list[tuple[str, Surface]], *, value: str = "train_lo
             row=1,
             col=col,
         )
-        fig.update_xaxes(title_text=axis_label(s, "x"), row=1, col=col)
-        fig.update_yaxes(scaleanchor=f"x{col if col > 1 else ''}", scaleratio=1, row=1, col=col)
+        # every x scaled to the one shared y: equal units in each panel, and equal widths for equal ranges
+        fig.update_xaxes(
+            title_text=axis_label(s, "x"), scaleanchor="y", scaleratio=1, constrain="domain", row=1, col=col
+        )
     fig.update_yaxes(title_text=axis_label(items[0][1], "y"), row=1, col=1)
     bar = _log_colorbar(lo, hi, label) if log else {"title": label}
     fig.update_layout(

@@ -74,12 +74,13 @@ def text_colour(rgb: tuple[float, ...]) -> str:
     return "black" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "white"
 
 
-def log_ticks(lo: float, hi: float) -> np.ndarray:
-    """Round values within ``[lo, hi]`` (> 0) for a log axis: 1-2-5 steps, powers of ten over many decades, and
-    evenly spaced round values where the range is too short for either."""
+def log_ticks(lo: float, hi: float, most: int = 12) -> np.ndarray:
+    """Round values within ``[lo, hi]`` (> 0) for a log axis: 1-2-5 steps, powers of ten over many decades (or where
+    1-2-5 steps would give more than ``most`` ticks, e.g. on a short 3-D axis), and evenly spaced round values where
+    the range is too short for either."""
     first, last = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
     stride = max(1, (last - first) // 8)
-    mantissas = (1,) if last - first > 4 else (1, 2, 5)
+    mantissas = (1,) if last - first > 4 or 3 * (last - first) > most else (1, 2, 5)
     ticks = [m * 10.0**k for k in range(first, last + 1, stride) for m in mantissas if lo <= m * 10.0**k <= hi]
     if len(ticks) >= 3:
         return np.array(ticks)
@@ -147,7 +148,7 @@ def axis_label(s: Surface, axis: str) -> str:
     if kind == "interpolation":
         return "interpolation (0: A, 1: B)"
     if kind == "curve_plane":
-        return "towards B (parameter distance)" if axis == "x" else "towards the bend, orthogonal (distance)"
+        return "to B (distance)" if axis == "x" else "to the bend (distance)"
     if kind == "curve":
         return f"t along the {s.attrs.get('curve') or 'trained'} curve (0: A, 1: B)"
     return f"{axis} direction"
