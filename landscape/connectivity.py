@@ -290,7 +290,7 @@ def connect(
         "checkpoint_b_sha256": weights_sha256(state_b),
     }  # fmt: skip
     state_file = Path(f"{out}.train.pt") if out is not None else None
-    done, history = _restore(state_file, resume, settings, trainable, opt, generator)
+    done, history = _restore(state_file, resume, overwrite, settings, trainable, opt, generator)
     bar = tqdm(
         total=max(epochs - done, 0) * len(list(problem.splits[split])), desc="curve", unit="batch",
         disable=not (progress and ranks.is_main),
@@ -439,6 +439,7 @@ def _displacement(start: dict[str, Tensor], end: dict[str, Tensor], control: dic
 def _restore(
     path: Path | None,
     resume: bool,
+    overwrite: bool,
     settings: dict,
     trainable: list[Tensor],
     opt: torch.optim.Optimizer,
@@ -449,7 +450,11 @@ def _restore(
     if path is None or not path.exists():
         return 0, []
     if not resume:
-        path.unlink()  # overwrite (open_existing refused the rest)
+        if not overwrite:  # a killed job's training: never thrown away unasked
+            raise ValueError(
+                f"{path} holds a curve's unfinished training: resume=True to go on, overwrite=True to start again"
+            )
+        path.unlink()
         return 0, []
     saved = torch.load(path, map_location="cpu", weights_only=True)
     diff = changed_options(saved["settings"], settings)

@@ -193,6 +193,8 @@ def test_a_killed_curve_resumes_to_the_uninterrupted_result(tmp_path, monkeypatc
         landscape.connect(problem, b, epochs=3, points=5, progress=False, out=out)
     assert (tmp_path / "curve.h5.train.pt").exists() and not out.exists()
     monkeypatch.setattr("landscape.connectivity.train_epoch", real)
+    with pytest.raises(ValueError, match="unfinished training: resume=True"):
+        landscape.connect(problem, b, epochs=3, points=5, progress=False, out=out)  # never discarded unasked
     with pytest.raises(ValueError, match="lr"):
         landscape.connect(problem, b, epochs=3, lr=0.01, points=5, progress=False, out=out, resume=True)
     done = landscape.connect(problem, b, epochs=3, points=5, progress=False, out=out, resume=True)
