@@ -32,7 +32,10 @@ EXAMPLES = """examples:
   landscape train --out runs/sam --method sam --resume      # continue after an interruption
   landscape train --method sam --nproc 2 --out runs/sam2     # 2 processes (torchrun): the same run as one
   landscape train --method sam --seeds 0-2 --out runs/sam   # runs/sam/seed0..seed2, grouped by compare
-  torchrun --nproc_per_node=8 -m landscape.apps.cli train --method damp --model resnet18 --dataset cifar10 \
+  landscape train --method sam --track-curvature 100 --track-data 1000 --out runs/sam   # curvature.jsonl
+  landscape train --model mlp --batch-size full --lr 0.2 --momentum 0 --weight-decay 0 --schedule constant \\
+      --track-curvature 20 --out runs/gd                      # full-batch gradient descent: the edge of stability
+  torchrun --nproc_per_node=8 -m landscape.apps.cli train --method damp --model resnet18 --dataset cifar10 \\
       --data-root ~/data --sync-bn --out runs/c10-damp       # 8 GPUs, one noise draw per GPU (M = 8)
 
 method hyperparameters (defaults in brackets):
