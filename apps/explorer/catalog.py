@@ -14,7 +14,7 @@ from landscape.groups import group_runs, settings
 from landscape.io import inspect_file
 from landscape.report import SHARPNESS_RHO, columns, group_stats, summary_row
 from landscape.runs import Run, find_run
-from landscape.trainers.rundir import RUN_MARKERS
+from landscape.trainers.rundir import CURVATURE, RUN_MARKERS
 
 OUTSIDE = "refused: a link to a file outside the served folder"
 CONFIG_COLUMNS = ("lr", "batch_size", "rho", "eta", "epsilon", "sigma", "num_splits", "weight_decay")  # hparams shown
@@ -96,7 +96,7 @@ class Catalog:
                         signature.append((name, stat.st_size, stat.st_mtime))
                     elif reason:
                         problems.append({"path": rel, "reason": reason})
-                elif name in RUN_MARKERS:
+                elif name in RUN_MARKERS or name == CURVATURE:  # a run's row and curves follow these files
                     signature.append((name, stat.st_size, stat.st_mtime))
             if any(name in RUN_MARKERS for name in filenames) or any(f.run == rel_dir for f in files):
                 run_dirs[rel_dir] = signature
