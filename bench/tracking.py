@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -29,8 +29,17 @@ from report import report
 import landscape
 from landscape.trainers.train import TrainConfig, train
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from edge_of_stability import digits  # noqa: E402
+
+def digits():
+    """The example's data (``examples/edge_of_stability.py``), loaded from its file: no import path changed."""
+    spec = importlib.util.spec_from_file_location("edge_of_stability", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.digits()
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "edge_of_stability.py"
 
 
 def overhead_rows(epochs: int, rounds: int) -> list[str]:

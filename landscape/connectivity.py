@@ -67,13 +67,15 @@ def loss_barrier(t: np.ndarray, loss: np.ndarray) -> float:
         loss: the loss at each point.
 
     Returns:
-        The barrier height (0 or more: the ends lie on the chord).
+        The barrier height (0 or more: the ends lie on the chord; NaN where a loss along the line is not finite).
 
     Raises:
         ValueError: ``t`` does not start at 0 and end at 1.
     """
     if not (np.isclose(t[0], 0) and np.isclose(t[-1], 1)):
         raise ValueError("a barrier is measured on a line from t=0 to t=1")
+    if not np.all(np.isfinite(loss)):  # a diverged point: no height to report, not 0
+        return float("nan")
     chord = (1 - t) * loss[0] + t * loss[-1]
     return float(max(0.0, np.max(loss - chord)))
 
@@ -409,6 +411,8 @@ def _curve_of(line: Surface, problem: Problem) -> Curve:
     missing = [k for k in start if k not in line.directions[0]]
     if missing:
         raise ValueError(f"{line.path}: a curve of another model (it has no {missing[0]!r})")
+    for d in line.directions:
+        same_architecture(start, {k: d[k] for k in start})
     bends = [{k: start[k] + d[k] for k in start} for d in line.directions[:-1]]
     history = [float(x) for x in line.extras.get("train_loss_history", [])]
     t, values, heights, attrs, _ = _heights(line, None)

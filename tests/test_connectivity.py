@@ -95,6 +95,7 @@ def test_bad_input_is_one_line():
     with pytest.raises(ValueError, match="points must be an integer >= 3"):
         landscape.barrier(problem, a, points=2)
     assert loss_barrier(np.linspace(0, 1, 3), np.array([1.0, 1.0, 2.0])) == 0.0  # below the chord: no barrier
+    assert np.isnan(loss_barrier(np.linspace(0, 1, 3), np.array([1.0, np.nan, 2.0])))  # diverged: not a 0 barrier
 
 
 def line_by_hand(model: nn.Module, other: nn.Module, x, y, ts) -> list[float]:
@@ -328,5 +329,9 @@ def test_the_plane_of_a_curve_holds_both_models_and_the_bend(tmp_path):
     assert got[1, 1] == pytest.approx(loss(curve.bends[0]), rel=1e-4)
     assert plane.extras["proj_xcoord"][-1] == pytest.approx(float(u.norm()), rel=1e-5)
     assert landscape.read(tmp_path / "p.h5").attrs["directions"] == "curve_plane"
+    narrow = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))  # same names, other shapes
+    with pytest.raises(ValueError, match="differ in shape at 1.weight") as e:
+        landscape.curve_plane(landscape.Problem(narrow, {"train": (x, y)}), tmp_path / "curve.h5", progress=False)
+    assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="bend lies on the straight line"):
         landscape.curve_plane(problem, landscape.connect(problem, b, epochs=0, points=3, progress=False))

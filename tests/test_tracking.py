@@ -165,8 +165,11 @@ def test_bad_input_is_one_line(tmp_path):
             landscape.CurvatureTracker(problem, **kwargs)
         assert "\n" not in str(e.value)
     (tmp_path / "other.jsonl").write_text('{"epoch": 1}\n')
-    with pytest.raises(ValueError, match="not a curvature tracker's file"):
-        landscape.CurvatureTracker(problem, every=5, out=tmp_path / "other.jsonl")
+    (tmp_path / "binary.jsonl").write_bytes(b"\xff\xfe\x00{\n" * 3)
+    for name in ("other.jsonl", "binary.jsonl"):
+        with pytest.raises(ValueError, match="not a curvature tracker's file") as e:
+            landscape.CurvatureTracker(problem, every=5, out=tmp_path / name)
+        assert "\n" not in str(e.value)
     for p in model.parameters():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):

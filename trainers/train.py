@@ -91,7 +91,7 @@ class TrainConfig:
             ``final_ema.pt``.
         track_curvature: measure the curvature every this many steps (:class:`~landscape.CurvatureTracker`: the top
             Hessian eigenvalue, the gradient norm, the directional sharpness and critical learning rate along the
-            update, SAM's sharpness for SAM and ASAM) into ``curvature.jsonl``.
+            update, SAM's sharpness for SAM) into ``curvature.jsonl``.
         track_data: the training examples it is measured on: a fixed subset of this many, seeded with ``seed``
             (``None``: all of them), normalized, not augmented.
         model_kwargs: the model's own options (e.g. ``{"width": 16}``).
@@ -509,7 +509,8 @@ def _tracker(cfg: TrainConfig, model: nn.Module, spec: dict, device: torch.devic
         batch_size=cfg.eval_batch_size,
     )  # fmt: skip
     problem = Problem(model, sets, nn.CrossEntropyLoss(), device=device, check=False)
-    measures = ("eigenvalues", "grad_norm", "update") + (("sam",) if cfg.method in ("sam", "asam") else ())
+    # SAM's sharpness for SAM only: ASAM's radius (0.5) belongs to its elementwise-scaled ascent, not the plain one
+    measures = ("eigenvalues", "grad_norm", "update") + (("sam",) if cfg.method == "sam" else ())
     return CurvatureTracker(problem, every=cast(int, cfg.track_curvature), measures=measures, out=out / CURVATURE)
 
 

@@ -171,7 +171,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="EVERY",
         help="measure the top Hessian eigenvalue, gradient norm, directional sharpness and critical learning rate "
-        "every EVERY steps into curvature.jsonl (SAM and ASAM: their sharpness too) [off]",
+        "every EVERY steps into curvature.jsonl (SAM: its sharpness too) [off]",
     )
     g.add_argument(
         "--track-data",

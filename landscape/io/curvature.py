@@ -13,7 +13,7 @@ def read_curvature(path: str | Path) -> tuple[list[dict], bool]:
     Raises:
         ValueError: a line that is not a JSON object with an integer ``step`` (other than a cut last line).
     """
-    lines = Path(path).read_text().splitlines(keepends=True)
+    lines = Path(path).read_text(errors="replace").splitlines(keepends=True)  # bytes that are not text: not JSON
     rows: list[dict] = []
     for i, line in enumerate(lines):
         try:
