@@ -54,20 +54,44 @@ def random_direction(weights: Direction, generator: torch.Generator) -> Directio
     }
 
 
+def output_axes(model: nn.Module) -> dict[str, int]:
+    """The weights whose output units are not along dim 0, and the dim they are along: Hugging Face's ``Conv1D``
+    (GPT-2's projections, stored ``(in, out)``) and transposed convolutions (``(in, out / groups, *kernel)``).
+
+    Filter normalization rescales one slice per output unit (a neuron, a channel); loss-landscape (and
+    loss-landscapes) slice dim 0 of every tensor, which for these layers is per *input* unit.
+    """
+    axes = {}
+    for prefix, module in model.named_modules():
+        transposed = isinstance(module, nn.modules.conv._ConvTransposeNd) or (
+            type(module).__name__ == "Conv1D" and hasattr(module, "nf")  # transformers.pytorch_utils.Conv1D
+        )
+        if transposed and isinstance(getattr(module, "weight", None), Tensor):
+            axes[f"{prefix}.weight" if prefix else "weight"] = 1
+    return axes
+
+
 def normalize_direction(
-    direction: Direction, weights: Direction, norm: str = "filter", ignore: str = "biasbn"
+    direction: Direction,
+    weights: Direction,
+    norm: str = "filter",
+    ignore: str = "biasbn",
+    axes: Mapping[str, int] | None = None,
 ) -> Direction:
-    """Scale ``direction`` to the weights, exactly as loss-landscape's ``net_plotter`` does.
+    """Scale ``direction`` to the weights, exactly as loss-landscape's ``net_plotter`` does (but per output unit
+    where a layer stores its outputs along another dim, ``axes``).
 
     Args:
         direction: the raw direction, keyed like ``weights``.
         weights: the model's tensors it is scaled to.
-        norm: ``"filter"``: every slice ``k`` along dim 0 of a tensor with ``dim > 1`` becomes
-            ``d_k * ||w_k|| / (||d_k|| + 1e-10)`` (per output channel / output neuron); ``"layer"``: each tensor
-            becomes ``d * ||w|| / ||d||``; ``"model"``: the whole direction is scaled to ``||w||`` (global);
-            ``"none"``: raw.
+        norm: ``"filter"``: every slice ``k`` along the output dim (dim 0 unless ``axes`` says otherwise) of a
+            tensor with ``dim > 1`` becomes ``d_k * ||w_k|| / (||d_k|| + 1e-10)`` (per output channel / output
+            neuron); ``"layer"``: each tensor becomes ``d * ||w|| / ||d||``; ``"model"``: the whole direction is
+            scaled to ``||w||`` (global); ``"none"``: raw.
         ignore: ``"biasbn"`` zeroes tensors with ``dim <= 1`` (biases, BatchNorm parameters and statistics); with
             ``"none"`` they are set to the weights themselves (loss-landscape's rule).
+        axes: ``{name: dim}`` for tensors whose output units lie along ``dim`` (:func:`output_axes` finds
+            Hugging Face's ``Conv1D`` and transposed convolutions); every other tensor: dim 0.
 
     Returns:
         The normalized direction (new tensors).
@@ -85,9 +109,11 @@ def normalize_direction(
         if d.dim() <= 1 or not d.is_floating_point():
             out[name] = torch.zeros_like(d) if ignore == "biasbn" or not d.is_floating_point() else w.clone().to(d)
         elif norm == "filter":
-            dn = d.flatten(1).norm(dim=1)
-            wn = w.flatten(1).norm(dim=1).to(d)
-            out[name] = d * (wn / (dn + 1e-10)).view(-1, *([1] * (d.dim() - 1)))
+            axis = (axes or {}).get(name, 0)
+            dt, wt = d.movedim(axis, 0), w.movedim(axis, 0)
+            dn = dt.flatten(1).norm(dim=1)
+            wn = wt.flatten(1).norm(dim=1).to(d)
+            out[name] = (dt * (wn / (dn + 1e-10)).view(-1, *([1] * (d.dim() - 1)))).movedim(0, axis)
         elif norm == "layer":
             out[name] = d * (w.norm().to(d) / d.norm())
         else:
@@ -123,7 +149,14 @@ def orthogonalize(d: Direction, against: Direction) -> Direction:
 
 
 def random_directions(
-    weights: Direction, *, count: int, seed: int, norm: str = "filter", ignore: str = "biasbn", orthogonal: bool = False
+    weights: Direction,
+    *,
+    count: int,
+    seed: int,
+    norm: str = "filter",
+    ignore: str = "biasbn",
+    orthogonal: bool = False,
+    axes: Mapping[str, int] | None = None,
 ) -> list[Direction]:
     """``count`` normalized random directions from one generator seeded with ``seed``.
 
@@ -135,12 +168,13 @@ def random_directions(
         ignore: ``"biasbn"`` zeroes 1-D tensors (see :func:`normalize_direction`).
         orthogonal: make the second orthogonal to the first after normalization (exactly orthogonal; its filter norms
             then differ from the weights' by the removed component, tiny for random high-dimensional directions).
+        axes: ``{name: dim}`` of output dims other than 0 (see :func:`normalize_direction`).
 
     Returns:
         The directions, on the weights' devices.
     """
     g = torch.Generator().manual_seed(seed)
-    dirs = [normalize_direction(random_direction(weights, g), weights, norm, ignore) for _ in range(count)]
+    dirs = [normalize_direction(random_direction(weights, g), weights, norm, ignore, axes) for _ in range(count)]
     if orthogonal and count == 2:
         dirs[1] = orthogonalize(dirs[1], dirs[0])
     return dirs

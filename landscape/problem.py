@@ -29,7 +29,7 @@ from landscape._system.ranks import Ranks
 from landscape.trainers.checkpoint import load_checkpoint
 
 from ._batches import Batch, SizeFn, Split, accuracy, as_splits, is_cross_entropy, split_names, takes_model, unpack
-from ._evaluation import eval_sets
+from ._evaluation import EvalSet, eval_sets
 from .io.files import sha256
 
 Mode = Literal["eval", "train"]
@@ -302,6 +302,38 @@ class Problem:
         other = copy.copy(self)
         other.model, other.param_names, other._depth = model, select_params(model, None), 0
         return other
+
+    def blocks(self, split: str, size: int) -> list[Problem]:
+        """The split cut into consecutive blocks of ``size`` examples (the last may be smaller), each a problem of
+        its own over the same model with that block as its only split: m-sharpness and per-batch curvature measure
+        each block on its own.
+
+        Raises:
+            ValueError: a split that is not a pair of tensors (a loader's batches cannot be regrouped), or a bad
+                ``size``.
+        """
+        data = self.splits[split].tensors
+        if data is None:
+            raise ValueError(
+                f"data[{split!r}] is a loader: blocks of {size} examples need the split as an (inputs, targets) pair "
+                "of tensors"
+            )
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"a block size must be an integer >= 1, got {size!r}")
+        out = []
+        for start in range(0, len(data), size):
+            rows = slice(start, start + size)
+            block = copy.copy(self)
+            block.splits = {
+                split: Split(
+                    split,
+                    EvalSet(data.x[rows], data.y[rows], min(size, data.batch_size)),
+                    self.device,
+                    size_fn=self.splits[split].size_fn,
+                )
+            }
+            out.append(block)
+        return out
 
     def params(self) -> list[Tensor]:
         """The analysed parameters (live tensors), in the model's order."""

@@ -13,6 +13,7 @@ from landscape.trainers.rundir import (
     CONFIG,
     CURVATURE,
     METRICS_FILE,
+    SHARPNESS,
     SWA,
     check_rows,
     final_or_newest,
@@ -42,6 +43,7 @@ class Run:
         problems: ``(file, why)`` of analysis files left out (unreadable, or behind a link out of the root).
         history: one metrics row per epoch.
         curvature: the curvature tracked during training (``curvature.jsonl``), one row per measurement.
+        sharpness: the sharpness suite's measures (``sharpness.json``, ``landscape sharpness --out``), by name.
     """
 
     name: str
@@ -55,6 +57,7 @@ class Run:
     problems: list[tuple[Path, str]] = field(default_factory=list)  # (file, why) analysis files left out
     history: list[dict] = field(default_factory=list)  # one metrics row per epoch
     curvature: list[dict] = field(default_factory=list)  # curvature.jsonl: one row per tracked step
+    sharpness: dict[str, float] = field(default_factory=dict)  # sharpness.json: measure name -> value
 
 
 def _cost(history: list[dict]) -> dict:
@@ -64,6 +67,21 @@ def _cost(history: list[dict]) -> dict:
     counted = [n for n in steps if isinstance(n, int) and n > 0]
     per_step = 1000 * seconds / sum(counted) if steps and len(counted) == len(steps) else None
     return {"train_seconds": seconds, "ms_per_step": per_step}
+
+
+def read_sharpness(path: Path) -> dict[str, float]:
+    """``{measure: value}`` of a ``sharpness.json`` (a user's file: every entry checked, one-line errors)."""
+    record = read_json(path)
+    measures = record.get("measures") if isinstance(record, dict) else None
+    if not isinstance(measures, dict):
+        raise ValueError(f"{path}: no 'measures' object")
+    out = {}
+    for name, entry in measures.items():
+        value = entry.get("value") if isinstance(entry, dict) else None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"{path}: measure {str(name)[:60]!r} has no number 'value'")
+        out[str(name)] = float(value)
+    return out
 
 
 def find_run(path: str | Path, name: str | None = None, root: str | Path | None = None) -> Run:
@@ -114,6 +132,11 @@ def find_run(path: str | Path, name: str | None = None, root: str | Path | None 
     run = Run(name or path.name, path, config, metrics, source, ckpt, history=history)
     if (path / CURVATURE).is_file():
         run.curvature = read_curvature(within(path / CURVATURE, root))[0]
+    if (path / SHARPNESS).is_file():
+        try:
+            run.sharpness = read_sharpness(within(path / SHARPNESS, root))
+        except ValueError as e:
+            run.problems.append((path / SHARPNESS, str(e)))
     for f in sorted(path.glob("*.h5")):
         try:
             category, reason = inspect_file(within(f, root))

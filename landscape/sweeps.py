@@ -1,4 +1,5 @@
-"""Loss against perturbation size (:func:`sweep`), and the sharpness measures built on it (:func:`sharpness`).
+"""Loss against perturbation size (:func:`sweep`); the sharpness measures (:mod:`landscape.flatness`) use its
+:class:`Sweeper`.
 
 For each radius ``r`` the analysed parameters move by ``delta`` (the problem's mode, restored after):
 
@@ -9,7 +10,10 @@ For each radius ``r`` the analysed parameters move by ``delta`` (the problem's m
   AMP's inner problem;
 - ``multiplicative``: ``w * (1 + r xi)``, ``xi ~ N(0, 1)`` on weights (the DAMP family), trials;
 - ``adaptive``: the worst ``delta = T z`` with ``||z|| <= r`` and ``T = |w| + eta`` on
-  weights, 1 elsewhere (ASAM's ball), by the same ascent in ``z``.
+  weights, 1 elsewhere (ASAM's ball), by the same ascent in ``z``;
+- ``apgd``: the worst ``delta`` in the L2 ball by Auto-PGD (Croce & Hein 2020: momentum, step-size halving) with
+  ``trials`` restarts (the first from 0, the others from random points of the ball): the point's loss is the worst
+  over the restarts, its std their spread. A far tighter lower bound of the true worst case than ``adversarial``.
 
 "Weights" are decided by a rule on parameter names, by default :func:`landscape.trainers.optim.is_weight`
 (PyTorch's ``*.weight``: conv/linear kernels and norm scales, not biases), the rule ASAM and
@@ -29,21 +33,22 @@ from torch import Tensor
 from tqdm import tqdm
 
 from landscape._system.ranks import join_group
-from landscape.trainers.rules import adaptive_scale, project_to_ball_
+from landscape.trainers.rules import adaptive_scale
 from landscape.trainers.rules import is_weight as default_is_weight
 
+from ._ascent import Ball, Objective, Values, apgd, pgd, worst_of
 from ._driver import GridJob, Output
 from ._folding import faster_module
-from .directions import normalize_direction, tensor_sum
+from .directions import normalize_direction, output_axes
 from .io import Sweep, read_sweep
 from .io.results import ResultWriter
 from .limits import MAX_STEPS, MAX_TRIALS, check_count, check_radii
 from .problem import Problem
 from .surfaces import Displacement, coordinates
 
-SweepKind = Literal["random", "adversarial", "multiplicative", "adaptive"]
+SweepKind = Literal["random", "adversarial", "multiplicative", "adaptive", "apgd"]
 SWEEP_KINDS: tuple[SweepKind, ...] = get_args(SweepKind)
-SHARPNESS = {"sam": "adversarial", "adaptive": "adaptive", "average": "random"}
+DEFAULT_KINDS = SWEEP_KINDS[:4]  # apgd, with its restarts, is asked for by name
 SweepNormalize = Literal["none", "filter"]
 NORMALIZE: tuple[SweepNormalize, ...] = get_args(SweepNormalize)
 WeightRule = Callable[[str], bool]
@@ -64,18 +69,6 @@ class SweepSettings:
             raise ValueError(f"normalize must be one of {NORMALIZE}, got {self.normalize!r}")
         if not self.eta >= 0:
             raise ValueError(f"eta must be >= 0, got {self.eta}")
-
-
-def _norm(xs: list[Tensor]) -> Tensor:
-    return torch.sqrt(tensor_sum((x.double() ** 2).sum() for x in xs))
-
-
-def _worse(a: tuple[float, float] | None, b: tuple[float, float]) -> tuple[float, float]:
-    """The (loss, accuracy) with the larger loss; a non-finite loss (the model diverged inside the ball) is the
-    worst case and stays (``max`` would keep a finite loss over a NaN: the unperturbed loss reported at r = 1e30)."""
-    if a is not None and (not np.isfinite(a[0]) or (np.isfinite(b[0]) and a[0] >= b[0])):
-        return a
-    return b
 
 
 class Sweeper:
@@ -107,6 +100,7 @@ class Sweeper:
         self.names, self.origin = self.disp.names, self.disp.origin
         self.params: list[Tensor] = [live[n] for n in self.names]  # the Parameters themselves: gradients w.r.t. them
         self.weight_mask = [bool(self.rule(n)) for n in self.names]
+        self.axes = output_axes(self.problem.model)
         self.module = faster_module(self.problem) if self.fast else None  # the same function, faster
         return self
 
@@ -126,16 +120,13 @@ class Sweeper:
         return self._values(self.problem.evaluate(self.split, self.module))
 
     def _random(self, r: float, g: torch.Generator) -> list[Tensor]:
+        if self.s.normalize != "filter":
+            return Ball(r).boundary(self.origin, g)
         z = [torch.randn(w.shape, generator=g, dtype=torch.float32).to(w) for w in self.origin]
-        if self.s.normalize == "filter":
-            z = list(
-                normalize_direction(
-                    dict(zip(self.names, z)), dict(zip(self.names, self.origin)), "filter", "biasbn"
-                ).values()
-            )
-            return [r * d for d in z]
-        scale = r / float(_norm(z))
-        return [scale * d for d in z]
+        named = normalize_direction(
+            dict(zip(self.names, z)), dict(zip(self.names, self.origin)), "filter", "biasbn", self.axes
+        )
+        return [r * d for d in named.values()]
 
     def _multiplicative(self, r: float, g: torch.Generator) -> list[Tensor]:
         return [
@@ -143,23 +134,50 @@ class Sweeper:
             for w, m in zip(self.origin, self.weight_mask)
         ]
 
-    def _ascent(self, r: float, adaptive: bool) -> tuple[float, float]:
-        scales = iter(adaptive_scale([w for w, m in zip(self.origin, self.weight_mask) if m], self.s.eta))
-        t = [next(scales) if (adaptive and m) else torch.ones_like(w) for w, m in zip(self.origin, self.weight_mask)]
-        z = [torch.zeros_like(w) for w in self.origin]
-        step = 2.5 * r / self.s.steps
-        best: tuple[float, float] | None = None
-        for _ in range(self.s.steps):
+    def scale(self, kind: str, eta: float) -> list[Tensor]:
+        """The ball's elementwise scale ``T`` (``delta = T z``): ``"asam"``: ``|w| + eta`` on weights, 1 elsewhere
+        (ASAM's); ``"all"``: ``|w| + eta`` on every analysed tensor (Andriushchenko et al.'s adaptive sharpness for
+        ``eta = 0``); ``"none"``: 1."""
+        if kind == "none":
+            return [torch.ones_like(w) for w in self.origin]
+        scaled = [m or kind == "all" for m in self.weight_mask]
+        scales = iter(adaptive_scale([w for w, s in zip(self.origin, scaled) if s], eta))
+        return [next(scales) if s else torch.ones_like(w) for w, s in zip(self.origin, scaled)]
+
+    def objective(self, t: list[Tensor]) -> Objective:
+        """``z -> (values at w + T z, gradient w.r.t. z)``: what the ascent maximizes."""
+
+        def f(z: list[Tensor]) -> tuple[Values, list[Tensor]]:
             self.disp.offset([ti * zi for ti, zi in zip(t, z)])
             values, grads = self.problem.loss_and_grad(self.split, self.params, self.module)
-            best = _worse(best, self._values(values))
-            tg = [ti * gi for ti, gi in zip(t, grads)]  # gradient w.r.t. z
-            gn = float(_norm(tg))
-            if gn == 0:
-                break
-            z = [zi + (step / gn) * gi for zi, gi in zip(z, tg)]
-            project_to_ball_(z, r, eps=0.0)  # the PGD step back onto the ball
-        return _worse(best, self._evaluate([ti * zi for ti, zi in zip(t, z)]))
+            return self._values(values), [ti * gi for ti, gi in zip(t, grads)]
+
+        return f
+
+    def worst(
+        self,
+        r: float,
+        t: list[Tensor],
+        *,
+        norm: str = "l2",
+        auto: bool = False,
+        restarts: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> list[Values]:
+        """The worst values found in ``{T z : ||z||_norm <= r}``, one per restart: ``steps`` of PGD, or Auto-PGD
+        (``auto``); the first restart starts at the centre, the others at random points of the ball."""
+        ball, objective = Ball(r, norm), self.objective(t)
+        generator = generator or torch.Generator().manual_seed(self.s.seed)
+        found = []
+        for i in range(restarts):
+            start = [torch.zeros_like(w) for w in self.origin] if i == 0 else ball.inside(self.origin, generator)
+            found.append((apgd if auto else pgd)(objective, start, ball, self.s.steps))
+        return found
+
+    def average(self, r: float, t: list[Tensor], *, norm: str, trials: int, g: torch.Generator) -> list[Values]:
+        """Values at ``w + T z`` for ``trials`` random ``z`` on the ball's boundary."""
+        ball = Ball(r, norm)
+        return [self._evaluate([ti * zi for ti, zi in zip(t, ball.boundary(self.origin, g))]) for _ in range(trials)]
 
     @torch.no_grad()
     def point(self, kind: str, r: float, radius_index: int = 0) -> dict[str, object]:
@@ -167,20 +185,24 @@ class Sweeper:
         (accuracies are NaN for a problem without an ``acc`` metric)."""
         if kind not in SWEEP_KINDS:
             raise ValueError(f"unknown sweep kind {kind!r}; choose from {', '.join(SWEEP_KINDS)}")
+        g = self._generator(kind, radius_index)
         if r == 0:
             results = [self._evaluate([torch.zeros_like(w) for w in self.origin])] * self.s.trials
         elif kind in ("adversarial", "adaptive"):
-            results = [self._ascent(r, adaptive=kind == "adaptive")] * self.s.trials
+            t = self.scale("asam" if kind == "adaptive" else "none", self.s.eta)
+            results = self.worst(r, t) * self.s.trials
+        elif kind == "apgd":
+            results = self.worst(r, self.scale("none", 0.0), auto=True, restarts=self.s.trials, generator=g)
         else:
-            g = self._generator(kind, radius_index)
             draw = self._random if kind == "random" else self._multiplicative
             results = [self._evaluate(draw(r, g)) for _ in range(self.s.trials)]
         losses = np.array([lo for lo, _ in results])
         accs = np.array([a for _, a in results])
+        worst = results.index(worst_of(results))  # apgd: the worst over restarts is the point's value
         return {
-            "loss_mean": losses.mean(),
+            "loss_mean": losses[worst] if kind == "apgd" else losses.mean(),
             "loss_std": losses.std(),
-            "acc_mean": accs.mean(),
+            "acc_mean": accs[worst] if kind == "apgd" else accs.mean(),
             "acc_std": accs.std(),
             "losses": losses,
             "accs": accs,
@@ -191,7 +213,7 @@ def sweep(
     problem: Problem,
     radii: Sequence[float] | np.ndarray | str,
     *,
-    kinds: Sequence[str] = SWEEP_KINDS,
+    kinds: Sequence[str] = DEFAULT_KINDS,
     trials: int = 5,
     steps: int = 10,
     normalize: str = "none",
@@ -290,50 +312,4 @@ def sweep(
     return Sweep("" if out is None else str(out), radii, kinds, memory.arrays, memory.computed, memory.attrs)
 
 
-def sharpness(
-    problem: Problem,
-    rho: float,
-    kind: str = "sam",
-    *,
-    steps: int = 10,
-    trials: int = 5,
-    eta: float = 0.01,
-    seed: int = 0,
-    is_weight: WeightRule | None = None,
-    split: str | None = None,
-    fast: bool = True,
-) -> float:
-    """``L(w + delta) - L(w)`` at radius ``rho``: one number for a minimum's sharpness.
-
-    Args:
-        problem: the model, data and loss (its weights are restored afterwards).
-        rho: the radius of the perturbation (>= 0).
-        kind: ``"sam"``: the worst case in the L2 ball, found by ``steps`` of projected gradient ascent (SAM's
-            definition); ``"adaptive"``: the worst case in ASAM's ball scaled by ``|w| + eta``; ``"average"``: the mean
-            over ``trials`` random directions on the sphere.
-        steps: ascent steps for ``sam`` and ``adaptive``.
-        trials: random draws for ``average``.
-        eta: the adaptive ball's offset (ASAM's).
-        seed: the draws' seed.
-        is_weight: the rule on parameter names for which tensors are weights (the adaptive ball).
-        split: the split the loss averages over (default the problem's first).
-        fast: ``False`` evaluates the model as written (the default evaluates a traced view; same numbers to ~1e-6).
-
-    Returns:
-        The loss increase (a lower bound of the true worst case for ``sam`` and ``adaptive``).
-
-    Raises:
-        ValueError: an unknown ``kind``, a negative or too large ``rho``, or counts beyond :mod:`landscape.limits`.
-    """
-    if kind not in SHARPNESS:
-        raise ValueError(f"unknown sharpness {kind!r}; choose from {', '.join(SHARPNESS)}")
-    if not rho >= 0:
-        raise ValueError(f"rho must be >= 0, got {rho}")
-    check_radii("rho", [rho])
-    settings = SweepSettings(trials=trials, steps=steps, eta=eta, seed=seed)
-    with Sweeper(problem, split, settings, is_weight=is_weight, fast=fast) as sw:
-        clean = float(sw.point("random", 0.0)["loss_mean"])  # type: ignore[arg-type]
-        return float(sw.point(SHARPNESS[kind], rho)["loss_mean"]) - clean  # type: ignore[arg-type]
-
-
-__all__ = ["sweep", "sharpness"]
+__all__ = ["sweep"]

@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from landscape._jobs import EvalOptions, sweep_analysis
+from landscape.flatness import sharpness
 from landscape.io import read_sweep
 from landscape.problem import Problem
-from landscape.sweeps import Sweeper, SweepSettings, sharpness
+from landscape.sweeps import Sweeper, SweepSettings
 from landscape.trainers.optim import is_weight
 
 OPTS = EvalOptions(samples=300, device="cpu", progress=False)

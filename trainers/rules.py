@@ -29,6 +29,8 @@ def is_weight(name: str | None) -> bool:
 
 def adaptive_scale(weights: list[Tensor], eta: float) -> list[Tensor]:
     """ASAM's ``T_w = |w| + eta`` (Kwon et al., eq. 8 with the official ``eta``), a new tensor per weight."""
+    if not weights:  # a model without parameters named ``*.weight``: nothing to scale
+        return []
     t = list(torch._foreach_abs(weights))
     torch._foreach_add_(t, eta)
     return t

@@ -14,6 +14,7 @@ from pathlib import Path
 CONFIG = "config.json"
 METRICS_FILE = "metrics.jsonl"
 CURVATURE = "curvature.jsonl"  # the curvature tracked during training (--track-curvature)
+SHARPNESS = "sharpness.json"  # the sharpness suite's measures (landscape sharpness --out)
 FINAL = "final.pt"
 CHECKPOINTS = "checkpoints"
 AVERAGES = "averages.json"  # the test metrics of final_swa.pt / final_ema.pt

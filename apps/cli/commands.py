@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "align": ("connectivity", "permute a model's hidden units to match another's (same function)"),
     "hessian": ("hessian", "Hessian eigenvalues, trace and spectral density"),
     "sweep": ("sweep", "loss against perturbation radius (the AMP poster's figure)"),
+    "sharpness": ("sharpness", "sharpness by each definition: Auto-PGD, average, adaptive, L-inf, m-, PAC-Bayes..."),
     "robustness": ("robustness", "error, NLL, ECE under image corruptions; CE and mCE vs a baseline"),
     "plot": ("plot", "paper-style figures of analysis files"),
     "compare": ("compare", "compare runs: tables with mean ± std over seeds, paired differences, overlaid figures"),

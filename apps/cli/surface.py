@@ -34,10 +34,15 @@ BatchNorm folded into its convolutions (channels-last on CPU), and compiled once
 
 
 def add_eval_args(
-    p: argparse.ArgumentParser, *, problem: bool = False, bn: tuple[str, ...] = BN_MODES, bn_default: str = "eval"
+    p: argparse.ArgumentParser,
+    *,
+    problem: bool = False,
+    bn: tuple[str, ...] = BN_MODES,
+    bn_default: str = "eval",
+    output: bool = True,
 ) -> None:
-    """Options of the data a checkpoint is evaluated on, and of the output file; ``problem`` adds ``--problem``,
-    ``bn`` and ``bn_default`` are the BatchNorm modes offered."""
+    """Options of the data a checkpoint is evaluated on, and of the output file (``output``: an HDF5 result);
+    ``problem`` adds ``--problem``, ``bn`` and ``bn_default`` are the BatchNorm modes offered."""
     g = p.add_argument_group("evaluation")
     if problem:
         g.add_argument(
@@ -85,6 +90,8 @@ def add_eval_args(
         "convolutions on CPU (same numbers to ~1e-6, up to 2x slower; see BENCHMARKS.md)",
     )
     g.add_argument("--no-progress", action="store_true")
+    if not output:
+        return
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, help="HDF5 file to write")
     o.add_argument("--resume", action="store_true", help="finish an interrupted file: computed points are kept")

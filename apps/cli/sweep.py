@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from landscape.surfaces import parse_range
-from landscape.sweeps import SWEEP_KINDS, SweepSettings, sweep
+from landscape.sweeps import DEFAULT_KINDS, SWEEP_KINDS, SweepSettings, sweep
 
 from .commands import help_of
 from .numbers import COUNT, INDEX, NONNEGATIVE
@@ -22,13 +22,15 @@ EXAMPLES = """examples:
   landscape sweep runs/sam/final.pt --radii 0:1:21 --samples 1000 --out sam_sweep.h5
   landscape sweep --problem my_problem.py:problem --radii 0:0.5:11 --out mine_sweep.h5     # your own model
   landscape sweep runs/sam/final.pt --kind adversarial,adaptive --radii 0:0.2:11 --steps 20 --out sam_adv.h5
+  landscape sweep runs/sam/final.pt --kind adversarial,apgd --radii 0:0.2:5 --steps 50 --trials 3 --out sam_apgd.h5
   landscape sweep runs/sam/final.pt --kind random --normalize filter --trials 10 --radii 0:1:11 --out sam_rand.h5
   landscape sweep runs/sam/final.pt --radii 0:1:21 --out sam_sweep.h5 --resume      # after an interruption
 
 Kinds: random (Gaussian direction of global norm r; --normalize filter: the filter-normalized
 direction times r), adversarial (worst delta in the L2 ball of radius r by projected gradient
 ascent, SAM/AMP's inner problem), multiplicative (w * (1 + r xi) on weights, DAMP's family),
-adaptive (worst delta = (|w| + eta) z with ||z|| <= r, ASAM's ball). Sharpness at rho is the
+adaptive (worst delta = (|w| + eta) z with ||z|| <= r, ASAM's ball), apgd (the worst delta in
+the L2 ball by Auto-PGD with --trials restarts: a far tighter bound than adversarial). Sharpness at rho is the
 sweep's loss at r = rho minus the loss at r = 0 (printed for every radius)."""
 
 
@@ -41,13 +43,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", nargs="?", help="a checkpoint of landscape train (or --problem)")
-    p.add_argument("--kind", default=",".join(SWEEP_KINDS), help="comma-separated subset of %(default)s")
+    p.add_argument(
+        "--kind", default=",".join(DEFAULT_KINDS), help=f"comma-separated, of {','.join(SWEEP_KINDS)} [%(default)s]"
+    )
     p.add_argument("--radii", default="0:1:11", help="MIN:MAX:NUM [%(default)s]")
     d = SweepSettings()
     p.add_argument(
-        "--trials", type=COUNT, default=d.trials, help="random draws per radius (random, multiplicative) [%(default)s]"
+        "--trials",
+        type=COUNT,
+        default=d.trials,
+        help="random draws per radius (random, multiplicative); restarts (apgd) [%(default)s]",
     )
-    p.add_argument("--steps", type=COUNT, default=d.steps, help="ascent steps (adversarial, adaptive) [%(default)s]")
+    p.add_argument(
+        "--steps", type=COUNT, default=d.steps, help="ascent steps (adversarial, adaptive, apgd) [%(default)s]"
+    )
     p.add_argument(
         "--normalize", choices=("none", "filter"), default=d.normalize, help="random directions [%(default)s]"
     )

@@ -27,6 +27,7 @@ RADIUS_UNITS = {
     "adversarial": "‖δ‖₂",
     "multiplicative": "σ of δ = σ ξ ∘ w",
     "adaptive": "‖(|w| + η)⁻¹ δ‖₂",
+    "apgd": "‖δ‖₂",
 }
 
 
