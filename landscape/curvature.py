@@ -131,6 +131,17 @@ class CurvatureOperator:
     def __enter__(self) -> CurvatureOperator:
         return self
 
+    @contextmanager
+    def on(self, block: Problem) -> Iterator[CurvatureOperator]:
+        """The operator over another problem's split of the same name (a block of this one's data, see
+        :meth:`Problem.blocks`), the model still prepared; this one's data back on exit."""
+        saved = (self.problem, self.total, self._graphs)
+        self.problem, self.total, self._graphs = block, block.splits[self.split].total, None
+        try:
+            yield self
+        finally:
+            self.problem, self.total, self._graphs = saved
+
     def __exit__(self, *exc) -> None:
         self.close()
 
@@ -243,6 +254,8 @@ def hessian(
     density_probes: int = 10,
     density_steps: int = 80,
     curvature: str = "hessian",
+    batches: int = 0,
+    batch_size: int = 128,
     split: str | None = None,
     seed: int = 0,
     out: str | Path | None = None,
@@ -269,6 +282,11 @@ def hessian(
         density_probes: random probes of the density (each a Lanczos run).
         density_steps: Lanczos steps per probe.
         curvature: ``"hessian"`` or ``"ggn"`` (generalized Gauss-Newton).
+        batches: also the top eigenvalue on each of this many batches of ``batch_size`` examples (consecutive
+            blocks of the split, which must be a pair of tensors): the per-minibatch histogram of Park & Kim's
+            how-do-vits-work (0: none). A batch's loss is a noisy sample of the whole split's; its spread says how
+            much one batch's sharpness can be trusted.
+        batch_size: the examples per batch of ``batches``.
         split: the split the loss averages over (default the problem's first).
         seed: the seed of Lanczos's start vector and of the trace and density probes.
         out: also write a ``kind="hessian"`` file (eigenvectors as direction groups ``eigenvector_i``, usable as
@@ -297,6 +315,7 @@ def hessian(
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol}")
     group = join_group(problem.device.type)
+    blocks = _batches_of(problem, split, batches, batch_size) if batches else []
     size = sum(p.numel() for p in problem.params())
     check_eigenpairs(top_k, size, problem.device)
     check_matvecs("trace", trace_matvecs, 2 * trace_matvecs, size, problem.device)
@@ -313,6 +332,7 @@ def hessian(
         "trace_method": trace_method,
         "density_probes": density_probes if density else 0,
         "density_steps": density_steps if density else 0,
+        **({"batches": batches, "batch_size": batch_size} if batches else {}),  # files without them stay resumable
         "params": problem.params_attr(),
         "split": split or next(iter(problem.splits)),
         **(attrs or {}),
@@ -333,7 +353,11 @@ def hessian(
 
     with exclusive(out) if out is not None and group.is_main else nullcontext():
         done = group.agree(start)
-        stages = [name for name, asked in (("eigen", top_k), ("trace", trace_matvecs), ("density", density)) if asked]
+        stages = [
+            name
+            for name, asked in (("eigen", top_k), ("trace", trace_matvecs), ("density", density), ("batches", batches))
+            if asked
+        ]
         if done:
             output.say(group, f"resuming {out}: {', '.join(done)} already computed")
         with (
@@ -342,7 +366,9 @@ def hessian(
             tqdm(
                 desc=curvature,
                 unit=" products",
-                total=_planned(top_k, op.size, trace_matvecs, density_probes * density_steps if density else 0, done),
+                total=_planned(
+                    top_k, op.size, trace_matvecs, density_probes * density_steps if density else 0, batches, done
+                ),
                 disable=not (progress and group.is_main),
             ) as bar,
         ):
@@ -371,6 +397,9 @@ def hessian(
                     tr = estimate_trace(mv, op.size, trace_matvecs, method=trace_method, seed=seed, device=device)
                     result.trace, result.trace_stderr = tr.estimate, tr.stderr
                     result.trace_ci95, result.trace_matvecs = np.array(tr.ci95), tr.matvecs
+                elif stage == "batches":
+                    values, products = _batch_eigenvalues(op, blocks, tol, seed, bar)
+                    result.batch_eigenvalues, result.batch_matvecs = values, products
                 else:
                     d = spectral_density(
                         mv, op.size, num_probes=density_probes, steps=density_steps, seed=seed, device=device
@@ -390,10 +419,37 @@ def hessian(
     return result
 
 
-def _planned(top_k: int, n: int, trace: int, density: int, done: list[str]) -> int:
+def _planned(top_k: int, n: int, trace: int, density: int, batches: int, done: list[str]) -> int:
     """The products the progress bar counts to (Lanczos: its iteration cap, usually more than it needs)."""
     lanczos_cap = min(n, max(4 * top_k + 20, 40)) if top_k else 0
-    return sum(c for stage, c in (("eigen", lanczos_cap), ("trace", trace), ("density", density)) if stage not in done)
+    per_batch = min(n, 40)
+    stages = (("eigen", lanczos_cap), ("trace", trace), ("density", density), ("batches", batches * per_batch))
+    return sum(c for stage, c in stages if stage not in done)
+
+
+def _batches_of(problem: Problem, split: str | None, count: int, size: int) -> list[Problem]:
+    """The first ``count`` full blocks of ``size`` examples of the split, checked before any work."""
+    check_count("batches", count, MAX_MATVECS, least=1)
+    name = split or next(iter(problem.splits))
+    full = [b for b in problem.blocks(name, size) if b.splits[name].total == size]
+    if count > len(full):
+        raise ValueError(
+            f"batches={count} of batch_size={size}: the split {name!r} holds {len(full)} full batches of that size"
+        )
+    return full[:count]
+
+
+def _batch_eigenvalues(
+    op: CurvatureOperator, blocks: list[Problem], tol: float, seed: int, bar: tqdm
+) -> tuple[np.ndarray, int]:
+    """The top eigenvalue of each block's curvature, and the products it took."""
+    values, products = [], 0
+    for block in blocks:
+        with op.on(block):
+            eig = lanczos(_counting(op.matvec, bar), op.size, 1, tol=tol, seed=seed, device=op.device)
+        values.append(float(eig.eigenvalues[0]))
+        products += eig.matvecs
+    return np.array(values), products
 
 
 def hessian_directions(problem: Problem, count: int, source: Any = None, *, seed: int = 0) -> list[Direction]:

@@ -8,7 +8,7 @@ in the table is read, not recomputed, from one named file, which ``summary.json`
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from landscape._system.files import json_text, write_files
 
+from .correlation import correlation_table
 from .groups import (
     CURVATURE,
     HISTORY,
@@ -464,6 +465,32 @@ def compare(
     return write_report(find_runs(list(paths)), out, rho=rho, formats=formats, log=log, baseline=baseline)
 
 
+def correlation_section(runs: list[Run], rho: float) -> tuple[list, dict, dict]:
+    """Kendall's τ of each flatness measure with the generalization gap, when the runs vary along a hyper-parameter
+    (other than the seed) and there are at least four: ``(correlations, scatter points, taus)``, else empty."""
+    from .correlation import correlate, run_row
+
+    rows = [run_row(r, rho) for r in runs]
+    if len(rows) < 4:
+        return [], {}, {}
+    try:
+        found = [c for c in correlate(rows, resamples=1000) if c.n >= 3]
+    except ValueError:  # no measure, or too few runs with one
+        return [], {}, {}
+    if not found or not found[0].psi:
+        return [], {}, {}
+    group_of = {r.name: g.name for g in group_runs(runs) for r in g.runs}
+    points = {
+        c.measure: [
+            (group_of[row["run"]], row[c.measure], row["gap"])
+            for row in rows
+            if np.isfinite(row.get(c.measure, np.nan)) and np.isfinite(row["gap"])
+        ]
+        for c in found
+    }
+    return found, points, {c.measure: c.tau for c in found}
+
+
 def write_report(
     runs: list[Run],
     out: str | Path,
@@ -504,6 +531,12 @@ def write_report(
     robust = robustness_tables(groups)
     connectivity = connectivity_stats(groups)
     robust += connectivity_table(connectivity)
+    correlations, points, taus = correlation_section(runs, rho)
+    if correlations:
+        robust.append((CORRELATION_TITLE, *correlation_table(correlations)))
+        for fmt in formats:
+            files[f"correlation.{fmt}"] = plot_mpl.to_bytes(plot_mpl.correlation_scatter(points, taus), fmt)
+        md_figs.append(f"### correlation\n\n{CORRELATION_CAPTION}\n\n![correlation](correlation.{formats[0]})\n")
     md = (
         f"# {title}\n\n{intro}\n\n**Mean ± std over seeds**\n\n{markdown_table(*main_table)}\n\n"
         + (f"**{pair_title}**\n\n{markdown_table(*paired_table(pairs, cols))}\n\n" if pairs else "")
@@ -528,7 +561,13 @@ def write_report(
         + f"<p>{html.escape(_notes(rho))}</p>"
         + "".join(f"<h3>{html.escape(t)}</h3>{html_table(h, b)}" for t, h, b in robust)
         + f"<details><summary>Per seed ({len(rows)} runs)</summary>{html_table(*per_seed)}</details>"
-        + f"<h2>Figures</h2>{''.join(parts)}</body></html>"
+        + f"<h2>Figures</h2>{''.join(parts)}"
+        + (
+            f"<h3>correlation</h3><p>{html.escape(CORRELATION_CAPTION)}</p><img src='correlation.{formats[0]}'>"
+            if correlations and formats[0] != "pdf"
+            else ""
+        )
+        + "</body></html>"
     )
     files["report.html"] = page.encode()
     summary = {
@@ -539,11 +578,22 @@ def write_report(
         "baseline": base.name,
         "paired": pairs,
         "connectivity": connectivity,
+        "correlation": [asdict(c) for c in correlations],
         "sources": sources,
     }
     files["summary.json"] = json_text(summary).encode()
     write_files(out, files)
     return out
+
+
+CORRELATION_TITLE = (
+    "Kendall τ of each flatness measure with the generalization gap (test error minus the last epoch's training "
+    "error), 95 % bootstrap interval over runs; granulated τ: Jiang et al.'s mean over hyper-parameter axes of τ "
+    "within runs that differ only along the axis (ψ)"
+)
+CORRELATION_CAPTION = (
+    "Each run's flatness measure against its generalization gap, one panel per measure (its Kendall τ above it)."
+)
 
 
 def _notes(rho: float) -> str:

@@ -84,3 +84,31 @@ def test_correlate_reads_run_folders_and_rows(tmp_path):
         landscape.correlate(rows, target="loss")
     with pytest.raises(ValueError, match="no run has the measure"):
         landscape.correlate(rows, ["nothing"])
+
+
+def test_compare_ranks_the_measures_and_draws_a_scatter_per_measure(tmp_path):
+    from landscape.plots import mpl
+    from landscape.plots.checks import text_defects
+    from landscape.report import correlation_section
+    from landscape.runs import find_runs
+
+    for method in ("erm", "sam"):
+        for lr in (0.05, 0.2):
+            for seed in (0, 1):
+                run = tmp_path / "runs" / f"{method}_lr{lr}" / f"seed{seed}"
+                run.mkdir(parents=True)
+                (run / "config.json").write_text(json.dumps({"method": method, "lr": lr, "seed": seed}))
+                gap = lr * 10 + (method == "sam") + seed / 10
+                (run / "metrics.jsonl").write_text(json.dumps({"epoch": 3, "train_acc": 99.0, "test_error": 1 + gap}))
+                (run / "sharpness.json").write_text(json.dumps({"measures": {"apgd@0.1": {"value": gap**2}}}))
+    runs = sorted((tmp_path / "runs").glob("*/*"))
+    out = landscape.compare(runs, tmp_path / "report")
+    md = (out / "report.md").read_text()
+    assert "| apgd@0.1 | 8 | +1.00 [+1.00, +1.00] | +1.00 | +1.00 | +1.00 |" in md  # ψ lr, ψ method
+    assert (out / "correlation.png").is_file() and "correlation.png" in (out / "report.html").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["correlation"][0]["measure"] == "apgd@0.1" and summary["correlation"][0]["tau"] == 1.0
+    found, points, taus = correlation_section(find_runs(runs), 0.1)
+    assert text_defects(mpl.correlation_scatter(points, taus)) == []
+    # runs that differ only by their seed: no axis, no table
+    assert correlation_section(find_runs(runs[:2]), 0.1) == ([], {}, {})

@@ -251,3 +251,33 @@ def test_operator_restores_the_model(problem):
         assert not model.training and "forward" in vars(model.bn)  # affine BatchNorm while open
     assert model.training and "forward" not in vars(model.bn) and type(model.bn).forward is bn_forward
     model.eval()
+
+
+def test_per_batch_top_eigenvalues_equal_each_batch_dense_hessian(problem, tmp_path):
+    """How-do-vits-work's histogram: the top eigenvalue of each block of 12 examples (the short last one left out),
+    each against that block's own dense Hessian; written to the file and drawn."""
+    import landscape
+    from landscape.plots import mpl, plotly
+    from landscape.plots.catalog import figures_for
+    from landscape.plots.checks import text_defects
+
+    model, x, y, dense = problem
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    flat0 = torch.cat([p.detach().flatten() for p in model.parameters()])
+    expected = [
+        torch.linalg.eigvalsh(
+            torch.autograd.functional.hessian(flat_loss(model, names, shapes, x[i : i + 12], y[i : i + 12]), flat0)
+        )[-1].item()
+        for i in (0, 12, 24)
+    ]
+    p = Problem(model, (x, y), batch_size=15)
+    h = landscape.hessian(p, top_k=1, batches=3, batch_size=12, tol=1e-8, out=tmp_path / "h.h5", progress=False)
+    assert h.batch_eigenvalues == pytest.approx(expected, rel=1e-6)
+    assert h.eigenvalues[0] == pytest.approx(torch.linalg.eigvalsh(dense)[-1].item(), rel=1e-6)  # the whole split's
+    assert h.attrs["batch_size"] == 12 and h.batch_matvecs > 0
+    figs = figures_for(h, False, mpl)
+    assert set(figs) == {"spectrum", "batches"} and text_defects(figs["batches"]) == []
+    assert len(figures_for(h, False, plotly)["batches"].data[0].x) == 3
+    with pytest.raises(ValueError, match="holds 3 full batches"):
+        landscape.hessian(p, top_k=0, batches=4, batch_size=12, progress=False)

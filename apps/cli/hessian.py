@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   landscape hessian runs/sam/final.pt --top-k 2 --which smallest --out sam_negative.h5
   landscape hessian runs/sam/final.pt --top-k 1 --trace --density --out sam_spectrum.h5
   landscape hessian runs/sam/final.pt --curvature ggn --top-k 5 --out sam_ggn.h5
+  landscape hessian runs/sam/final.pt --top-k 1 --per-batch 20 --per-batch-size 64 --out sam_batches.h5
   landscape hessian runs/sam/final.pt --top-k 5 --trace --density --out sam_spectrum.h5 --resume   # after a kill
   landscape surface runs/sam/final.pt --directions hessian --hessian sam_hessian.h5 --x -1:1:21 --y -1:1:21 --out h.h5
 
@@ -67,6 +68,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="hessian",
         help="the Hessian, or the (PSD) generalized Gauss-Newton matrix [%(default)s]",
     )
+    p.add_argument(
+        "--per-batch",
+        type=INDEX,
+        default=0,
+        metavar="B",
+        help="also the top eigenvalue on each of B batches of --per-batch-size examples (a histogram) [off]",
+    )
+    p.add_argument("--per-batch-size", type=COUNT, default=128, help="examples per batch of --per-batch [%(default)s]")
     p.add_argument("--seed", type=INDEX, default=0, help="start/probe vectors [%(default)s]")
     add_eval_args(p, problem=True)
     p.set_defaults(run=run)
@@ -93,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         density_probes=args.density_probes or 10,
         density_steps=args.density_steps or 80,
         curvature=args.curvature,
+        batches=args.per_batch,
+        batch_size=args.per_batch_size,
         seed=args.seed,
         resume=args.resume,
         overwrite=args.overwrite,
@@ -123,6 +134,12 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"trace: {float(arrays['trace']):.6g} (95% CI {lo:.6g} .. {hi:.6g}); "
             f"{int(arrays['trace_matvecs'])} products"
+        )
+    if "batch_eigenvalues" in arrays:
+        b = arrays["batch_eigenvalues"]
+        print(
+            f"per batch of {attrs['batch_size']}: top eigenvalue {b.mean():.6g} ± {b.std():.3g} over {len(b)} batches "
+            f"(min {b.min():.6g}, max {b.max():.6g}); {int(arrays['batch_matvecs'])} products"
         )
     if "density" in arrays:
         print(

@@ -46,13 +46,24 @@ class Hessian:
     slq_weights: np.ndarray | None = None
     density_sigma: float | None = None
     density_matvecs: int | None = None
+    batch_eigenvalues: np.ndarray | None = None
+    batch_matvecs: int | None = None
     attrs: dict = field(default_factory=dict)
     path: str = ""
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The file's datasets."""
         out = {}
-        for name in ("eigenvalues", "residuals", "trace_ci95", "density_grid", "density", "slq_nodes", "slq_weights"):
+        for name in (
+            "eigenvalues",
+            "residuals",
+            "trace_ci95",
+            "density_grid",
+            "density",
+            "slq_nodes",
+            "slq_weights",
+            "batch_eigenvalues",
+        ):
             if getattr(self, name) is not None:
                 out[name] = np.asarray(getattr(self, name))
         for name, kind in (
@@ -63,6 +74,7 @@ class Hessian:
             ("trace_matvecs", np.int64),
             ("density_sigma", np.float64),
             ("density_matvecs", np.int64),
+            ("batch_matvecs", np.int64),
         ):
             if getattr(self, name) is not None:
                 out[name] = np.asarray(kind(getattr(self, name)))
@@ -92,6 +104,7 @@ def read_hessian(path: str | Path, *, vectors: bool = True) -> Hessian:
         "density": 1,
         "slq_nodes": 2,
         "slq_weights": 2,
+        "batch_eigenvalues": 1,
     }
     for name, value in arrays.items():
         if value.dtype.kind not in "fiub" or value.ndim != shapes.get(name, 0):

@@ -39,11 +39,17 @@ def figures_for(data: Surface | Hessian | Sweep | Robustness | Calibration, log:
     if isinstance(data, Hessian):
         arrays = data.arrays()
         title = f"{data.attrs.get('label') or data.attrs.get('method', '')} {Path(data.path or '').stem}".strip()
-        return {
-            "spectrum": lib.hessian_spectrum(
+        figs = {}
+        if "eigenvalues" in arrays or "density" in arrays:
+            figs["spectrum"] = lib.hessian_spectrum(
                 arrays.get("eigenvalues"), arrays.get("density_grid"), arrays.get("density"), title=title
             )
-        }
+        if data.batch_eigenvalues is not None:
+            top = data.eigenvalues[0] if data.eigenvalues is not None and data.attrs.get("which") == "largest" else None
+            figs["batches"] = lib.batch_eigenvalues(
+                data.batch_eigenvalues, int(data.attrs.get("batch_size", 0)), top, title=title
+            )
+        return figs or {"spectrum": lib.hessian_spectrum(None)}  # nothing to draw: its one-line error
     if isinstance(data, Sweep):
         figs = {"sweep_loss": lib.sweep_curves(data, log=log)}
         if np.isfinite(data.values["acc_mean"]).any():  # a problem with an accuracy

@@ -253,6 +253,28 @@ def hessian_spectrum(
     return fig
 
 
+def batch_eigenvalues(values: np.ndarray, batch_size: int, full: float | None = None, *, title: str = "") -> Figure:
+    """How-do-vits-work's per-minibatch histogram: the top Hessian eigenvalue on each of several batches, with the
+    whole split's top eigenvalue as a line (a batch's curvature is a noisy sample of the split's).
+
+    Args:
+        values: the top eigenvalue per batch.
+        batch_size: the examples per batch (in the axis label).
+        full: the whole split's top eigenvalue (``None``: not drawn).
+        title: the figure's title.
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
+    fig, ax = _subplots(1, 1, figsize=(4.8, 3.4))
+    ax.hist(values, bins=min(30, max(5, len(values) // 3)), color=PALETTE[0], alpha=0.8, label=f"{len(values)} batches")
+    if full is not None:
+        ax.axvline(full, color=PALETTE[1], linestyle="--", label="whole split")
+    ax.set(xlabel=f"top eigenvalue of a batch of {batch_size}", ylabel="batches", title=title or "per-batch sharpness")
+    ax.legend(frameon=False)
+    return fig
+
+
 def sweep_curves(sw: Sweep, *, value: str = "loss", log: bool = False) -> Figure:
     """One panel per perturbation kind, each with its radius unit and range: the loss increase over the unperturbed
     loss (or the accuracy), the mean over trials with its +-1 std band.
@@ -460,6 +482,39 @@ def sharpness_curves(items: list[tuple[str, dict]]) -> Figure:
     loss_ax.set(xlabel="step", ylabel="loss", title="loss on the tracked data")
     sharp_ax.set(xlabel="step", ylabel="sharpness", title="sharpness")
     _legend_outside(sharp_ax)
+    return fig
+
+
+def correlation_scatter(
+    points: dict[str, list[tuple[str, float, float]]], taus: dict[str, float], *, target: str = "gap"
+) -> Figure:
+    """One panel per flatness measure: each run's measure against its generalization ``target``, coloured by group,
+    Kendall's τ in the title (Andriushchenko et al.'s figure).
+
+    Args:
+        points: ``{measure: [(group, measure value, target value), ...]}``.
+        taus: ``{measure: Kendall's τ}``.
+        target: the y axis's name.
+
+    Returns:
+        A matplotlib ``Figure``.
+    """
+    cols = min(3, len(points))
+    rows = -(-len(points) // cols)
+    fig, axes = _subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    groups = list(dict.fromkeys(g for pts in points.values() for g, _, _ in pts))
+    for ax, (measure, pts) in zip(axes.flat, points.items()):
+        for i, group in enumerate(groups):
+            xy = np.array([(x, y) for g, x, y in pts if g == group]).reshape(-1, 2)
+            style = series(i)
+            ax.scatter(xy[:, 0], xy[:, 1], color=style["color"], marker=style["marker"], s=22, label=group)
+        xs = np.array([x for _, x, _ in pts])
+        if len(xs) and xs.min() > 0 and xs.max() / xs.min() > 100:
+            ax.set_xscale("log")
+        ax.set(xlabel=measure, ylabel=f"{target} (%)", title=f"τ = {taus[measure]:+.2f}")
+    for ax in list(axes.flat)[len(points) :]:
+        ax.set_visible(False)
+    _legend_outside(list(axes.flat)[min(len(points), cols) - 1])
     return fig
 
 
@@ -698,6 +753,8 @@ def corruption_table(
 
 __all__ = [
     "SURFACE_2D_KINDS",
+    "batch_eigenvalues",
+    "correlation_scatter",
     "surface_1d",
     "surface_2d",
     "hessian_spectrum",

@@ -263,6 +263,20 @@ def hessian_spectrum(
     return fig
 
 
+def batch_eigenvalues(values: np.ndarray, batch_size: int, full: float | None = None, *, title: str = "") -> go.Figure:
+    """:func:`landscape.plots.mpl.batch_eigenvalues`, interactive."""
+    fig = go.Figure(go.Histogram(x=values, name=f"{len(values)} batches", marker_color=PALETTE[0], opacity=0.8))
+    if full is not None:
+        fig.add_vline(x=full, line={"color": PALETTE[1], "dash": "dash"}, annotation_text="whole split")
+    fig.update_layout(
+        title=title or "per-batch sharpness",
+        xaxis_title=f"top eigenvalue of a batch of {batch_size}",
+        yaxis_title="batches",
+        template=TEMPLATE,
+    )
+    return fig
+
+
 def sweep_curves(sw: Sweep, *, value: str = "loss", log: bool = False) -> go.Figure:
     """One panel per perturbation kind, each with its radius unit and range: the loss increase over the unperturbed
     loss (or the accuracy), the mean over trials with its +-1 std band.
@@ -729,6 +743,7 @@ def corruption_table(
 
 __all__ = [
     "SURFACE_2D_KINDS",
+    "batch_eigenvalues",
     "surface_1d",
     "surface_2d",
     "cross_sections",
