@@ -21,6 +21,7 @@ from typing import Any, Callable, Literal, Sequence, cast, get_args
 import numpy as np
 import torch
 import torch.nn as nn
+from scipy import ndimage
 from torch import Tensor
 from tqdm import tqdm
 
@@ -29,6 +30,7 @@ from landscape._system.ranks import Ranks, join_group
 from ._driver import GridJob, Output
 from ._evaluation import recompute_bn_statistics
 from ._folding import compiled_module, faster_module
+from ._refine import refine as refine_grid
 from .directions import (
     DIR_TYPES,
     IGNORES,
@@ -36,6 +38,7 @@ from .directions import (
     Direction,
     IgnoreMode,
     difference,
+    output_axes,
     pca_directions,
     random_directions,
     target_tensors,
@@ -44,7 +47,7 @@ from .io import Surface, read_surface
 from .io.files import sha256
 from .io.results import ResultWriter
 from .io.surface import create_surface, surface_attrs, value_names
-from .limits import MAX_AXIS_POINTS, check_count
+from .limits import MAX_AXIS_POINTS, MAX_TRIALS, check_count
 from .problem import Problem, weights_sha256
 from .snapshots import load_state, snapshot_files
 
@@ -249,6 +252,16 @@ class GridEvaluation:
             raise ValueError(f"unknown dir_type {self.dir_type!r}; expected one of {DIR_TYPES}")
         return splits, self.bn_split or ("train" if "train" in problem.splits else splits[0])
 
+    def attrs(self, problem: Problem, attrs: dict) -> dict:
+        """A grid file's attributes: the problem's provenance, how it was evaluated, then ``attrs``."""
+        return {
+            **problem.file_attrs(),
+            "bn": self.bn,
+            "dir_type": self.dir_type,
+            "params": problem.params_attr(),
+            **attrs,
+        }
+
 
 def run_grid(
     problem: Problem,
@@ -267,7 +280,7 @@ def run_grid(
     if (len(xs) * (1 if ys is None else len(ys))) > MAX_POINTS:
         raise ValueError(f"a grid of {len(xs)} x {len(ys) if ys is not None else 1} points is more than {MAX_POINTS:,}")
     shape = (len(xs),) if ys is None else (len(ys), len(xs))
-    attrs = {**problem.file_attrs(), "bn": how.bn, "dir_type": how.dir_type, "params": problem.params_attr(), **attrs}
+    attrs = how.attrs(problem, attrs)
     names = value_names(splits, ["loss", *problem.metrics])
     ranks = join_group(problem.device.type)
     job = GridJob("surface", shape, {n: () for n in names}, surface_attrs(xs, ys, splits, attrs), output, ranks)
@@ -378,6 +391,9 @@ def surface(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     attrs: dict | None = None,
+    direction_seeds: int = 1,
+    basin_rise: float = 0.5,
+    refine: float | None = None,
 ) -> Surface | None:
     """Loss (and metrics) of every split on the grid ``w0 + x*d1 (+ y*d2)`` around the problem's weights.
 
@@ -413,6 +429,20 @@ def surface(
         progress: show a progress bar (on rank 0 of a ``torchrun`` job).
         log: called with one-line messages (resuming, non-finite points); ``None``: silent.
         attrs: extra attributes stored with the result.
+        direction_seeds: evaluate the grid along this many independent pairs of random directions (seeds ``seed``,
+            ``seed + 1``, ...): the result holds each point's mean over them in ``values`` and the standard deviation
+            in ``spread`` (stored as ``{value}_std``), and the basin width's mean and std over them (each pair's own
+            surface kept in ``.{stem}.seeds/`` beside ``out``, resumable on its own). One pair of random directions
+            is one sample: a basin that looks flat along it may not be along the next.
+        basin_rise: with ``direction_seeds``: the basin is where the loss stays within this much of the centre's
+            (the region around the centre, connected to it; :func:`basin_width`); its width's mean and std over
+            the seeds are stored per split (``attrs["basin_width_train"]``, ``attrs["basin_width_std_train"]``).
+        refine: adaptive refinement to this tolerance in log10 of the first split's loss (``0.05``: 12 % of the
+            loss, under half a contour level of a log-coloured figure): a coarse grid (every 8th point), then each
+            cell's centre and edge middles; where one of them differs from the interpolation of the cell's corners
+            by more than ``refine`` the cell is split and tested again, elsewhere its points are interpolated
+            (log-linearly for losses). The file marks the points evaluated (``evaluated``) and counts them
+            (``attrs["evaluations"]``). Not resumable (a refined grid is meant to be cheap); ``None``: every point.
 
     Returns:
         The :class:`~landscape.io.Surface` (``.values["train_loss"][i, j]`` at ``(x[j], y[i])``) with its
@@ -425,8 +455,21 @@ def surface(
     """
     xs, ys = _grid_args(x, y)
     count = 1 if ys is None else 2
+    check_count("direction_seeds", direction_seeds, MAX_TRIALS, least=1)
+    if not basin_rise > 0:
+        raise ValueError(f"basin_rise must be > 0, got {basin_rise}")
+    if direction_seeds > 1:
+        if not (isinstance(directions, str) and directions == "random"):
+            raise ValueError("direction_seeds draws several pairs of random directions: use directions='random'")
+        return _over_seeds(
+            problem, xs, ys, direction_seeds, basin_rise, seed=seed, out=out, resume=resume, overwrite=overwrite,
+            kwargs=dict(norm=norm, ignore=ignore, dir_type=dir_type, orthogonal=orthogonal, splits=splits, bn=bn,
+                        bn_split=bn_split, compile=compile, fast=fast, progress=progress, log=log, attrs=attrs),
+        )  # fmt: skip
     if norm not in NORMS or ignore not in IGNORES:
         raise ValueError(f"norm must be one of {NORMS} and ignore one of {IGNORES}")
+    if refine is not None and not refine > 0:
+        raise ValueError(f"refine must be a tolerance > 0, got {refine}")
     if isinstance(directions, str) and directions == "random":
 
         def make() -> list[Direction]:
@@ -437,6 +480,7 @@ def surface(
                 norm=norm,
                 ignore=ignore,
                 orthogonal=orthogonal,
+                axes=output_axes(problem.model),
             )
             return [restrict(d, problem) for d in dirs]
 
@@ -467,15 +511,170 @@ def surface(
             return [complete(d, problem, dir_type) for d in given]
 
         meta = {"directions": "custom", "norm": "none", "ignore": "none", "seed": -1}
-    return run_grid(
+    how = GridEvaluation(splits, dir_type, bn, bn_split, compile, fast)
+    if refine is not None:
+        return _refined(problem, make, xs, ys, {**meta, **(attrs or {})}, how, refine, out, overwrite, progress)
+    result = run_grid(
         problem,
         make,
         xs,
         ys,
         {**meta, **(attrs or {})},
-        GridEvaluation(splits, dir_type, bn, bn_split, compile, fast),
+        how,
         Output(out, resume, overwrite, progress, log),
     )
+    return result
+
+
+class _Collect:
+    """A writer for :func:`fill_surface` that keeps the points it is handed."""
+
+    def __init__(self) -> None:
+        self.points: dict[int, dict[str, float]] = {}
+
+    def write(self, points: list[tuple[int, dict[str, float]]]) -> None:
+        self.points.update(points)
+
+
+def _refined(
+    problem: Problem,
+    make: Callable[[], list[Direction]],
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    attrs: dict,
+    how: GridEvaluation,
+    tol: float,
+    out: str | Path | None,
+    overwrite: bool,
+    progress: bool,
+) -> Surface:
+    """:func:`surface` with ``refine``: the points :func:`landscape._refine.refine` asks for, evaluated in rounds."""
+    if out is not None and Path(out).exists() and not overwrite:
+        raise ValueError(f"{out} exists: pass overwrite=True to replace it (a refined surface is not resumable)")
+    splits, bn_split = how.check(problem)
+    directions = nonzero(make)()
+    key = f"{splits[0]}_loss"
+    count = 0
+
+    def evaluate(points: list[tuple[int, int]]) -> list[dict[str, float]]:
+        nonlocal count
+        coords = np.array([(xs[j],) if ys is None else (xs[j], ys[i]) for i, j in points])
+        sink = _Collect()
+        fill_surface(problem, directions, [sink], xs, ys, list(range(len(points))), splits, dir_type=how.dir_type,
+                     bn=how.bn, bn_split=bn_split, module=module, progress=False, path=coords)  # fmt: skip
+        count += len(points)
+        bar.update(len(points))
+        return [_logged(sink.points[k]) for k in range(len(points))]
+
+    with problem.session(), tqdm(desc="surface (refined)", unit="pt", disable=not progress) as bar:
+        module = faster_module(problem) if how.fast else None
+        logged, evaluated = refine_grid(len(xs), 1 if ys is None else len(ys), evaluate, key, tol)
+    values = {n: (10**v if n.endswith("_loss") else v) for n, v in logged.items()}
+    if ys is None:
+        values, evaluated = {n: v[0] for n, v in values.items()}, evaluated[0]
+    computed = np.ones(evaluated.shape, bool)
+    full = how.attrs(problem, {**attrs, "refine": tol, "evaluations": count})
+    if out is not None:
+        writer = create_surface(
+            out, xs, ys, splits, directions, full, {"evaluated": evaluated.astype(np.uint8)}, list(values)
+        )
+        flat = {n: v.ravel() for n, v in values.items()}
+        writer.write([(j, {n: flat[n][j] for n in values}) for j in range(computed.size)])
+        writer.finish()
+        writer.close()
+    result = Surface(str(out or ""), xs, ys, values, computed, surface_attrs(xs, ys, splits, full), "landscape",
+                     {"evaluated": evaluated}, directions)  # fmt: skip
+    return result
+
+
+def _logged(values: dict[str, float]) -> dict[str, float]:
+    """Losses in log10 (refinement compares and interpolates them so: log-linear between evaluated points)."""
+    return {n: (math.log10(max(v, 1e-300)) if n.endswith("_loss") else v) for n, v in values.items()}
+
+
+def basin_width(xs: np.ndarray, ys: np.ndarray | None, loss: np.ndarray, rise: float) -> float:
+    """The width of the basin around the grid point nearest the origin: the points connected to it (4-neighbours)
+    whose loss is within ``rise`` of its loss; along a 1-D slice the span of their coordinates, on a 2-D grid the
+    diameter of the disc of their area (cells of ``dx * dy``). NaN where the centre's loss is not finite."""
+    centre = (int(np.argmin(np.abs(xs))),) if ys is None else (int(np.argmin(np.abs(ys))), int(np.argmin(np.abs(xs))))
+    if not np.isfinite(loss[centre]):
+        return float("nan")
+    inside = np.isfinite(loss) & (loss <= loss[centre] + rise)
+    labels, _ = ndimage.label(inside)
+    region = labels == labels[centre]
+    if ys is None:
+        hit = xs[region]
+        return float(hit.max() - hit.min())
+    cell = (np.ptp(xs) / max(len(xs) - 1, 1)) * (np.ptp(ys) / max(len(ys) - 1, 1))
+    return float(2 * np.sqrt(region.sum() * cell / np.pi))
+
+
+def basin_widths(s: Surface, rise: float) -> dict[str, float]:
+    """:func:`basin_width` of each split's loss."""
+    return {
+        split: basin_width(s.xcoordinates, s.ycoordinates, s.values[f"{split}_loss"], rise)
+        for split in s.splits
+        if f"{split}_loss" in s.values
+    }
+
+
+def _over_seeds(
+    problem: Problem,
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    k: int,
+    rise: float,
+    *,
+    seed: int,
+    out: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    kwargs: dict,
+) -> Surface | None:
+    """:func:`surface` over ``k`` seeds of random directions: each seed's surface (in ``.{stem}.seeds/`` beside
+    ``out``), then their mean and std per point written to ``out``."""
+    if out is not None and Path(out).exists() and not (resume or overwrite):
+        raise ValueError(f"{out} exists: pass resume=True to finish it or overwrite=True to replace it")
+    folder = None if out is None else Path(out).with_name(f".{Path(out).stem}.seeds")
+    parts = []
+    for i in range(k):
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        part = surface(
+            problem,
+            xs,
+            ys,
+            seed=seed + i,
+            out=None if folder is None else folder / f"seed{seed + i}.h5",
+            resume=resume,
+            overwrite=overwrite,
+            **kwargs,
+        )
+        if part is None:  # a rank other than 0 of a torchrun job: rank 0 writes
+            return None
+        parts.append(part)
+    names = list(parts[0].values)
+    stacked = {n: np.stack([p.values[n] for p in parts]) for n in names}
+    mean = {n: v.mean(0) for n, v in stacked.items()}
+    std = {n: v.std(0) for n, v in stacked.items()}
+    widths = np.array([list(basin_widths(p, rise).values()) for p in parts])  # (seed, split)
+    attrs = {
+        **{a: v for a, v in parts[0].attrs.items() if a not in ("kind", "grid_shape", "values", "complete", "created")},
+        "seed": seed,
+        "direction_seeds": k,
+        "basin_rise": rise,
+        **{f"basin_width_{split}": float(widths[:, i].mean()) for i, split in enumerate(basin_widths(parts[0], rise))},
+        **{f"basin_width_std_{sp}": float(widths[:, i].std()) for i, sp in enumerate(basin_widths(parts[0], rise))},
+    }
+    computed = np.logical_and.reduce([p.computed for p in parts])
+    if out is not None:
+        spread = {f"{n}_std": std[n] for n in names}
+        writer = create_surface(out, xs, ys, list(parts[0].splits), parts[0].directions or [], attrs, spread, names)
+        flat = {n: v.ravel() for n, v in mean.items()}
+        writer.write([(int(j), {n: flat[n][j] for n in names}) for j in np.flatnonzero(computed.ravel())])
+        writer.finish()
+        writer.close()
+    return Surface(str(out or ""), xs, ys, mean, computed, attrs, "landscape", {}, parts[0].directions, std)
 
 
 def complete(direction: Direction, problem: Problem, dir_type: str) -> Direction:

@@ -376,3 +376,95 @@ def test_mismatched_checkpoints_are_refused(runs, tmp_path, capsys):
     assert main(["surface", str(runs / "erm" / "final.pt"), *base]) == 0
     assert main(["surface", str(runs / "sam" / "final.pt"), *base, "--resume"]) == 2  # another checkpoint
     assert "made with another checkpoint (its contents differ)" in capsys.readouterr().err
+
+
+def test_direction_seeds_store_the_mean_and_std_of_separate_surfaces_and_the_basin_width(runs, tmp_path):
+    """K pairs of random directions: each point's mean and std over them equal those of K surfaces computed one by
+    one with seeds SEED..SEED+K-1; the file keeps each seed's surface, resumes, and the CLI writes the same."""
+    import landscape
+    from landscape.surfaces import basin_widths
+
+    problem = Problem.from_checkpoint(runs / "erm" / "final.pt", samples=120, device="cpu")
+    one_by_one = [landscape.surface(problem, "-1:1:5", "-1:1:4", seed=3 + k, progress=False) for k in range(3)]
+    out = tmp_path / "seeds.h5"
+    s = landscape.surface(problem, "-1:1:5", "-1:1:4", seed=3, direction_seeds=3, out=out, progress=False)
+    stack = np.stack([o.values["train_loss"] for o in one_by_one])
+    np.testing.assert_allclose(s.values["train_loss"], stack.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(s.spread["train_loss"], stack.std(0), rtol=1e-12)
+    back = read_surface(out)
+    np.testing.assert_allclose(back.spread["train_acc"], np.stack([o.values["train_acc"] for o in one_by_one]).std(0))
+    widths = [basin_widths(o, 0.5)["train"] for o in one_by_one]
+    assert back.attrs["basin_width_train"] == pytest.approx(np.mean(widths))
+    assert back.attrs["basin_width_std_train"] == pytest.approx(np.std(widths))
+    assert sorted(p.name for p in (tmp_path / ".seeds.seeds").iterdir()) == ["seed3.h5", "seed4.h5", "seed5.h5"]
+    with pytest.raises(ValueError, match="exists"):
+        landscape.surface(problem, "-1:1:5", "-1:1:4", seed=3, direction_seeds=3, out=out, progress=False)
+    again = landscape.surface(problem, "-1:1:5", "-1:1:4", seed=3, direction_seeds=3, out=out, resume=True)
+    np.testing.assert_array_equal(again.values["train_loss"], s.values["train_loss"])
+    r = cli(
+        "surface", str(runs / "erm" / "final.pt"), "--samples", "120", "--x", "-1:1:5", "--seed", "3",
+        "--direction-seeds", "3", "--out", str(tmp_path / "cli.h5"), "--no-progress",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_allclose(read_surface(tmp_path / "cli.h5").spread["train_loss"].shape, (5,))
+
+
+def test_basin_width_on_analytic_bowls():
+    """Within ``rise`` of the centre: |x| <= sqrt(rise) on x^2 (width 2 sqrt(rise)), the disc of radius sqrt(rise)
+    on x^2 + y^2 (diameter 2 sqrt(rise) from its area), to the grid's resolution; a second bowl not connected to
+    the centre is not counted."""
+    from landscape.surfaces import basin_width
+
+    xs = np.linspace(-2, 2, 401)
+    assert basin_width(xs, None, xs**2, 0.49) == pytest.approx(1.4, abs=0.011)
+    two = np.minimum(xs**2, (xs - 1.8) ** 2 + 0.1)  # another minimum at 1.8, within the rise but cut off from 0
+    assert basin_width(xs, None, two, 0.3) == pytest.approx(2 * np.sqrt(0.3), abs=0.02)
+    ys = np.linspace(-1.5, 1.5, 301)
+    bowl = xs[None, :] ** 2 + ys[:, None] ** 2
+    assert basin_width(xs, ys, bowl, 0.64) == pytest.approx(1.6, rel=0.01)
+    assert np.isnan(basin_width(xs, None, np.full_like(xs, np.nan), 0.5))
+
+
+def test_refinement_reproduces_an_analytic_surface_with_fewer_evaluations():
+    """Exact where it evaluates; within the tolerance elsewhere (a quadratic's bilinear error peaks at the probes);
+    a smooth bowl needs several times fewer points than the grid; a kink is evaluated point by point."""
+    from landscape._refine import refine
+
+    n = 65
+    xs = np.linspace(-1, 1, n)
+    bowl = 0.3 * xs[None, :] ** 2 + 0.2 * xs[:, None] ** 2 + 0.1 * xs[None, :] * xs[:, None]
+    calls = []
+
+    def evaluate(points):
+        calls.extend(points)
+        return [{"loss": bowl[p], "twice": 2 * bowl[p]} for p in points]
+
+    values, done = refine(n, n, evaluate, "loss", 1e-2)
+    assert len(calls) == len(set(calls)) == done.sum()  # no point evaluated twice
+    np.testing.assert_array_equal(values["loss"][done], bowl[done])
+    assert np.abs(values["loss"] - bowl).max() <= 1e-2
+    np.testing.assert_allclose(values["twice"], 2 * values["loss"])  # every value interpolated in the same cells
+    assert n * n / done.sum() > 3
+    # a kink (|x|) on a 1-D slice: its cell is refined down to single steps, the straight parts are not
+    line = np.abs(xs - 0.3)
+    v1, d1 = refine(n, 1, lambda pts: [{"loss": line[j]} for _, j in pts], "loss", 1e-9)
+    np.testing.assert_allclose(v1["loss"][0], line, atol=1e-12)
+    assert d1.sum() < n / 2 and d1[0, np.argmin(line)]
+
+
+def test_a_refined_surface_is_the_full_grid_where_it_evaluates(runs, tmp_path):
+    import landscape
+
+    problem = Problem.from_checkpoint(runs / "erm" / "final.pt", samples=120, device="cpu")
+    full = landscape.surface(problem, "-1:1:17", "-1:1:17", progress=False)
+    out = tmp_path / "refined.h5"
+    r = landscape.surface(problem, "-1:1:17", "-1:1:17", refine=0.05, out=out, progress=False)
+    back = read_surface(out)
+    done = back.extras["evaluated"].astype(bool)
+    assert back.complete and back.attrs["evaluations"] == done.sum() < 17 * 17
+    for name in ("train_loss", "train_acc"):
+        np.testing.assert_allclose(back.values[name][done], full.values[name][done], rtol=1e-10)
+    # log10 of the loss within about the tolerance elsewhere (the test probes a cell's centre and edge middles)
+    assert np.abs(np.log10(r.values["train_loss"]) - np.log10(full.values["train_loss"])).max() < 0.1
+    with pytest.raises(ValueError, match="not resumable"):
+        landscape.surface(problem, "-1:1:17", "-1:1:17", refine=0.05, out=out, progress=False)

@@ -25,11 +25,14 @@ def random_surface(
     seed: int = 0,
     dir_type: str = "weights",
     orthogonal: bool = False,
+    direction_seeds: int = 1,
+    refine: float | None = None,
     resume: bool = False,
     overwrite: bool = False,
     log=None,
 ) -> Path:
-    """Loss/accuracy along 1 or 2 normalized random directions around a checkpoint (Li et al. 2018)."""
+    """Loss/accuracy along 1 or 2 normalized random directions around a checkpoint (Li et al. 2018), over
+    ``direction_seeds`` pairs of them."""
     return surface_job(
         ckpt,
         out,
@@ -43,6 +46,8 @@ def random_surface(
             seed=seed,
             dir_type=dir_type,
             orthogonal=orthogonal,
+            direction_seeds=direction_seeds,
+            refine=refine,
             resume=resume,
             overwrite=overwrite,
             log=log,

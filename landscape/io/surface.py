@@ -176,10 +176,22 @@ def read_surface(path: str | Path, max_points: int | None = None, *, directions:
         values = {n: np.where(computed, v, np.nan) for n, v in raw.items()}
         extras = {
             n: read_whole(f, n, path)
-            for n in ("proj_xcoord", "proj_ycoord", "explained_variance_ratio_", "coefficients", "train_loss_history")
+            for n in (
+                "proj_xcoord",
+                "proj_ycoord",
+                "explained_variance_ratio_",
+                "coefficients",
+                "train_loss_history",
+                "evaluated",
+            )
             if n in f
         }
         axes = [group_direction(f[axis]) for axis in AXES if axis in f] if directions and ours else None
+        spread = {  # a surface over several seeds of directions: each point's std over them
+            n: _read_strided(f[f"{n}_std"], iy, ix, sx).astype(np.float64)
+            for n in names
+            if ours and isinstance(f.get(f"{n}_std"), h5py.Dataset) and f[f"{n}_std"].shape == shape
+        }
     return Surface(
         str(path),
         xs[ix],
@@ -190,6 +202,7 @@ def read_surface(path: str | Path, max_points: int | None = None, *, directions:
         "landscape" if ours else "loss-landscape",
         extras,
         axes,
+        spread,
     )
 
 

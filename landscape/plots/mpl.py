@@ -124,6 +124,9 @@ def surface_1d(s: Surface, *, log: bool | None = None) -> Figure:
             if axes is not None and s.has(split, value):
                 key = f"{split}_{value}"
                 axes.plot(s.xcoordinates, s.values[key], color=color, linestyle=_dash(split), label=human(key))
+                if key in s.spread:  # over seeds of directions: +-1 std
+                    lo, hi = s.values[key] - s.spread[key], s.values[key] + s.spread[key]
+                    axes.fill_between(s.xcoordinates, lo, hi, color=color, alpha=0.18, linewidth=0)
     if log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for sp in s.splits))):
         ax.set_yscale("log")
     ax.set_xlabel(axis_label(s, "x"))

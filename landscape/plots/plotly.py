@@ -74,13 +74,28 @@ def surface_1d(s: Surface, *, log: bool | None = None) -> go.Figure:
                 line = {"color": color, "dash": _dash(split)}
                 trace = go.Scatter(x=s.xcoordinates, y=_clean(s.values[key]), name=human(key), line=line)
                 fig.add_trace(trace, secondary_y=right)
+                if key in s.spread:  # over seeds of directions: +-1 std
+                    band = np.concatenate([s.values[key] + s.spread[key], (s.values[key] - s.spread[key])[::-1]])
+                    fig.add_trace(
+                        go.Scatter(
+                            x=np.concatenate([s.xcoordinates, s.xcoordinates[::-1]]),
+                            y=_clean(band),
+                            fill="toself",
+                            fillcolor=color,
+                            opacity=0.18,
+                            line={"width": 0},
+                            hoverinfo="skip",
+                            showlegend=False,
+                        ),
+                        secondary_y=right,
+                    )
     logged = log or (log is None and wants_log(*(s.values[f"{sp}_loss"] for sp in s.splits)))
     fig.update_xaxes(title_text=axis_label(s, "x"))
     fig.update_yaxes(title_text="loss", type="log" if logged else "linear", secondary_y=False)
     # fixed ticks: plotly.js syncs an overlaying axis to the loss axis's ticks (99.7, 91.6, ... on a log loss axis)
     ticks = {"tickmode": "array", "tickvals": list(range(0, 101, 20)), "showgrid": False}
     fig.update_yaxes(title_text="accuracy (%)", range=[0, 100], secondary_y=True, **ticks)
-    fig.update_layout(title=surface_title(s), template=TEMPLATE)
+    fig.update_layout(title=surface_title(s, "<br>"), template=TEMPLATE)
     return fig
 
 
@@ -165,7 +180,7 @@ def surface_2d(
         # equal axes by shrinking the plot, not by widening the x range past the grid (a -1..1 grid drawn on -3..3)
         fig.update_xaxes(title_text=axis_label(s, "x"), constrain="domain")
         fig.update_yaxes(title_text=axis_label(s, "y"), scaleanchor="x", scaleratio=1, constrain="domain")
-    fig.update_layout(title=f"{surface_title(s)}: {label}", template=TEMPLATE)
+    fig.update_layout(title=f"{surface_title(s, '<br>')}: {label}", template=TEMPLATE)
     return fig
 
 

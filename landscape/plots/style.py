@@ -124,9 +124,16 @@ def run_title(attrs: dict) -> str:
     )
 
 
-def surface_title(s: Surface) -> str:
-    """A surface's title: what produced it, else its path."""
-    return run_title(s.attrs) or s.path
+def surface_title(s: Surface, newline: str = "\n") -> str:
+    """A surface's title: what produced it, else its path; over several seeds of directions, their number and the
+    training basin's width (mean ± std over them)."""
+    title = run_title(s.attrs) or s.path
+    seeds = s.attrs.get("direction_seeds")
+    if seeds and f"basin_width_{s.splits[0]}" in s.attrs:
+        split = s.splits[0]
+        width, spread = s.attrs[f"basin_width_{split}"], s.attrs[f"basin_width_std_{split}"]
+        title += f"{newline}{seeds} direction pairs: {split} basin width {width:.3g} ± {spread:.2g}"
+    return title
 
 
 THRESHOLD_LABELS = {"sharpness_threshold": "2/η (stability)", "preconditioned_threshold": "2(1+β₁)/((1-β₁)η)"}
