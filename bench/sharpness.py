@@ -36,7 +36,7 @@ def main() -> None:
     n = args.points
     grid = f"-1:1:{n}"
     lines = [
-        f"## adaptive refinement: {n} x {n} train-loss surface of the demo's small CNN, {args.samples} digits, "
+        f"adaptive refinement: {n} x {n} train-loss surface of the demo's small CNN, {args.samples} digits, "
         f"CPU {torch.get_num_threads()} thread(s)",
         "",
         "| model | variant | evaluations | x fewer | seconds | x faster | max error (log10 loss) |",
@@ -44,7 +44,7 @@ def main() -> None:
     ]
     suite_lines = [
         "",
-        f"## the sharpness suite: cost per measure ({args.samples} digits, rho 0.1 unless named, 20 steps)",
+        f"the sharpness suite: cost per measure ({args.samples} digits, rho 0.1 unless named, 20 steps)",
         "",
         "| model | measure | value | spread | passes | seconds |",
         "|---|---|---|---|---|---|",

@@ -116,6 +116,13 @@ def fisher_rao(problem: Problem, split: str | None = None) -> float:
     product (:func:`torch.func.jvp`) per batch gives it for every example at once (the loss's gradient w.r.t. the
     outputs times their derivative; per example, the leading dim of the outputs).
 
+    Args:
+        problem: the model, data and loss (a loss of the form ``loss(outputs, targets)``).
+        split: the split the mean runs over (default the problem's first).
+
+    Returns:
+        The measure (a squared norm).
+
     Raises:
         ValueError: a loss of the form ``loss(model, batch)`` (the outputs are needed).
     """

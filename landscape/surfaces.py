@@ -394,6 +394,7 @@ def surface(
     direction_seeds: int = 1,
     basin_rise: float = 0.5,
     refine: float | None = None,
+    bootstrap: int | None = None,
 ) -> Surface | None:
     """Loss (and metrics) of every split on the grid ``w0 + x*d1 (+ y*d2)`` around the problem's weights.
 
@@ -443,6 +444,10 @@ def surface(
             by more than ``refine`` the cell is split and tested again, elsewhere its points are interpolated
             (log-linearly for losses). The file marks the points evaluated (``evaluated``) and counts them
             (``attrs["evaluations"]``). Not resumable (a refined grid is meant to be cheap); ``None``: every point.
+        bootstrap: cut each split into this many blocks (a split given as a pair of tensors) and evaluate each
+            block's surface: ``values`` are the whole split's, ``spread`` (stored as ``{value}_std``) each point's
+            bootstrap standard error over the blocks resampled with replacement (2,000 times): whether the
+            ``samples`` a surface averages over are enough shows as the width of its band. Not resumable.
 
     Returns:
         The :class:`~landscape.io.Surface` (``.values["train_loss"][i, j]`` at ``(x[j], y[i])``) with its
@@ -458,6 +463,21 @@ def surface(
     check_count("direction_seeds", direction_seeds, MAX_TRIALS, least=1)
     if not basin_rise > 0:
         raise ValueError(f"basin_rise must be > 0, got {basin_rise}")
+    if sum([direction_seeds > 1, refine is not None, bootstrap is not None]) > 1:
+        raise ValueError("direction_seeds, refine and bootstrap each compute the grid their own way: choose one")
+    if bootstrap is not None:
+        check_count("bootstrap", bootstrap, MAX_TRIALS, least=2)
+        if (isinstance(directions, str) and directions == "hessian") or bn == "recompute":
+            raise ValueError(
+                "bootstrap evaluates each block of the data along the same directions and BatchNorm statistics: "
+                "not with directions='hessian' or bn='recompute'"
+            )
+        return _bootstrapped(
+            problem, xs, ys, bootstrap, seed=seed, out=out, overwrite=overwrite,
+            kwargs=dict(directions=directions, hessian=hessian, norm=norm, ignore=ignore, dir_type=dir_type,
+                        orthogonal=orthogonal, splits=splits, bn=bn, bn_split=bn_split, compile=compile, fast=fast,
+                        progress=progress, log=log, attrs=attrs),
+        )  # fmt: skip
     if direction_seeds > 1:
         if not (isinstance(directions, str) and directions == "random"):
             raise ValueError("direction_seeds draws several pairs of random directions: use directions='random'")
@@ -574,14 +594,7 @@ def _refined(
         values, evaluated = {n: v[0] for n, v in values.items()}, evaluated[0]
     computed = np.ones(evaluated.shape, bool)
     full = how.attrs(problem, {**attrs, "refine": tol, "evaluations": count})
-    if out is not None:
-        writer = create_surface(
-            out, xs, ys, splits, directions, full, {"evaluated": evaluated.astype(np.uint8)}, list(values)
-        )
-        flat = {n: v.ravel() for n, v in values.items()}
-        writer.write([(j, {n: flat[n][j] for n in values}) for j in range(computed.size)])
-        writer.finish()
-        writer.close()
+    _write_whole(out, xs, ys, splits, directions, full, {"evaluated": evaluated.astype(np.uint8)}, values, computed)
     result = Surface(str(out or ""), xs, ys, values, computed, surface_attrs(xs, ys, splits, full), "landscape",
                      {"evaluated": evaluated}, directions)  # fmt: skip
     return result
@@ -667,14 +680,85 @@ def _over_seeds(
         **{f"basin_width_std_{sp}": float(widths[:, i].std()) for i, sp in enumerate(basin_widths(parts[0], rise))},
     }
     computed = np.logical_and.reduce([p.computed for p in parts])
-    if out is not None:
-        spread = {f"{n}_std": std[n] for n in names}
-        writer = create_surface(out, xs, ys, list(parts[0].splits), parts[0].directions or [], attrs, spread, names)
-        flat = {n: v.ravel() for n, v in mean.items()}
-        writer.write([(int(j), {n: flat[n][j] for n in names}) for j in np.flatnonzero(computed.ravel())])
-        writer.finish()
-        writer.close()
-    return Surface(str(out or ""), xs, ys, mean, computed, attrs, "landscape", {}, parts[0].directions, std)
+    splits = list(parts[0].splits)
+    extras = {f"{n}_std": std[n] for n in names}
+    _write_whole(out, xs, ys, splits, parts[0].directions or [], attrs, extras, mean, computed)
+    return Surface(str(out or ""), xs, ys, mean, computed, surface_attrs(xs, ys, splits, attrs), "landscape", {},
+                   parts[0].directions, std)  # fmt: skip
+
+
+def _write_whole(
+    out: str | Path | None,
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    splits: list[str],
+    directions: list[Direction],
+    attrs: dict,
+    extras: dict[str, np.ndarray],
+    values: dict[str, np.ndarray],
+    computed: np.ndarray,
+) -> None:
+    """A surface computed as a whole (over seeds, blocks, or refined) to ``out``: created atomically, then its
+    points (``None``: nothing to write)."""
+    if out is None:
+        return
+    writer = create_surface(out, xs, ys, splits, directions, attrs, extras, list(values))
+    flat = {n: v.ravel() for n, v in values.items()}
+    writer.write([(int(j), {n: flat[n][j] for n in values}) for j in np.flatnonzero(computed.ravel())])
+    writer.finish()
+    writer.close()
+
+
+def _bootstrapped(
+    problem: Problem,
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    blocks: int,
+    *,
+    seed: int,
+    out: str | Path | None,
+    overwrite: bool,
+    kwargs: dict,
+    resamples: int = 2000,
+) -> Surface | None:
+    """:func:`surface` with ``bootstrap``: each split cut into ``blocks`` blocks, every block's surface along the
+    same directions, the points' means (the whole split's values) and their bootstrap standard errors over
+    blocks resampled with replacement."""
+    if out is not None and Path(out).exists() and not overwrite:
+        raise ValueError(f"{out} exists: pass overwrite=True to replace it")
+    splits = list(kwargs.pop("splits") or problem.splits)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, blocks, size=(resamples, blocks))
+    counts = np.stack([np.bincount(row, minlength=blocks) for row in picks])  # (resample, block) draws
+    mean: dict[str, np.ndarray] = {}
+    stderr: dict[str, np.ndarray] = {}
+    first: Surface | None = None
+    for split in splits:
+        data = problem.splits[split].tensors
+        size = -(-len(data) // blocks) if data is not None else 1
+        pieces = problem.blocks(split, size)
+        if len(pieces) != blocks:
+            raise ValueError(f"bootstrap={blocks}: the split {split!r} cannot be cut into {blocks} blocks")
+        parts = [cast(Surface, surface(b, xs, ys, seed=seed, splits=[split], **kwargs)) for b in pieces]  # in memory
+        first = first or parts[0]
+        weights = np.array([b.splits[split].total for b in pieces])
+        for name in parts[0].values:
+            stack = np.stack([p.values[name].ravel() for p in parts])  # (block, point)
+            mean[name] = (weights @ stack / weights.sum()).reshape(parts[0].values[name].shape)
+            drawn = (counts * weights) @ stack / (counts @ weights)[:, None]  # (resample, point)
+            stderr[name] = drawn.std(0).reshape(mean[name].shape)
+    assert first is not None
+    attrs = {
+        **{a: v for a, v in first.attrs.items() if a not in ("kind", "grid_shape", "values", "complete", "created")},
+        **problem.file_attrs(),
+        "bootstrap": blocks,
+        "bootstrap_resamples": resamples,
+    }
+    computed = np.ones(first.computed.shape, bool)
+    extras = {f"{n}_std": v for n, v in stderr.items()}
+    _write_whole(out, xs, ys, splits, first.directions or [], attrs, extras, mean, computed)
+    return Surface(str(out or ""), xs, ys, mean, computed, surface_attrs(xs, ys, splits, attrs), "landscape", {},
+                   first.directions, stderr)  # fmt: skip
 
 
 def complete(direction: Direction, problem: Problem, dir_type: str) -> Direction:

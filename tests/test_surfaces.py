@@ -468,3 +468,27 @@ def test_a_refined_surface_is_the_full_grid_where_it_evaluates(runs, tmp_path):
     assert np.abs(np.log10(r.values["train_loss"]) - np.log10(full.values["train_loss"])).max() < 0.1
     with pytest.raises(ValueError, match="not resumable"):
         landscape.surface(problem, "-1:1:17", "-1:1:17", refine=0.05, out=out, progress=False)
+
+
+def test_bootstrap_blocks_give_the_whole_split_and_its_standard_error(runs, tmp_path):
+    """Each point's value is the whole split's; each block's surface is that of a problem on the block alone; the
+    bootstrap standard error is the plug-in one of a mean of K equal blocks, std(block values) / sqrt(K)."""
+    import landscape
+
+    problem = Problem.from_checkpoint(runs / "erm" / "final.pt", samples=200, device="cpu")
+    full = landscape.surface(problem, "-1:1:7", progress=False)
+    b = landscape.surface(problem, "-1:1:7", bootstrap=8, out=tmp_path / "b.h5", progress=False)
+    np.testing.assert_allclose(b.values["train_loss"], full.values["train_loss"], rtol=1e-6)
+    x, y = problem.splits["train"].tensors.x, problem.splits["train"].tensors.y
+    blocks = [
+        landscape.surface(Problem(problem.model, (x[i : i + 25], y[i : i + 25])), "-1:1:7", progress=False)
+        for i in range(0, 200, 25)
+    ]
+    per_block = np.stack([s.values["train_loss"] for s in blocks])
+    np.testing.assert_allclose(per_block.mean(0), full.values["train_loss"], rtol=1e-6)
+    plug_in = per_block.std(0) / np.sqrt(8)
+    np.testing.assert_allclose(b.spread["train_loss"], plug_in, rtol=0.1)
+    back = read_surface(tmp_path / "b.h5")
+    assert back.attrs["bootstrap"] == 8 and np.allclose(back.spread["train_acc"], b.spread["train_acc"])
+    with pytest.raises(ValueError, match="choose one"):
+        landscape.surface(problem, "-1:1:7", bootstrap=8, refine=0.1)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from landscape._jobs import EvalOptions
 
 from .commands import help_of
-from .numbers import COUNT, INDEX, POSITIVE, checked
+from .numbers import COUNT, INDEX, POSITIVE, checked, number
 from .problem import problem_from_args
 
 SURFACE_EXAMPLES = """examples:
@@ -27,6 +27,7 @@ SURFACE_EXAMPLES = """examples:
   landscape surface runs/sam/final.pt --x -1:1:101 --y -1:1:101 --compile --out fine.h5   # compile from the start
   landscape surface runs/sam/final.pt --x -1:1:21 --direction-seeds 5 --out sam_bands.h5   # mean +- std over 5 pairs
   landscape surface runs/sam/final.pt --x -1:1:65 --y -1:1:65 --refine 0.05 --out sam_fast.h5  # ~5x fewer points
+  landscape surface runs/sam/final.pt --x -1:1:21 --samples 500 --bootstrap 10 --out sam_500.h5  # enough data?
 
 Directions are Gaussian, filter-normalized with biases/BN zeroed (Li et al. 2018; loss-landscape's
 --xnorm filter --xignore biasbn), from a generator seeded with --seed. 2-D arrays are stored as
@@ -250,6 +251,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="adaptive refinement: evaluate a coarse grid, then only the cells whose interpolation is off by more "
         "than TOL in log10 of the loss (0.05: 12 %%); the rest interpolated [off]",
     )
+    p.add_argument(
+        "--bootstrap",
+        type=number(int, least=2),
+        default=None,
+        metavar="K",
+        help="cut the data (e.g. --samples N) into K blocks and store each point's bootstrap standard error over "
+        "them: whether N examples are enough [off]",
+    )
     p.add_argument("--orthogonal", action="store_true", help="make the second direction orthogonal to the first")
     p.add_argument(
         "--directions",
@@ -356,14 +365,17 @@ def run_surface(args: argparse.Namespace) -> int:
                 compile=args.compile,
                 direction_seeds=args.direction_seeds,
                 refine=args.refine,
+                bootstrap=args.bootstrap,
                 out=out,
                 **analysis_kwargs(args),
             ),
         )
     opts = eval_options(args)
     if args.directions == "hessian":
-        if args.direction_seeds > 1 or args.refine:
-            raise ValueError("--direction-seeds and --refine go with random directions, not --directions hessian")
+        if args.direction_seeds > 1 or args.refine or args.bootstrap:
+            raise ValueError(
+                "--direction-seeds, --refine and --bootstrap go with random directions, not --directions hessian"
+            )
         return output(
             args,
             lambda out: hessian_surface(
@@ -394,6 +406,7 @@ def run_surface(args: argparse.Namespace) -> int:
             orthogonal=args.orthogonal,
             direction_seeds=args.direction_seeds,
             refine=args.refine,
+            bootstrap=args.bootstrap,
             resume=args.resume,
             overwrite=args.overwrite,
             log=print,

@@ -279,7 +279,17 @@ def hessian_spectrum(
 
 
 def batch_eigenvalues(values: np.ndarray, batch_size: int, full: float | None = None, *, title: str = "") -> go.Figure:
-    """:func:`landscape.plots.mpl.batch_eigenvalues`, interactive."""
+    """The per-batch top eigenvalues as an interactive histogram (as :func:`landscape.plots.mpl.batch_eigenvalues`).
+
+    Args:
+        values: one top eigenvalue per batch.
+        batch_size: how many examples each batch held.
+        full: the top eigenvalue of the whole split, drawn as a dashed line (``None``: none).
+        title: the title (default "per-batch sharpness").
+
+    Returns:
+        A plotly ``Figure``.
+    """
     fig = go.Figure(go.Histogram(x=values, name=f"{len(values)} batches", marker_color=PALETTE[0], opacity=0.8))
     if full is not None:
         fig.add_vline(x=full, line={"color": PALETTE[1], "dash": "dash"}, annotation_text="whole split")

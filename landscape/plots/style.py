@@ -133,6 +133,12 @@ def surface_title(s: Surface, newline: str = "\n") -> str:
         split = s.splits[0]
         width, spread = s.attrs[f"basin_width_{split}"], s.attrs[f"basin_width_std_{split}"]
         title += f"{newline}{seeds} direction pairs: {split} basin width {width:.3g} ± {spread:.2g}"
+    key = f"{s.splits[0]}_loss"
+    if s.attrs.get("bootstrap") and key in s.spread:
+        ratio = float(np.nanmedian(s.spread[key] / np.abs(s.values[key])))
+        title += (
+            f"{newline}bootstrap over {s.attrs['bootstrap']} blocks: standard error {ratio:.1%} of the loss (median)"
+        )
     return title
 
 
