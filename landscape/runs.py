@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from landscape.trainers.checkpoint import read_checkpoint
 from landscape.trainers.rundir import (
@@ -84,7 +85,12 @@ def read_sharpness(path: Path) -> dict[str, float]:
     return out
 
 
-def find_run(path: str | Path, name: str | None = None, root: str | Path | None = None) -> Run:
+def find_run(
+    path: str | Path,
+    name: str | None = None,
+    root: str | Path | None = None,
+    inspect: Callable[[Path], tuple[str | None, str | None]] = inspect_file,
+) -> Run:
     """What a run directory holds (config, metrics, checkpoint, analysis files), found by each file's kind.
 
     Args:
@@ -93,6 +99,7 @@ def find_run(path: str | Path, name: str | None = None, root: str | Path | None 
         root: bounds what is read (default: the run directory): a config, metrics or checkpoint behind a link that
             leaves it refuses the run; an analysis file behind such a link, or one that cannot be read, is left out
             and listed in ``Run.problems`` with its reason.
+        inspect: what a file is (:func:`~landscape.io.inspect_file`; the explorer passes its cached answers).
 
     Returns:
         The :class:`Run`.
@@ -139,7 +146,7 @@ def find_run(path: str | Path, name: str | None = None, root: str | Path | None 
             run.problems.append((path / SHARPNESS, str(e)))
     for f in sorted(path.glob("*.h5")):
         try:
-            category, reason = inspect_file(within(f, root))
+            category, reason = inspect(within(f, root))
         except ValueError as e:
             category, reason = None, str(e)
         if category is None:

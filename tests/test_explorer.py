@@ -237,18 +237,16 @@ def shots(tmp_path):
 
 @contextmanager
 def serving(root: Path):
-    import logging
+    """The explorer on the server ``landscape explore`` runs (waitress), on a free port, in a thread."""
+    from landscape.apps.explorer.serving import make_server
 
-    from werkzeug.serving import make_server
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per callback request otherwise
-    srv = make_server("127.0.0.1", 0, create_app(root, refresh_s=0.5).server, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    srv = make_server(create_app(root, refresh_s=0.5).server, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{srv.server_port}/"
+        yield f"http://127.0.0.1:{srv.effective_port}/"
     finally:
-        srv.shutdown()
+        srv.close()
         thread.join(5)
 
 
@@ -507,3 +505,124 @@ def test_a_view_redraws_only_when_its_own_files_change(folder):
     assert views.version(after, files=["sam/sweep.h5"]) != views.version(before, files=["sam/sweep.h5"])
     assert views.version(after, runs=["sam"]) != views.version(before, runs=["sam"])  # compare follows its runs
     assert views.version(after, runs=["erm"]) == views.version(before, runs=["erm"])
+
+
+def hessian_request(rel: str, version) -> bytes:
+    """The body Dash's renderer posts for the Hessian view's callback."""
+    return json.dumps(
+        {
+            "output": "hessian-graph.figure",
+            "outputs": {"id": "hessian-graph", "property": "figure"},
+            "inputs": [
+                {"id": "hessian-file", "property": "value", "value": rel},
+                {"id": "hessian-version", "property": "data", "value": version},
+            ],
+            "changedPropIds": ["hessian-file.value"],
+            "state": [],
+        }
+    ).encode()
+
+
+def test_one_computation_serves_identical_requests_compressed(folder, monkeypatch):
+    """A callback's response is computed once for identical requests (also when they arrive together), served
+    gzipped to clients that take it, and computed again once the catalogue changes."""
+    import gzip
+
+    calls = []
+    drawn = views.hessian_figure
+
+    def slow(*args, **kwargs):  # long enough for the four requests to arrive while the first computes
+        calls.append(args[1])
+        time.sleep(0.3)
+        return drawn(*args, **kwargs)
+
+    monkeypatch.setattr(views, "hessian_figure", slow)
+    app = create_app(folder)
+    cache, catalog = app.server.extensions["landscape_cache"], app.server.extensions["landscape_catalog"]
+    catalog.current(60)  # the first rescan, as a browser's first poll makes it
+    body = hessian_request("erm/hessian.h5", [1])
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "gzip"}
+    answers = []
+
+    def ask():
+        answers.append(app.server.test_client().post("/_dash-update-component", data=body, headers=headers))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["erm/hessian.h5"] and cache.misses == 1 and cache.hits == 3
+    assert all(a.status_code == 200 and a.headers["Content-Encoding"] == "gzip" for a in answers)
+    assert len({a.data for a in answers}) == 1
+    figure = json.loads(gzip.decompress(answers[0].data))["response"]["hessian-graph"]["figure"]
+    assert figure["data"][0]["y"]  # the eigenvalues, decompressed
+    plain = app.server.test_client().post(
+        "/_dash-update-component", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert "Content-Encoding" not in plain.headers and json.loads(plain.data) == json.loads(
+        gzip.decompress(answers[0].data)
+    )
+    assert answers[0].headers["X-Frame-Options"] == "DENY"  # a cached response keeps the security headers
+    catalog.current(0)  # rescanned, nothing new: responses stay valid
+    app.server.test_client().post("/_dash-update-component", data=body, headers=headers)
+    assert len(calls) == 2  # the uncompressed request was a key of its own; the compressed one still cached
+    (folder / "erm" / "extra.h5").write_bytes((folder / "erm" / "hessian.h5").read_bytes())
+    catalog.current(0)  # the rescan sees the new file: a new generation
+    app.server.test_client().post("/_dash-update-component", data=body, headers=headers)
+    assert len(calls) == 3
+
+
+def test_the_catalogue_is_scanned_once_per_interval_for_every_client(folder, monkeypatch):
+    catalog = Catalog(folder)
+    scans = []
+    real = catalog.scan
+    monkeypatch.setattr(catalog, "scan", lambda budget=None: scans.append(1) or real(budget))
+    snaps = [catalog.current(max_age=60) for _ in range(20)]
+    assert len(scans) == 1 and {g for _, g in snaps} == {1}
+    same, generation = catalog.current(max_age=0)  # due again: rescanned, nothing new, the same generation
+    assert len(scans) == 2 and generation == 1
+    (folder / "erm" / "copy.h5").write_bytes((folder / "erm" / "sweep.h5").read_bytes())
+    snap, generation = catalog.current(max_age=0)
+    assert generation == 2 and "erm/copy.h5" in [e["rel"] for e in snap["files"]]
+
+
+def test_explore_runs_on_waitress(folder):
+    import urllib.request
+
+    from landscape.apps.explorer.serving import make_server
+
+    srv = make_server(create_app(folder).server, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.effective_port}/") as r:
+            assert r.headers["Server"] == "landscape-explorer" and b"landscape explorer" in r.read()
+    finally:
+        srv.close()
+        thread.join(5)
+
+
+def test_a_rescan_opens_only_the_files_that_changed_and_a_large_folder_is_listed_at_once(folder, monkeypatch):
+    import landscape.apps.explorer.catalog as catalog_module
+
+    opened = []
+    real = catalog_module.inspect_file
+    monkeypatch.setattr(catalog_module, "inspect_file", lambda path: opened.append(Path(path).name) or real(path))
+    catalog = Catalog(folder)
+    first = catalog.scan()
+    files = len(first["files"]) + sum(1 for p in first["problems"] if p["path"].endswith(".h5"))
+    assert len(opened) == files  # each file opened once: by the scan, not again by its run's summary
+    opened.clear()
+    catalog.scan()
+    assert opened == []
+    with open(folder / "erm" / "sweep.h5", "ab") as f:  # the same bytes and a new time: a changed file
+        f.write(b"")
+    os.utime(folder / "erm" / "sweep.h5", (time.time() + 5, time.time() + 5))
+    catalog.scan()
+    assert opened == ["sweep.h5"]
+    # no time for new files: every run is listed at once, its files follow in later scans
+    fresh = Catalog(folder)
+    quick = fresh.scan(budget=0)
+    assert {r["run"] for r in quick["runs"]} >= {"erm", "sam"} and quick["pending"] == files
+    assert fresh.scan(budget=None)["pending"] == 0 and len(fresh.scan()["files"]) == len(first["files"])

@@ -60,6 +60,7 @@ def allowed_hosts(host: str, extra: list[str]) -> list[str]:
 
 def serve(root: str, host: str = "127.0.0.1", port: int = 8050, refresh: float = 3.0, allow: list[str] = ()) -> None:
     from landscape.apps.explorer.app import create_app
+    from landscape.apps.explorer.serving import THREADS, make_server
 
     if refresh <= 0:
         raise ValueError(f"--refresh must be > 0, got {refresh}")
@@ -69,9 +70,18 @@ def serve(root: str, host: str = "127.0.0.1", port: int = 8050, refresh: float =
             pass
     except OSError as e:
         raise ValueError(f"cannot serve on {host}:{port}: {e.strerror or e} (choose another --port)") from None
-    print(f"landscape explorer: serving {root} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request every few seconds
-    app.run(host=host, port=port, debug=False)  # Ctrl-C: werkzeug stops and returns; exit status 0
+    server = make_server(app.server, host, port)
+    print(
+        f"landscape explorer: serving {root} at http://{host}:{port}/ (waitress, {THREADS} threads; Ctrl-C stops)",
+        flush=True,
+    )
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" lines under load
+    try:
+        server.run()
+    except KeyboardInterrupt:  # Ctrl-C: stop serving; exit status 0
+        pass
+    finally:
+        server.close()
 
 
 def run(args: argparse.Namespace) -> int:

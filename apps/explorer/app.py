@@ -21,6 +21,7 @@ from landscape.io import file_category
 
 from .catalog import Catalog, resolve_under
 from .components import CSS
+from .serving import install
 from .tabs import TABS, VERSIONED
 
 
@@ -37,6 +38,7 @@ def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
             html.Div(id="status", className="status"),
             dcc.Interval(id="tick", interval=refresh_ms),
             dcc.Store(id="snapshot"),
+            dcc.Store(id="generation"),  # the snapshot's generation: what each poll sends, not the snapshot
             *[dcc.Store(id=f"{view}-version") for view in VERSIONED],
             dcc.Tabs(id="tabs", value="runs", children=[t.tab() for t in TABS]),
         ],
@@ -63,9 +65,12 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
-def create_app(root: str | Path, *, refresh_s: float = 3.0, hosts: Collection[str] = LOOPBACK) -> Dash:
+def create_app(
+    root: str | Path, *, refresh_s: float = 3.0, hosts: Collection[str] = LOOPBACK, cache: bool = True
+) -> Dash:
     """The explorer over ``root``. ``hosts``: the names a request's ``Host`` header may carry (the bound address
-    and its names), so that a page of another site cannot reach the server by DNS rebinding; ``"*"`` allows any."""
+    and its names), so that a page of another site cannot reach the server by DNS rebinding; ``"*"`` allows any.
+    ``cache=False``: no response cache nor compression (:mod:`.serving`; the load benchmark's baseline)."""
     catalog = Catalog(root)
     app = Dash(__name__, title="landscape explorer")
     app.layout = layout(catalog, int(refresh_s * 1000))
@@ -96,18 +101,27 @@ def create_app(root: str | Path, *, refresh_s: float = 3.0, hosts: Collection[st
 
     @app.callback(
         Output("snapshot", "data"),
+        Output("generation", "data"),
         Output("status", "children"),
         Input("tick", "n_intervals"),
-        State("snapshot", "data"),
+        State("generation", "data"),
     )
-    def rescan(_, current):
-        snap = catalog.scan()
+    def rescan(_, seen):
+        snap, generation = catalog.current(max_age=0.9 * refresh_s)
         left_out = f"; {len(snap['problems'])} left out (listed under the runs table)" if snap["problems"] else ""
+        pending = f"; reading {snap['pending']:,} more" if snap["pending"] else ""
         status = (
-            f"{len(snap['runs'])} runs, {len(snap['files'])} analysis files{left_out} (rescanned every {refresh_s:g} s)"
+            f"{len(snap['runs'])} runs, {len(snap['files'])} analysis files{pending}{left_out} "
+            f"(rescanned every {refresh_s:g} s)"
         )
-        return (no_update if snap == current else snap), status
+        if generation == seen:
+            return no_update, no_update, status
+        return snap, generation, status
 
     for t in TABS:
         t.register(app, catalog)
+    # after the routes, so it stands in front of every response; kept where Flask keeps extensions
+    if cache:
+        app.server.extensions["landscape_cache"] = install(app.server, lambda: catalog.generation)
+    app.server.extensions["landscape_catalog"] = catalog
     return app

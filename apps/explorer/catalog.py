@@ -7,6 +7,8 @@ signature of its files, so the explorer rescans every few seconds and only rerea
 from __future__ import annotations
 
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from landscape.runs import Run, find_run
 from landscape.trainers.rundir import CURVATURE, RUN_MARKERS
 
 OUTSIDE = "refused: a link to a file outside the served folder"
+SCAN_BUDGET = 0.5  # seconds a scan spends opening new files; a large folder's first listing comes, then fills in
 CONFIG_COLUMNS = ("lr", "batch_size", "rho", "eta", "epsilon", "sigma", "num_splits", "weight_decay")  # hparams shown
 
 
@@ -51,6 +54,36 @@ class Catalog:
         self._kinds: dict[str, tuple[tuple[int, float], tuple[str | None, str | None]]] = {}
         self._runs: dict[str, tuple[tuple, tuple[dict | None, str | None], Run | None]] = {}
         self._groups: tuple[list, list[dict]] = ([None], [])  # (the runs' signatures, their group rows)
+        self._lock = threading.Lock()  # one scan at a time, shared by every client (see current)
+        self._snapshot: dict | None = None
+        self._pending: set[str] = set()
+        self._reader: threading.Thread | None = None
+        self._scanned_at = -float("inf")
+        self.generation = 0  # counts the scans that found something new: a response cache's key
+
+    def current(self, max_age: float, budget: float = SCAN_BUDGET) -> tuple[dict, int]:
+        """The latest snapshot and its generation, rescanning only when it is older than ``max_age`` seconds (or
+        files are still to be read): a hundred browsers polling every few seconds cost one scan per interval, not one
+        each. Each scan opens new files for at most ``budget`` seconds (see :meth:`scan`)."""
+        with self._lock:
+            if time.monotonic() - self._scanned_at >= max_age or self._pending:
+                snap = self.scan(budget)
+                if snap != self._snapshot:
+                    self._snapshot, self.generation = snap, self.generation + 1
+                self._scanned_at = time.monotonic()
+                if self._pending and not (self._reader and self._reader.is_alive()):
+                    # the files left are opened in the background; the next scans find them known
+                    self._reader = threading.Thread(target=self._read, args=(sorted(self._pending),), daemon=True)
+                    self._reader.start()
+            assert self._snapshot is not None
+            return self._snapshot, self.generation
+
+    def _read(self, paths: list[str]) -> None:
+        for name in paths:
+            try:
+                self._category(Path(name), Path(name).stat())
+            except OSError:  # gone since: the next scan will not list it
+                pass
 
     def _category(self, path: Path, stat: os.stat_result) -> tuple[str | None, str | None]:
         """(category, None), or (None, why it is refused); looked at again only when the file changes."""
@@ -65,10 +98,17 @@ class Catalog:
         self._kinds[str(path)] = (key, found)
         return found
 
-    def scan(self) -> dict:
-        """``{"root", "files", "runs", "problems"}``: analysis files by kind, a row per run, and every file or run
-        left out with the reason (a bad file is listed there; everything else keeps working)."""
+    def scan(self, budget: float | None = None) -> dict:
+        """``{"root", "files", "runs", "groups", "problems", "pending"}``: analysis files by kind, a row per run, and
+        every file or run left out with the reason (a bad file is listed there; everything else keeps working).
+
+        ``budget``: seconds to spend opening files not seen before; the rest are left for the next scans (counted in
+        ``pending``, their runs listed without them), so the first listing of a large folder comes at once and fills
+        in. ``None``: every file now."""
+        deadline = None if budget is None else time.monotonic() + budget
+        self._pending = set()
         files: list[Entry] = []
+        holding: set[str] = set()  # folders with an analysis file
         problems: list[dict] = []
         run_dirs: dict[str, list] = {}
         for dirpath, dirnames, filenames in os.walk(self.root):
@@ -90,15 +130,20 @@ class Catalog:
                     continue
                 if name.endswith(".h5"):
                     rel = (here / name).relative_to(self.root).as_posix()
+                    if deadline is not None and not self._known(path, stat) and time.monotonic() > deadline:
+                        self._pending.add(str(path))
+                        signature.append((name, "pending"))
+                        continue
                     category, reason = self._category(path, stat)
                     if category:
                         files.append(Entry(rel, category, rel_dir, stat.st_mtime, stat.st_size))
+                        holding.add(rel_dir)
                         signature.append((name, stat.st_size, stat.st_mtime))
                     elif reason:
                         problems.append({"path": rel, "reason": reason})
                 elif name in RUN_MARKERS or name == CURVATURE:  # a run's row and curves follow these files
                     signature.append((name, stat.st_size, stat.st_mtime))
-            if any(name in RUN_MARKERS for name in filenames) or any(f.run == rel_dir for f in files):
+            if rel_dir in holding or any(name in RUN_MARKERS for name in filenames):
                 run_dirs[rel_dir] = signature
         runs, found, signatures = [], [], []
         for rel, sig in run_dirs.items():
@@ -121,7 +166,19 @@ class Catalog:
             "runs": runs,
             "groups": groups,
             "problems": problems,
+            "pending": len(self._pending),
         }
+
+    def _known(self, path: Path, stat: os.stat_result) -> bool:
+        cached = self._kinds.get(str(path))
+        return cached is not None and cached[0] == (stat.st_size, stat.st_mtime)
+
+    def _inspect(self, path: Path) -> tuple[str | None, str | None]:
+        """:meth:`_category` for :func:`find_run`: each file opened once per change, not once by the scan and once
+        by its run; a file the scan left for later is not there yet."""
+        if str(path) in self._pending:
+            return None, None
+        return self._category(path, path.stat())
 
     def _summary(self, rel: str, signature: tuple) -> tuple[dict | None, str | None]:
         """The run's table row, or (None, why it cannot be read); recomputed only when its files change."""
@@ -130,7 +187,7 @@ class Catalog:
             return cached[1]
         run = None
         try:
-            run = find_run(self.root / rel, name=rel, root=self.root)
+            run = find_run(self.root / rel, name=rel, root=self.root, inspect=self._inspect)
             config = settings(run.config)
             found: tuple[dict | None, str | None] = (
                 {
