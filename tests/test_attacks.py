@@ -411,10 +411,14 @@ def test_links_out_of_the_root_reach_no_callback(linked_out):
     assert all("outside" in r for r in reasons.values())
     client = create_app(linked_out).server.test_client()
     body = {
-        "output": "..snapshot.data...status.children..",
-        "outputs": [{"id": "snapshot", "property": "data"}, {"id": "status", "property": "children"}],
+        "output": "..snapshot.data...generation.data...status.children..",
+        "outputs": [
+            {"id": "snapshot", "property": "data"},
+            {"id": "generation", "property": "data"},
+            {"id": "status", "property": "children"},
+        ],
         "inputs": [{"id": "tick", "property": "n_intervals", "value": 1}],
-        "state": [{"id": "snapshot", "property": "data", "value": None}],
+        "state": [{"id": "generation", "property": "data", "value": None}],
         "changedPropIds": ["tick.n_intervals"],
     }
     got = client.post("/_dash-update-component", json=body)

@@ -626,3 +626,49 @@ def test_a_rescan_opens_only_the_files_that_changed_and_a_large_folder_is_listed
     quick = fresh.scan(budget=0)
     assert {r["run"] for r in quick["runs"]} >= {"erm", "sam"} and quick["pending"] == files
     assert fresh.scan(budget=None)["pending"] == 0 and len(fresh.scan()["files"]) == len(first["files"])
+
+
+def test_links_round_trip_and_ignore_what_they_do_not_know():
+    from landscape.apps.explorer.links import from_search, to_search
+
+    values = {"surface-file": "erm/s.h5", "surface-kind": "heatmap", "surface-value": "test_loss", "surface-log": []}
+    values["surface-levels"] = 20
+    search = to_search("surface", values)
+    assert from_search(search) == ("surface", values)
+    assert from_search(to_search("compare", {"compare-runs": ["a", "b/c"], "compare-log": ["log"]})) == (
+        "compare",
+        {"compare-runs": ["a", "b/c"], "compare-log": ["log"]},
+    )
+    assert from_search("?tab=nonsense&file=x") == (None, {})
+    assert from_search("?tab=surface&levels=many&other=1") == ("surface", {})
+
+
+def test_a_link_copied_from_one_session_opens_the_view_in_a_fresh_one(browser, folder):
+    """Choose a file, a kind, a value, a scale and the levels; the page's address then holds them: opened cold in a
+    new browser context it draws the same figure; back and forward step through the views."""
+    with serving(folder) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_text("Surface", exact=True).click()
+        figure(page, "surface-graph")
+        page.locator("#surface-file").click()
+        page.locator(".dash-dropdown-option", has_text="sam/surface_2d.h5").click()
+        has = "parts => parts.every(p => location.search.includes(p))"  # the address, as pushState leaves it
+        page.get_by_text("heatmap", exact=True).click()
+        page.wait_for_function(has, arg=["kind=heatmap", "log=1", "sam%2Fsurface_2d.h5"], timeout=20000)
+        page.locator("#surface-log input").uncheck()  # a second step in the history
+        page.wait_for_function(has, arg=["kind=heatmap", "log=0", "sam%2Fsurface_2d.h5"], timeout=20000)
+        drawn = figure(page, "surface-graph")
+        link = page.url
+        cold = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        cold.goto(link)
+        again = wait_for(lambda: (d := figure(cold, "surface-graph")) and d[0]["type"] == "heatmap" and d)
+        assert again[0]["z"] == drawn[0]["z"] and again[0]["x"] == drawn[0]["x"]  # the same file, value and scale
+        assert cold.locator("#surface-file").inner_text().strip() == "sam/surface_2d.h5"
+        assert cold.locator(".tab--selected").inner_text().strip() == "Surface"
+        page.go_back()  # the log scale again
+        page.wait_for_function(has, arg=["log=1", "kind=heatmap"], timeout=20000)
+        wait_for(lambda: page.locator("#surface-log input").is_checked())
+        page.go_forward()
+        page.wait_for_function(has, arg=["log=0"], timeout=20000)
+        wait_for(lambda: not page.locator("#surface-log input").is_checked())

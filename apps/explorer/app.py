@@ -19,6 +19,7 @@ from werkzeug.routing import PathConverter
 
 from landscape.io import file_category
 
+from . import links
 from .catalog import Catalog, resolve_under
 from .components import CSS
 from .serving import install
@@ -35,7 +36,7 @@ def layout(catalog: Catalog, refresh_ms: int) -> html.Div:
     return html.Div(
         [
             html.H2(["landscape explorer ", html.Small(str(catalog.root), style={"color": "#666"})]),
-            html.Div(id="status", className="status"),
+            html.Div([html.Span(id="status"), *links.components()], className="status"),
             dcc.Interval(id="tick", interval=refresh_ms),
             dcc.Store(id="snapshot"),
             dcc.Store(id="generation"),  # the snapshot's generation: what each poll sends, not the snapshot
@@ -120,6 +121,7 @@ def create_app(
 
     for t in TABS:
         t.register(app, catalog)
+    links.register(app)
     # after the routes, so it stands in front of every response; kept where Flask keeps extensions
     if cache:
         app.server.extensions["landscape_cache"] = install(app.server, lambda: catalog.generation)

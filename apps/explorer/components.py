@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Callable
 
 import dash_ag_grid as dag
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from . import views
+from .links import wanted_choice
 
 WIDE = {"width": "24em"}
 LOG_SCALE = {"options": [{"label": " log scale", "value": "log"}], "value": [], "inline": True}
@@ -87,12 +88,16 @@ def file_choice(
         Output(f"{view}-file", "options"),
         Output(f"{view}-file", "value"),
         Input("snapshot", "data"),
+        Input("wanted", "data"),
         State(f"{view}-file", "value"),
     )
-    def offer(snap, chosen):
+    def offer(snap, wanted, chosen):
         if not snap:
             return no_update, no_update
         options = views.file_options(snap, categories)
+        asked = wanted_choice(wanted, f"{view}-file", options)  # a link's file, once it is listed
+        if asked is not None and (chosen is None or ctx.triggered_id == "wanted"):
+            return options, asked
         return options, keep(chosen, options)
 
     track_version(app, view, f"{view}-file", "files", depends)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from .. import views
 from ..catalog import GROUP_COLUMNS, Catalog
 from ..components import LOG_SCALE, controls, grid, guard, track_version
+from ..links import wanted_choice
 
 
 def tab() -> dcc.Tab:
@@ -56,10 +57,18 @@ def register(app: Dash, catalog: Catalog) -> None:
         Output("compare-runs", "value"),
         Input("groups-table", "selectedRows"),
         Input("runs-table", "selectedRows"),
+        Input("wanted", "data"),
+        Input("snapshot", "data"),
+        State("compare-runs", "value"),
         prevent_initial_call=True,
     )
-    def select(groups, rows):
+    def select(groups, rows, wanted, snap, current):
+        if ctx.triggered_id in ("wanted", "snapshot"):  # a link's runs, once the folder lists them
+            asked = wanted_choice(wanted, "compare-runs", [r["run"] for r in (snap or {}).get("runs", [])])
+            return asked if asked and (ctx.triggered_id == "wanted" or not current) else no_update
         runs = [r for g in groups or [] for r in g["runs"]] + [r["run"] for r in rows or []]
+        if not runs and (wanted or {}).get("compare-runs"):
+            return no_update  # the tables' empty selection as they load does not undo a link's runs
         return list(dict.fromkeys(runs))
 
     @app.callback(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from landscape.io.files import PLANE
 from landscape.plots.plotly import SURFACE_2D_KINDS
@@ -43,6 +43,7 @@ def register(app: Dash, catalog: Catalog) -> None:
     @app.callback(
         Output("surface-graph", "figure"),
         Output("surface-value", "options"),
+        Output("surface-value", "value"),
         Output("surface-download", "href"),
         Input("surface-file", "value"),
         Input("surface-kind", "value"),
@@ -50,13 +51,16 @@ def register(app: Dash, catalog: Catalog) -> None:
         Input("surface-log", "value"),
         Input("surface-levels", "value"),
         Input("surface-version", "data"),
+        Input("wanted", "data"),
     )
-    def show(rel, kind, value, log, levels, _):
+    def show(rel, kind, value, log, levels, _, wanted):
         if not rel:
-            return views.message_figure("no surface files under this folder yet"), [], ""
+            return views.message_figure("no surface files under this folder yet"), [], no_update, ""
+        asked = (wanted or {}).get("surface-value")  # a link's value, drawn if the file holds it
+        value = asked if asked and (ctx.triggered_id == "wanted" or not value) else value or "train_loss"
         drawn = guard(views.surface_figure, catalog, rel, kind=kind, value=value, log=bool(log), levels=levels)
         fig, values = drawn if isinstance(drawn, tuple) else (drawn, [value])
-        return fig, values, views.download_href(rel)
+        return fig, values, value if value in values else no_update, views.download_href(rel)
 
     @app.callback(
         Output("slice-graph", "figure"),

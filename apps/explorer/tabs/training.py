@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dash import Dash, Input, Output, State, dcc, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, no_update
 
 from .. import views
 from ..catalog import Catalog
 from ..components import controls, guard
+from ..links import wanted_choice
 
 
 def tab() -> dcc.Tab:
@@ -26,12 +27,16 @@ def register(app: Dash, catalog: Catalog) -> None:
         Output("training-runs", "options"),
         Output("training-runs", "value"),
         Input("snapshot", "data"),
+        Input("wanted", "data"),
         State("training-runs", "value"),
     )
-    def offer(snap, chosen):
+    def offer(snap, wanted, chosen):
         if not snap:
             return no_update, no_update
         names = [r["run"] for r in snap["runs"]]
+        asked = wanted_choice(wanted, "training-runs", names)  # a link's runs
+        if asked and (not chosen or ctx.triggered_id == "wanted"):
+            return names, asked
         return names, [r for r in chosen or [] if r in names] or names[:1]
 
     @app.callback(
