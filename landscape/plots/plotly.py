@@ -153,8 +153,9 @@ def surface_2d(
         )
     else:
         trace = go.Contour if kind == "contour" else go.Heatmap
-        # contour labels would print log10 values: the colour bar and the hover carry the real ones instead
-        extra = {"contours": {"showlabels": not logged}, "ncontours": levels} if kind == "contour" else {}
+        # no contour labels: they would print log10 values, and crowd where the lines do (the browser check found
+        # "7" over "9"); the colour bar and the hover carry the values
+        extra = {"ncontours": levels} if kind == "contour" else {}
         fig = go.Figure(
             trace(
                 x=s.xcoordinates,
@@ -178,8 +179,11 @@ def surface_2d(
                 )
             )
         # equal axes by shrinking the plot, not by widening the x range past the grid (a -1..1 grid drawn on -3..3)
-        fig.update_xaxes(title_text=axis_label(s, "x"), constrain="domain")
-        fig.update_yaxes(title_text=axis_label(s, "y"), scaleanchor="x", scaleratio=1, constrain="domain")
+        # ticks outside: the two axes' first labels (-1 and -1) meet at the corner otherwise
+        fig.update_xaxes(title_text=axis_label(s, "x"), constrain="domain", ticks="outside", ticklen=4)
+        fig.update_yaxes(
+            title_text=axis_label(s, "y"), scaleanchor="x", scaleratio=1, constrain="domain", ticks="outside", ticklen=4
+        )
     fig.update_layout(title=f"{surface_title(s, '<br>')}: {label}", template=TEMPLATE)
     return fig
 
@@ -646,9 +650,16 @@ def compare_surfaces(items: list[tuple[str, Surface]], *, value: str = "train_lo
         )
         # every x scaled to the one shared y: equal units in each panel, and equal widths for equal ranges
         fig.update_xaxes(
-            title_text=axis_label(s, "x"), scaleanchor="y", scaleratio=1, constrain="domain", row=1, col=col
+            title_text=axis_label(s, "x"),
+            scaleanchor="y",
+            scaleratio=1,
+            constrain="domain",
+            ticks="outside",
+            ticklen=4,
+            row=1,
+            col=col,
         )
-    fig.update_yaxes(title_text=axis_label(items[0][1], "y"), row=1, col=1)
+    fig.update_yaxes(title_text=axis_label(items[0][1], "y"), ticks="outside", ticklen=4, row=1, col=1)
     bar = _log_colorbar(lo, hi, label) if log else {"title": label}
     fig.update_layout(
         template=TEMPLATE, title=label, coloraxis={"colorscale": "Viridis", "cmin": lo, "cmax": hi, "colorbar": bar}
