@@ -89,11 +89,11 @@ def _error(values: Values) -> float:
     return (100.0 - values[1]) / 100.0 if np.isfinite(values[1]) else values[0]
 
 
-def _pacbayes_sigma(sw: Sweeper, t, trials: int, deviation: float, depth: int, upper: float, g) -> float:
+def _pacbayes_sigma(sw: Sweeper, clean: Values, t, trials: int, deviation: float, depth: int, upper: float, g) -> float:
     """Jiang et al.'s search: the largest ``sigma`` whose noise ``N(0, sigma^2 T^2)`` moves the training error (the
     loss, for a problem without accuracy) by ``deviation`` on average over ``trials`` draws, by bisection on
     ``[0, upper]`` to within a tenth of ``deviation``."""
-    clean = _error(sw._evaluate([torch.zeros_like(w) for w in sw.origin]))
+    base = _error(clean)
     lo, hi, sigma = 0.0, upper, upper
     for _ in range(depth):
         sigma = (lo + hi) / 2
@@ -101,7 +101,7 @@ def _pacbayes_sigma(sw: Sweeper, t, trials: int, deviation: float, depth: int, u
             _error(sw._evaluate([sigma * ti * torch.randn(w.shape, generator=g).to(w) for ti, w in zip(t, sw.origin)]))
             for _ in range(trials)
         ]
-        moved = float(np.mean(noisy)) - clean
+        moved = float(np.mean(noisy)) - base
         if abs(moved - deviation) < deviation / 10:
             break
         lo, hi = (lo, sigma) if moved > deviation else (sigma, hi)
@@ -269,7 +269,7 @@ def _measure(
     clean = sw._evaluate([torch.zeros_like(w) for w in sw.origin])
     t = sw.scale("all" if adaptive else "none", eta)
     if kind == "pacbayes":
-        sigma = _pacbayes_sigma(sw, t, trials, deviation, 15, 2.0, g)
+        sigma = _pacbayes_sigma(sw, clean, t, trials, deviation, 15, 2.0, g)  # the clean pass above, not again
         return np.array([1.0 / sigma**2]), clean[0], sigma
     if kind == "adaptive":
         found = sw.worst(rho, sw.scale("asam", eta), norm=norm)

@@ -672,7 +672,7 @@ def _over_seeds(
     std = {n: v.std(0) for n, v in stacked.items()}
     widths = np.array([list(basin_widths(p, rise).values()) for p in parts])  # (seed, split)
     attrs = {
-        **{a: v for a, v in parts[0].attrs.items() if a not in ("kind", "grid_shape", "values", "complete", "created")},
+        **_settings(parts[0]),
         "seed": seed,
         "direction_seeds": k,
         "basin_rise": rise,
@@ -685,6 +685,12 @@ def _over_seeds(
     _write_whole(out, xs, ys, splits, parts[0].directions or [], attrs, extras, mean, computed)
     return Surface(str(out or ""), xs, ys, mean, computed, surface_attrs(xs, ys, splits, attrs), "landscape", {},
                    parts[0].directions, std)  # fmt: skip
+
+
+def _settings(part: Surface) -> dict:
+    """A part surface's attributes that a combined file keeps (not those its writer sets afresh)."""
+    fresh = ("kind", "grid_shape", "values", "complete", "created")
+    return {a: v for a, v in part.attrs.items() if a not in fresh}
 
 
 def _write_whole(
@@ -749,7 +755,7 @@ def _bootstrapped(
             stderr[name] = drawn.std(0).reshape(mean[name].shape)
     assert first is not None
     attrs = {
-        **{a: v for a, v in first.attrs.items() if a not in ("kind", "grid_shape", "values", "complete", "created")},
+        **_settings(first),
         **problem.file_attrs(),
         "bootstrap": blocks,
         "bootstrap_resamples": resamples,

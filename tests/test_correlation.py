@@ -112,3 +112,17 @@ def test_compare_ranks_the_measures_and_draws_a_scatter_per_measure(tmp_path):
     assert text_defects(mpl.correlation_scatter(points, taus)) == []
     # runs that differ only by their seed: no axis, no table
     assert correlation_section(find_runs(runs[:2]), 0.1) == ([], {}, {})
+
+
+def test_a_malformed_sharpness_file_is_left_out_with_its_reason(tmp_path):
+    """sharpness.json is a user's file: one that is not ours is named in the run's problems, the run still reads."""
+    from landscape.runs import find_run
+
+    for i, text in enumerate(['{"measures": {"apgd@0.1": {"value": "high"}}}', "[1, 2]", "\x00\xff not json"]):
+        run = tmp_path / f"r{i}"
+        run.mkdir()
+        (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_error": 1.0}) + "\n")
+        (run / "sharpness.json").write_text(text, errors="surrogateescape")
+        found = find_run(run)
+        assert found.sharpness == {} and found.metrics["test_error"] == 1.0
+        assert len(found.problems) == 1 and "sharpness.json" in found.problems[0][1]

@@ -125,7 +125,8 @@ def track_version(
 
 CSS = (
     ".page{font-family:system-ui,sans-serif;margin:0 1.5em}.controls{display:flex;gap:1em;align-items:center;"
-    "flex-wrap:wrap;margin:0.8em 0}.status{color:#555;margin-bottom:0.5em}"
+    "flex-wrap:wrap;margin:0.8em 0}.status{color:#555;margin-bottom:0.5em;display:flex;align-items:center}"
+    ".copy-link{display:inline-flex;align-items:center;gap:0.3em;margin-left:1.5em;cursor:pointer}"
     ".problems li{color:#a33}"
     ".download{margin-left:1em}.detail table{border-collapse:collapse;font-size:90%}"
     ".detail th{text-align:left;padding:2px 1em 2px 0;color:#444;font-weight:500}.detail td{font-family:monospace}"
